@@ -1,0 +1,172 @@
+//! Batch upsert of contacts into PostgreSQL, against `COPY` of the same rows as the baseline.
+//!
+//! `cargo bench --bench upsert` (uses `BENCH_DATABASE_URL`, `TEST_DATABASE_URL` or
+//! `DATABASE_URL`, else starts a private PostgreSQL). Prints rows/s for batches of 100 and 1,000
+//! contacts, fresh inserts and updates, the best of three passes, and the ratio to `COPY`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::SinkExt;
+use hubspot_sync::localpg::{LocalPgOptions, LocalPostgres};
+use hubspot_sync::store::connect::DbTarget;
+use hubspot_sync::store::contacts::{self, ContactRow};
+use hubspot_sync::store::migrations;
+use serde_json::json;
+
+const ROWS: usize = 20_000;
+const PASSES: usize = 3;
+
+fn contact(i: usize, updated: DateTime<Utc>, version: u32) -> ContactRow {
+    let first = ["Zoë", "José", "Ann", "李", "Øystein", "Mary-Jane"][i % 6];
+    let last = ["Müller", "Núñez", "O'Brien", "王", "Smith"][i % 5];
+    let email = format!("contact{i}@example{}.com", i % 97);
+    let phone = format!("+1 555 {:07}", i);
+    let owner = format!("{}", 100 + i % 20);
+    ContactRow {
+        hubspot_contact_id: (1_000_000 + i).to_string(),
+        email: Some(email.clone()),
+        first_name: Some(first.to_owned()),
+        last_name: Some(last.to_owned()),
+        phone: Some(phone.clone()),
+        owner_id: Some(owner.clone()),
+        lifecycle_stage: Some(["lead", "customer", "opportunity"][i % 3].to_owned()),
+        status: Some(["NEW", "OPEN", "IN_PROGRESS"][i % 3].to_owned()),
+        created_at: Some(Utc.timestamp_opt(1_700_000_000 + i as i64, 0).single().unwrap()),
+        updated_at: updated,
+        archived: false,
+        properties: json!({
+            "email": email, "firstname": first, "lastname": last, "phone": phone,
+            "hubspot_owner_id": owner, "lifecyclestage": "lead", "hs_lead_status": "NEW",
+            "createdate": "2023-11-14T22:13:20.000Z", "lastmodifieddate": updated.to_rfc3339(),
+            "hs_object_id": (1_000_000 + i).to_string(), "company": "Acme GmbH", "city": "Zürich",
+            "jobtitle": "Head of Sales", "custom_score": version.to_string(), "notes": null,
+        }),
+    }
+}
+
+fn copy_escape(value: Option<&str>) -> String {
+    match value {
+        None => "\\N".to_owned(),
+        Some(v) => v.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r"),
+    }
+}
+
+fn copy_line(r: &ContactRow) -> String {
+    let fields = [
+        Some(r.hubspot_contact_id.clone()),
+        r.email.clone(),
+        r.first_name.clone(),
+        r.last_name.clone(),
+        r.phone.clone(),
+        r.owner_id.clone(),
+        r.lifecycle_stage.clone(),
+        r.status.clone(),
+        r.created_at.map(|t| t.to_rfc3339()),
+        Some(r.updated_at.to_rfc3339()),
+        Some(r.archived.to_string()),
+        Some(r.properties.to_string()),
+    ];
+    let mut line = fields.iter().map(|f| copy_escape(f.as_deref())).collect::<Vec<_>>().join("\t");
+    line.push('\n');
+    line
+}
+
+async fn copy_rows(client: &tokio_postgres::Client, rows: &[ContactRow]) -> Duration {
+    let started = Instant::now();
+    let sink = client
+        .copy_in(
+            "COPY contacts (hubspot_contact_id, email, first_name, last_name, phone, owner_id, lifecycle_stage, \
+             status, created_at, updated_at, archived, properties) FROM STDIN",
+        )
+        .await
+        .unwrap();
+    futures_util::pin_mut!(sink);
+    let mut buf = String::with_capacity(rows.len() * 600);
+    for r in rows {
+        buf.push_str(&copy_line(r));
+    }
+    sink.send(bytes::Bytes::from(buf)).await.unwrap();
+    sink.finish().await.unwrap();
+    started.elapsed()
+}
+
+async fn upsert_rows(conn: &mut diesel_async::AsyncPgConnection, rows: &[ContactRow], batch: usize) -> Duration {
+    let started = Instant::now();
+    for chunk in rows.chunks(batch) {
+        contacts::upsert_batch(conn, chunk.to_vec()).await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn rate(d: Duration) -> f64 {
+    ROWS as f64 / d.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let _local;
+    let url = match ["BENCH_DATABASE_URL", "TEST_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+    {
+        Some(url) => url,
+        None => {
+            let pg =
+                tokio::task::spawn_blocking(|| LocalPostgres::start(LocalPgOptions::default())).await.unwrap().unwrap();
+            let url = pg.url();
+            _local = pg;
+            url
+        }
+    };
+    let admin_target = DbTarget::parse(&url, None).unwrap();
+    let admin = admin_target.connect_raw("hubspot-sync bench").await.unwrap();
+    let name = format!("hsbench_{}", uuid::Uuid::new_v4().simple());
+    admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+    let target = admin_target.with_database(&name);
+    migrations::run_pending(&target).await.unwrap();
+    let client = target.connect_raw("hubspot-sync bench copy").await.unwrap();
+    let mut conn = target.connect("hubspot-sync bench upsert").await.unwrap();
+    if std::env::var("BENCH_SYNC_COMMIT_OFF").is_ok() {
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "SET synchronous_commit = off").await.unwrap();
+    }
+
+    let t0 = Utc.timestamp_opt(1_750_000_000, 0).single().unwrap();
+    let fresh: Vec<_> = (0..ROWS).map(|i| contact(i, t0, 1)).collect();
+    let newer: Vec<_> = (0..ROWS).map(|i| contact(i, t0 + chrono::Duration::seconds(60), 2)).collect();
+
+    let mut best_copy = Duration::MAX;
+    for _ in 0..PASSES {
+        client.batch_execute("TRUNCATE contacts").await.unwrap();
+        best_copy = best_copy.min(copy_rows(&client, &fresh).await);
+    }
+    println!(
+        "machine: {} cores; {ROWS} contacts per pass, best of {PASSES} passes",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!("| operation | batch | rows/s | COPY rows/s ÷ this |");
+    println!("|---|---:|---:|---:|");
+    println!("| COPY (baseline, one stream) | {ROWS} | {:.0} | 1.00 |", rate(best_copy));
+    for batch in [100, 1_000] {
+        let (mut insert, mut update) = (Duration::MAX, Duration::MAX);
+        for _ in 0..PASSES {
+            client.batch_execute("TRUNCATE contacts, contact_owner_history").await.unwrap();
+            insert = insert.min(upsert_rows(&mut conn, &fresh, batch).await);
+            update = update.min(upsert_rows(&mut conn, &newer, batch).await);
+        }
+        println!(
+            "| upsert, fresh inserts | {batch} | {:.0} | {:.2} |",
+            rate(insert),
+            insert.as_secs_f64() / best_copy.as_secs_f64()
+        );
+        println!(
+            "| upsert, updates (newer rows) | {batch} | {:.0} | {:.2} |",
+            rate(update),
+            update.as_secs_f64() / best_copy.as_secs_f64()
+        );
+    }
+    drop(conn);
+    drop(client);
+    admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.unwrap();
+}

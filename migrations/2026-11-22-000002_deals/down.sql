@@ -1,0 +1,2 @@
+DROP TABLE deals;
+DROP TYPE deal_status;

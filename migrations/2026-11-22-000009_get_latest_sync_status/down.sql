@@ -1,0 +1,1 @@
+DROP FUNCTION get_latest_sync_status();

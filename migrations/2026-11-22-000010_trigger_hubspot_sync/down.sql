@@ -1,0 +1,1 @@
+DROP FUNCTION trigger_hubspot_sync(text);

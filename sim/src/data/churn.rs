@@ -1,0 +1,263 @@
+//! Data churn: creates, updates, deletes, merges, restores, privacy deletions and bulk updates,
+//! each recorded as a [`Change`] that the webhook module turns into HubSpot events.
+
+use super::schema::{DEAL_STAGES, LEAD_STATUS, LIFECYCLE};
+use super::seed::{FIRST, LAST, pick};
+use super::{Crm, ObjectKind, ObjectStore, Record, iso, json::lit, seed};
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// Body of `POST /_sim/churn`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ChurnRequest {
+    pub object: String,
+    pub creates: usize,
+    pub updates: usize,
+    pub deletes: usize,
+    pub merges: usize,
+    pub restores: usize,
+    pub privacy_deletions: usize,
+    /// Records updated together with ONE identical last-modified timestamp.
+    pub bulk_updates: usize,
+}
+
+/// What a churn call did, by id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChurnReport {
+    pub object: String,
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub deleted: Vec<String>,
+    pub merged: Vec<MergeReport>,
+    pub restored: Vec<String>,
+    pub privacy_deleted: Vec<String>,
+    pub bulk_updated: Vec<String>,
+    /// The shared `updatedAt` of the bulk-updated records.
+    pub bulk_timestamp: Option<String>,
+    /// Webhook events generated (delivered only with a webhook URL).
+    pub events: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MergeReport {
+    pub primary: String,
+    pub merged: Vec<String>,
+    /// The id of the record created by the merge; both old ids now resolve to it.
+    pub new: String,
+}
+
+/// One change, the input to webhook event generation.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Created { id: u64 },
+    PropertyChanged { id: u64, name: &'static str, value: String, bulk: bool },
+    Deleted { id: u64 },
+    Merged { primary: u64, merged: Vec<u64>, new: u64, moved: u32 },
+    Restored { id: u64 },
+    PrivacyDeleted { id: u64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChurnError {
+    #[error("unknown object type {0:?}: use contacts, deals or calls")]
+    UnknownObject(String),
+    #[error("privacy deletions exist only for contacts")]
+    PrivacyNotContacts,
+}
+
+/// Merges `other` into `primary`: a NEW record (new id) takes the primary's values, filling gaps
+/// from `other`; both old ids resolve to it, and it lists them in `hs_merged_object_ids`.
+/// Returns the new id and the number of properties moved from `other`.
+pub fn merge_pair(s: &mut ObjectStore, primary: u64, other: u64, ts: i64) -> Option<(u64, u32)> {
+    if primary == other || !s.live.contains(&primary) || !s.live.contains(&other) {
+        return None;
+    }
+    let mut a = s.take(primary)?;
+    let Some(mut b) = s.take(other) else {
+        s.insert(a);
+        return None;
+    };
+    let new_id = s.alloc_id();
+    let merged_idx = s.kind.prop_index("hs_merged_object_ids");
+    let mut ids: Vec<String> = Vec::new();
+    for r in [&a, &b] {
+        if let Some(prev) = merged_idx.and_then(|i| r.raw(i)) {
+            ids.extend(prev.split(';').filter(|x| !x.is_empty()).map(str::to_string));
+        }
+        ids.push(r.id.to_string());
+    }
+    let mut values = a.values.clone();
+    let mut moved = 0u32;
+    for (i, v) in values.iter_mut().enumerate() {
+        if v.is_none() && Some(i) != merged_idx {
+            if let Some(bv) = b.values.get(i).cloned().flatten() {
+                *v = Some(bv);
+                moved += 1;
+            }
+        }
+    }
+    let mut new = Record {
+        id: new_id,
+        created_ms: a.created_ms.min(b.created_ms),
+        updated_ms: ts.max(a.updated_ms).max(b.updated_ms),
+        archived_ms: None,
+        merged_into: None,
+        values,
+    };
+    if let Some(i) = merged_idx {
+        new.set_raw(i, Some(&ids.join(";")));
+    }
+    a.merged_into = Some(new_id);
+    b.merged_into = Some(new_id);
+    s.insert(a);
+    s.insert(b);
+    s.insert(new);
+    Some((new_id, moved))
+}
+
+/// Up to `n` distinct ids from `set`, pseudo-randomly spread.
+fn pick_many(set: &std::collections::BTreeSet<u64>, n: usize, rng: &mut StdRng) -> Vec<u64> {
+    let (Some(&lo), Some(&hi)) = (set.first(), set.last()) else {
+        return Vec::new();
+    };
+    if n.saturating_mul(4) >= set.len() {
+        let start = rng.random_range(lo..=hi);
+        return set.range(start..).chain(set.range(..start)).take(n).copied().collect();
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let start = rng.random_range(lo..=hi);
+        if let Some(id) = set.range(start..).chain(set.range(..start)).find(|id| !seen.contains(*id)) {
+            seen.insert(*id);
+            out.push(*id);
+        }
+    }
+    out
+}
+
+/// A new value for a property an update changes.
+fn new_value(kind: ObjectKind, rng: &mut StdRng, owners: &[u64]) -> (&'static str, String) {
+    match (kind, rng.random_range(0..5)) {
+        (ObjectKind::Contacts, 0) => ("firstname", pick(rng, FIRST).0.to_string()),
+        (ObjectKind::Contacts, 1) => ("lastname", pick(rng, LAST).0.to_string()),
+        (ObjectKind::Contacts, 2) => ("lifecyclestage", pick(rng, LIFECYCLE).1.to_string()),
+        (ObjectKind::Contacts, 3) if !owners.is_empty() => ("hubspot_owner_id", pick(rng, owners).to_string()),
+        (ObjectKind::Contacts, _) => ("hs_lead_status", pick(rng, LEAD_STATUS).1.to_string()),
+        (ObjectKind::Deals, 0) => ("dealstage", pick(rng, &DEAL_STAGES[..7]).1.to_string()),
+        (ObjectKind::Deals, 1) => ("dealname", format!("{} — Renewal", pick(rng, LAST).0)),
+        (ObjectKind::Deals, 2) if !owners.is_empty() => ("hubspot_owner_id", pick(rng, owners).to_string()),
+        (ObjectKind::Deals, _) => ("amount", format!("{}.00", rng.random_range(100..90_000))),
+        (ObjectKind::Calls, 0) => ("hs_call_title", format!("Follow-up with {}", pick(rng, FIRST).0)),
+        (ObjectKind::Calls, 1) => ("hs_call_status", "COMPLETED".to_string()),
+        (ObjectKind::Calls, _) => ("hs_call_duration", rng.random_range(1000..3_600_000).to_string()),
+    }
+}
+
+/// Sets one property (keeping a deal's closed flags consistent with its stage) and records it.
+fn set_prop(s: &mut ObjectStore, id: u64, name: &'static str, value: &str, ts: i64, bulk: bool, out: &mut Vec<Change>) {
+    let Some(mut rec) = s.take(id) else { return };
+    let mut changes = vec![(name, value.to_string())];
+    if s.kind == ObjectKind::Deals && name == "dealstage" {
+        let won = value == "closedwon";
+        let closed = won || value == "closedlost";
+        changes.push(("hs_is_closed", closed.to_string()));
+        changes.push(("hs_is_closed_won", won.to_string()));
+    }
+    for (n, v) in changes {
+        if let Some(i) = s.kind.prop_index(n) {
+            if rec.raw(i).as_deref() != Some(v.as_str()) || n == name {
+                rec.set_raw(i, Some(&v));
+                out.push(Change::PropertyChanged { id, name: n, value: v, bulk });
+            }
+        }
+    }
+    rec.updated_ms = ts.max(rec.created_ms);
+    s.insert(rec);
+}
+
+/// Applies a churn request at clock time `clock_ms`.
+pub fn apply(
+    crm: &mut Crm,
+    req: &ChurnRequest,
+    rng: &mut StdRng,
+    clock_ms: i64,
+) -> Result<(ChurnReport, Vec<Change>), ChurnError> {
+    let kind = ObjectKind::parse(&req.object).ok_or_else(|| ChurnError::UnknownObject(req.object.clone()))?;
+    if req.privacy_deletions > 0 && kind != ObjectKind::Contacts {
+        return Err(ChurnError::PrivacyNotContacts);
+    }
+    let ts = crm.now(clock_ms);
+    let owners = crm.active_owner_ids();
+    let mut rep = ChurnReport { object: kind.name().to_string(), ..Default::default() };
+    let mut ch = Vec::new();
+    let s = crm.store_mut(kind);
+    for _ in 0..req.creates {
+        let id = s.alloc_id();
+        let owner = (!owners.is_empty()).then(|| lit(&pick(rng, &owners).to_string()));
+        let values = match kind {
+            ObjectKind::Contacts => seed::contact(rng, id, owner),
+            ObjectKind::Deals => seed::deal(rng, ts, owner),
+            ObjectKind::Calls => seed::call(rng, ts, owner),
+        };
+        s.insert(Record { id, created_ms: ts, updated_ms: ts, archived_ms: None, merged_into: None, values });
+        rep.created.push(id.to_string());
+        ch.push(Change::Created { id });
+    }
+    for id in pick_many(&s.live, req.updates, rng) {
+        let (name, value) = new_value(kind, rng, &owners);
+        set_prop(s, id, name, &value, ts, false, &mut ch);
+        rep.updated.push(id.to_string());
+    }
+    for id in pick_many(&s.live, req.deletes, rng) {
+        if s.archive(id, ts) {
+            rep.deleted.push(id.to_string());
+            ch.push(Change::Deleted { id });
+        }
+    }
+    for _ in 0..req.merges {
+        let pair = pick_many(&s.live, 2, rng);
+        if let [a, b] = pair[..] {
+            if let Some((new, moved)) = merge_pair(s, a, b, ts) {
+                rep.merged.push(MergeReport {
+                    primary: a.to_string(),
+                    merged: vec![b.to_string()],
+                    new: new.to_string(),
+                });
+                ch.push(Change::Merged { primary: a, merged: vec![b], new, moved });
+            }
+        }
+    }
+    for id in pick_many(&s.archived, req.restores, rng) {
+        if s.restore(id, ts) {
+            rep.restored.push(id.to_string());
+            ch.push(Change::Restored { id });
+        }
+    }
+    for id in pick_many(&s.live, req.privacy_deletions, rng) {
+        if s.take(id).is_some() {
+            let aliases: Vec<u64> = s.aliases.iter().filter(|(_, t)| **t == id).map(|(a, _)| *a).collect();
+            for a in aliases {
+                s.take(a);
+            }
+            rep.privacy_deleted.push(id.to_string());
+            ch.push(Change::PrivacyDeleted { id });
+        }
+    }
+    if req.bulk_updates > 0 {
+        let (name, value) = match kind {
+            ObjectKind::Contacts => ("hs_lead_status", "IN_PROGRESS"),
+            ObjectKind::Deals => ("renewal_type", "manual"),
+            ObjectKind::Calls => ("follow_up_required", "true"),
+        };
+        for id in pick_many(&s.live, req.bulk_updates, rng) {
+            set_prop(s, id, name, value, ts, true, &mut ch);
+            rep.bulk_updated.push(id.to_string());
+        }
+        rep.bulk_timestamp = Some(iso(ts));
+    }
+    Ok((rep, ch))
+}

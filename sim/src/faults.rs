@@ -1,0 +1,105 @@
+//! Fault injection: latency, a random error rate and "fail the next N calls", applied to API
+//! calls after the limits admitted them. Decisions come from a seeded RNG, so a run with the same
+//! seed and the same request order injects the same faults.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::sync::{Mutex, PoisonError};
+
+/// Body of `POST /_sim/faults`. Every field is optional; an absent field takes its default, so
+/// `{}` resets to no faults (plus the `--latency-ms` base latency).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct FaultConfig {
+    /// Probability (0.0-1.0) that a call fails with `status`.
+    pub error_rate: f64,
+    /// Status of injected errors: 500, 502, 503, 504, 429, ...
+    pub status: u16,
+    /// Added latency per call, in ms.
+    pub latency_ms: Option<u64>,
+    /// `Retry-After` seconds sent with injected errors (typically 429).
+    pub retry_after: Option<u64>,
+    /// Fail exactly the next N calls, then fall back to `error_rate`.
+    pub fail_next: u32,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig { error_rate: 0.0, status: 500, latency_ms: None, retry_after: None, fail_next: 0 }
+    }
+}
+
+/// What to do with one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub latency_ms: u64,
+    /// (status, retry_after) when the call must fail.
+    pub fail: Option<(u16, Option<u64>)>,
+}
+
+#[derive(Debug)]
+pub struct Faults {
+    base_latency_ms: u64,
+    state: Mutex<(FaultConfig, StdRng)>,
+}
+
+impl Faults {
+    pub fn new(base_latency_ms: u64, seed: u64) -> Self {
+        Faults { base_latency_ms, state: Mutex::new((FaultConfig::default(), StdRng::seed_from_u64(seed ^ 0xFA17))) }
+    }
+
+    /// Replaces the configuration (validated: rate within 0..=1, status 400..=599).
+    pub fn set(&self, cfg: FaultConfig) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&cfg.error_rate) {
+            return Err(format!("error_rate must be within 0.0-1.0, got {}", cfg.error_rate));
+        }
+        if !(400..=599).contains(&cfg.status) {
+            return Err(format!("status must be a 4xx or 5xx code, got {}", cfg.status));
+        }
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 = cfg;
+        Ok(())
+    }
+
+    pub fn get(&self) -> FaultConfig {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
+    }
+
+    pub fn decide(&self) -> Decision {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (cfg, rng) = &mut *st;
+        let latency_ms = cfg.latency_ms.unwrap_or(self.base_latency_ms);
+        let fail = if cfg.fail_next > 0 {
+            cfg.fail_next -= 1;
+            true
+        } else {
+            cfg.error_rate > 0.0 && rng.random::<f64>() < cfg.error_rate
+        };
+        Decision { latency_ms, fail: fail.then_some((cfg.status, cfg.retry_after)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_next_then_rate() {
+        let f = Faults::new(7, 1);
+        f.set(FaultConfig { fail_next: 2, status: 503, ..Default::default() }).unwrap();
+        assert_eq!(f.decide().fail, Some((503, None)));
+        assert_eq!(f.decide().fail, Some((503, None)));
+        assert_eq!(f.decide(), Decision { latency_ms: 7, fail: None });
+        f.set(FaultConfig { error_rate: 1.0, status: 429, retry_after: Some(2), ..Default::default() }).unwrap();
+        assert_eq!(f.decide().fail, Some((429, Some(2))));
+        assert!(f.set(FaultConfig { error_rate: 1.5, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn error_rate_is_roughly_honoured() {
+        let f = Faults::new(0, 42);
+        f.set(FaultConfig { error_rate: 0.3, ..Default::default() }).unwrap();
+        let fails = (0..10_000).filter(|_| f.decide().fail.is_some()).count();
+        assert!((2700..3300).contains(&fails), "{fails}");
+    }
+}

@@ -1,0 +1,283 @@
+//! `hubspot-sim`: a HubSpot CRM API simulator for `hubspot-sync`'s tests, benchmarks and demo.
+//!
+//! [`Sim::start`] generates a seeded CRM, serves HubSpot's JSON for it over HTTP with HubSpot's
+//! limits and error bodies, and (with a webhook URL) delivers signed webhooks for the changes
+//! made through `/_sim/churn` or [`SimHandle::churn`]. Nothing here depends on `hubspot-sync`:
+//! the shapes come from HubSpot's reference, so a wrong field name in a client fails its tests.
+
+pub mod control;
+pub mod data;
+pub mod errors;
+pub mod faults;
+pub mod limits;
+pub mod routes;
+pub mod search;
+pub mod state;
+pub mod stats;
+pub mod webhooks;
+
+pub use data::churn::{ChurnReport, ChurnRequest, MergeReport};
+pub use faults::FaultConfig;
+pub use limits::Clock;
+pub use webhooks::WebhookConfig;
+
+use actix_web::{App, HttpResponse, HttpServer, middleware, web};
+use data::seed::{SeedConfig, generate};
+use limits::{LimitConfig, Limits};
+use rand::SeedableRng;
+use state::AppState;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Everything [`Sim::start`] needs. `Default` gives a small CRM on 127.0.0.1 with a free port,
+/// no request budget and no webhooks.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub bind: IpAddr,
+    /// 0 picks a free port.
+    pub port: u16,
+    pub contacts: usize,
+    pub deals: usize,
+    pub calls: usize,
+    pub owners: usize,
+    pub seed: u64,
+    /// Rolling request budget per `window_ms` (HubSpot: 10 s); 0 turns it off.
+    pub requests_per_10s: u32,
+    pub window_ms: i64,
+    /// Search requests per second (HubSpot: 5); 0 turns it off.
+    pub search_per_second: u32,
+    /// Daily request quota; 0 turns it off.
+    pub requests_per_day: u64,
+    /// Latency added to every API call, in ms.
+    pub latency_ms: u64,
+    pub webhook: Option<WebhookConfig>,
+    /// Changes per second made in the background (for the demo); 0 is none.
+    pub churn_per_s: f64,
+    /// HTTP worker threads; 0 means one per core (at most 4).
+    pub workers: usize,
+    /// The clock for limits and timestamps; the system clock when `None`.
+    pub clock: Option<Clock>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            contacts: 1000,
+            deals: 300,
+            calls: 2000,
+            owners: 20,
+            seed: 42,
+            requests_per_10s: 0,
+            window_ms: 10_000,
+            search_per_second: 5,
+            requests_per_day: 1_000_000,
+            latency_ms: 0,
+            webhook: None,
+            churn_per_s: 0.0,
+            workers: 0,
+            clock: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot bind the simulator: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot build the webhook client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("data generation failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Entry point.
+pub struct Sim;
+
+/// A running simulator.
+pub struct SimHandle {
+    url: String,
+    addr: SocketAddr,
+    state: web::Data<AppState>,
+    server: actix_web::dev::ServerHandle,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "status": "error", "message": "Resource not found", "category": "OBJECT_NOT_FOUND",
+        "correlationId": errors::correlation_id(),
+    }))
+}
+
+impl Sim {
+    /// Generates the CRM, binds, and serves in the background on the current tokio runtime.
+    pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
+        let seed_cfg = SeedConfig {
+            contacts: opts.contacts,
+            deals: opts.deals,
+            calls: opts.calls,
+            owners: opts.owners,
+            seed: opts.seed,
+        };
+        let crm = tokio::task::spawn_blocking(move || generate(&seed_cfg)).await?;
+        let clock = opts.clock.clone().unwrap_or_else(Clock::system);
+        let webhook_stats = Arc::new(webhooks::WebhookStats::default());
+        let dispatcher = match &opts.webhook {
+            Some(cfg) => {
+                Some(webhooks::Dispatcher::start(cfg.clone(), clock.clone(), opts.seed, webhook_stats.clone())?)
+            }
+            None => None,
+        };
+        let state = web::Data::new(AppState {
+            crm: std::sync::RwLock::new(crm),
+            limits: Limits::new(LimitConfig {
+                requests_per_window: opts.requests_per_10s,
+                window_ms: opts.window_ms.max(1),
+                search_per_second: opts.search_per_second,
+                daily: opts.requests_per_day,
+            }),
+            faults: faults::Faults::new(opts.latency_ms, opts.seed),
+            stats: stats::Stats::default(),
+            clock,
+            churn_rng: std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed.wrapping_add(1))),
+            webhook_cfg: opts.webhook.clone(),
+            dispatcher,
+            webhook_stats,
+            next_event_id: AtomicU64::new(opts.seed % 1000 * 1_000_000 + 1),
+        });
+        let workers = match opts.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),
+            n => n,
+        };
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
+                .service(web::scope("/_sim").configure(control::configure))
+                .service(
+                    web::scope("/crm")
+                        .wrap(middleware::from_fn(routes::gate::gate))
+                        .service(web::scope("/v3/objects").configure(routes::objects))
+                        .service(web::scope("/objects/2026-03").configure(routes::objects))
+                        .service(web::scope("/v3/owners").configure(routes::meta::owners))
+                        .service(web::scope("/owners/2026-03").configure(routes::meta::owners))
+                        .service(web::scope("/v3/properties").configure(routes::meta::properties))
+                        .service(web::scope("/properties/2026-03").configure(routes::meta::properties))
+                        .default_service(web::to(not_found)),
+                )
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind((opts.bind, opts.port))?;
+        let addr = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("no bound address"))?;
+        let server = server.run();
+        let handle = server.handle();
+        let mut tasks = vec![tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "hubspot-sim server stopped");
+            }
+        })];
+        if opts.churn_per_s > 0.0 {
+            tasks.push(tokio::spawn(steady_churn(state.clone(), opts.churn_per_s)));
+        }
+        Ok(SimHandle { url: format!("http://{addr}"), addr, state, server: handle, tasks })
+    }
+}
+
+/// Background churn for the demo: about `per_s` changes a second, rotating over the objects.
+async fn steady_churn(st: web::Data<AppState>, per_s: f64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let total = per_s.max(1.0);
+        let share = |f: f64| ((total * f).floor() as usize).max(usize::from(n % ((1.0 / f).ceil() as u64).max(1) == 0));
+        let object = ["contacts", "deals", "calls"][(n % 3) as usize];
+        let req = ChurnRequest {
+            object: object.to_string(),
+            creates: share(0.2),
+            updates: share(0.6),
+            deletes: share(0.05),
+            restores: share(0.05),
+            merges: usize::from(object != "calls" && n % 20 == 0),
+            ..Default::default()
+        };
+        if let Err(e) = st.churn(&req) {
+            tracing::warn!(error = %e, "steady churn failed");
+        }
+    }
+}
+
+impl SimHandle {
+    /// Base URL, e.g. `http://127.0.0.1:41234`: use it as `HUBSPOT_API_BASE`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `/_sim/stats` document.
+    pub fn stats(&self) -> serde_json::Value {
+        control::stats_json(&self.state)
+    }
+
+    /// Changes data (and queues webhooks) exactly as `POST /_sim/churn` does.
+    pub fn churn(&self, req: &ChurnRequest) -> Result<ChurnReport, data::churn::ChurnError> {
+        self.state.churn(req)
+    }
+
+    /// NDJSON export of `contacts`, `deals`, `calls` or `owners`.
+    pub fn export(&self, object: &str) -> Option<String> {
+        self.state.export(object)
+    }
+
+    /// The export parsed into JSON values.
+    pub fn export_json(&self, object: &str) -> Vec<serde_json::Value> {
+        self.export(object).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    pub fn set_faults(&self, cfg: FaultConfig) -> Result<(), String> {
+        self.state.faults.set(cfg)
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.state.clock
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Waits until every queued webhook batch is delivered or given up; false on timeout.
+    pub async fn wait_webhooks_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.state.webhook_stats.pending.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Stops the server and background tasks.
+    pub async fn shutdown(self) {
+        for t in &self.tasks[1..] {
+            t.abort();
+        }
+        self.server.stop(true).await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Shared state of one simulator, passed to handlers as `web::Data<AppState>`.
+
+use crate::data::churn::{self, ChurnError, ChurnReport, ChurnRequest};
+use crate::data::json::{PropSel, export_line};
+use crate::data::{Crm, ObjectKind};
+use crate::faults::Faults;
+use crate::limits::{Clock, Limits};
+use crate::stats::Stats;
+use crate::webhooks::{self, Dispatcher, WebhookConfig, WebhookStats};
+use rand::rngs::StdRng;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub struct AppState {
+    pub crm: RwLock<Crm>,
+    pub limits: Limits,
+    pub faults: Faults,
+    pub stats: Stats,
+    pub clock: Clock,
+    pub churn_rng: Mutex<StdRng>,
+    pub webhook_cfg: Option<WebhookConfig>,
+    pub dispatcher: Option<Dispatcher>,
+    pub webhook_stats: Arc<WebhookStats>,
+    pub next_event_id: AtomicU64,
+}
+
+impl AppState {
+    pub fn read(&self) -> RwLockReadGuard<'_, Crm> {
+        self.crm.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Crm> {
+        self.crm.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a churn request and queues its webhook events.
+    pub fn churn(&self, req: &ChurnRequest) -> Result<ChurnReport, ChurnError> {
+        let kind = ObjectKind::parse(&req.object).ok_or_else(|| ChurnError::UnknownObject(req.object.clone()))?;
+        let (mut report, changes, ts) = {
+            let mut crm = self.write();
+            let mut rng = self.churn_rng.lock().unwrap_or_else(PoisonError::into_inner);
+            let (r, c) = churn::apply(&mut crm, req, &mut rng, self.clock.now_ms())?;
+            (r, c, crm.last_ts)
+        };
+        if let Some(cfg) = &self.webhook_cfg {
+            let events = webhooks::events_for(kind, &changes, ts, &self.next_event_id, cfg);
+            report.events = events.len();
+            if let Some(d) = &self.dispatcher {
+                d.send(events);
+            }
+        } else {
+            report.events = 0;
+        }
+        Ok(report)
+    }
+
+    /// NDJSON of every record of `object` (archived and merged-away included), or owners.
+    pub fn export(&self, object: &str) -> Option<String> {
+        let crm = self.read();
+        let mut out = String::new();
+        if object == "owners" {
+            for o in &crm.owners {
+                out.push_str(&o.to_json().to_string());
+                out.push('\n');
+            }
+            return Some(out);
+        }
+        let kind = ObjectKind::parse(object)?;
+        let store = crm.store(kind);
+        let all = PropSel::all(kind);
+        let mut ids: Vec<u64> = store.records.keys().copied().collect();
+        ids.sort_unstable();
+        out.reserve(ids.len() * 600);
+        for id in ids {
+            if let Some(rec) = store.records.get(&id) {
+                export_line(&mut out, rec, &all);
+            }
+        }
+        Some(out)
+    }
+}

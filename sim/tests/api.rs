@@ -1,0 +1,387 @@
+//! CRM endpoint behaviour over HTTP: auth, 414, batch read (200/207, merged, archived), list
+//! paging, search (filters, 10,000 cap, limit cap), the rolling budget and the search limit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use hubspot_sim::{ChurnRequest, Clock, FaultConfig, Sim, SimHandle, SimOptions};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_760_000_000_000;
+
+async fn sim(opts: SimOptions) -> SimHandle {
+    Sim::start(SimOptions { workers: 1, ..opts }).await.unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn get(h: &SimHandle, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = client().get(format!("{}{path}", h.url())).bearer_auth("pat-na1-test").send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(h: &SimHandle, path: &str, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = client().post(format!("{}{path}", h.url())).bearer_auth("pat-na1-test").json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+fn assert_error_body(b: &Value, category: &str) {
+    assert_eq!(b["status"], "error", "{b}");
+    assert_eq!(b["category"], category, "{b}");
+    assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()), "{b}");
+    let cid = b["correlationId"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(cid).is_ok(), "{cid}");
+}
+
+#[tokio::test]
+async fn auth_uri_length_and_unknown_type() {
+    let h = sim(SimOptions { contacts: 50, ..Default::default() }).await;
+    let r = client().get(format!("{}/crm/v3/objects/contacts", h.url())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["x-hubspot-auth-failure"], "401 Unauthorized");
+    let b: Value = r.json().await.unwrap();
+    assert_error_body(&b, "INVALID_AUTHENTICATION");
+    assert!(b["message"].as_str().unwrap().starts_with("Authentication credentials not found."));
+    let r = client()
+        .get(format!("{}/crm/v3/objects/contacts", h.url()))
+        .header("Authorization", "Bearer ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    let long = format!("/crm/v3/objects/contacts?properties={}", "a".repeat(9000));
+    let (s, _, b) = get(&h, &long).await;
+    assert_eq!(s, 414);
+    assert_error_body(&b, "VALIDATION_ERROR");
+    let ok = format!("/crm/v3/objects/contacts?properties={}", "a".repeat(8000));
+    assert_eq!(get(&h, &ok).await.0, 200);
+
+    let (s, _, b) = get(&h, "/crm/v3/objects/widgets").await;
+    assert_eq!(s, 400);
+    assert_error_body(&b, "VALIDATION_ERROR");
+    let stats = h.stats();
+    assert_eq!(stats["responses_401"], 2);
+    assert_eq!(stats["responses_414"], 1);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_paging_properties_and_archived() {
+    let h = sim(SimOptions { contacts: 300, ..Default::default() }).await;
+    let (s, _, b) = get(&h, "/crm/v3/objects/contacts").await;
+    assert_eq!(s, 200);
+    assert_eq!(b["results"].as_array().unwrap().len(), 10);
+    let props = b["results"][0]["properties"].as_object().unwrap();
+    let mut keys: Vec<&str> = props.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"]);
+    // A limit above 100 is clamped to 100.
+    let (_, _, b) = get(&h, "/crm/v3/objects/0-1?limit=500&properties=email&properties=phone,nps_score").await;
+    assert_eq!(b["results"].as_array().unwrap().len(), 100);
+    let p = b["results"][0]["properties"].as_object().unwrap();
+    assert_eq!(p.len(), 3);
+    assert!(p.values().all(|v| v.is_string() || v.is_null()));
+    // Walk every live page; no paging on the last one.
+    let mut after = String::new();
+    let mut seen = 0;
+    loop {
+        let (_, _, b) = get(&h, &format!("/crm/objects/2026-03/contacts?limit=100&after={after}")).await;
+        seen += b["results"].as_array().unwrap().len();
+        assert!(b["results"].as_array().unwrap().iter().all(|r| r["archived"] == false));
+        match b["paging"]["next"]["after"].as_str() {
+            Some(a) => after = a.to_string(),
+            None => {
+                assert!(b.get("paging").is_none());
+                break;
+            }
+        }
+    }
+    let stats = h.stats();
+    assert_eq!(seen as u64, stats["records"]["contacts"]["live"].as_u64().unwrap());
+    let (_, _, b) = get(&h, "/crm/v3/objects/contacts?archived=true&limit=100").await;
+    let archived = b["results"].as_array().unwrap();
+    assert_eq!(archived.len() as u64, stats["records"]["contacts"]["archived"].as_u64().unwrap());
+    assert!(archived.iter().all(|r| r["archived"] == true && r["archivedAt"].is_string()));
+    // Read one: archived is 404 unless archived=true.
+    let id = archived[0]["id"].as_str().unwrap();
+    let (s, _, b) = get(&h, &format!("/crm/v3/objects/contacts/{id}")).await;
+    assert_eq!(s, 404);
+    assert_error_body(&b, "OBJECT_NOT_FOUND");
+    assert_eq!(get(&h, &format!("/crm/v3/objects/contacts/{id}?archived=true")).await.0, 200);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_read_caps_errors_merges_and_archived() {
+    let h = sim(SimOptions { contacts: 200, ..Default::default() }).await;
+    let inputs: Vec<Value> = (0..101).map(|i| json!({"id": (101 + i).to_string()})).collect();
+    let (s, _, b) = post(
+        &h,
+        "/crm/v3/objects/contacts/batch/read",
+        json!({"properties": [], "propertiesWithHistory": [], "inputs": inputs}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_error_body(&b, "VALIDATION_ERROR");
+
+    let live: Vec<String> = h
+        .export_json("contacts")
+        .iter()
+        .filter(|r| r["archived"] == false)
+        .take(3)
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let rep =
+        h.churn(&ChurnRequest { object: "contacts".into(), merges: 1, deletes: 1, ..Default::default() }).unwrap();
+    let m = &rep.merged[0];
+    let deleted = &rep.deleted[0];
+    let body = json!({"properties": ["email", "hs_merged_object_ids"], "propertiesWithHistory": [], "inputs": [
+        {"id": live[0]}, {"id": m.primary}, {"id": "987654321"}, {"id": deleted}, {"id": "not-a-number"}
+    ]});
+    let (s, _, b) = post(&h, "/crm/v3/objects/contacts/batch/read", body.clone()).await;
+    assert_eq!(s, 207, "{b}");
+    assert_eq!(b["status"], "COMPLETE");
+    assert!(b["startedAt"].is_string() && b["completedAt"].is_string());
+    assert_eq!(b["numErrors"], 1);
+    let e = &b["errors"][0];
+    assert_eq!(e["status"], "error");
+    assert_eq!(e["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(e["context"]["ids"], json!(["987654321", deleted, "not-a-number"]));
+    assert_eq!(e["errors"], json!([]));
+    assert_eq!(e["links"], json!({}));
+    let ids: Vec<&str> = b["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    // The merged-away id comes back as the NEW record created by the merge.
+    assert!(ids.contains(&m.new.as_str()) && !ids.contains(&m.primary.as_str()), "{ids:?}");
+    let survivor = b["results"].as_array().unwrap().iter().find(|r| r["id"] == m.new.as_str()).unwrap();
+    let merged_ids = survivor["properties"]["hs_merged_object_ids"].as_str().unwrap();
+    assert!(merged_ids.split(';').any(|x| x == m.primary) && merged_ids.split(';').any(|x| x == m.merged[0]));
+
+    let (s, _, b) = post(
+        &h,
+        "/crm/v3/objects/contacts/batch/read?archived=true",
+        json!({"properties": [], "propertiesWithHistory": [], "inputs": [{"id": deleted}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["results"][0]["archived"], true);
+    let (s, _, b) = post(&h, "/crm/v3/objects/contacts/batch/read", json!({"properties": ["email"], "propertiesWithHistory": ["email"], "inputs": [{"id": live[1]}, {"id": live[2]}]})).await;
+    assert_eq!(s, 200);
+    assert!(b.get("numErrors").is_none());
+    assert_eq!(b["results"].as_array().unwrap().len(), 2);
+    assert!(b["results"][0]["propertiesWithHistory"]["email"].is_array());
+    // Read one follows the merge too.
+    let (s, _, b) = get(&h, &format!("/crm/v3/objects/contacts/{}", m.merged[0])).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["id"], m.new.as_str());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn search_filters_sort_paging_and_caps() {
+    let h = sim(SimOptions { deals: 600, search_per_second: 0, ..Default::default() }).await;
+    let all: Vec<Value> = h.export_json("deals");
+    let live: Vec<&Value> = all.iter().filter(|r| r["archived"] == false).collect();
+    let ms =
+        |r: &Value| chrono::DateTime::parse_from_rfc3339(r["updatedAt"].as_str().unwrap()).unwrap().timestamp_millis();
+    let mut times: Vec<i64> = live.iter().map(|r| ms(r)).collect();
+    times.sort();
+    let cut = times[times.len() / 2];
+    let expected = times.iter().filter(|t| **t >= cut).count();
+    let body = |after: &str| {
+        json!({
+            "filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": cut.to_string()}]}],
+            "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+            "properties": ["dealname", "hs_lastmodifieddate"], "limit": 200, "after": after,
+        })
+    };
+    let mut got: Vec<i64> = Vec::new();
+    let mut after = "0".to_string();
+    loop {
+        let (s, headers, b) = post(&h, "/crm/v3/objects/deals/search", body(&after)).await;
+        assert_eq!(s, 200, "{b}");
+        assert!(headers.get("x-hubspot-ratelimit-max").is_none() && headers.get("x-hubspot-ratelimit-daily").is_none());
+        assert_eq!(b["total"].as_u64().unwrap() as usize, expected);
+        got.extend(b["results"].as_array().unwrap().iter().map(ms));
+        match b["paging"]["next"]["after"].as_str() {
+            Some(a) => after = a.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(got.len(), expected);
+    assert!(got.windows(2).all(|w| w[0] <= w[1]), "sorted ascending");
+    // BETWEEN, IN on hs_object_id, OR of groups, DESC sort.
+    let ids: Vec<&str> = live.iter().take(3).map(|r| r["id"].as_str().unwrap()).collect();
+    let (_, _, b) = post(&h, "/crm/v3/objects/0-3/search", json!({
+        "filterGroups": [
+            {"filters": [{"propertyName": "hs_object_id", "operator": "IN", "values": [ids[0], ids[1]]}]},
+            {"filters": [{"propertyName": "hs_object_id", "operator": "EQ", "value": ids[2]}, {"propertyName": "createdate", "operator": "BETWEEN", "value": "0", "highValue": "9999999999999"}]}
+        ],
+        "sorts": [{"propertyName": "hs_object_id", "direction": "DESCENDING"}]
+    })).await;
+    let mut want: Vec<&str> = ids.clone();
+    want.sort_by_key(|s| std::cmp::Reverse(s.parse::<u64>().unwrap()));
+    let got: Vec<&str> = b["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(got, want);
+    assert_eq!(b["results"][0]["properties"].as_object().unwrap().len(), 8, "deal default properties");
+    // Archived records never appear.
+    let archived_id =
+        all.iter().find(|r| r["archived"] == true && r.get("mergedInto").is_none()).unwrap()["id"].as_str().unwrap();
+    let (_, _, b) = post(&h, "/crm/v3/objects/deals/search", json!({"filterGroups": [{"filters": [{"propertyName": "hs_object_id", "operator": "EQ", "value": archived_id}]}]})).await;
+    assert_eq!(b["total"], 0);
+    // The 10,000 cap and the limit cap.
+    let (s, _, b) = post(&h, "/crm/v3/objects/deals/search", json!({"limit": 200, "after": "9900"})).await;
+    assert_eq!(s, 400);
+    assert_error_body(&b, "VALIDATION_ERROR");
+    assert_eq!(post(&h, "/crm/v3/objects/deals/search", json!({"limit": 200, "after": "9800"})).await.0, 200);
+    let (s, _, b) = post(&h, "/crm/v3/objects/deals/search", json!({"limit": 201})).await;
+    assert_eq!(s, 400);
+    assert_error_body(&b, "VALIDATION_ERROR");
+    assert_eq!(
+        post(&h, "/crm/v3/objects/deals/search", json!({"sorts": ["createdate", "-hs_object_id"]})).await.0,
+        400
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn rolling_budget_is_never_exceeded() {
+    let clock = Clock::manual(T0);
+    let h =
+        sim(SimOptions { contacts: 20, requests_per_10s: 5, clock: Some(clock.clone()), ..Default::default() }).await;
+    for i in 0..5 {
+        let (s, headers, _) = get(&h, "/crm/v3/objects/contacts?limit=1").await;
+        assert_eq!(s, 200);
+        assert_eq!(headers["x-hubspot-ratelimit-max"], "5");
+        assert_eq!(headers["x-hubspot-ratelimit-remaining"], (4 - i).to_string().as_str());
+        assert_eq!(headers["x-hubspot-ratelimit-interval-milliseconds"], "10000");
+        assert!(
+            headers.contains_key("x-hubspot-ratelimit-daily")
+                && headers.contains_key("x-hubspot-ratelimit-daily-remaining")
+        );
+    }
+    let (s, headers, b) = get(&h, "/crm/v3/objects/contacts?limit=1").await;
+    assert_eq!(s, 429);
+    assert_eq!(headers["x-hubspot-ratelimit-remaining"], "0");
+    assert_eq!(b["message"], "You have reached your ten_secondly_rolling limit.");
+    assert_eq!(b["errorType"], "RATE_LIMIT");
+    assert_eq!(b["policyName"], "TEN_SECONDLY_ROLLING");
+    assert!(b["groupName"].is_string());
+    assert!(uuid::Uuid::parse_str(b["correlationId"].as_str().unwrap()).is_ok());
+    clock.advance(9_999);
+    assert_eq!(get(&h, "/crm/v3/objects/contacts?limit=1").await.0, 429);
+    clock.advance(1);
+    assert_eq!(get(&h, "/crm/v3/objects/contacts?limit=1").await.0, 200);
+    // Irregular traffic: bursts at pseudo-random times; record what was served when.
+    let mut served: Vec<i64> = (0..5).map(|_| T0).collect();
+    served.truncate(0);
+    served.push(clock.now_ms());
+    let mut x: u64 = 7;
+    for _ in 0..60 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        clock.advance((x >> 33) as i64 % 1500);
+        for _ in 0..(x >> 60) {
+            if get(&h, "/crm/v3/objects/deals?limit=1").await.0 == 200 {
+                served.push(clock.now_ms());
+            }
+        }
+    }
+    for (i, &t) in served.iter().enumerate() {
+        let n = served[i..].iter().take_while(|&&u| u < t + 10_000).count();
+        assert!(n <= 5, "{n} requests served in the 10 s window from {t}");
+    }
+    let stats = h.stats();
+    assert!(stats["max_requests_in_window"].as_u64().unwrap() <= 5);
+    assert!(stats["responses_429"].as_u64().unwrap() >= 2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn search_is_limited_to_five_per_second() {
+    let clock = Clock::manual(T0);
+    let h = sim(SimOptions { contacts: 20, clock: Some(clock.clone()), ..Default::default() }).await;
+    for _ in 0..5 {
+        assert_eq!(post(&h, "/crm/v3/objects/contacts/search", json!({})).await.0, 200);
+    }
+    let (s, headers, b) = post(&h, "/crm/v3/objects/contacts/search", json!({})).await;
+    assert_eq!(s, 429);
+    assert!(headers.get("x-hubspot-ratelimit-max").is_none());
+    assert_eq!(b["message"], "You have reached your secondly limit.");
+    assert_eq!(b["policyName"], "SECONDLY");
+    // Other endpoints are not affected by the search limit.
+    assert_eq!(get(&h, "/crm/v3/objects/contacts?limit=1").await.0, 200);
+    clock.advance(1000);
+    assert_eq!(post(&h, "/crm/v3/objects/contacts/search", json!({})).await.0, 200);
+    assert_eq!(h.stats()["responses_429_secondly"], 1);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_faults() {
+    let h = sim(SimOptions { contacts: 20, ..Default::default() }).await;
+    let r = client()
+        .post(format!("{}/_sim/faults", h.url()))
+        .json(&json!({"fail_next": 2, "status": 503}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (s, _, b) = get(&h, "/crm/v3/objects/contacts").await;
+    assert_eq!(s, 503);
+    assert_error_body(&b, "INTERNAL_ERROR");
+    assert_eq!(get(&h, "/crm/v3/owners").await.0, 503);
+    assert_eq!(get(&h, "/crm/v3/owners").await.0, 200);
+    h.set_faults(FaultConfig { error_rate: 1.0, status: 429, retry_after: Some(3), ..Default::default() }).unwrap();
+    let r = client().get(format!("{}/crm/v3/owners", h.url())).bearer_auth("t").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["policyName"], "TEN_SECONDLY_ROLLING");
+    let r = client().delete(format!("{}/_sim/faults", h.url())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    h.set_faults(FaultConfig { latency_ms: Some(150), ..Default::default() }).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(get(&h, "/crm/v3/owners").await.0, 200);
+    assert!(t.elapsed().as_millis() >= 150);
+    assert_eq!(h.stats()["faults_injected"], 3);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn owners_and_properties() {
+    let h = sim(SimOptions { owners: 30, ..Default::default() }).await;
+    let (_, _, b) = get(&h, "/crm/v3/owners?limit=10").await;
+    assert_eq!(b["results"].as_array().unwrap().len(), 10);
+    let after = b["paging"]["next"]["after"].as_str().unwrap().to_string();
+    let (_, _, b2) = get(&h, &format!("/crm/owners/2026-03?limit=100&after={after}")).await;
+    assert!(b2.get("paging").is_none());
+    assert_eq!(b2["results"].as_array().unwrap().len(), 17);
+    let (_, _, arch) = get(&h, "/crm/v3/owners?archived=true").await;
+    let arch = arch["results"].as_array().unwrap();
+    assert_eq!(arch.len(), 3);
+    assert!(
+        arch.iter().all(|o| o["archived"] == true && o["userId"].is_null() && o["userIdIncludingInactive"].is_u64())
+    );
+    let (s, _, o) = get(&h, &format!("/crm/v3/owners/{}", b["results"][0]["id"].as_str().unwrap())).await;
+    assert_eq!(s, 200);
+    assert_eq!(o["type"], "PERSON");
+    for t in ["contacts", "0-3", "calls"] {
+        let (s, _, p) = get(&h, &format!("/crm/v3/properties/{t}")).await;
+        assert_eq!(s, 200);
+        let results = p["results"].as_array().unwrap();
+        assert!(results.iter().any(|r| r["hubspotDefined"] == false), "custom properties for {t}");
+        assert!(results.iter().all(|r| r["name"].is_string()
+            && r["type"].is_string()
+            && r["fieldType"].is_string()
+            && r["options"].is_array()));
+    }
+    let (_, _, p) = get(&h, "/crm/properties/2026-03/calls").await;
+    let disp = p["results"].as_array().unwrap().iter().find(|r| r["name"] == "hs_call_disposition").unwrap();
+    assert!(disp["options"].as_array().unwrap().iter().any(|o| o["value"] == "f240bbac-87c9-4f6e-bf70-924b57d47db7"));
+    h.shutdown().await;
+}

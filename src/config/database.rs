@@ -1,0 +1,44 @@
+//! `DATABASE_URL`, `DATABASE_CA_CERT` and the pool's limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{ConfigError, Secret, parse_duration};
+use crate::store::connect::DbTarget;
+
+/// Where the PostgreSQL copy lives and how the pool treats it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL; `sslmode` is honoured (disable, prefer, require, verify-ca, verify-full).
+    /// For Supabase use the direct connection or the session pooler (port 5432), never the
+    /// transaction pooler (6543).
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// PEM file of the CA that signs the database's certificate (for verify-ca / verify-full).
+    #[arg(long, env = "DATABASE_CA_CERT", value_name = "DATABASE_CA_CERT")]
+    pub database_ca_cert: Option<PathBuf>,
+    /// Most connections in the pool.
+    #[arg(long, env = "DATABASE_POOL_SIZE", value_name = "DATABASE_POOL_SIZE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
+    /// How long a caller waits for a pooled connection before the request fails with 503.
+    #[arg(long, env = "DATABASE_POOL_TIMEOUT", value_name = "DATABASE_POOL_TIMEOUT", default_value = "5s",
+          value_parser = parse_duration)]
+    pub database_pool_timeout: Duration,
+    /// `statement_timeout` set on every connection.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", value_name = "DATABASE_STATEMENT_TIMEOUT",
+          default_value = "30s", value_parser = parse_duration)]
+    pub database_statement_timeout: Duration,
+}
+
+impl DatabaseSettings {
+    /// The database to use: an error naming `DATABASE_URL` when it is unset or unusable.
+    pub fn target(&self) -> Result<DbTarget, ConfigError> {
+        let url = self.database_url.as_ref().ok_or(ConfigError::Missing {
+            var: "DATABASE_URL",
+            hint: "set it to the PostgreSQL URL, e.g. postgres://user:password@host:5432/postgres",
+        })?;
+        DbTarget::parse(url.expose(), self.database_ca_cert.as_deref())
+            .map_err(|e| ConfigError::Invalid { var: "DATABASE_URL", reason: e.to_string() })
+    }
+}

@@ -1,0 +1,104 @@
+//! HubSpot API access: token, webhook secrets, base URL, API version and request budget.
+
+use std::fmt;
+use std::str::FromStr;
+
+use url::Url;
+
+use super::{ConfigError, Secret, SecretList};
+
+/// Which HubSpot path family to call: `v3` (`/crm/v3/objects/...`) or a dated version such as
+/// `2026-03` (`/crm/objects/2026-03/...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiVersion {
+    V3,
+    Dated(String),
+}
+
+impl FromStr for ApiVersion {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw == "v3" {
+            return Ok(Self::V3);
+        }
+        let bytes = raw.as_bytes();
+        let dated = bytes.len() == 7
+            && bytes[4] == b'-'
+            && raw[..4].bytes().all(|b| b.is_ascii_digit())
+            && matches!(raw[5..].parse::<u8>(), Ok(1..=12));
+        if dated {
+            Ok(Self::Dated(raw.to_owned()))
+        } else {
+            Err(format!("'{raw}' is neither v3 nor a dated version such as 2026-03"))
+        }
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::V3 => f.write_str("v3"),
+            Self::Dated(v) => f.write_str(v),
+        }
+    }
+}
+
+/// How hubspot-sync talks to HubSpot.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HubSpotSettings {
+    /// Private app token, sent as `Authorization: Bearer`.
+    #[arg(long, env = "HUBSPOT_ACCESS_TOKEN", value_name = "HUBSPOT_ACCESS_TOKEN", hide_env_values = true)]
+    pub hubspot_access_token: Option<Secret>,
+    /// HubSpot API base URL (the simulator's URL in tests).
+    #[arg(long, env = "HUBSPOT_API_BASE", value_name = "HUBSPOT_API_BASE", default_value = "https://api.hubapi.com")]
+    pub hubspot_api_base: Url,
+    /// `v3` for `/crm/v3/...` paths, or a dated version such as `2026-03`.
+    #[arg(long, env = "HUBSPOT_API_VERSION", value_name = "HUBSPOT_API_VERSION", default_value = "v3")]
+    pub hubspot_api_version: ApiVersion,
+    /// Request budget per rolling 10 s window, shared by every caller in the process.
+    #[arg(long, env = "HUBSPOT_REQUESTS_PER_10S", value_name = "HUBSPOT_REQUESTS_PER_10S", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub hubspot_requests_per_10s: u32,
+}
+
+impl HubSpotSettings {
+    /// The access token, or an error naming `HUBSPOT_ACCESS_TOKEN`.
+    pub fn access_token(&self) -> Result<&Secret, ConfigError> {
+        self.hubspot_access_token.as_ref().ok_or(ConfigError::Missing {
+            var: "HUBSPOT_ACCESS_TOKEN",
+            hint: "set it to the private app token (pat-...) that reads contacts, deals, calls and owners",
+        })
+    }
+}
+
+/// How webhooks from HubSpot are authenticated.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WebhookSettings {
+    /// App client secret that signs webhooks; several, comma-separated, during a rotation.
+    /// Without it every webhook gets 401.
+    #[arg(long, env = "HUBSPOT_CLIENT_SECRET", value_name = "HUBSPOT_CLIENT_SECRET", hide_env_values = true)]
+    pub hubspot_client_secret: Option<SecretList>,
+    /// When true, webhooks without a valid v3 signature are refused even if v1/v2 is valid.
+    #[arg(long, env = "HUBSPOT_REQUIRE_V3", value_name = "HUBSPOT_REQUIRE_V3", default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub hubspot_require_v3: bool,
+    /// External base URL HubSpot calls, used to rebuild the signed URI; when unset, taken from
+    /// the request's `Host` and `X-Forwarded-Proto`.
+    #[arg(long, env = "PUBLIC_URL", value_name = "PUBLIC_URL")]
+    pub public_url: Option<Url>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions() {
+        assert_eq!("v3".parse::<ApiVersion>(), Ok(ApiVersion::V3));
+        assert_eq!("2026-03".parse::<ApiVersion>(), Ok(ApiVersion::Dated("2026-03".into())));
+        assert!("2026-13".parse::<ApiVersion>().is_err());
+        assert!("v4".parse::<ApiVersion>().is_err());
+        assert!("2026-3".parse::<ApiVersion>().is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! The `serve` process: ports, queue, admin access, alerts, shutdown and logging.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use super::{Secret, parse_duration};
+
+/// Log output format (`LOG_FORMAT`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// What `serve` listens on and how it behaves.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerSettings {
+    /// HTTP port of the webhook receiver, status API and page.
+    #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Address the HTTP server binds.
+    #[arg(long, env = "BIND", value_name = "BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Port of the Prometheus endpoint, kept off the public port.
+    #[arg(long, env = "METRICS_PORT", value_name = "METRICS_PORT", default_value_t = 9091)]
+    pub metrics_port: u16,
+    /// Most distinct object ids waiting in the webhook queue; beyond it webhooks get 503.
+    #[arg(long, env = "QUEUE_CAPACITY", value_name = "QUEUE_CAPACITY", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub queue_capacity: u64,
+    /// Bearer token for the admin endpoints; when unset they answer 401.
+    #[arg(long, env = "ADMIN_TOKEN", value_name = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// Slack-compatible incoming-webhook URL that gets a message when a run fails or a sync is
+    /// overdue.
+    #[arg(long, env = "ALERT_WEBHOOK_URL", value_name = "ALERT_WEBHOOK_URL", hide_env_values = true)]
+    pub alert_webhook_url: Option<Url>,
+    /// How long SIGTERM waits for the webhook queue and in-flight batches to drain.
+    #[arg(long, env = "SHUTDOWN_GRACE", value_name = "SHUTDOWN_GRACE", default_value = "25s",
+          value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// How long a batch fetcher waits for more ids before reading a partial batch.
+    #[arg(long, env = "FETCH_WINDOW", value_name = "FETCH_WINDOW", default_value = "200ms",
+          value_parser = parse_duration)]
+    pub fetch_window: Duration,
+}

@@ -1,0 +1,18 @@
+//! hubspot-sync keeps a PostgreSQL copy of a HubSpot CRM account current in near real time.
+//!
+//! Data flow (see `ARCHITECTURE.md`):
+//! - real time: `webhook` -> `signature` -> `queue` -> `fetcher` -> `store`
+//! - reconciliation: `poller` -> `hubspot` client -> `store` -> `sync_logs`
+//!
+//! This crate is both the library (used by the integration tests, benches and the binary) and the
+//! `hubspot-sync` binary in `src/main.rs`.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod localpg;
+pub mod objects;
+pub mod ops;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;

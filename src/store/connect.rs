@@ -1,0 +1,325 @@
+//! Where the database is and how to reach it safely: [`DbTarget`] parses `DATABASE_URL` (plus
+//! `DATABASE_CA_CERT`) once at start-up and opens connections with the TLS that the URL's libpq
+//! `sslmode` asks for.
+//!
+//! tokio-postgres only understands `sslmode` `disable`/`prefer`/`require`, so `sslmode` and
+//! `sslrootcert` are taken out of the URL here and the five libpq modes are implemented with
+//! rustls (see [`tls`]): `disable` (no TLS), `prefer` (TLS when offered, certificate not checked,
+//! the default), `require` (TLS, certificate not checked), `verify-ca` (chain checked against
+//! `DATABASE_CA_CERT`, else the public roots) and `verify-full` (chain and host name checked).
+//! Supabase's transaction pooler (port 6543) breaks prepared statements and is refused.
+
+mod tls;
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use diesel::{ConnectionError, ConnectionResult};
+use diesel_async::AsyncPgConnection;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::{Client, Connection, NoTls, Socket, config::Host};
+use tokio_postgres_rustls::MakeRustlsConnect;
+use url::Url;
+
+/// Supabase's transaction pooler port (PgBouncer/Supavisor in transaction mode).
+const TRANSACTION_POOLER_PORT: u16 = 6543;
+/// Used when the URL sets no `connect_timeout`, so an unreachable server fails instead of hanging.
+const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// libpq's `sslmode`, as honoured by hubspot-sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS when the server offers it, certificate not verified (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS mandatory, certificate not verified.
+    Require,
+    /// TLS mandatory, certificate chain verified, host name not checked.
+    VerifyCa,
+    /// TLS mandatory, certificate chain and host name verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = DbUrlError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            other => Err(DbUrlError::UnknownSslMode(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why `DATABASE_URL` or `DATABASE_CA_CERT` cannot be used; reported at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum DbUrlError {
+    #[error("DATABASE_URL is not a usable PostgreSQL URL: {0}")]
+    Invalid(String),
+    #[error(
+        "DATABASE_URL uses port 6543, Supabase's transaction pooler, which breaks the prepared \
+         statements hubspot-sync relies on; use the direct connection or the session pooler on \
+         port 5432 instead"
+    )]
+    TransactionPooler,
+    #[error(
+        "sslmode={0:?} is not supported in DATABASE_URL; use one of disable, prefer, require, \
+         verify-ca, verify-full"
+    )]
+    UnknownSslMode(String),
+    #[error("DATABASE_CA_CERT file {}: {reason}", path.display())]
+    CaCert { path: PathBuf, reason: String },
+    #[error("could not set up TLS for the database connection: {0}")]
+    Tls(String),
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "could not verify the server certificate of the database at {server}: {reason}; to fix \
+         it, {remedy}"
+    )]
+    Certificate { server: String, reason: String, remedy: String },
+    /// `detail` is the whole error chain: tokio-postgres' own message omits the cause.
+    #[error("could not connect to the database at {target}: {detail}")]
+    Postgres { target: String, detail: String, error: tokio_postgres::Error },
+}
+
+impl ConnectError {
+    /// The underlying tokio-postgres error (for its SQLSTATE), unless TLS verification failed.
+    pub fn postgres_error(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            ConnectError::Postgres { error, .. } => Some(error),
+            ConnectError::Certificate { .. } => None,
+        }
+    }
+}
+
+/// A parsed, validated `DATABASE_URL`: where the server is, which database, and the TLS to use.
+#[derive(Clone)]
+pub struct DbTarget {
+    /// The URL without `sslmode`/`sslrootcert`; never logged as is (it may hold a password).
+    url: Url,
+    config: tokio_postgres::Config,
+    ssl_mode: SslMode,
+    ca_file: Option<PathBuf>,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbTarget")
+            .field("url", &self.redacted())
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbTarget {
+    /// Parses `DATABASE_URL`; `ca_cert` is `DATABASE_CA_CERT` (the URL's `sslrootcert` is used
+    /// when it is `None`). The CA file is read and checked now, so a bad file fails at start-up.
+    pub fn parse(database_url: &str, ca_cert: Option<&Path>) -> Result<DbTarget, DbUrlError> {
+        let (cleaned, ssl_mode, root_cert) = strip_ssl_params(database_url)?;
+        let url = Url::parse(&cleaned).map_err(|e| DbUrlError::Invalid(e.to_string()))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(DbUrlError::Invalid(format!(
+                "the scheme must be postgres:// or postgresql://, not {}://",
+                url.scheme()
+            )));
+        }
+        let mut config = tokio_postgres::Config::from_str(&cleaned).map_err(|e| DbUrlError::Invalid(e.to_string()))?;
+        if config.get_ports().contains(&TRANSACTION_POOLER_PORT) {
+            return Err(DbUrlError::TransactionPooler);
+        }
+        config.ssl_mode(match ssl_mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        // libpq's `sslrootcert=system` means the public roots, like no CA file at all.
+        let ca_file = ca_cert.map(Path::to_path_buf).or_else(|| root_cert.filter(|v| v != "system").map(PathBuf::from));
+        let roots = match &ca_file {
+            Some(path) => tls::load_ca(path)?,
+            None => tls::Roots::Public,
+        };
+        let tls = tls::make_tls(ssl_mode, &roots)?;
+        Ok(DbTarget { url, config, ssl_mode, ca_file, tls })
+    }
+
+    /// The `sslmode` in force.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// The URL with any password replaced by `***`, plus the `sslmode` in force: safe to log.
+    pub fn redacted(&self) -> String {
+        let mut url = self.url.clone();
+        if url.password().is_some() {
+            // Only fails for URLs that cannot have a password, which this one evidently can.
+            let _ = url.set_password(Some("***"));
+        }
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| match k.as_ref() {
+                "password" => (k.into_owned(), "***".to_owned()),
+                _ => (k.into_owned(), v.into_owned()),
+            })
+            .chain([("sslmode".to_owned(), self.ssl_mode.to_string())])
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        url.to_string()
+    }
+
+    /// The same server and settings, another database (the test harness clones databases).
+    pub fn with_database(&self, dbname: &str) -> DbTarget {
+        let mut target = self.clone();
+        target.config.dbname(dbname);
+        target.url.set_path(&format!("/{dbname}"));
+        target
+    }
+
+    /// The database name (libpq's default, the user name, when the URL names none).
+    pub fn database(&self) -> &str {
+        self.config.get_dbname().or(self.config.get_user()).unwrap_or("postgres")
+    }
+
+    /// Opens a plain tokio-postgres client; its connection is driven by a spawned task.
+    pub async fn connect_raw(&self, application_name: &str) -> Result<Client, ConnectError> {
+        let config = self.session_config(application_name);
+        let target = self.redacted();
+        match &self.tls {
+            None => {
+                let (client, connection) = config.connect(NoTls).await.map_err(|e| self.error(e))?;
+                tokio::spawn(drive(connection, target));
+                Ok(client)
+            }
+            Some(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await.map_err(|e| self.error(e))?;
+                tokio::spawn(drive(connection, target));
+                Ok(client)
+            }
+        }
+    }
+
+    /// Opens a diesel-async connection over the TLS this target asks for.
+    pub async fn connect(&self, application_name: &str) -> ConnectionResult<AsyncPgConnection> {
+        let config = self.session_config(application_name);
+        let bad = |e| ConnectionError::BadConnection(self.error(e).to_string());
+        match &self.tls {
+            None => {
+                let (client, connection) = config.connect(NoTls).await.map_err(bad)?;
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            }
+            Some(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await.map_err(bad)?;
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            }
+        }
+    }
+
+    fn session_config(&self, application_name: &str) -> tokio_postgres::Config {
+        let mut config = self.config.clone();
+        config.application_name(application_name);
+        config
+    }
+
+    /// `host:port` of the first server, for messages.
+    fn server(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(host)) => host.clone(),
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}")
+    }
+
+    fn error(&self, error: tokio_postgres::Error) -> ConnectError {
+        match tls::certificate_error(&error) {
+            Some(cert) => {
+                let (reason, remedy) = tls::explain(cert, self.ca_file.as_deref());
+                ConnectError::Certificate { server: self.server(), reason, remedy }
+            }
+            None => ConnectError::Postgres { target: self.redacted(), detail: error_chain(&error), error },
+        }
+    }
+}
+
+/// Drives a connection until it closes, logging how it ended if it failed.
+async fn drive<T>(connection: Connection<Socket, T>, target: String)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Err(error) = connection.await {
+        tracing::warn!(db.target = %target, "database connection ended with an error: {error}");
+    }
+}
+
+/// An error and its causes, joined with `: `.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
+}
+
+/// Takes `sslmode` and `sslrootcert` out of the query string, keeping every other parameter
+/// byte for byte. Returns the cleaned URL, the mode (default `prefer`) and the `sslrootcert`.
+fn strip_ssl_params(database_url: &str) -> Result<(String, SslMode, Option<String>), DbUrlError> {
+    let Some((base, query)) = database_url.split_once('?') else {
+        return Ok((database_url.to_owned(), SslMode::default(), None));
+    };
+    let (mut mode, mut root_cert, mut kept) = (SslMode::default(), None, Vec::new());
+    for raw in query.split('&').filter(|raw| !raw.is_empty()) {
+        let (key, value) = url::form_urlencoded::parse(raw.as_bytes()).next().unwrap_or_default();
+        match key.as_ref() {
+            "sslmode" => mode = value.parse()?,
+            "sslrootcert" => root_cert = Some(value.into_owned()),
+            _ => kept.push(raw),
+        }
+    }
+    let cleaned = match kept.is_empty() {
+        true => base.to_owned(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
+    Ok((cleaned, mode, root_cert))
+}
+
+#[cfg(test)]
+mod tests;

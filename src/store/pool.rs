@@ -1,0 +1,65 @@
+//! The deadpool pool of diesel-async connections, configured for failure: bounded waits for a
+//! connection, connection and recycle timeouts, and a post-create hook that names the
+//! connection and sets its `statement_timeout`.
+
+use std::time::Duration;
+
+use diesel_async::pooled_connection::deadpool::{self as dp, Hook, HookError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+use super::StoreError;
+use super::connect::DbTarget;
+
+pub type Pool = dp::Pool<AsyncPgConnection>;
+pub type PooledConn = dp::Object<AsyncPgConnection>;
+pub type PoolError = dp::PoolError;
+
+/// How the pool is shaped.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    pub application_name: String,
+    pub max_size: usize,
+    /// How long a caller waits for a free connection (then the request answers 503).
+    pub wait_timeout: Duration,
+    /// `statement_timeout` on every connection.
+    pub statement_timeout: Duration,
+}
+
+/// Builds the pool. No connection is opened until the first checkout, so a database that is
+/// down at start-up does not stop the process; `/readyz` reports it instead.
+pub fn build_pool(target: &DbTarget, options: &PoolOptions) -> Result<Pool, StoreError> {
+    let mut config = ManagerConfig::default();
+    let setup_target = target.clone();
+    let app_name = options.application_name.clone();
+    config.custom_setup = Box::new(move |_url| {
+        let target = setup_target.clone();
+        let app_name = app_name.clone();
+        async move { target.connect(&app_name).await }.boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(target.redacted(), config);
+    let statement_timeout_ms = options.statement_timeout.as_millis();
+    dp::Pool::builder(manager)
+        .max_size(options.max_size)
+        .wait_timeout(Some(options.wait_timeout))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool::Runtime::Tokio1)
+        .post_create(Hook::async_fn(move |conn: &mut AsyncPgConnection, _| {
+            Box::pin(async move {
+                conn.batch_execute(&format!("SET statement_timeout = {statement_timeout_ms}"))
+                    .await
+                    .map_err(|e| HookError::Backend(diesel_async::pooled_connection::PoolError::QueryError(e)))
+            })
+        }))
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("cannot build the connection pool: {e}")))
+}
+
+/// Checks that the database answers (`SELECT 1` on a pooled connection).
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let mut conn = pool.get().await?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+// @generated-style: mirrors `diesel print-schema` for the tables in `migrations/` (see
+// `diesel.toml`). Edit the migrations first, then this file; the integration test
+// `store::schema_matches_database` reads every column through it, so a drift fails the suite.
+
+pub mod sql_types {
+    /// The `deal_status` enum: open, won, lost.
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "deal_status"))]
+    pub struct DealStatus;
+}
+
+diesel::table! {
+    /// HubSpot calls (object type 0-48), one row per HubSpot id.
+    calls (hubspot_call_id) {
+        hubspot_call_id -> Text,
+        title -> Nullable<Text>,
+        direction -> Nullable<Text>,
+        disposition -> Nullable<Text>,
+        status -> Nullable<Text>,
+        duration_ms -> Nullable<Int8>,
+        called_at -> Nullable<Timestamptz>,
+        owner_id -> Nullable<Text>,
+        created_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+        archived -> Bool,
+        archived_at -> Nullable<Timestamptz>,
+        merged_into -> Nullable<Text>,
+        properties -> Jsonb,
+        synced_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    contact_owner_history (id) {
+        id -> Int8,
+        hubspot_contact_id -> Text,
+        previous_owner_id -> Nullable<Text>,
+        new_owner_id -> Nullable<Text>,
+        changed_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// HubSpot contacts (object type 0-1), one row per HubSpot id.
+    contacts (hubspot_contact_id) {
+        hubspot_contact_id -> Text,
+        email -> Nullable<Text>,
+        first_name -> Nullable<Text>,
+        last_name -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        owner_id -> Nullable<Text>,
+        lifecycle_stage -> Nullable<Text>,
+        status -> Nullable<Text>,
+        created_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+        archived -> Bool,
+        archived_at -> Nullable<Timestamptz>,
+        merged_into -> Nullable<Text>,
+        properties -> Jsonb,
+        synced_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::DealStatus;
+
+    /// HubSpot deals (object type 0-3), one row per HubSpot id.
+    deals (hubspot_deal_id) {
+        hubspot_deal_id -> Text,
+        deal_name -> Nullable<Text>,
+        deal_value -> Nullable<Numeric>,
+        stage -> Nullable<Text>,
+        status -> Nullable<DealStatus>,
+        close_date -> Nullable<Timestamptz>,
+        closer_id -> Nullable<Text>,
+        pipeline -> Nullable<Text>,
+        created_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+        archived -> Bool,
+        archived_at -> Nullable<Timestamptz>,
+        merged_into -> Nullable<Text>,
+        properties -> Jsonb,
+        synced_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    privacy_deletions (hubspot_contact_id) {
+        hubspot_contact_id -> Text,
+        deleted_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// HubSpot owners; id is the owner id used in hubspot_owner_id.
+    staff (id) {
+        id -> Text,
+        name -> Nullable<Text>,
+        email -> Nullable<Text>,
+        role -> Text,
+        first_name -> Nullable<Text>,
+        last_name -> Nullable<Text>,
+        user_id -> Nullable<Int8>,
+        archived -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Nullable<Timestamptz>,
+        synced_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sync_logs (id) {
+        id -> Uuid,
+        platform -> Text,
+        sync_type -> Text,
+        status -> Text,
+        trigger -> Text,
+        mode -> Text,
+        started_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+        duration_ms -> Nullable<Int8>,
+        records_processed -> Int4,
+        records_failed -> Int4,
+        error_details -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    sync_state (sync_type) {
+        sync_type -> Text,
+        watermark -> Nullable<Timestamptz>,
+        full_cursor -> Nullable<Text>,
+        full_started_at -> Nullable<Timestamptz>,
+        full_completed_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    calls,
+    contact_owner_history,
+    contacts,
+    deals,
+    privacy_deletions,
+    staff,
+    sync_logs,
+    sync_state,
+);

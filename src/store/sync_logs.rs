@@ -1,0 +1,208 @@
+//! `sync_logs`: one row per reconciliation run. A run is started as `running` and finished once
+//! with counts, duration and error details; `get_latest_sync_status()` reads the newest per type.
+//!
+//! Status rules ([`RunStatus::of`]): a run that could not complete is `failed`; a completed run
+//! with no failed records is `success`; with some failed records it is `partial`; a run in which
+//! every record failed is `failed`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::schema::sync_logs;
+
+macro_rules! str_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            pub fn as_str(self) -> &'static str { match self { $(Self::$variant => $text),+ } }
+            pub fn parse(raw: &str) -> Option<Self> { match raw { $($text => Some(Self::$variant),)+ _ => None } }
+        }
+    };
+}
+
+str_enum!(
+    /// What started a run.
+    RunTrigger { Schedule => "schedule", Manual => "manual", Startup => "startup", Sql => "sql" }
+);
+str_enum!(
+    /// Whether a run fetched only changes or everything.
+    RunMode { Incremental => "incremental", Full => "full" }
+);
+str_enum!(
+    /// The state of a run.
+    RunStatus { Running => "running", Success => "success", Partial => "partial", Failed => "failed" }
+);
+
+/// How a run ended, as the poller reports it.
+#[derive(Clone, Debug, Default)]
+pub struct RunOutcome {
+    /// Records the run handled, failed ones included.
+    pub records_processed: i32,
+    /// Records that could not be mapped or stored.
+    pub records_failed: i32,
+    /// Set when the run could not complete (HubSpot or the database gave up on it).
+    pub fatal_error: Option<String>,
+    /// HubSpot error bodies, failed ids and anything else worth keeping (`error_details`).
+    pub details: Option<serde_json::Value>,
+}
+
+impl RunStatus {
+    /// The status a finished run gets (see the module docs).
+    pub fn of(outcome: &RunOutcome) -> Self {
+        if outcome.fatal_error.is_some() {
+            Self::Failed
+        } else if outcome.records_failed == 0 {
+            Self::Success
+        } else if outcome.records_failed >= outcome.records_processed {
+            Self::Failed
+        } else {
+            Self::Partial
+        }
+    }
+}
+
+/// Inserts a `running` row and returns its id.
+pub async fn start_run(
+    conn: &mut AsyncPgConnection,
+    sync_type: &str,
+    trigger: RunTrigger,
+    mode: RunMode,
+) -> QueryResult<Uuid> {
+    diesel::insert_into(sync_logs::table)
+        .values((
+            sync_logs::sync_type.eq(sync_type),
+            sync_logs::trigger.eq(trigger.as_str()),
+            sync_logs::mode.eq(mode.as_str()),
+        ))
+        .returning(sync_logs::id)
+        .get_result(conn)
+        .await
+}
+
+/// Finishes a running row once; a second call changes nothing and returns `None`.
+pub async fn finish_run(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    outcome: &RunOutcome,
+) -> QueryResult<Option<RunStatus>> {
+    let status = RunStatus::of(outcome);
+    let details = match (&outcome.fatal_error, &outcome.details) {
+        (None, None) => None,
+        (error, details) => Some(serde_json::json!({ "error": error, "details": details })),
+    };
+    let updated = diesel::sql_query(
+        "UPDATE sync_logs SET status = $2, completed_at = now(), \
+         duration_ms = greatest(0, (extract(epoch FROM (now() - started_at)) * 1000)::bigint), \
+         records_processed = $3, records_failed = $4, error_details = $5 \
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(status.as_str())
+    .bind::<Integer, _>(outcome.records_processed)
+    .bind::<Integer, _>(outcome.records_failed)
+    .bind::<Nullable<Jsonb>, _>(details)
+    .execute(conn)
+    .await?;
+    Ok((updated == 1).then_some(status))
+}
+
+/// One row of `get_latest_sync_status()`.
+#[derive(Clone, Debug, PartialEq, Serialize, QueryableByName)]
+pub struct LatestStatus {
+    #[diesel(sql_type = Text)]
+    pub sync_type: String,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Timestamptz>)]
+    pub last_sync_time: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Integer)]
+    pub records_processed: i32,
+    #[diesel(sql_type = Integer)]
+    pub records_failed: i32,
+    #[diesel(sql_type = Nullable<diesel::sql_types::BigInt>)]
+    pub duration_ms: Option<i64>,
+}
+
+/// The latest run per sync type, ordered by type.
+pub async fn latest_status(conn: &mut AsyncPgConnection) -> QueryResult<Vec<LatestStatus>> {
+    diesel::sql_query("SELECT * FROM get_latest_sync_status() ORDER BY sync_type").load(conn).await
+}
+
+/// A whole `sync_logs` row.
+#[derive(Clone, Debug, PartialEq, Serialize, Queryable, Selectable)]
+#[diesel(table_name = sync_logs)]
+pub struct SyncLog {
+    pub id: Uuid,
+    pub platform: String,
+    pub sync_type: String,
+    pub status: String,
+    pub trigger: String,
+    pub mode: String,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub records_processed: i32,
+    pub records_failed: i32,
+    pub error_details: Option<serde_json::Value>,
+}
+
+/// The newest runs, optionally of one sync type only.
+pub async fn recent(conn: &mut AsyncPgConnection, sync_type: Option<&str>, limit: i64) -> QueryResult<Vec<SyncLog>> {
+    let mut query =
+        sync_logs::table.select(SyncLog::as_select()).order(sync_logs::started_at.desc()).limit(limit).into_boxed();
+    if let Some(sync_type) = sync_type {
+        query = query.filter(sync_logs::sync_type.eq(sync_type.to_owned()));
+    }
+    query.load(conn).await
+}
+
+/// The last successful (or partial) run of a type, if any: "no history" means a full sync.
+pub async fn last_good_run(conn: &mut AsyncPgConnection, sync_type: &str) -> QueryResult<Option<SyncLog>> {
+    sync_logs::table
+        .select(SyncLog::as_select())
+        .filter(sync_logs::sync_type.eq(sync_type))
+        .filter(sync_logs::status.eq_any(["success", "partial"]))
+        .order(sync_logs::started_at.desc())
+        .first(conn)
+        .await
+        .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(processed: i32, failed: i32, fatal: bool) -> RunOutcome {
+        RunOutcome {
+            records_processed: processed,
+            records_failed: failed,
+            fatal_error: fatal.then(|| "HubSpot answered 500".to_owned()),
+            details: None,
+        }
+    }
+
+    #[test]
+    fn status_rules() {
+        assert_eq!(RunStatus::of(&outcome(0, 0, false)), RunStatus::Success);
+        assert_eq!(RunStatus::of(&outcome(100, 0, false)), RunStatus::Success);
+        assert_eq!(RunStatus::of(&outcome(100, 3, false)), RunStatus::Partial);
+        assert_eq!(RunStatus::of(&outcome(3, 3, false)), RunStatus::Failed);
+        assert_eq!(RunStatus::of(&outcome(100, 0, true)), RunStatus::Failed);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for t in [RunTrigger::Schedule, RunTrigger::Manual, RunTrigger::Startup, RunTrigger::Sql] {
+            assert_eq!(RunTrigger::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(RunMode::parse("full"), Some(RunMode::Full));
+        assert_eq!(RunStatus::parse("bogus"), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! Logging: `tracing` to stderr, human-readable on a terminal and JSON elsewhere (`LOG_FORMAT`),
+//! levels from `RUST_LOG` (default `info`).
+//!
+//! Conventions: a readable message plus dotted fields (`object.kind`, `hubspot.id`,
+//! `duration_ms`); log a failure once, where it is handled; secrets live in `config::Secret`,
+//! which prints as `[redacted]`, and personal data (emails, names) is never logged.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber; a second call (tests) is a no-op.
+pub fn init(format: Option<LogFormat>) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Pretty } else { LogFormat::Json });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _already_set = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    };
+}
