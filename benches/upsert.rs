@@ -3,6 +3,8 @@
 //! `cargo bench --bench upsert` (uses `BENCH_DATABASE_URL`, `TEST_DATABASE_URL` or
 //! `DATABASE_URL`, else starts a private PostgreSQL). Prints rows/s for batches of 100 and 1,000
 //! contacts, fresh inserts and updates, the best of three passes, and the ratio to `COPY`.
+//! Sessions use the service's settings (`synchronous_commit = off`); `BENCH_SYNCHRONOUS_COMMIT=true`
+//! measures durable commits instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
 
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use hubspot_sync::localpg::{LocalPgOptions, LocalPostgres};
 use hubspot_sync::store::connect::DbTarget;
 use hubspot_sync::store::contacts::{self, ContactRow};
 use hubspot_sync::store::migrations;
+use hubspot_sync::store::pool::{PoolOptions, session_settings};
 use serde_json::json;
 
 const ROWS: usize = 20_000;
@@ -128,9 +131,17 @@ async fn main() {
     migrations::run_pending(&target).await.unwrap();
     let client = target.connect_raw("hubspot-sync bench copy").await.unwrap();
     let mut conn = target.connect("hubspot-sync bench upsert").await.unwrap();
-    if std::env::var("BENCH_SYNC_COMMIT_OFF").is_ok() {
-        diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "SET synchronous_commit = off").await.unwrap();
-    }
+    // The service's own session settings; BENCH_SYNCHRONOUS_COMMIT=true measures durable commits.
+    let synchronous_commit = std::env::var("BENCH_SYNCHRONOUS_COMMIT").is_ok_and(|v| v == "true");
+    let session = session_settings(&PoolOptions {
+        application_name: String::new(),
+        max_size: 1,
+        wait_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(300),
+        synchronous_commit,
+    });
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &session).await.unwrap();
+    client.batch_execute(&session).await.unwrap();
 
     let t0 = Utc.timestamp_opt(1_750_000_000, 0).single().unwrap();
     let fresh: Vec<_> = (0..ROWS).map(|i| contact(i, t0, 1)).collect();
@@ -142,8 +153,9 @@ async fn main() {
         best_copy = best_copy.min(copy_rows(&client, &fresh).await);
     }
     println!(
-        "machine: {} cores; {ROWS} contacts per pass, best of {PASSES} passes",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        "machine: {} cores; {ROWS} contacts per pass, best of {PASSES} passes; synchronous_commit={}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        if synchronous_commit { "on" } else { "off" }
     );
     println!("| operation | batch | rows/s | COPY rows/s ÷ this |");
     println!("|---|---:|---:|---:|");

@@ -1,3 +1,5 @@
+-- No index on updated_at and fillfactor 90: a re-sync that changes no indexed column is a
+-- HOT update (no index writes), which keeps webhook and poller upserts fast.
 CREATE TABLE calls (
     hubspot_call_id text PRIMARY KEY,
     title text,
@@ -14,10 +16,9 @@ CREATE TABLE calls (
     merged_into text,
     properties jsonb NOT NULL DEFAULT '{}'::jsonb,
     synced_at timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 90);
 COMMENT ON TABLE calls IS 'HubSpot calls (object type 0-48), one row per HubSpot id.';
 COMMENT ON COLUMN calls.disposition IS 'hs_call_disposition: a GUID naming the call outcome.';
 COMMENT ON COLUMN calls.called_at IS 'hs_timestamp: when the call happened.';
 CREATE INDEX calls_owner_id_idx ON calls (owner_id);
 CREATE INDEX calls_called_at_idx ON calls (called_at);
-CREATE INDEX calls_updated_at_idx ON calls (updated_at);

@@ -3,7 +3,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
-python3 -c 'import jsonschema, hubspot' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check jsonschema hubspot-api-client
+if ! python3 -c 'import jsonschema, hubspot' 2>/dev/null; then
+  PIP=(python3 -m pip install --quiet --disable-pip-version-check jsonschema hubspot-api-client)
+  "${PIP[@]}" 2>/dev/null || "${PIP[@]}" --break-system-packages
+fi
 cargo build -q -p hubspot-sim
 LOG="$(mktemp)"
 target/debug/hubspot-sim --port 0 --contacts 3000 --deals 800 --calls 1500 --owners 25 --seed 7 >"$LOG" 2>/dev/null &

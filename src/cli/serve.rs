@@ -9,7 +9,7 @@ use crate::config::{
     DatabaseSettings, HubSpotSettings, OwnerSettings, ScheduleSettings, ServerSettings, WebhookSettings,
 };
 use crate::runtime::{self, ServeOptions};
-use crate::store::{self, pool::PoolOptions};
+use crate::store;
 
 use super::CliError;
 
@@ -33,16 +33,8 @@ impl ServeArgs {
     /// Checks the settings and builds what the server needs; no connection is opened yet.
     pub fn options(&self) -> Result<ServeOptions, CliError> {
         let target = self.database.target()?;
-        let pool = store::build_pool(
-            &target,
-            &PoolOptions {
-                application_name: "hubspot-sync".to_owned(),
-                max_size: self.database.database_pool_size as usize,
-                wait_timeout: self.database.database_pool_timeout,
-                statement_timeout: self.database.database_statement_timeout,
-            },
-        )
-        .map_err(anyhow::Error::from)?;
+        let pool =
+            store::build_pool(&target, &self.database.pool_options("hubspot-sync")).map_err(anyhow::Error::from)?;
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),
             shutdown_grace: self.server.shutdown_grace,

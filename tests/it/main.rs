@@ -5,6 +5,7 @@
 mod cli;
 mod harness;
 mod migrations;
+mod pool;
 mod serve;
 mod store;
 mod tls;
