@@ -7,12 +7,19 @@
 //! This crate is both the library (used by the integration tests, benches and the binary) and the
 //! `hubspot-sync` binary in `src/main.rs`.
 
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod fetcher;
+pub mod hubspot;
 pub mod localpg;
 pub mod objects;
 pub mod ops;
+pub mod poller;
+pub mod queue;
 pub mod runtime;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

@@ -10,17 +10,40 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, AppState};
+use crate::fetcher::Fetchers;
+use crate::ops::background::Background;
+use crate::ops::request_log;
 
 /// What the running server needs.
 pub struct ServeOptions {
     pub bind: SocketAddr,
     pub shutdown_grace: Duration,
     pub state: AppState,
+    /// Metrics listener, `LISTEN` task and alert monitor (`ops::background`).
+    pub background: Background,
+    /// The webhook batch fetchers, when a HubSpot token is set (`fetcher`).
+    pub realtime: Option<Realtime>,
+    /// The reconciliation poller's cron schedules, when a HubSpot token is set (`poller`).
+    pub scheduler: Option<Scheduling>,
+}
+
+/// What the poller's scheduler needs; it runs until the shutdown token is cancelled.
+pub struct Scheduling {
+    pub poller: crate::poller::Poller,
+    pub schedules: crate::poller::Schedules,
+}
+
+/// What the batch fetchers need; they drain `state.webhooks`'s queue.
+pub struct Realtime {
+    pub hubspot: crate::hubspot::HubSpot,
+    pub options: crate::fetcher::FetcherOptions,
 }
 
 /// A running server: its address, and a way to stop it and wait for it.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -47,27 +70,52 @@ impl RunningServer {
 pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(options.bind).with_context(|| format!("cannot listen on {}", options.bind))?;
     let addr = listener.local_addr()?;
+    let ops = options.state.ops.clone();
+    let fetchers = match (options.realtime, options.state.webhooks.queue()) {
+        (Some(rt), Some(queue)) => {
+            Some(Fetchers::start(queue.clone(), rt.hubspot, options.state.pool.clone(), rt.options))
+        }
+        _ => None,
+    };
+    let grace = options.shutdown_grace;
     let state = web::Data::new(options.state);
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(app::configure))
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(request_log::middleware))
+            .app_data(state.clone())
+            .configure(app::configure)
+    })
         .disable_signals()
         .shutdown_timeout(options.shutdown_grace.as_secs().max(1))
         .listen(listener)?
         .run();
     let handle = server.handle();
     let shutdown = CancellationToken::new();
+    let background = options.background.start(&ops, &shutdown);
+    if let Some(s) = options.scheduler {
+        tokio::spawn(crate::poller::run_scheduler(s.poller, s.schedules, shutdown.clone()));
+    }
+    let metrics_addr = background.metrics_addr;
     let token = shutdown.clone();
+    let background_token = shutdown.clone();
     let task = tokio::spawn(async move {
         let stopper = tokio::spawn(async move {
             token.cancelled().await;
+            // Webhooks get 503 from here on while the queue drains; then the HTTP server stops.
+            if let Some(fetchers) = fetchers {
+                fetchers.drain(grace).await;
+            }
             tracing::info!("shutting down: no new requests, finishing in-flight ones");
             handle.stop(true).await;
         });
         let result = server.await.context("the HTTP server failed");
         stopper.abort();
+        background_token.cancel();
+        background.stop().await;
         result
     });
     tracing::info!(address = %addr, "listening");
-    Ok(RunningServer { addr, shutdown, task })
+    Ok(RunningServer { addr, metrics_addr, shutdown, task })
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

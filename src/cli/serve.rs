@@ -3,12 +3,23 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use crate::alerts::monitor::{self, Monitor};
+use crate::alerts::slack::Notifier;
 use crate::app::AppState;
 use crate::config::{
     DatabaseSettings, HubSpotSettings, OwnerSettings, ScheduleSettings, ServerSettings, WebhookSettings,
 };
-use crate::runtime::{self, ServeOptions};
+use crate::ops::OpsState;
+use crate::ops::background::Background;
+use crate::ops::control::ScheduleOnly;
+use crate::fetcher::FetcherOptions;
+use crate::hubspot::HubSpot;
+use crate::objects::WriteContext;
+use crate::queue::Queue;
+use crate::runtime::{self, Realtime, ServeOptions};
+use crate::webhook::Intake;
 use crate::store;
 
 use super::CliError;
@@ -35,11 +46,59 @@ impl ServeArgs {
         let target = self.database.target()?;
         let pool =
             store::build_pool(&target, &self.database.pool_options("hubspot-sync")).map_err(anyhow::Error::from)?;
+        let (webhooks, realtime) = self.realtime()?;
+        // The poller shares the fetchers' HubSpot client (one request budget). Without a token
+        // there is none: force sync answers 503 and the schedule comes from the settings.
+        let poller = realtime.as_ref().map(|rt| self.poller(pool.clone(), rt.hubspot.clone()));
+        let control: crate::ops::control::SharedControl = match &poller {
+            Some(poller) => Arc::new(poller.clone()),
+            None => Arc::new(ScheduleOnly { schedules: self.schedules.clone() }),
+        };
+        let mut ops = OpsState::new(self.server.admin_token.clone(), control);
+        if let Some(queue) = webhooks.queue().cloned() {
+            ops = ops.with_queue_depth(move || queue.depth() as u64);
+        }
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),
             shutdown_grace: self.server.shutdown_grace,
-            state: AppState { pool },
+            background: Background {
+                metrics_bind: Some(SocketAddr::new(self.server.bind, self.server.metrics_port)),
+                listen: Some(target.clone()),
+                monitor: Some((
+                    Monitor::new(
+                        pool.clone(),
+                        ops.webhooks.clone(),
+                        self.schedules.clone(),
+                        self.server.alert_webhook_url.clone().map(Notifier::new),
+                        chrono::Utc::now(),
+                    ),
+                    monitor::CHECK_EVERY,
+                )),
+            },
+            state: AppState { pool, ops, webhooks },
+            realtime,
+            scheduler: poller.map(|poller| runtime::Scheduling { poller, schedules: (&self.schedules).into() }),
         })
+    }
+
+    /// The reconciliation poller (its scheduler starts with the server).
+    fn poller(&self, pool: store::Pool, hubspot: HubSpot) -> crate::poller::Poller {
+        let write = WriteContext { owner_role: self.owners.owner_role.clone() };
+        crate::poller::Poller::new(pool, hubspot, crate::poller::PollerOptions { write, ..Default::default() })
+    }
+
+    /// The webhook intake and its batch fetchers; without a HubSpot token nothing can be
+    /// fetched, so webhooks get 503 (HubSpot keeps retrying them) and no fetcher starts.
+    fn realtime(&self) -> Result<(Intake, Option<Realtime>), CliError> {
+        if self.hubspot.hubspot_access_token.is_none() {
+            tracing::warn!("HUBSPOT_ACCESS_TOKEN is not set: webhooks are answered 503 until it is");
+            return Ok((Intake::new(&self.webhooks, None), None));
+        }
+        let hubspot = HubSpot::new(&self.hubspot).map_err(anyhow::Error::from)?;
+        let queue = Arc::new(Queue::new(self.server.queue_capacity as usize));
+        let write = WriteContext { owner_role: self.owners.owner_role.clone() };
+        let options = FetcherOptions::new(self.server.fetch_window, write);
+        Ok((Intake::new(&self.webhooks, Some(queue)), Some(Realtime { hubspot, options })))
     }
 }
 

@@ -1,13 +1,21 @@
-//! `hubspot-sync sync <object>... [--full]`: one reconciliation run per object now.
-//! The HubSpot client and poller arrive with issue 4; until then the command parses its
-//! arguments (bad usage exits 2) and says it is not available yet.
+//! `hubspot-sync sync <object>... [--full]`: one reconciliation run per object now, the objects
+//! in parallel under the shared HubSpot budget, each recorded in `sync_logs` with trigger
+//! `manual`. Exit 0 when every run is `success` or `partial`, 1 when any is `failed`.
+//!
+//! On a terminal, a progress line per object (records, pages, rate, ETA when the total is known);
+//! elsewhere a plain log line per object every few seconds.
+
+mod progress;
 
 use std::process::ExitCode;
 
-use anyhow::anyhow;
+use anyhow::Context as _;
 
 use crate::config::{DatabaseSettings, HubSpotSettings, OwnerSettings};
-use crate::objects::ObjectKind;
+use crate::hubspot::HubSpot;
+use crate::objects::{ObjectKind, WriteContext};
+use crate::poller::{Mode, Poller, PollerOptions, RunStatus, RunSummary, Trigger};
+use crate::store;
 
 use super::CliError;
 
@@ -59,12 +67,50 @@ impl SyncArgs {
 }
 
 pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
-    args.database.target()?;
+    let target = args.database.target()?;
     args.hubspot.access_token()?;
-    let names: Vec<_> = args.kinds().iter().map(|k| k.as_str()).collect();
-    Err(anyhow!(
-        "sync of {} is not yet available in this build (the HubSpot client lands with issue 4)",
-        names.join(", ")
-    )
-    .into())
+    let pool = store::build_pool(&target, &args.database.pool_options("hubspot-sync sync"))
+        .context("cannot set up the database pool")?;
+    let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
+    let write = WriteContext { owner_role: args.owners.owner_role.clone() };
+    let poller = Poller::new(pool, hubspot, PollerOptions { write, ..PollerOptions::default() });
+    let mode = if args.full { Mode::Full } else { Mode::Incremental };
+    let kinds = args.kinds();
+    let display = progress::Display::start(poller.clone(), kinds.clone());
+    let runs = kinds.iter().map(|kind| poller.run(*kind, mode, Trigger::Manual));
+    let results = futures_util::future::join_all(runs).await;
+    display.stop().await;
+    let mut failed = false;
+    for (kind, result) in kinds.iter().zip(results) {
+        match result {
+            Ok(summary) => {
+                failed |= summary.status == RunStatus::Failed;
+                println!("{}", line(&summary));
+            }
+            Err(e) => {
+                failed = true;
+                println!("{kind:<9} not run: {e}");
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The summary line of one run.
+fn line(s: &RunSummary) -> String {
+    let mut out = format!(
+        "{:<9} {:<8} {:<12} {:>8} records {:>6} failed {:>6} pages {:>8.1} s  run {}",
+        s.kind.as_str(),
+        s.status.as_str(),
+        s.mode.as_str(),
+        s.records_processed,
+        s.records_failed,
+        s.pages,
+        s.duration.as_secs_f64(),
+        s.run_id
+    );
+    if let Some(error) = &s.error {
+        out.push_str(&format!("\n          error: {error}"));
+    }
+    out
 }

@@ -1,2 +1,53 @@
-//! The operations surface: health and readiness probes (status API, page and metrics follow).
+//! The operations surface: health probes, the status API and its OpenAPI document, the status
+//! page, force sync (API and SQL trigger), Prometheus metrics, request ids and live webhook
+//! figures. Alerts live in `crate::alerts`.
+//!
+//! `ops` reads the store and live figures and asks the poller for runs through
+//! [`control::SyncControl`]; nothing here writes synced data.
+
+pub mod admin;
+pub mod background;
+pub mod control;
+pub mod error;
 pub mod health;
+pub mod listen;
+pub mod live;
+pub mod metrics;
+pub mod openapi;
+pub mod page;
+pub mod request_log;
+pub mod status;
+
+use std::sync::Arc;
+
+use crate::config::Secret;
+use control::SharedControl;
+use live::WebhookStats;
+use metrics::DepthSource;
+
+/// What the operations handlers need, part of `AppState` (cheap to clone).
+#[derive(Clone)]
+pub struct OpsState {
+    /// `ADMIN_TOKEN`; admin requests are refused when unset.
+    pub admin_token: Option<Secret>,
+    /// Starts runs and knows the schedule (the poller).
+    pub control: SharedControl,
+    /// Webhook figures, written by the webhook handler.
+    pub webhooks: Arc<WebhookStats>,
+    /// The webhook queue's depth.
+    pub queue_depth: DepthSource,
+}
+
+impl OpsState {
+    /// Fresh webhook figures and a queue depth of 0 until a queue is attached with
+    /// [`OpsState::with_queue_depth`].
+    pub fn new(admin_token: Option<Secret>, control: SharedControl) -> Self {
+        Self { admin_token, control, webhooks: Arc::new(WebhookStats::new()), queue_depth: Arc::new(|| 0) }
+    }
+
+    /// Reads the queue depth from `depth`.
+    pub fn with_queue_depth(mut self, depth: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.queue_depth = Arc::new(depth);
+        self
+    }
+}

@@ -233,6 +233,30 @@ impl DbTarget {
         }
     }
 
+    /// Opens a plain client whose asynchronous messages (`NOTIFY` notifications, notices) go to
+    /// the returned channel, which closes when the connection ends (for `LISTEN`).
+    pub async fn connect_with_messages(
+        &self,
+        application_name: &str,
+    ) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::AsyncMessage>), ConnectError> {
+        let config = self.session_config(application_name);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let target = self.redacted();
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = config.connect(NoTls).await.map_err(|e| self.error(e))?;
+                tokio::spawn(forward_messages(connection, tx, target));
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await.map_err(|e| self.error(e))?;
+                tokio::spawn(forward_messages(connection, tx, target));
+                client
+            }
+        };
+        Ok((client, rx))
+    }
+
     /// Opens a diesel-async connection over the TLS this target asks for.
     pub async fn connect(&self, application_name: &str) -> ConnectionResult<AsyncPgConnection> {
         let config = self.session_config(application_name);
@@ -284,6 +308,30 @@ where
 {
     if let Err(error) = connection.await {
         tracing::warn!(db.target = %target, "database connection ended with an error: {error}");
+    }
+}
+
+/// Drives a connection, forwarding its asynchronous messages until it closes or nobody listens.
+async fn forward_messages<T>(
+    mut connection: Connection<Socket, T>,
+    tx: tokio::sync::mpsc::UnboundedSender<tokio_postgres::AsyncMessage>,
+    target: String,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+        match message {
+            Ok(message) => {
+                if tx.send(message).is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(db.target = %target, "database connection ended with an error: {error}");
+                return;
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Nullable, Text};
+use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::objects::ObjectKind;
@@ -90,6 +90,49 @@ pub async fn mark_archived(
         key = table.key(),
     );
     diesel::sql_query(sql).bind::<Array<Text>, _>(ids).bind::<Nullable<Text>, _>(merged_into).execute(conn).await
+}
+
+/// Marks archived the live rows no write has touched since `since` (a full pass that started
+/// then did not see them: merged away or permanently deleted in HubSpot), except `keep` (ids
+/// the pass saw but could not store). Returns the number of rows changed.
+pub async fn archive_unseen(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    since: DateTime<Utc>,
+    keep: &[String],
+) -> diesel::QueryResult<usize> {
+    let sql = format!(
+        "UPDATE {table} SET archived = true, archived_at = coalesce(archived_at, now()), synced_at = now() \
+         WHERE NOT archived AND synced_at < $1 AND NOT ({key} = ANY($2))",
+        table = table.name(),
+        key = table.key(),
+    );
+    diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Timestamptz, _>(since)
+        .bind::<Array<Text>, _>(keep)
+        .execute(conn)
+        .await
+}
+
+/// Marks rows archived because HubSpot deleted them at `deleted_at` (a deletion webhook's
+/// `occurredAt`), unless the stored row is newer than that: an out-of-order deletion that
+/// arrives after a later restore was fetched leaves the restored row alone. `updated_at` moves
+/// up to `deleted_at`, so a fetch that read the record before the deletion cannot bring it back
+/// (see [`NEWER_WINS`]), while a later restore can. Rows not stored yet are left alone.
+pub async fn archive_deleted(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+    deleted_at: DateTime<Utc>,
+) -> diesel::QueryResult<usize> {
+    let sql = format!(
+        "UPDATE {table} SET archived = true, archived_at = coalesce(archived_at, $2), \
+         updated_at = greatest(updated_at, $2), synced_at = now() \
+         WHERE {key} = ANY($1) AND updated_at <= $2 AND (NOT archived OR updated_at < $2)",
+        table = table.name(),
+        key = table.key(),
+    );
+    diesel::sql_query(sql).bind::<Array<Text>, _>(ids).bind::<Timestamptz, _>(deleted_at).execute(conn).await
 }
 
 #[cfg(test)]

@@ -2,10 +2,24 @@
 //! The one integration-test binary (`cargo test --test it`). Every test that needs PostgreSQL
 //! gets its own database cloned from a migrated template (see `harness::db`).
 
+mod alerts;
 mod cli;
+mod demo;
+mod faults_database;
+mod faults_deploy;
+mod faults_hostile;
+mod faults_hubspot;
 mod harness;
+mod hubspot_client;
+mod listen;
 mod migrations;
+mod poller;
 mod pool;
+mod realtime;
 mod serve;
+mod status_api;
+mod status_page;
 mod store;
+mod sync_cli;
 mod tls;
+mod webhook;

@@ -77,6 +77,24 @@ impl TestDb {
     pub fn url(&self) -> String {
         self.url.clone()
     }
+
+    #[allow(dead_code)] // used by the fault scenarios
+    /// Where the PostgreSQL server of this database listens (to put a [`super::Proxy`] before it).
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let url = url::Url::parse(&self.url).expect("database url");
+        let host = url.host_str().expect("database host");
+        let port = url.port().unwrap_or(5432);
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).expect("resolve").next().expect("an address")
+    }
+
+    #[allow(dead_code)] // used by the fault scenarios
+    /// The URL of this database reached through `proxy` instead of directly.
+    pub fn url_through(&self, proxy: std::net::SocketAddr) -> String {
+        let mut url = url::Url::parse(&self.url).expect("database url");
+        url.set_host(Some(&proxy.ip().to_string())).expect("host");
+        url.set_port(Some(proxy.port())).expect("port");
+        url.into()
+    }
 }
 
 impl Drop for TestDb {

@@ -1,7 +1,13 @@
-//! Test harness: throwaway databases, the `hubspot-sync` binary, and small helpers.
+//! Test harness: throwaway databases, the `hubspot-sync` binary, a controllable TCP proxy, and
+//! small helpers.
+pub mod compare;
 pub mod db;
+#[allow(dead_code)] // used by the fault scenarios
+pub mod proxy;
 
 pub use db::TestDb;
+#[allow(unused_imports)] // used by the fault scenarios
+pub use proxy::Proxy;
 
 /// Path of the `hubspot-sync` binary cargo built for these tests.
 pub fn bin() -> &'static str {

@@ -1,0 +1,210 @@
+//! Alerts to a Slack-compatible incoming webhook (`ALERT_WEBHOOK_URL`).
+//!
+//! Four conditions, each judged afresh at every check from `sync_logs` and the live webhook
+//! figures ([`evaluate`]), so a restart re-alerts on what still holds:
+//! - **run failed**: the latest finished run of an object is `failed`;
+//! - **failed records**: the latest finished run failed more than 10% of the records it handled;
+//! - **overdue**: no `success` or `partial` run of an object for twice its schedule interval
+//!   (counted from start-up when it never ran, so a fresh install does not alert at once);
+//! - **signature failures**: at least [`SPIKE_MIN`] webhook requests in [`SPIKE_WINDOW_MINUTES`]
+//!   minutes were refused for their signature, and they are at least half of all requests (a
+//!   wrong `HUBSPOT_CLIENT_SECRET` after a rotation).
+//!
+//! [`AlertState`] turns the set of conditions that hold into messages: one when a condition
+//! starts to hold, one when it clears, nothing in between. A message that cannot be delivered is
+//! retried at the next check. `monitor` runs the checks; `slack` delivers.
+
+pub mod monitor;
+pub mod slack;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::{Schedule, ScheduleSettings};
+use crate::objects::ObjectKind;
+use crate::ops::control::schedule_of;
+use crate::ops::live::WindowCounts;
+
+/// Failed records above this share of processed ones raise an alert.
+pub const FAILED_SHARE: f64 = 0.10;
+/// Signature failures within the window that make a spike (with at least half of all requests).
+pub const SPIKE_MIN: u64 = 5;
+/// The signature-spike window.
+pub const SPIKE_WINDOW_MINUTES: usize = 5;
+
+/// Something worth telling a person about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Condition {
+    RunFailed(ObjectKind),
+    FailedRecords(ObjectKind),
+    Overdue(ObjectKind),
+    SignatureFailures,
+}
+
+impl Condition {
+    /// A stable name (metrics label, logs).
+    pub fn name(self) -> String {
+        match self {
+            Self::RunFailed(kind) => format!("run_failed:{kind}"),
+            Self::FailedRecords(kind) => format!("failed_records:{kind}"),
+            Self::Overdue(kind) => format!("overdue:{kind}"),
+            Self::SignatureFailures => "signature_failures".to_owned(),
+        }
+    }
+
+    fn cleared_text(self) -> String {
+        match self {
+            Self::RunFailed(kind) => format!("{kind} sync recovered: the latest run did not fail"),
+            Self::FailedRecords(kind) => format!("{kind} sync: failed records are back under 10%"),
+            Self::Overdue(kind) => format!("{kind} sync is on schedule again"),
+            Self::SignatureFailures => "webhook signature failures are back to normal".to_owned(),
+        }
+    }
+}
+
+/// The latest finished run of an object, as the checks need it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinishedRun {
+    pub status: String,
+    pub records_processed: i32,
+    pub records_failed: i32,
+    pub completed_at: DateTime<Utc>,
+    /// The run's fatal error, when it had one.
+    pub error: Option<String>,
+}
+
+/// What `sync_logs` says about one object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectHistory {
+    pub kind: ObjectKind,
+    pub latest: Option<FinishedRun>,
+    /// When the last `success` or `partial` run finished.
+    pub last_good: Option<DateTime<Utc>>,
+}
+
+/// Everything one check looks at.
+pub struct Observation<'a> {
+    pub now: DateTime<Utc>,
+    /// When monitoring started (the overdue clock of objects that never ran).
+    pub since: DateTime<Utc>,
+    pub objects: &'a [ObjectHistory],
+    pub schedules: &'a ScheduleSettings,
+    /// Webhook counts over the last [`SPIKE_WINDOW_MINUTES`] minutes.
+    pub webhooks: WindowCounts,
+}
+
+/// The conditions that hold, each with the message announcing it.
+pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
+    let mut holding = BTreeMap::new();
+    for object in obs.objects {
+        let kind = object.kind;
+        if let Some(run) = &object.latest {
+            if run.status == "failed" {
+                let reason = run.error.as_deref().map(|e| format!(": {}", truncate(e, 300))).unwrap_or_default();
+                holding.insert(Condition::RunFailed(kind), format!("{kind} sync failed{reason}"));
+            }
+            if run.records_processed > 0
+                && f64::from(run.records_failed) > FAILED_SHARE * f64::from(run.records_processed)
+            {
+                holding.insert(
+                    Condition::FailedRecords(kind),
+                    format!(
+                        "{kind} sync: {} of {} records failed (over 10%)",
+                        run.records_failed, run.records_processed
+                    ),
+                );
+            }
+        }
+        let interval = interval_of(schedule_of(obs.schedules, kind), obs.now);
+        let clock = object.last_good.map_or(obs.since, |good| good.max(obs.since));
+        if let Some(interval) = interval.filter(|i| obs.now - clock > *i * 2) {
+            let last = object.last_good.map_or_else(|| "never since start-up".to_owned(), |t| t.to_rfc3339());
+            holding.insert(
+                Condition::Overdue(kind),
+                format!(
+                    "{kind} sync is overdue: no successful run for over {} minutes (last: {last})",
+                    (interval * 2).num_minutes()
+                ),
+            );
+        }
+    }
+    let w = obs.webhooks;
+    if w.signature_failures >= SPIKE_MIN && w.signature_failures * 2 >= w.received {
+        holding.insert(
+            Condition::SignatureFailures,
+            format!(
+                "{} of {} webhook requests in the last {SPIKE_WINDOW_MINUTES} minutes failed signature checks \
+                 (is HUBSPOT_CLIENT_SECRET current after a rotation?)",
+                w.signature_failures, w.received
+            ),
+        );
+    }
+    holding
+}
+
+/// The longest gap between the next few firings of a schedule (cron gaps can be uneven).
+pub fn interval_of(schedule: &Schedule, now: DateTime<Utc>) -> Option<Duration> {
+    let mut at = schedule.next_after(now)?;
+    let mut longest = Duration::zero();
+    for _ in 0..3 {
+        let next = schedule.next_after(at)?;
+        longest = longest.max(next - at);
+        at = next;
+    }
+    Some(longest)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+/// A message to send: a condition started or stopped holding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub condition: Condition,
+    pub firing: bool,
+    pub text: String,
+}
+
+/// Which conditions have been announced as holding.
+#[derive(Debug, Default)]
+pub struct AlertState {
+    firing: BTreeMap<Condition, ()>,
+}
+
+impl AlertState {
+    /// The messages owed given the conditions that hold now.
+    pub fn transitions(&self, holding: &BTreeMap<Condition, String>) -> Vec<Transition> {
+        let started = holding.iter().filter(|(c, _)| !self.firing.contains_key(*c)).map(|(c, text)| Transition {
+            condition: *c,
+            firing: true,
+            text: text.clone(),
+        });
+        let cleared = self.firing.keys().filter(|c| !holding.contains_key(*c)).map(|c| Transition {
+            condition: *c,
+            firing: false,
+            text: c.cleared_text(),
+        });
+        started.chain(cleared).collect()
+    }
+
+    /// Records that a transition's message was delivered.
+    pub fn delivered(&mut self, transition: &Transition) {
+        if transition.firing {
+            self.firing.insert(transition.condition, ());
+        } else {
+            self.firing.remove(&transition.condition);
+        }
+    }
+
+    pub fn is_firing(&self, condition: Condition) -> bool {
+        self.firing.contains_key(&condition)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+//! The periodic check behind alerts and the run metrics: every interval it reads `sync_logs`,
+//! records newly finished runs in the run-duration histogram, judges the alert conditions and
+//! delivers the messages owed. Runs in `serve` whether or not `ALERT_WEBHOOK_URL` is set (the
+//! metrics need it); without a URL, transitions are only logged.
+//!
+//! It reads finished runs rather than being told by the poller, so runs of every process writing
+//! to the database (`hubspot-sync sync` included) are counted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::RunQueryDsl;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::slack::Notifier;
+use super::{AlertState, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition, evaluate};
+use crate::config::ScheduleSettings;
+use crate::objects::ObjectKind;
+use crate::ops::live::WebhookStats;
+use crate::ops::metrics::names;
+use crate::store::{Pool, StoreError};
+
+/// How often `serve` checks.
+pub const CHECK_EVERY: Duration = Duration::from_secs(30);
+/// Finished runs are looked for this far behind the newest one seen, so a run whose transaction
+/// committed late is still counted (each once, by id).
+const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
+
+#[derive(QueryableByName)]
+struct HistoryRow {
+    #[diesel(sql_type = Text)]
+    sync_type: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    status: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    records_processed: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    records_failed: Option<i32>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    completed_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_good: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct FinishedRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    sync_type: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Text)]
+    mode: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    duration_ms: Option<i64>,
+    #[diesel(sql_type = Timestamptz)]
+    completed_at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct NowRow {
+    #[diesel(sql_type = Timestamptz)]
+    now: DateTime<Utc>,
+}
+
+const HISTORY_SQL: &str = "\
+SELECT t.sync_type, f.status, f.records_processed, f.records_failed, f.completed_at, \
+       f.error_details->>'error' AS error, g.last_good \
+FROM unnest($1::text[]) AS t(sync_type) \
+LEFT JOIN LATERAL (SELECT status, records_processed, records_failed, completed_at, error_details \
+                   FROM sync_logs l WHERE l.platform = 'hubspot' AND l.sync_type = t.sync_type \
+                   AND l.status <> 'running' ORDER BY l.completed_at DESC LIMIT 1) f ON true \
+LEFT JOIN LATERAL (SELECT max(completed_at) AS last_good FROM sync_logs l \
+                   WHERE l.platform = 'hubspot' AND l.sync_type = t.sync_type \
+                   AND l.status IN ('success', 'partial')) g ON true";
+
+const FINISHED_SQL: &str = "\
+SELECT id, sync_type, status, mode, duration_ms, completed_at FROM sync_logs \
+WHERE completed_at > $1 ORDER BY completed_at LIMIT 1000";
+
+/// The alert and run-metrics checker.
+pub struct Monitor {
+    pool: Pool,
+    webhooks: Arc<WebhookStats>,
+    schedules: ScheduleSettings,
+    notifier: Option<Notifier>,
+    started: DateTime<Utc>,
+    state: AlertState,
+    /// Newest `completed_at` recorded in the metrics; `None` before the first check.
+    cursor: Option<DateTime<Utc>>,
+    /// Runs recorded within [`OVERLAP`] of the cursor.
+    recorded: HashMap<Uuid, DateTime<Utc>>,
+}
+
+impl Monitor {
+    /// `started` starts the overdue clock of objects that never ran.
+    pub fn new(
+        pool: Pool,
+        webhooks: Arc<WebhookStats>,
+        schedules: ScheduleSettings,
+        notifier: Option<Notifier>,
+        started: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            pool,
+            webhooks,
+            schedules,
+            notifier,
+            started,
+            state: AlertState::default(),
+            cursor: None,
+            recorded: HashMap::new(),
+        }
+    }
+
+    /// Whether a condition has been announced and not yet cleared.
+    pub fn is_firing(&self, condition: super::Condition) -> bool {
+        self.state.is_firing(condition)
+    }
+
+    /// One check at `now`: returns the transitions delivered (all of them when no URL is set).
+    pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<Vec<Transition>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        self.record_finished_runs(&mut conn).await?;
+        let kinds: Vec<String> = ObjectKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
+        let rows: Vec<HistoryRow> = sql_query(HISTORY_SQL).bind::<Array<Text>, _>(kinds).load(&mut conn).await?;
+        drop(conn);
+        let objects: Vec<ObjectHistory> = rows.into_iter().filter_map(history).collect();
+        let observation = Observation {
+            now,
+            since: self.started,
+            objects: &objects,
+            schedules: &self.schedules,
+            webhooks: self.webhooks.window(now, SPIKE_WINDOW_MINUTES),
+        };
+        let owed = self.state.transitions(&evaluate(&observation));
+        let mut delivered = Vec::new();
+        for transition in owed {
+            let condition = transition.condition.name();
+            if let Some(notifier) = &self.notifier {
+                if let Err(error) = notifier.send(&transition).await {
+                    tracing::warn!(alert.condition = %condition, error = %error, "alert not delivered; will retry");
+                    continue;
+                }
+            }
+            tracing::warn!(alert.condition = %condition, alert.firing = transition.firing, "alert");
+            metrics::gauge!(names::ALERTS_FIRING, "condition" => condition).set(if transition.firing {
+                1.0
+            } else {
+                0.0
+            });
+            self.state.delivered(&transition);
+            delivered.push(transition);
+        }
+        Ok(delivered)
+    }
+
+    async fn record_finished_runs(&mut self, conn: &mut diesel_async::AsyncPgConnection) -> Result<(), StoreError> {
+        let Some(cursor) = self.cursor else {
+            // First check: runs finished before start-up were counted by the previous process.
+            let row: NowRow = sql_query("SELECT now() AS now").get_result(conn).await?;
+            self.cursor = Some(row.now);
+            return Ok(());
+        };
+        let rows: Vec<FinishedRow> =
+            sql_query(FINISHED_SQL).bind::<Timestamptz, _>(cursor - OVERLAP).load(conn).await?;
+        let mut newest = cursor;
+        for run in rows {
+            newest = newest.max(run.completed_at);
+            if self.recorded.insert(run.id, run.completed_at).is_some() {
+                continue;
+            }
+            let seconds = run.duration_ms.unwrap_or(0) as f64 / 1000.0;
+            metrics::histogram!(names::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.clone(),
+                "mode" => run.mode)
+            .record(seconds);
+            metrics::counter!(names::RUNS, "object" => run.sync_type, "status" => run.status).increment(1);
+        }
+        self.cursor = Some(newest);
+        self.recorded.retain(|_, at| *at > newest - OVERLAP);
+        Ok(())
+    }
+
+    /// Checks every `every` until `shutdown`; a failed check is logged and retried next time.
+    pub fn spawn(mut self, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                if let Err(error) = self.tick(Utc::now()).await {
+                    tracing::warn!(error = %error, "alert check failed; retrying at the next interval");
+                }
+            }
+        })
+    }
+}
+
+fn history(row: HistoryRow) -> Option<ObjectHistory> {
+    let kind = row.sync_type.parse().ok()?;
+    let latest = match (row.status, row.completed_at) {
+        (Some(status), Some(completed_at)) => Some(FinishedRun {
+            status,
+            records_processed: row.records_processed.unwrap_or(0),
+            records_failed: row.records_failed.unwrap_or(0),
+            completed_at,
+            error: row.error,
+        }),
+        _ => None,
+    };
+    Some(ObjectHistory { kind, latest, last_good: row.last_good })
+}

@@ -1,0 +1,119 @@
+use chrono::TimeZone;
+use clap::Parser;
+
+use super::*;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    schedules: ScheduleSettings,
+}
+
+fn schedules() -> ScheduleSettings {
+    Args::parse_from(["x"]).schedules
+}
+
+fn t(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap() + Duration::minutes(minute)
+}
+
+fn run(status: &str, processed: i32, failed: i32, minute: i64) -> FinishedRun {
+    FinishedRun {
+        status: status.into(),
+        records_processed: processed,
+        records_failed: failed,
+        completed_at: t(minute),
+        error: None,
+    }
+}
+
+fn history(latest: Option<FinishedRun>, last_good: Option<i64>) -> Vec<ObjectHistory> {
+    ObjectKind::ALL
+        .into_iter()
+        .map(|kind| ObjectHistory {
+            kind,
+            latest: if kind == ObjectKind::Contacts { latest.clone() } else { None },
+            last_good: last_good.map(t),
+        })
+        .collect()
+}
+
+fn holding(objects: &[ObjectHistory], now: i64, webhooks: WindowCounts) -> Vec<Condition> {
+    let s = schedules();
+    let obs = Observation { now: t(now), since: t(0), objects, schedules: &s, webhooks };
+    evaluate(&obs).into_keys().collect()
+}
+
+#[test]
+fn failed_run_and_failed_share() {
+    let c = ObjectKind::Contacts;
+    assert_eq!(
+        holding(&history(Some(run("failed", 0, 0, 1)), Some(1)), 2, WindowCounts::default()),
+        [Condition::RunFailed(c)]
+    );
+    assert_eq!(
+        holding(&history(Some(run("partial", 100, 11, 1)), Some(1)), 2, WindowCounts::default()),
+        [Condition::FailedRecords(c)]
+    );
+    assert!(
+        holding(&history(Some(run("partial", 100, 10, 1)), Some(1)), 2, WindowCounts::default()).is_empty(),
+        "10% is not over"
+    );
+}
+
+#[test]
+fn overdue_after_twice_the_interval() {
+    // Contacts run every 5 minutes, so 10 minutes without success is overdue; owners run daily.
+    let objects = history(Some(run("success", 1, 0, 1)), Some(1));
+    assert!(holding(&objects, 11, WindowCounts::default()).is_empty());
+    assert_eq!(holding(&objects, 12, WindowCounts::default()), [Condition::Overdue(ObjectKind::Contacts)]);
+    let later = holding(&objects, 32, WindowCounts::default());
+    assert!(
+        later.contains(&Condition::Overdue(ObjectKind::Deals))
+            && !later.contains(&Condition::Overdue(ObjectKind::Owners))
+    );
+}
+
+#[test]
+fn never_run_counts_from_start_up() {
+    let objects = history(None, None);
+    assert!(holding(&objects, 9, WindowCounts::default()).is_empty());
+    assert_eq!(holding(&objects, 11, WindowCounts::default()), [Condition::Overdue(ObjectKind::Contacts)]);
+}
+
+#[test]
+fn signature_spike_needs_numbers_and_share() {
+    let objects = history(Some(run("success", 1, 0, 1)), Some(1));
+    let spike = WindowCounts { received: 8, rejected: 6, signature_failures: 6 };
+    assert_eq!(holding(&objects, 2, spike), [Condition::SignatureFailures]);
+    let few = WindowCounts { received: 4, rejected: 4, signature_failures: 4 };
+    assert!(holding(&objects, 2, few).is_empty());
+    let diluted = WindowCounts { received: 1000, rejected: 6, signature_failures: 6 };
+    assert!(holding(&objects, 2, diluted).is_empty());
+}
+
+#[test]
+fn each_condition_alerts_once_and_once_more_when_it_clears() {
+    let mut state = AlertState::default();
+    let mut now: BTreeMap<Condition, String> = BTreeMap::new();
+    now.insert(Condition::SignatureFailures, "spike".into());
+    let first = state.transitions(&now);
+    assert_eq!(first.len(), 1);
+    assert!(first[0].firing);
+    first.iter().for_each(|t| state.delivered(t));
+    assert!(state.transitions(&now).is_empty(), "no repeat while it holds");
+    let cleared = state.transitions(&BTreeMap::new());
+    assert_eq!(cleared.len(), 1);
+    assert!(!cleared[0].firing);
+    cleared.iter().for_each(|t| state.delivered(t));
+    assert!(state.transitions(&BTreeMap::new()).is_empty());
+}
+
+#[test]
+fn undelivered_messages_are_owed_again() {
+    let state = AlertState::default();
+    let mut now = BTreeMap::new();
+    now.insert(Condition::RunFailed(ObjectKind::Deals), "failed".into());
+    assert_eq!(state.transitions(&now).len(), 1);
+    assert_eq!(state.transitions(&now).len(), 1, "not delivered, so still owed");
+}

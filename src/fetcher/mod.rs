@@ -1,0 +1,181 @@
+//! Batch fetchers: one drain loop per object kind (contacts, deals, calls) turning queued ids
+//! into rows.
+//!
+//! Each loop takes up to 100 ids, or whatever arrived within `FETCH_WINDOW` (200 ms by default)
+//! of the oldest one, makes one batch read on the HubSpot client's real-time lane (served before
+//! the poller's background lane, within the same shared request budget) and one upsert
+//! (last-modified wins, so a webhook fetch racing a poller run is safe); see [`batch`]. A batch
+//! that fails goes back to the queue, ahead of newer ids, and its loop backs off (500 ms doubling
+//! to 30 s): ids are never dropped.
+//!
+//! Shutdown ([`Fetchers::drain`]): the queue is closed (webhooks get 503), each loop empties its
+//! lane without waiting for windows, and finishes its batch in flight; what is still queued when
+//! the grace runs out is logged and left to the poller (see `crate::queue`).
+
+pub mod batch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::hubspot::{BATCH_READ_MAX, HubSpot};
+use crate::objects::{ObjectKind, WriteContext};
+use crate::queue::Queue;
+use crate::store::Pool;
+
+/// The kinds webhooks are delivered for (owners have no webhooks).
+pub const KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
+
+/// Metric names recorded here.
+pub mod metric {
+    /// Counter, label `object`: batches fetched and stored.
+    pub const BATCHES: &str = "hubspot_sync_fetcher_batches_total";
+    /// Counter, label `object`: batches that failed and were put back.
+    pub const FAILURES: &str = "hubspot_sync_fetcher_failures_total";
+    /// Histogram (ids), label `object`: ids per batch.
+    pub const BATCH_SIZE: &str = "hubspot_sync_fetcher_batch_size";
+}
+
+/// How the loops behave.
+#[derive(Clone, Debug)]
+pub struct FetcherOptions {
+    /// `FETCH_WINDOW`: how long a partial batch waits for more ids.
+    pub window: Duration,
+    /// Ids per batch read (HubSpot: at most 100).
+    pub max_batch: usize,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub write: WriteContext,
+}
+
+impl FetcherOptions {
+    pub fn new(window: Duration, write: WriteContext) -> Self {
+        Self {
+            window,
+            max_batch: BATCH_READ_MAX,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            write,
+        }
+    }
+}
+
+/// What a drain left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drained {
+    /// True when every loop finished within the grace.
+    pub complete: bool,
+    /// Ids still queued (lost to this process; the poller recovers them).
+    pub left: usize,
+}
+
+/// The running loops.
+pub struct Fetchers {
+    queue: Arc<Queue>,
+    tasks: JoinSet<()>,
+    cancel: CancellationToken,
+}
+
+impl Fetchers {
+    /// Starts one loop per kind in [`KINDS`] on the current runtime.
+    pub fn start(queue: Arc<Queue>, hubspot: HubSpot, pool: Pool, options: FetcherOptions) -> Self {
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let options = Arc::new(options);
+        for kind in KINDS {
+            let drain = Loop {
+                kind,
+                queue: queue.clone(),
+                hubspot: hubspot.clone(),
+                pool: pool.clone(),
+                options: options.clone(),
+                cancel: cancel.clone(),
+            };
+            tasks.spawn(drain.run());
+        }
+        let (ages, stop) = (queue.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while stop.run_until_cancelled(tick.tick()).await.is_some() {
+                ages.publish_age();
+            }
+        });
+        Self { queue, tasks, cancel }
+    }
+
+    /// Closes the queue and waits, at most `grace`, for every loop to empty its lane and finish
+    /// its batch in flight; then stops them.
+    pub async fn drain(mut self, grace: Duration) -> Drained {
+        self.queue.close();
+        let waiting = self.queue.depth();
+        tracing::info!(queued = waiting, grace_ms = grace.as_millis() as u64, "draining the webhook queue");
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        let complete = tokio::time::timeout(grace, all).await.is_ok();
+        self.cancel.cancel();
+        self.tasks.shutdown().await;
+        let left = self.queue.depth();
+        if complete {
+            tracing::info!("webhook queue drained");
+        } else {
+            tracing::warn!(left, "shutdown grace over: ids left in the queue go to the next reconciliation run");
+        }
+        Drained { complete, left }
+    }
+}
+
+struct Loop {
+    kind: ObjectKind,
+    queue: Arc<Queue>,
+    hubspot: HubSpot,
+    pool: Pool,
+    options: Arc<FetcherOptions>,
+    cancel: CancellationToken,
+}
+
+impl Loop {
+    async fn run(self) {
+        let mut failures: u32 = 0;
+        let object = self.kind.as_str();
+        loop {
+            let next = self.queue.take(self.kind, self.options.max_batch, self.options.window);
+            let Some(Some(ids)) = self.cancel.run_until_cancelled(next).await else { return };
+            metrics::histogram!(metric::BATCH_SIZE, "object" => object).record(ids.len() as f64);
+            let work = batch::run(self.kind, &ids, &self.hubspot, &self.pool, &self.options.write);
+            let Some(result) = self.cancel.run_until_cancelled(work).await else {
+                self.queue.requeue(self.kind, ids);
+                return;
+            };
+            match result {
+                Ok(outcome) => {
+                    failures = 0;
+                    metrics::counter!(metric::BATCHES, "object" => object).increment(1);
+                    tracing::debug!(object.kind = object, ids = ids.len(), ?outcome, "batch stored");
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let delay = self.backoff(failures);
+                    metrics::counter!(metric::FAILURES, "object" => object).increment(1);
+                    tracing::warn!(object.kind = object, ids = ids.len(), error = %e, retry_in_ms = delay.as_millis() as u64,
+                        "batch failed; ids put back");
+                    self.queue.requeue(self.kind, ids);
+                    if self.cancel.run_until_cancelled(tokio::time::sleep(delay)).await.is_none() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let exp = self.options.backoff_min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        exp.min(self.options.backoff_max)
+    }
+}
+
+impl Drop for Fetchers {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}

@@ -1,0 +1,380 @@
+//! The CRM calls: list pages, batch reads, searches, owners and property definitions.
+//!
+//! No request can fail with 414: property lists travel in POST bodies (batch read, search); a
+//! list page names its properties in the query string only while that stays short, and
+//! otherwise lists ids alone and batch-reads them with every property in the body. A search
+//! body over HubSpot's 3000-character limit does the same.
+
+use std::collections::HashSet;
+
+use reqwest::Method;
+
+use super::HubSpot;
+use super::error::HubSpotError;
+use super::limiter::Lane;
+use super::record::{InvalidRecord, Record, decode_all, decode_object, decode_owner};
+use super::transport::Call;
+use super::wire::{
+    BatchReadRequest, BatchResponse, Filter, FilterGroup, IdInput, Page, PropertiesResponse, SearchRequest, SearchSort,
+};
+use crate::objects::ObjectKind;
+
+/// Ids per batch read (HubSpot's maximum).
+pub const BATCH_READ_MAX: usize = 100;
+/// Records per list page (HubSpot's maximum).
+pub const LIST_LIMIT: u32 = 100;
+/// Records per search page (HubSpot's maximum).
+pub const SEARCH_LIMIT: u32 = 200;
+
+/// The answer of a batch read.
+#[derive(Clone, Debug, Default)]
+pub struct BatchRead {
+    /// Records found. A merged-away id may come back as its survivor, under another id.
+    pub records: Vec<Record>,
+    /// Requested ids HubSpot says do not exist (deleted, or never existed).
+    pub not_found: Vec<String>,
+    /// Records HubSpot returned that could not be decoded, and other per-id errors.
+    pub invalid: Vec<InvalidRecord>,
+}
+
+/// One page of a list or search.
+#[derive(Clone, Debug, Default)]
+pub struct RecordPage {
+    pub records: Vec<Record>,
+    pub invalid: Vec<InvalidRecord>,
+    /// Cursor of the next page (list: HubSpot's `after`; search: the last id seen), if any.
+    pub next: Option<String>,
+    /// Search only: records matching the whole query.
+    pub total: Option<u64>,
+}
+
+/// A window of last-modified times, walked in `hs_object_id` order (see the poller).
+#[derive(Clone, Debug)]
+pub struct SearchWindow {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Only ids above this one.
+    pub after_id: Option<String>,
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubSpotError> {
+    serde_json::to_vec(value).map_err(|e| HubSpotError::Config(format!("cannot encode a request: {e}")))
+}
+
+fn decode<'a, T: serde::Deserialize<'a>>(raw: &'a [u8], what: &'static str) -> Result<T, HubSpotError> {
+    serde_json::from_slice(raw).map_err(|e| HubSpotError::Decode { what, message: e.to_string() })
+}
+
+/// The length of `properties=a%2Cb...` once encoded (names are `[a-z0-9_]`).
+fn query_len(properties: &[String]) -> usize {
+    properties.iter().map(String::len).sum::<usize>() + 3 * properties.len().saturating_sub(1)
+}
+
+impl HubSpot {
+    /// Every property name of an object type, discovered once (custom ones included), unless the
+    /// options narrow the list.
+    pub async fn properties(&self, kind: ObjectKind) -> Result<std::sync::Arc<Vec<String>>, HubSpotError> {
+        if let Some(list) = self.inner.properties.get(kind) {
+            return Ok(list);
+        }
+        let url = self.inner.paths.properties(kind);
+        let endpoint = format!("{kind}.properties");
+        let raw = self
+            .send(Call {
+                method: Method::GET,
+                url: &url,
+                query: &[],
+                body: None,
+                lane: Lane::Background,
+                is_search: false,
+                endpoint: &endpoint,
+            })
+            .await?;
+        let response: PropertiesResponse = decode(&raw, "property list")?;
+        let mut names: Vec<String> =
+            response.results.into_iter().filter(|p| !p.archived && !p.name.is_empty()).map(|p| p.name).collect();
+        names.sort();
+        names.dedup();
+        tracing::info!(object.kind = %kind, properties = names.len(), "discovered HubSpot properties");
+        Ok(self.inner.properties.put(kind, names))
+    }
+
+    /// Batch read by id, every discovered property; split into calls of at most 100 ids.
+    pub async fn batch_read(&self, kind: ObjectKind, ids: &[String], lane: Lane) -> Result<BatchRead, HubSpotError> {
+        if kind == ObjectKind::Owners {
+            return self.read_owners(ids, lane).await;
+        }
+        self.batch_read_in(kind, ids, false, lane).await
+    }
+
+    /// Batch read of live (`archived = false`) or archived records.
+    pub async fn batch_read_in(
+        &self,
+        kind: ObjectKind,
+        ids: &[String],
+        archived: bool,
+        lane: Lane,
+    ) -> Result<BatchRead, HubSpotError> {
+        let properties = self.properties(kind).await?;
+        let mut out = BatchRead::default();
+        let mut unique: Vec<&String> = Vec::with_capacity(ids.len());
+        let mut seen = HashSet::with_capacity(ids.len());
+        unique.extend(ids.iter().filter(|id| seen.insert(id.as_str())));
+        for chunk in unique.chunks(BATCH_READ_MAX) {
+            let part = self.batch_read_chunk(kind, chunk, &properties, archived, lane).await?;
+            out.records.extend(part.records);
+            out.not_found.extend(part.not_found);
+            out.invalid.extend(part.invalid);
+        }
+        Ok(out)
+    }
+
+    async fn batch_read_chunk(
+        &self,
+        kind: ObjectKind,
+        ids: &[&String],
+        properties: &[String],
+        archived: bool,
+        lane: Lane,
+    ) -> Result<BatchRead, HubSpotError> {
+        let body = encode(&BatchReadRequest {
+            properties,
+            properties_with_history: [],
+            inputs: ids.iter().map(|id| IdInput { id: id.as_str() }).collect(),
+        })?;
+        let url = self.inner.paths.batch_read(kind);
+        let endpoint = format!("{kind}.batch_read");
+        let query = [("archived", archived.to_string())];
+        let raw = self
+            .send(Call {
+                method: Method::POST,
+                url: &url,
+                query: &query,
+                body: Some(body),
+                lane,
+                is_search: false,
+                endpoint: &endpoint,
+            })
+            .await?;
+        let response: BatchResponse = decode(&raw, "batch read answer")?;
+        let (records, mut invalid) = decode_all(response.results, decode_object);
+        let mut not_found = Vec::new();
+        for error in response.errors {
+            if error.is_not_found() {
+                not_found.extend(error.ids());
+            } else {
+                let ids = error.ids();
+                let reason = format!("{}: {}", error.category.unwrap_or_default(), error.message.unwrap_or_default());
+                invalid.extend(ids.into_iter().map(|id| InvalidRecord { id: Some(id), reason: reason.clone() }));
+            }
+        }
+        Ok(BatchRead { records, not_found, invalid })
+    }
+
+    /// One page of `GET /crm/v3/objects/{type}` (live, or with `archived`, only archived ones).
+    pub async fn list_page(
+        &self,
+        kind: ObjectKind,
+        after: Option<&str>,
+        archived: bool,
+        lane: Lane,
+    ) -> Result<RecordPage, HubSpotError> {
+        let properties = self.properties(kind).await?;
+        let inline = query_len(&properties) <= self.inner.options.max_query_bytes;
+        let mut query = vec![("limit", LIST_LIMIT.to_string()), ("archived", archived.to_string())];
+        query.push(("properties", if inline { properties.join(",") } else { "hs_object_id".to_owned() }));
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let url = self.inner.paths.objects(kind);
+        let endpoint = format!("{kind}.list");
+        let raw = self
+            .send(Call {
+                method: Method::GET,
+                url: &url,
+                query: &query,
+                body: None,
+                lane,
+                is_search: false,
+                endpoint: &endpoint,
+            })
+            .await?;
+        let page: Page = decode(&raw, "list page")?;
+        let next = page.next_after();
+        let (records, invalid) = decode_all(page.results, decode_object);
+        if inline {
+            return Ok(RecordPage { records, invalid, next, total: None });
+        }
+        self.complete(kind, records, invalid, next, None, archived, lane).await
+    }
+
+    /// Reads the full records behind a page fetched with ids only.
+    #[allow(clippy::too_many_arguments)]
+    async fn complete(
+        &self,
+        kind: ObjectKind,
+        stubs: Vec<Record>,
+        mut invalid: Vec<InvalidRecord>,
+        next: Option<String>,
+        total: Option<u64>,
+        archived: bool,
+        lane: Lane,
+    ) -> Result<RecordPage, HubSpotError> {
+        let ids: Vec<String> = stubs.into_iter().map(|r| r.id).collect();
+        let read = self.batch_read_in(kind, &ids, archived, lane).await?;
+        invalid.extend(read.invalid);
+        Ok(RecordPage { records: read.records, invalid, next, total })
+    }
+
+    /// Records modified within the window, in `hs_object_id` order, at most 200.
+    pub async fn search_modified(
+        &self,
+        kind: ObjectKind,
+        window: &SearchWindow,
+        lane: Lane,
+    ) -> Result<RecordPage, HubSpotError> {
+        let properties = self.properties(kind).await?;
+        let lastmod = kind.lastmod_property();
+        let mut body = encode(&search_request(kind, window, &properties))?;
+        let inline = body.len() <= self.inner.options.max_search_body;
+        if !inline {
+            body = encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()]))?;
+        }
+        let url = self.inner.paths.search(kind);
+        let endpoint = format!("{kind}.search");
+        let raw = self
+            .send(Call {
+                method: Method::POST,
+                url: &url,
+                query: &[],
+                body: Some(body),
+                lane,
+                is_search: true,
+                endpoint: &endpoint,
+            })
+            .await?;
+        let page: Page = decode(&raw, "search page")?;
+        let total = page.total;
+        let full_page = page.results.len() >= SEARCH_LIMIT as usize;
+        let last_id = page.results.last().and_then(|v| v.get("id")).map(|id| match id {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let next = if full_page { last_id } else { None };
+        let (records, invalid) = decode_all(page.results, decode_object);
+        if inline {
+            return Ok(RecordPage { records, invalid, next, total });
+        }
+        self.complete(kind, records, invalid, next, total, false, lane).await
+    }
+
+    /// One page of owners, active or archived.
+    pub async fn owners_page(
+        &self,
+        after: Option<&str>,
+        archived: bool,
+        lane: Lane,
+    ) -> Result<RecordPage, HubSpotError> {
+        let mut query = vec![("limit", "100".to_owned()), ("archived", archived.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let url = self.inner.paths.owners();
+        let raw = self
+            .send(Call {
+                method: Method::GET,
+                url: &url,
+                query: &query,
+                body: None,
+                lane,
+                is_search: false,
+                endpoint: "owners.list",
+            })
+            .await?;
+        let page: Page = decode(&raw, "owners page")?;
+        let next = page.next_after();
+        let (records, invalid) = decode_all(page.results, decode_owner);
+        Ok(RecordPage { records, invalid, next, total: None })
+    }
+
+    /// Owners by id (there is no batch endpoint): active first, then archived.
+    async fn read_owners(&self, ids: &[String], lane: Lane) -> Result<BatchRead, HubSpotError> {
+        let mut out = BatchRead::default();
+        for id in ids {
+            match self.read_owner(id, false, lane).await {
+                Err(HubSpotError::NotFound { .. }) => match self.read_owner(id, true, lane).await {
+                    Err(HubSpotError::NotFound { .. }) => out.not_found.push(id.clone()),
+                    other => push_owner(&mut out, other?),
+                },
+                other => push_owner(&mut out, other?),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_owner(
+        &self,
+        id: &str,
+        archived: bool,
+        lane: Lane,
+    ) -> Result<Result<Record, InvalidRecord>, HubSpotError> {
+        let url = self.inner.paths.owner(id);
+        let query = [("archived", archived.to_string())];
+        let raw = self
+            .send(Call {
+                method: Method::GET,
+                url: &url,
+                query: &query,
+                body: None,
+                lane,
+                is_search: false,
+                endpoint: "owners.read",
+            })
+            .await?;
+        let value: serde_json::Value = decode(&raw, "owner")?;
+        Ok(decode_owner(value))
+    }
+}
+
+/// A search for records modified within the window, ids above `after_id`, in id order.
+fn search_request<'a>(kind: ObjectKind, window: &SearchWindow, properties: &'a [String]) -> SearchRequest<'a> {
+    let mut filters = vec![Filter {
+        property_name: kind.lastmod_property().to_owned(),
+        operator: "BETWEEN",
+        value: Some(window.from_ms.to_string()),
+        high_value: Some(window.to_ms.to_string()),
+    }];
+    if let Some(after_id) = &window.after_id {
+        filters.push(Filter {
+            property_name: "hs_object_id".into(),
+            operator: "GT",
+            value: Some(after_id.clone()),
+            high_value: None,
+        });
+    }
+    SearchRequest {
+        filter_groups: vec![FilterGroup { filters }],
+        sorts: vec![SearchSort { property_name: "hs_object_id".into(), direction: "ASCENDING" }],
+        properties,
+        limit: SEARCH_LIMIT,
+    }
+}
+
+fn push_owner(out: &mut BatchRead, owner: Result<Record, InvalidRecord>) {
+    match owner {
+        Ok(r) => out.records.push(r),
+        Err(e) => out.invalid.push(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_query_length() {
+        let names = vec!["email".to_owned(), "firstname".to_owned()];
+        assert_eq!(query_len(&names), "email%2Cfirstname".len());
+        assert_eq!(query_len(&[]), 0);
+    }
+}

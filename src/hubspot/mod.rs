@@ -1,0 +1,131 @@
+//! The outbound HubSpot API client, shared by the webhook fetchers and the poller.
+//!
+//! One [`HubSpot`] per process (clone it: everything inside is behind an `Arc`), so that every
+//! caller draws on the same request budget ([`limiter`]) and honours the same 429 pause.
+//! Paths for `v3` and dated API versions are built in [`paths`]; wire shapes in [`wire`] are read
+//! leniently and decoded record by record ([`record`]); [`transport`] retries with backoff.
+
+mod api;
+pub mod error;
+pub mod limiter;
+pub mod paths;
+pub mod record;
+pub mod transport;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+pub use api::{BATCH_READ_MAX, BatchRead, LIST_LIMIT, RecordPage, SEARCH_LIMIT, SearchWindow};
+pub use error::HubSpotError;
+pub use limiter::Lane;
+pub use record::{InvalidRecord, Record, parse_time};
+pub use transport::RetryOptions;
+
+use crate::config::HubSpotSettings;
+use crate::objects::ObjectKind;
+use limiter::{Budget, BudgetOptions};
+use paths::Paths;
+use transport::{Call, Transport};
+
+/// Client settings beyond `HubSpotSettings` (defaults match HubSpot; tests shrink the window).
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// The budget's window (HubSpot: 10 s); `HUBSPOT_REQUESTS_PER_10S` requests fit in one.
+    pub window: Duration,
+    /// Extra spacing so network jitter cannot push a window over the budget.
+    pub window_margin: Duration,
+    /// Search requests per second (HubSpot: 5).
+    pub searches_per_second: u32,
+    pub retry: RetryOptions,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+    /// Property lists per object, instead of discovering every property.
+    pub properties: HashMap<ObjectKind, Vec<String>>,
+    /// Longest `properties=` query value on a list call; longer lists go through batch read.
+    pub max_query_bytes: usize,
+    /// Largest search body (HubSpot: 3000 characters).
+    pub max_search_body: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(10),
+            window_margin: Duration::from_millis(200),
+            searches_per_second: 5,
+            retry: RetryOptions::default(),
+            request_timeout: Duration::from_secs(30),
+            properties: HashMap::new(),
+            max_query_bytes: 2000,
+            max_search_body: 3000,
+        }
+    }
+}
+
+/// Property names per object: discovered once, or fixed by the options.
+#[derive(Default)]
+struct PropertyCache {
+    lists: Mutex<HashMap<ObjectKind, Arc<Vec<String>>>>,
+}
+
+impl PropertyCache {
+    fn get(&self, kind: ObjectKind) -> Option<Arc<Vec<String>>> {
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner).get(&kind).cloned()
+    }
+
+    fn put(&self, kind: ObjectKind, names: Vec<String>) -> Arc<Vec<String>> {
+        let names = Arc::new(names);
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner).insert(kind, names.clone());
+        names
+    }
+}
+
+struct Inner {
+    transport: Transport,
+    paths: Paths,
+    properties: PropertyCache,
+    options: ClientOptions,
+}
+
+/// The HubSpot client. Cheap to clone; clones share the budget.
+#[derive(Clone)]
+pub struct HubSpot {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HubSpot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSpot").field("paths", &self.inner.paths).finish_non_exhaustive()
+    }
+}
+
+impl HubSpot {
+    /// A client with HubSpot's limits.
+    pub fn new(settings: &HubSpotSettings) -> Result<Self, HubSpotError> {
+        Self::with_options(settings, ClientOptions::default())
+    }
+
+    pub fn with_options(settings: &HubSpotSettings, options: ClientOptions) -> Result<Self, HubSpotError> {
+        let token = settings.access_token().map_err(|e| HubSpotError::Config(e.to_string()))?;
+        let http = transport::http_client(token.expose(), options.request_timeout)?;
+        let budget = Budget::new(&BudgetOptions {
+            requests: settings.hubspot_requests_per_10s,
+            window: options.window,
+            margin: options.window_margin,
+            searches_per_second: options.searches_per_second,
+        });
+        let properties = PropertyCache::default();
+        for (kind, names) in &options.properties {
+            properties.put(*kind, names.clone());
+        }
+        let transport = Transport { http, budget, retry: options.retry.clone(), window: options.window };
+        let paths = Paths::new(&settings.hubspot_api_base, settings.hubspot_api_version.clone());
+        Ok(Self { inner: Arc::new(Inner { transport, paths, properties, options }) })
+    }
+
+    async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, HubSpotError> {
+        self.inner.transport.send(&call).await
+    }
+}

@@ -1,0 +1,220 @@
+//! Sending one HubSpot request: budget, retries with jittered exponential backoff (backon), 429
+//! handling that pauses every caller, and metrics. Nothing here logs a header, so the token
+//! (a sensitive default header of the reqwest client) never reaches a log line.
+
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::{Method, Response, StatusCode};
+
+use super::error::{ErrorBody, HubSpotError};
+use super::limiter::{Budget, Lane};
+
+/// Retry settings (production defaults; tests shorten them).
+#[derive(Clone, Debug)]
+pub struct RetryOptions {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: usize,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        Self { min_delay: Duration::from_millis(500), max_delay: Duration::from_secs(30), max_retries: 6 }
+    }
+}
+
+/// One request to send.
+pub struct Call<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub query: &'a [(&'a str, String)],
+    /// A JSON body, already encoded.
+    pub body: Option<Vec<u8>>,
+    pub lane: Lane,
+    pub is_search: bool,
+    /// Metric label, e.g. `contacts.list`.
+    pub endpoint: &'a str,
+}
+
+/// A failed attempt: the error, and whether (and how soon) to try again.
+struct Failure {
+    error: HubSpotError,
+    retry: bool,
+    /// Set for 429/477: the wait HubSpot asked for.
+    wait: Option<Duration>,
+}
+
+impl Failure {
+    fn fatal(error: HubSpotError) -> Self {
+        Self { error, retry: false, wait: None }
+    }
+}
+
+/// The reqwest client plus the shared budget.
+pub struct Transport {
+    pub http: reqwest::Client,
+    pub budget: Budget,
+    pub retry: RetryOptions,
+    /// The 10-second window, used when a 429 names no wait.
+    pub window: Duration,
+}
+
+impl Transport {
+    /// Sends `call`, retrying what is worth retrying; returns the 2xx body.
+    pub async fn send(&self, call: &Call<'_>) -> Result<Vec<u8>, HubSpotError> {
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries);
+        (|| self.attempt(call))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|f: &Failure| f.retry)
+            .adjust(|f: &Failure, backoff| backoff.map(|d| f.wait.unwrap_or(d)))
+            .notify(|f: &Failure, after: Duration| {
+                tracing::warn!(
+                    hubspot.endpoint = call.endpoint,
+                    retry_in_ms = after.as_millis() as u64,
+                    error = %f.error,
+                    "HubSpot request failed; retrying"
+                );
+            })
+            .await
+            .map_err(|f| f.error)
+    }
+
+    async fn attempt(&self, call: &Call<'_>) -> Result<Vec<u8>, Failure> {
+        self.budget.acquire(call.lane, call.is_search).await;
+        let mut request = self.http.request(call.method.clone(), call.url).query(call.query);
+        if let Some(body) = &call.body {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+        }
+        let started = Instant::now();
+        let sent = request.send().await;
+        metrics::histogram!("hubspot_request_duration_seconds", "endpoint" => call.endpoint.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                metrics::counter!("hubspot_requests_total", "endpoint" => call.endpoint.to_owned(), "status" => "error")
+                    .increment(1);
+                return Err(transport_failure(&e));
+            }
+        };
+        let status = response.status();
+        metrics::counter!("hubspot_requests_total", "endpoint" => call.endpoint.to_owned(), "status" => status.as_str().to_owned())
+            .increment(1);
+        record_rate_headers(&response);
+        let retry_after = retry_after(&response);
+        let interval = header_u64(&response, "x-hubspot-ratelimit-interval-milliseconds").map(Duration::from_millis);
+        let body = response.bytes().await.map_err(|e| transport_failure(&e))?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        Err(self.classify(status, &body, retry_after, interval, call.is_search))
+    }
+
+    /// Turns a non-2xx answer into a failure, pausing callers on 429.
+    fn classify(
+        &self,
+        status: StatusCode,
+        raw: &[u8],
+        retry_after: Option<Duration>,
+        interval: Option<Duration>,
+        is_search: bool,
+    ) -> Failure {
+        let (body, value) = ErrorBody::parse(raw);
+        let message = body.message_or(raw);
+        match status.as_u16() {
+            401 => Failure::fatal(HubSpotError::Unauthorized { message }),
+            403 => Failure::fatal(HubSpotError::Forbidden { message }),
+            404 => Failure::fatal(HubSpotError::NotFound { message }),
+            429 => self.rate_limited(&body, value, retry_after, interval, is_search),
+            423 | 477 | 500..=599 => Failure {
+                error: HubSpotError::Server { status: status.as_u16(), message, body: value },
+                retry: true,
+                // 423 asks for at least 2 s; 477 and 5xx may name their own wait.
+                wait: retry_after.or((status.as_u16() == 423).then_some(Duration::from_secs(2))),
+            },
+            other => Failure::fatal(HubSpotError::BadRequest { status: other, message, body: value }),
+        }
+    }
+
+    fn rate_limited(
+        &self,
+        body: &ErrorBody,
+        value: Option<serde_json::Value>,
+        retry_after: Option<Duration>,
+        interval: Option<Duration>,
+        is_search: bool,
+    ) -> Failure {
+        let policy = body.policy_name.clone().unwrap_or_else(|| "UNKNOWN".to_owned());
+        metrics::counter!("hubspot_rate_limited_total", "policy" => policy.clone()).increment(1);
+        let error = HubSpotError::RateLimited { policy: policy.clone(), body: value };
+        if policy == "DAILY" && retry_after.is_none() {
+            tracing::error!("HubSpot daily request quota reached; giving up until it resets");
+            self.budget.general_pause.pause(Duration::from_secs(60));
+            return Failure::fatal(error);
+        }
+        let secondly = policy == "SECONDLY";
+        let wait =
+            retry_after.unwrap_or(if secondly { Duration::from_secs(1) } else { interval.unwrap_or(self.window) });
+        tracing::warn!(hubspot.policy = %policy, wait_ms = wait.as_millis() as u64, "HubSpot answered 429; pausing");
+        if secondly && is_search {
+            self.budget.search_pause.pause(wait);
+        } else {
+            self.budget.general_pause.pause(wait);
+        }
+        Failure { error, retry: true, wait: Some(wait) }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error) -> Failure {
+    // Connection errors, timeouts and broken bodies are all worth another try.
+    Failure { error: HubSpotError::Transport { message: e.to_string() }, retry: true, wait: None }
+}
+
+fn header_u64(response: &Response, name: &str) -> Option<u64> {
+    response.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by HubSpot's API).
+fn retry_after(response: &Response) -> Option<Duration> {
+    header_u64(response, "retry-after").map(Duration::from_secs)
+}
+
+/// HubSpot's `X-HubSpot-RateLimit-*` values as gauges (absent on search answers).
+fn record_rate_headers(response: &Response) {
+    for (header, gauge) in [
+        ("x-hubspot-ratelimit-max", "hubspot_ratelimit_max"),
+        ("x-hubspot-ratelimit-remaining", "hubspot_ratelimit_remaining"),
+        ("x-hubspot-ratelimit-interval-milliseconds", "hubspot_ratelimit_interval_milliseconds"),
+        ("x-hubspot-ratelimit-daily", "hubspot_ratelimit_daily"),
+        ("x-hubspot-ratelimit-daily-remaining", "hubspot_ratelimit_daily_remaining"),
+    ] {
+        if let Some(v) = header_u64(response, header) {
+            metrics::gauge!(gauge).set(v as f64);
+        }
+    }
+}
+
+/// Builds the reqwest client: rustls, the bearer token as a sensitive default header, timeouts.
+pub fn http_client(token: &str, timeout: Duration) -> Result<reqwest::Client, HubSpotError> {
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| HubSpotError::Config("HUBSPOT_ACCESS_TOKEN contains characters not allowed in a header".into()))?;
+    auth.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, auth);
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .default_headers(headers)
+        .user_agent(concat!("hubspot-sync/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .pool_max_idle_per_host(16)
+        .build()
+        .map_err(|e| HubSpotError::Config(format!("cannot build the HTTP client: {e}")))
+}

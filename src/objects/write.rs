@@ -1,0 +1,85 @@
+//! Writing HubSpot records of one kind to their table, in multi-row upserts.
+
+use diesel_async::AsyncPgConnection;
+
+use super::{ObjectKind, call, contact, deal, owner};
+use crate::hubspot::Record;
+use crate::store::{StoreError, calls, contacts, deals, staff};
+
+/// What a write needs besides the records.
+#[derive(Clone, Debug)]
+pub struct WriteContext {
+    /// `OWNER_ROLE`: the role new owners get in `staff`.
+    pub owner_role: String,
+}
+
+impl Default for WriteContext {
+    fn default() -> Self {
+        Self { owner_role: "coach".to_owned() }
+    }
+}
+
+/// Maps records of one kind to rows and upserts them (last-modified wins, one multi-row
+/// statement per <= 1000 rows). A record whose id differs from the one asked for (a merged-away
+/// id answered by its survivor) is the caller's concern: this writes what it is given.
+/// Returns the rows written (inserted or changed).
+pub async fn write_records(
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    records: Vec<Record>,
+    ctx: &WriteContext,
+) -> Result<usize, StoreError> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let written = match kind {
+        ObjectKind::Contacts => contacts::upsert_batch(conn, records.iter().map(contact::to_row).collect()).await?,
+        ObjectKind::Deals => deals::upsert_batch(conn, records.iter().map(deal::to_row).collect()).await?,
+        ObjectKind::Calls => calls::upsert_batch(conn, records.iter().map(call::to_row).collect()).await?,
+        ObjectKind::Owners => {
+            let rows: Vec<_> = records.iter().map(owner::to_row).collect();
+            staff::upsert_batch(conn, &rows, &ctx.owner_role).await?
+        }
+    };
+    metrics::counter!("objects_upserted_total", "object" => kind.as_str()).increment(written as u64);
+    Ok(written)
+}
+
+/// A record that could not be stored, and why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FailedRecord {
+    pub id: String,
+    pub reason: String,
+}
+
+/// The outcome of [`write_isolating`].
+#[derive(Clone, Debug, Default)]
+pub struct WriteReport {
+    pub written: usize,
+    pub failed: Vec<FailedRecord>,
+}
+
+/// Like [`write_records`], but a failing statement does not lose the batch: the records are
+/// then written one by one, so only those the database refuses are reported as failed.
+pub async fn write_isolating(
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    records: Vec<Record>,
+    ctx: &WriteContext,
+) -> WriteReport {
+    match write_records(conn, kind, records.clone(), ctx).await {
+        Ok(written) => WriteReport { written, failed: Vec::new() },
+        Err(batch_error) => {
+            tracing::warn!(object.kind = %kind, error = %batch_error, "batch write failed; writing records one by one");
+            let mut report = WriteReport::default();
+            for record in records {
+                let id = record.id.clone();
+                match write_records(conn, kind, vec![record], ctx).await {
+                    Ok(n) => report.written += n,
+                    Err(e) => report.failed.push(FailedRecord { id, reason: e.to_string() }),
+                }
+            }
+            report
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! What the operations surface asks of the reconciliation poller: start a run now (force-sync
+//! button, `POST /api/sync/{object}`, `trigger_hubspot_sync()`), and when each object runs next.
+//!
+//! The poller implements [`SyncControl`]; [`ScheduleOnly`] stands in where no poller runs (it
+//! knows the schedules but cannot start runs), and tests use their own implementation.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::config::ScheduleSettings;
+use crate::objects::ObjectKind;
+use crate::store::sync_logs::{RunMode, RunTrigger};
+
+/// Why a run could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// Nothing in this process can run syncs, or it is shutting down.
+    #[error("sync runs are not available: {0}")]
+    Unavailable(String),
+    /// The run could not be recorded or started.
+    #[error("the run could not be started: {0}")]
+    Failed(String),
+}
+
+/// Starts reconciliation runs and knows their schedule.
+pub trait SyncControl: Send + Sync + 'static {
+    /// Starts a run of `kind` now and returns its `sync_logs` id at once (the run goes on in the
+    /// background).
+    fn trigger(
+        &self,
+        kind: ObjectKind,
+        mode: RunMode,
+        trigger: RunTrigger,
+    ) -> BoxFuture<'_, Result<Uuid, TriggerError>>;
+
+    /// The next scheduled run per object (`None` when the schedule never fires again).
+    fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)>;
+}
+
+/// A shared [`SyncControl`].
+pub type SharedControl = Arc<dyn SyncControl>;
+
+/// The schedule of each object, with no poller behind it: `next_runs` works, `trigger` answers
+/// [`TriggerError::Unavailable`].
+#[derive(Clone, Debug)]
+pub struct ScheduleOnly {
+    pub schedules: ScheduleSettings,
+}
+
+impl ScheduleOnly {
+    /// Next run per object after `now`, from the cron schedules.
+    pub fn next_runs_after(&self, now: DateTime<Utc>) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
+        ObjectKind::ALL.into_iter().map(|kind| (kind, schedule_of(&self.schedules, kind).next_after(now))).collect()
+    }
+}
+
+/// The cron schedule of one object.
+pub fn schedule_of(schedules: &ScheduleSettings, kind: ObjectKind) -> &crate::config::Schedule {
+    match kind {
+        ObjectKind::Contacts => &schedules.schedule_contacts,
+        ObjectKind::Deals => &schedules.schedule_deals,
+        ObjectKind::Calls => &schedules.schedule_calls,
+        ObjectKind::Owners => &schedules.schedule_owners,
+    }
+}
+
+impl SyncControl for ScheduleOnly {
+    fn trigger(&self, _: ObjectKind, _: RunMode, _: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
+        Box::pin(async { Err(TriggerError::Unavailable("no reconciliation poller runs in this process".into())) })
+    }
+
+    fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
+        self.next_runs_after(Utc::now())
+    }
+}

@@ -1,0 +1,137 @@
+//! The SQL trigger: `SELECT trigger_hubspot_sync('contacts')` sends `NOTIFY hubspot_sync` with
+//! `{"sync_type": "contacts"}` (or `"all"`); this task `LISTEN`s on a dedicated connection (not a
+//! pooled one: a pool would recycle it) and starts the requested runs, recorded with trigger
+//! `sql`.
+//!
+//! The connection is checked every [`PING_EVERY`] and re-established after any failure (a
+//! database restart, a failover) with exponential backoff. Notifications sent while no connection
+//! listens are lost, as PostgreSQL does not keep them; the schedule catches up.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::AsyncMessage;
+use tokio_util::sync::CancellationToken;
+
+use super::control::SharedControl;
+use crate::objects::ObjectKind;
+use crate::store::connect::DbTarget;
+use crate::store::sync_logs::{RunMode, RunTrigger};
+
+/// The channel `trigger_hubspot_sync()` notifies.
+pub const CHANNEL: &str = "hubspot_sync";
+/// `application_name` of the listening connection.
+pub const APPLICATION_NAME: &str = "hubspot-sync listen";
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// The running listener.
+pub struct ListenHandle {
+    /// How many times `LISTEN` has succeeded: 1 after the first connection, +1 per reconnection.
+    pub listening: watch::Receiver<u64>,
+    pub task: JoinHandle<()>,
+}
+
+/// Starts listening; the task ends when `shutdown` is cancelled.
+pub fn spawn(target: DbTarget, control: SharedControl, shutdown: CancellationToken) -> ListenHandle {
+    let (tx, listening) = watch::channel(0);
+    let task = tokio::spawn(run(target, control, shutdown, tx));
+    ListenHandle { listening, task }
+}
+
+async fn run(target: DbTarget, control: SharedControl, shutdown: CancellationToken, listening: watch::Sender<u64>) {
+    let mut retry = FIRST_RETRY;
+    loop {
+        let session = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            session = session(&target, &control, &listening) => session,
+        };
+        match session {
+            // The connection worked for a while: start backing off from the beginning.
+            Ok(()) => retry = FIRST_RETRY,
+            Err(error) => {
+                tracing::warn!(error = %error, retry_in_ms = retry.as_millis() as u64, "LISTEN connection unavailable");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+/// One connection's life: connect, `LISTEN`, dispatch until the connection fails. `Ok` when it
+/// listened and later ended, `Err` when it could not start.
+async fn session(target: &DbTarget, control: &SharedControl, listening: &watch::Sender<u64>) -> Result<(), String> {
+    let (client, mut messages) = target.connect_with_messages(APPLICATION_NAME).await.map_err(|e| e.to_string())?;
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(|e| format!("LISTEN failed: {e}"))?;
+    listening.send_modify(|n| *n += 1);
+    tracing::info!(db.channel = CHANNEL, "listening for trigger_hubspot_sync() notifications");
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.recv() => match message {
+                Some(AsyncMessage::Notification(note)) => dispatch(control, note.payload()).await,
+                Some(_) => {}
+                None => break,
+            },
+            _ = ping.tick() => {
+                if !matches!(tokio::time::timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await, Ok(Ok(_))) {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::warn!(db.channel = CHANNEL, "the LISTEN connection was lost; reconnecting");
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    sync_type: String,
+}
+
+/// The objects a notification payload asks for; `None` when it is not understood.
+pub fn requested(payload: &str) -> Option<Vec<ObjectKind>> {
+    let payload: Payload = serde_json::from_str(payload).ok()?;
+    match payload.sync_type.as_str() {
+        "all" => Some(ObjectKind::ALL.to_vec()),
+        one => one.parse().ok().map(|kind| vec![kind]),
+    }
+}
+
+async fn dispatch(control: &SharedControl, payload: &str) {
+    let Some(kinds) = requested(payload) else {
+        tracing::warn!(db.channel = CHANNEL, "ignored a notification that names no known sync type");
+        return;
+    };
+    for kind in kinds {
+        match control.trigger(kind, RunMode::Incremental, RunTrigger::Sql).await {
+            Ok(run_id) => {
+                tracing::info!(object.kind = %kind, run.id = %run_id, "sync started by trigger_hubspot_sync()")
+            }
+            Err(error) => {
+                tracing::warn!(object.kind = %kind, error = %error, "trigger_hubspot_sync() could not start a sync")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads() {
+        assert_eq!(requested(r#"{"sync_type":"deals"}"#), Some(vec![ObjectKind::Deals]));
+        assert_eq!(requested(r#"{"sync_type":"all"}"#), Some(ObjectKind::ALL.to_vec()));
+        assert_eq!(requested(r#"{"sync_type":"companies"}"#), None);
+        assert_eq!(requested("contacts"), None);
+    }
+}

@@ -1,0 +1,34 @@
+//! The OpenAPI document of the status API, generated from the handlers' annotations in
+//! `ops::status` and served at `/api/openapi.json`.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::ErrorBody;
+use super::status::{ForceSyncAccepted, LiveFigures, ObjectName, ObjectStatus, RunView};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "hubspot-sync status API", description = "Sync status, run history and force sync."),
+    paths(super::status::status, super::status::logs, super::status::force_sync),
+    components(schemas(ObjectStatus, LiveFigures, RunView, ForceSyncAccepted, ErrorBody, ObjectName)),
+    modifiers(&AdminToken),
+    tags((name = "sync", description = "Reconciliation runs"))
+)]
+pub struct ApiDoc;
+
+/// Declares the `admin_token` bearer scheme the force-sync endpoint requires.
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// `GET /api/openapi.json`.
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

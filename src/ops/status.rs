@@ -1,0 +1,241 @@
+//! The status API: `GET /api/sync/status`, `GET /api/sync/logs` and the admin-only
+//! `POST /api/sync/{object}`. Each handler is annotated for the OpenAPI document
+//! (`ops::openapi`), so the document is generated from this code.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::admin::AdminAuth;
+use super::control::TriggerError;
+use super::error::{ApiError, ErrorBody};
+use crate::app::AppState;
+use crate::objects::ObjectKind;
+use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
+
+/// Most runs `GET /api/sync/logs` returns at once.
+pub const MAX_LOG_LIMIT: i64 = 200;
+const DEFAULT_LOG_LIMIT: i64 = 20;
+
+/// The latest run of one object plus live figures.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ObjectStatus {
+    /// `contacts`, `deals`, `calls` or `owners`.
+    #[schema(example = "contacts")]
+    pub sync_type: String,
+    /// When the latest run finished (or started, while it runs); null when it never ran.
+    pub last_sync_time: Option<DateTime<Utc>>,
+    /// `success`, `failed`, `partial`, `running`, or `never`.
+    #[schema(example = "success")]
+    pub status: String,
+    pub records_processed: i32,
+    pub records_failed: i32,
+    /// Null while running or when it never ran.
+    pub duration_ms: Option<i64>,
+    /// The next scheduled run; null when the schedule never fires again.
+    pub next_run: Option<DateTime<Utc>>,
+    /// Process-wide figures, the same in every element.
+    pub live: LiveFigures,
+}
+
+/// Live figures of this process.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct LiveFigures {
+    /// Distinct object ids waiting in the webhook queue.
+    pub queue_depth: u64,
+    /// Webhook requests received in the last hour (refused ones included).
+    pub webhooks_received_last_hour: u64,
+    /// Webhook requests refused in the last hour.
+    pub webhooks_rejected_last_hour: u64,
+    /// When the last webhook request arrived; null when none has since start-up.
+    pub last_webhook_time: Option<DateTime<Utc>>,
+}
+
+/// One reconciliation run.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub id: Uuid,
+    pub sync_type: String,
+    /// `running`, `success`, `partial` or `failed`.
+    pub status: String,
+    /// `schedule`, `manual`, `startup` or `sql`.
+    pub trigger: String,
+    /// `incremental` or `full`.
+    pub mode: String,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub records_processed: i32,
+    pub records_failed: i32,
+    /// HubSpot error bodies and failed ids, when there were any.
+    pub error_details: Option<serde_json::Value>,
+}
+
+impl From<SyncLog> for RunView {
+    fn from(log: SyncLog) -> Self {
+        Self {
+            id: log.id,
+            sync_type: log.sync_type,
+            status: log.status,
+            trigger: log.trigger,
+            mode: log.mode,
+            started_at: log.started_at,
+            completed_at: log.completed_at,
+            duration_ms: log.duration_ms,
+            records_processed: log.records_processed,
+            records_failed: log.records_failed,
+            error_details: log.error_details,
+        }
+    }
+}
+
+/// The objects, for the OpenAPI document (paths and queries take them as plain strings).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ObjectName {
+    Contacts,
+    Deals,
+    Calls,
+    Owners,
+}
+
+/// Filters of `GET /api/sync/logs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Only runs of this object.
+    #[param(inline, value_type = Option<ObjectName>, example = "contacts")]
+    pub object: Option<String>,
+    /// How many runs, newest first (1 to 200, default 20).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+/// Options of `POST /api/sync/{object}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForceQuery {
+    /// A full pass over every record instead of changes since the last good run.
+    pub full: Option<bool>,
+}
+
+/// The answer to a force-sync request.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ForceSyncAccepted {
+    /// The `sync_logs` id of the run that was started.
+    pub run_id: Uuid,
+}
+
+/// Latest run per object, with the live queue and webhook figures.
+#[utoipa::path(get, path = "/api/sync/status", tag = "sync",
+    responses(
+        (status = 200, description = "One element per object", body = [ObjectStatus]),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn status(state: web::Data<AppState>) -> Result<web::Json<Vec<ObjectStatus>>, ApiError> {
+    let mut conn = state.pool.get().await.map_err(ApiError::store)?;
+    let latest = sync_logs::latest_status(&mut conn).await.map_err(ApiError::store)?;
+    drop(conn);
+    let now = Utc::now();
+    let webhooks = state.ops.webhooks.last_hour(now);
+    let live = LiveFigures {
+        queue_depth: (state.ops.queue_depth)(),
+        webhooks_received_last_hour: webhooks.received,
+        webhooks_rejected_last_hour: webhooks.rejected,
+        last_webhook_time: state.ops.webhooks.last_webhook(),
+    };
+    let next_runs = state.ops.control.next_runs();
+    let rows = ObjectKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let next_run = next_runs.iter().find(|(k, _)| *k == kind).and_then(|(_, at)| *at);
+            object_status(kind, latest.iter().find(|row| row.sync_type == kind.as_str()), next_run, live.clone())
+        })
+        .collect();
+    Ok(web::Json(rows))
+}
+
+fn object_status(
+    kind: ObjectKind,
+    row: Option<&LatestStatus>,
+    next_run: Option<DateTime<Utc>>,
+    live: LiveFigures,
+) -> ObjectStatus {
+    match row {
+        Some(row) => ObjectStatus {
+            sync_type: kind.as_str().to_owned(),
+            last_sync_time: row.last_sync_time,
+            status: row.status.clone(),
+            records_processed: row.records_processed,
+            records_failed: row.records_failed,
+            duration_ms: row.duration_ms,
+            next_run,
+            live,
+        },
+        None => ObjectStatus {
+            sync_type: kind.as_str().to_owned(),
+            last_sync_time: None,
+            status: "never".to_owned(),
+            records_processed: 0,
+            records_failed: 0,
+            duration_ms: None,
+            next_run,
+            live,
+        },
+    }
+}
+
+/// Recent runs, newest first.
+#[utoipa::path(get, path = "/api/sync/logs", tag = "sync", params(LogsQuery),
+    responses(
+        (status = 200, description = "Runs, newest first", body = [RunView]),
+        (status = 400, description = "Unknown object or limit out of range", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn logs(
+    state: web::Data<AppState>,
+    query: web::Query<LogsQuery>,
+) -> Result<web::Json<Vec<RunView>>, ApiError> {
+    let kind = match query.object.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<ObjectKind>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_LOG_LIMIT);
+    if !(1..=MAX_LOG_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LOG_LIMIT}")));
+    }
+    let mut conn = state.pool.get().await.map_err(ApiError::store)?;
+    let runs = sync_logs::recent(&mut conn, kind.map(ObjectKind::as_str), limit).await.map_err(ApiError::store)?;
+    Ok(web::Json(runs.into_iter().map(RunView::from).collect()))
+}
+
+/// Starts a run of one object now (admin only).
+#[utoipa::path(post, path = "/api/sync/{object}", tag = "sync",
+    params(
+        ("object" = ObjectName, Path, description = "contacts, deals, calls or owners", example = "contacts"),
+        ForceQuery,
+    ),
+    security(("admin_token" = [])),
+    responses(
+        (status = 202, description = "The run was started", body = ForceSyncAccepted),
+        (status = 400, description = "Invalid query string", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Unknown object", body = ErrorBody),
+        (status = 503, description = "No poller can run it now", body = ErrorBody),
+    ))]
+pub async fn force_sync(
+    _admin: AdminAuth,
+    state: web::Data<AppState>,
+    object: web::Path<String>,
+    query: web::Query<ForceQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = object.parse::<ObjectKind>().map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let mode = if query.full.unwrap_or(false) { RunMode::Full } else { RunMode::Incremental };
+    let run_id = state.ops.control.trigger(kind, mode, RunTrigger::Manual).await.map_err(|e| match e {
+        TriggerError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+        TriggerError::Failed(cause) => ApiError::Internal(cause),
+    })?;
+    tracing::info!(object.kind = %kind, run.id = %run_id, run.mode = mode.as_str(), "sync started from the API");
+    Ok(HttpResponse::Accepted().json(ForceSyncAccepted { run_id }))
+}

@@ -1,0 +1,129 @@
+//! A full pass: every live record, then every archived one, from the list API, written page by
+//! page as they arrive. After each page the position is saved in `sync_state`, so an
+//! interrupted pass resumes there (the pass keeps its original start time).
+//!
+//! Deletions: archived records come back with `archived = true` and are stored so. Records
+//! HubSpot no longer returns at all (merged away, permanently deleted) are found at the end:
+//! every record the pass saw was written after the pass started (or is newer already), so a
+//! live row not written since then was not seen, and is marked archived.
+
+use chrono::{DateTime, Utc};
+
+use super::job::{Job, RunError, fetch_ahead};
+use crate::hubspot::Lane;
+use crate::store::{records, sync_state};
+
+/// Where a pass is: which list, and HubSpot's cursor within it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub archived: bool,
+    pub after: Option<String>,
+}
+
+impl Position {
+    pub const START: Position = Position { archived: false, after: None };
+
+    /// `live:<after>` or `archived:<after>`, as kept in `sync_state.full_cursor`.
+    pub fn encode(&self) -> String {
+        let list = if self.archived { "archived" } else { "live" };
+        format!("{list}:{}", self.after.as_deref().unwrap_or(""))
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let (list, after) = raw.split_once(':')?;
+        let after = (!after.is_empty()).then(|| after.to_owned());
+        match list {
+            "live" => Some(Self { archived: false, after }),
+            "archived" => Some(Self { archived: true, after }),
+            _ => None,
+        }
+    }
+
+    /// The position after a page whose next cursor is `next`; `None` when the pass is done.
+    pub fn then(&self, next: Option<String>) -> Option<Self> {
+        match (next, self.archived) {
+            (Some(after), archived) => Some(Self { archived, after: Some(after) }),
+            (None, false) => Some(Self { archived: true, after: None }),
+            (None, true) => None,
+        }
+    }
+}
+
+/// The current time according to PostgreSQL (the clock `synced_at` is written with).
+async fn db_now(job: &mut Job<'_>) -> Result<DateTime<Utc>, RunError> {
+    #[derive(diesel::QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        now: DateTime<Utc>,
+    }
+    use diesel_async::RunQueryDsl;
+    let row: Now = diesel::sql_query("SELECT now() AS now").get_result(job.conn).await?;
+    Ok(row.now)
+}
+
+/// Where to start: a saved checkpoint, or the beginning (saved as one).
+async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Position), RunError> {
+    let kind = job.kind.as_str();
+    let state = sync_state::get(job.conn, kind).await?;
+    let saved = state.and_then(|s| Some((s.full_started_at?, Position::decode(s.full_cursor.as_deref()?)?)));
+    if let Some((started, position)) = saved {
+        tracing::info!(object.kind = kind, position = %position.encode(), "resuming an interrupted full sync");
+        return Ok((started, position));
+    }
+    let started = db_now(job).await?;
+    sync_state::save_full_checkpoint(job.conn, kind, Some(&Position::START.encode()), started).await?;
+    Ok((started, Position::START))
+}
+
+/// Runs (or resumes) a full pass.
+pub async fn run(job: &mut Job<'_>) -> Result<(), RunError> {
+    let (started, first) = start(job).await?;
+    let (kind, hubspot) = (job.kind, job.hubspot.clone());
+    let (mut pages, _fetcher) = fetch_ahead(first, move |position: Position| {
+        let hubspot = hubspot.clone();
+        async move {
+            let page = hubspot.list_page(kind, position.after.as_deref(), position.archived, Lane::Background).await?;
+            let next = position.then(page.next.clone());
+            Ok((page, next))
+        }
+    });
+    while let Some(fetched) = pages.recv().await {
+        let (page, next) = fetched?;
+        job.store(page).await;
+        if let Some(next) = next {
+            sync_state::save_full_checkpoint(job.conn, kind.as_str(), Some(&next.encode()), started).await?;
+        }
+    }
+    finish(job, started).await
+}
+
+/// Marks unseen records archived and closes the pass.
+async fn finish(job: &mut Job<'_>, started: DateTime<Utc>) -> Result<(), RunError> {
+    if let Some(table) = records::RecordTable::for_kind(job.kind) {
+        let gone = records::archive_unseen(job.conn, table, started, &job.tally.failed_ids).await?;
+        if gone > 0 {
+            tracing::info!(object.kind = %job.kind, records = gone, "marked records HubSpot no longer returns as archived");
+        }
+        job.tally.archived_unseen = gone as u64;
+    }
+    let watermark = job.tally.earliest_failed.map_or(started, |t| t.min(started));
+    sync_state::complete_full_sync(job.conn, job.kind.as_str(), watermark).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_and_advance() {
+        for p in [Position::START, Position { archived: true, after: Some("123".into()) }] {
+            assert_eq!(Position::decode(&p.encode()), Some(p));
+        }
+        assert_eq!(Position::decode("bogus"), None);
+        let live = Position { archived: false, after: Some("5".into()) };
+        assert_eq!(live.then(Some("9".into())), Some(Position { archived: false, after: Some("9".into()) }));
+        assert_eq!(live.then(None), Some(Position { archived: true, after: None }));
+        assert_eq!(Position { archived: true, after: None }.then(None), None);
+    }
+}

@@ -1,0 +1,109 @@
+//! What one run works with, whatever its mode: the client, a connection, the tally, and the
+//! page sink that writes records and counts what failed.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use tokio::sync::mpsc;
+
+use super::PollerOptions;
+use super::tally::Tally;
+use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
+use crate::objects::{ObjectKind, write_isolating};
+use crate::store::StoreError;
+
+/// Why a run could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    HubSpot(#[from] HubSpotError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for RunError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Store(StoreError::Query(e))
+    }
+}
+
+impl RunError {
+    /// For `sync_logs.error_details`: HubSpot's error body when there is one.
+    pub fn details(&self) -> serde_json::Value {
+        match self {
+            Self::HubSpot(e) => e.details(),
+            Self::Store(e) => serde_json::json!({ "error": e.to_string() }),
+        }
+    }
+}
+
+/// One run's working set.
+pub struct Job<'a> {
+    pub kind: ObjectKind,
+    pub hubspot: &'a HubSpot,
+    pub conn: &'a mut AsyncPgConnection,
+    pub options: &'a PollerOptions,
+    pub tally: Tally,
+}
+
+impl Job<'_> {
+    /// Writes one page; records the database refuses are counted, not fatal.
+    pub async fn store(&mut self, page: RecordPage) {
+        let updated: HashMap<String, DateTime<Utc>> =
+            page.records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
+        let handled = page.records.len();
+        let report = write_isolating(self.conn, self.kind, page.records, &self.options.write).await;
+        let failures = report
+            .failed
+            .into_iter()
+            .map(|f| {
+                let at = updated.get(&f.id).copied().unwrap_or_else(Utc::now);
+                (f, at)
+            })
+            .collect();
+        self.tally.page(handled, failures, page.invalid);
+    }
+}
+
+/// A page and the cursor that follows it (`None` after the last page).
+pub type Fetched<C> = Result<(RecordPage, Option<C>), HubSpotError>;
+
+/// Aborts the page fetcher when the run stops early.
+pub struct Fetcher(tokio::task::JoinHandle<()>);
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fetches pages ahead of the writer (at most two waiting, so memory stays bounded): the next
+/// request is in flight while the previous page is written.
+pub fn fetch_ahead<C, F, Fut>(first: C, mut fetch: F) -> (mpsc::Receiver<Fetched<C>>, Fetcher)
+where
+    C: Clone + Send + 'static,
+    F: FnMut(C) -> Fut + Send + 'static,
+    Fut: Future<Output = Fetched<C>> + Send,
+{
+    let (tx, rx) = mpsc::channel(2);
+    let task = tokio::spawn(async move {
+        let mut cursor = first;
+        loop {
+            let fetched = fetch(cursor).await;
+            let next = match &fetched {
+                Ok((_, Some(next))) => Some(next.clone()),
+                _ => None,
+            };
+            if tx.send(fetched).await.is_err() {
+                return;
+            }
+            match next {
+                Some(next) => cursor = next,
+                None => return,
+            }
+        }
+    });
+    (rx, Fetcher(task))
+}

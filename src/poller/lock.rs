@@ -1,0 +1,54 @@
+//! PostgreSQL advisory locks on dedicated connections: one per object while it runs (so two
+//! instances never run the same sync), one for the scheduling leader. A lock lives as long as
+//! its connection, so it is released when the holder finishes, or dies.
+
+use diesel::sql_types::{Bool, Integer};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::objects::ObjectKind;
+use crate::store::{Pool, StoreError};
+
+/// First key of every lock taken here ("HS").
+const NAMESPACE: i32 = 0x4853;
+/// Second key of the scheduler's leader lock.
+const LEADER: i32 = 100;
+
+fn object_key(kind: ObjectKind) -> i32 {
+    match kind {
+        ObjectKind::Contacts => 1,
+        ObjectKind::Deals => 2,
+        ObjectKind::Calls => 3,
+        ObjectKind::Owners => 4,
+    }
+}
+
+/// A connection of its own (taken out of the pool: dropping it closes it, and so releases any
+/// lock it holds).
+pub async fn dedicated(pool: &Pool) -> Result<AsyncPgConnection, StoreError> {
+    let pooled = pool.get().await?;
+    Ok(deadpool::managed::Object::take(pooled))
+}
+
+async fn try_lock(conn: &mut AsyncPgConnection, key: i32) -> Result<bool, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Bool)]
+        locked: bool,
+    }
+    let row: Row = diesel::sql_query("SELECT pg_try_advisory_lock($1, $2) AS locked")
+        .bind::<Integer, _>(NAMESPACE)
+        .bind::<Integer, _>(key)
+        .get_result(conn)
+        .await?;
+    Ok(row.locked)
+}
+
+/// Takes the run lock of one object on `conn`; false when another session holds it.
+pub async fn try_lock_object(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<bool, StoreError> {
+    try_lock(conn, object_key(kind)).await
+}
+
+/// Takes the scheduling leader lock on `conn`; false when another instance leads.
+pub async fn try_lock_leader(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> {
+    try_lock(conn, LEADER).await
+}

@@ -1,0 +1,171 @@
+//! One run from start to finish: the object's advisory lock, the `sync_logs` row, the mode
+//! actually run (no history, or an interrupted full pass, means full), the work, the outcome.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use diesel_async::AsyncPgConnection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::job::{Job, RunError};
+use super::slots::Started;
+use super::tally::{Progress, Tally};
+use super::{Inner, PollerError, RunSummary, full, incremental, lock, owners};
+use crate::objects::ObjectKind;
+use crate::store::sync_logs::{self, RunMode, RunStatus, RunTrigger};
+use crate::store::{StoreError, sync_state};
+
+/// Tells whoever waits for the run's id (a `trigger` call) how the run started.
+pub struct StartNotice {
+    pub tx: Option<oneshot::Sender<Result<Uuid, PollerError>>>,
+}
+
+impl StartNotice {
+    /// The run has its `sync_logs` row (here, or in another instance when `elsewhere`).
+    fn started(&mut self, inner: &Inner, kind: ObjectKind, id: Uuid) {
+        inner.slots.started(kind, Started::Running(id));
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Ok(id));
+        }
+    }
+
+    /// The run could not start.
+    fn refused(&mut self, inner: &Inner, kind: ObjectKind, error: &PollerError) {
+        inner.slots.started(kind, Started::Failed(error.to_string()));
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Err(PollerError::NotStarted { kind, reason: error.to_string() }));
+        }
+    }
+}
+
+/// The id of the run another instance is doing for this object, if visible.
+async fn running_elsewhere(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Option<Uuid> {
+    let recent = sync_logs::recent(conn, Some(kind.as_str()), 1).await.ok()?;
+    recent.into_iter().find(|r| r.status == RunStatus::Running.as_str()).map(|r| r.id)
+}
+
+/// The mode to run: full when asked, when there is no watermark yet, or when a full pass was
+/// interrupted (it resumes).
+async fn effective_mode(
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    requested: RunMode,
+) -> Result<RunMode, PollerError> {
+    if requested == RunMode::Full {
+        return Ok(RunMode::Full);
+    }
+    let state = sync_state::get(conn, kind.as_str()).await.map_err(StoreError::from)?;
+    let unfinished_full = state.as_ref().is_some_and(|s| s.full_cursor.is_some());
+    let no_history = state.as_ref().and_then(|s| s.watermark).is_none();
+    Ok(if no_history || (unfinished_full && kind != ObjectKind::Owners) { RunMode::Full } else { RunMode::Incremental })
+}
+
+/// Takes the object's lock and opens the `sync_logs` row.
+async fn begin(
+    inner: &Inner,
+    kind: ObjectKind,
+    requested: RunMode,
+    trigger: RunTrigger,
+    notice: &mut StartNotice,
+) -> Result<(AsyncPgConnection, RunMode, Uuid), PollerError> {
+    let mut conn = lock::dedicated(&inner.pool).await?;
+    if !lock::try_lock_object(&mut conn, kind).await? {
+        let run_id = running_elsewhere(&mut conn, kind).await;
+        if let Some(id) = run_id {
+            notice.started(inner, kind, id);
+        }
+        return Err(PollerError::Busy { kind, run_id });
+    }
+    let mode = effective_mode(&mut conn, kind, requested).await?;
+    let id = sync_logs::start_run(&mut conn, kind.as_str(), trigger, mode).await.map_err(StoreError::from)?;
+    notice.started(inner, kind, id);
+    Ok((conn, mode, id))
+}
+
+/// Runs one sync of `kind` to completion and records it.
+pub async fn execute(
+    inner: &Inner,
+    kind: ObjectKind,
+    requested: RunMode,
+    trigger: RunTrigger,
+    mut notice: StartNotice,
+) -> Result<RunSummary, PollerError> {
+    let started = Instant::now();
+    let (mut conn, mode, run_id) = match begin(inner, kind, requested, trigger, &mut notice).await {
+        Ok(begun) => begun,
+        Err(e) => {
+            notice.refused(inner, kind, &e);
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        object.kind = %kind, run.id = %run_id, run.mode = mode.as_str(), run.trigger = trigger.as_str(),
+        "sync run started"
+    );
+    let progress = inner.track(kind);
+    let (tally, result) = work(inner, &mut conn, kind, mode, progress).await;
+    inner.untrack(kind);
+    let fatal = result.err().map(|e| (e.to_string(), e.details()));
+    let outcome = tally.outcome(fatal);
+    let status = finish(inner, &mut conn, run_id, &outcome).await?;
+    let summary = RunSummary {
+        run_id,
+        kind,
+        mode,
+        trigger,
+        status,
+        records_processed: tally.processed,
+        records_failed: tally.failed,
+        pages: tally.pages,
+        error: outcome.fatal_error.clone(),
+        duration: started.elapsed(),
+    };
+    summary.record();
+    Ok(summary)
+}
+
+/// The mode-specific work; the tally survives a failure so the counts are kept.
+async fn work(
+    inner: &Inner,
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    mode: RunMode,
+    progress: Arc<Progress>,
+) -> (Tally, Result<(), RunError>) {
+    let mut job = Job { kind, hubspot: &inner.hubspot, conn, options: &inner.options, tally: Tally::new(progress) };
+    let result = async {
+        if kind == ObjectKind::Owners {
+            return owners::run(&mut job).await;
+        }
+        match mode {
+            RunMode::Full => full::run(&mut job).await,
+            RunMode::Incremental => {
+                let state = sync_state::get(job.conn, kind.as_str()).await?;
+                match state.and_then(|s| s.watermark) {
+                    Some(mark) => incremental::run(&mut job, mark).await,
+                    None => full::run(&mut job).await,
+                }
+            }
+        }
+    }
+    .await;
+    (job.tally, result)
+}
+
+/// Closes the `sync_logs` row, on a fresh pooled connection if the run's own one broke.
+async fn finish(
+    inner: &Inner,
+    conn: &mut AsyncPgConnection,
+    run_id: Uuid,
+    outcome: &sync_logs::RunOutcome,
+) -> Result<RunStatus, PollerError> {
+    let status = match sync_logs::finish_run(conn, run_id, outcome).await {
+        Ok(status) => status,
+        Err(_) => {
+            let mut pooled = inner.pool.get().await.map_err(StoreError::from)?;
+            sync_logs::finish_run(&mut pooled, run_id, outcome).await.map_err(StoreError::from)?
+        }
+    };
+    Ok(status.unwrap_or_else(|| RunStatus::of(outcome)))
+}

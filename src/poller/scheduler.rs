@@ -1,0 +1,216 @@
+//! Cron schedules: each object's incremental run, and the weekly full pass over every object.
+//!
+//! When several instances share a database only one schedules: the one holding the leader
+//! advisory lock on a dedicated connection (checked every 30 s; if that connection dies, so does
+//! the lock, and another instance takes over). On becoming leader it first starts a run for
+//! every object that never had a successful one.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tokio_util::sync::CancellationToken;
+
+use super::{Mode, Poller, Trigger, lock};
+use crate::config::{Schedule, ScheduleSettings};
+use crate::objects::ObjectKind;
+use crate::store::sync_logs;
+
+/// How often a follower retries the leader lock, and the leader checks its connection.
+const LEADER_CHECK: Duration = Duration::from_secs(30);
+
+/// What a schedule starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// An incremental run of one object.
+    Object(ObjectKind),
+    /// A full pass over every object.
+    FullPass,
+}
+
+/// The cron schedules, from `SCHEDULE_*`.
+#[derive(Clone, Debug)]
+pub struct Schedules {
+    pub entries: Vec<(Target, Schedule)>,
+}
+
+impl From<&ScheduleSettings> for Schedules {
+    fn from(s: &ScheduleSettings) -> Self {
+        Self {
+            entries: vec![
+                (Target::Object(ObjectKind::Contacts), s.schedule_contacts.clone()),
+                (Target::Object(ObjectKind::Deals), s.schedule_deals.clone()),
+                (Target::Object(ObjectKind::Calls), s.schedule_calls.clone()),
+                (Target::Object(ObjectKind::Owners), s.schedule_owners.clone()),
+                (Target::FullPass, s.schedule_full.clone()),
+            ],
+        }
+    }
+}
+
+impl Schedules {
+    /// Every object and the full pass on one schedule.
+    pub fn uniform(schedule: Schedule) -> Self {
+        let mut entries: Vec<(Target, Schedule)> =
+            ObjectKind::ALL.iter().map(|k| (Target::Object(*k), schedule.clone())).collect();
+        entries.push((Target::FullPass, schedule));
+        Self { entries }
+    }
+
+    /// The next firing of every entry strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Vec<(Target, Option<DateTime<Utc>>)> {
+        self.entries.iter().map(|(t, s)| (*t, s.next_after(after))).collect()
+    }
+}
+
+/// The next run per object: its own schedule or the full pass, whichever comes first.
+pub fn next_per_object(next: &[(Target, Option<DateTime<Utc>>)]) -> HashMap<ObjectKind, DateTime<Utc>> {
+    let full = next.iter().find(|(t, _)| *t == Target::FullPass).and_then(|(_, at)| *at);
+    let mut out = HashMap::new();
+    for kind in ObjectKind::ALL {
+        let own = next.iter().find(|(t, _)| *t == Target::Object(kind)).and_then(|(_, at)| *at);
+        if let Some(at) = [own, full].into_iter().flatten().min() {
+            out.insert(kind, at);
+        }
+    }
+    out
+}
+
+/// The runs a firing target starts.
+pub fn runs_of(target: Target) -> Vec<(ObjectKind, Mode)> {
+    match target {
+        Target::Object(kind) => vec![(kind, Mode::Incremental)],
+        Target::FullPass => ObjectKind::ALL.iter().map(|k| (*k, Mode::Full)).collect(),
+    }
+}
+
+/// Runs the cron schedules until the token is cancelled.
+pub async fn run_scheduler(poller: Poller, schedules: Schedules, shutdown: CancellationToken) {
+    poller.set_next_runs(next_per_object(&schedules.next_after(Utc::now())));
+    loop {
+        let leader = tokio::select! {
+            conn = become_leader(&poller) => conn,
+            () = shutdown.cancelled() => return,
+        };
+        tracing::info!("this instance now schedules the reconciliation runs");
+        let mut leader = leader;
+        start_never_synced(&poller).await;
+        lead(&poller, &schedules, &mut leader, &shutdown).await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tracing::warn!("lost the scheduling lock's connection; trying to lead again");
+    }
+}
+
+/// Waits until this instance holds the leader lock; returns the connection holding it.
+async fn become_leader(poller: &Poller) -> AsyncPgConnection {
+    let mut announced = false;
+    loop {
+        match lock::dedicated(poller.pool()).await {
+            Ok(mut conn) => match lock::try_lock_leader(&mut conn).await {
+                Ok(true) => return conn,
+                Ok(false) if !announced => {
+                    tracing::info!("another instance schedules the reconciliation runs; standing by");
+                    announced = true;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot take the scheduling lock"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot take the scheduling lock"),
+        }
+        tokio::time::sleep(LEADER_CHECK).await;
+    }
+}
+
+/// A startup run for every object without a successful run yet.
+async fn start_never_synced(poller: &Poller) {
+    let mut conn = match poller.pool().get().await {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(error = %e, "cannot check for objects never synced"),
+    };
+    for kind in ObjectKind::ALL {
+        match sync_logs::last_good_run(&mut conn, kind.as_str()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => start(poller, kind, Mode::Incremental, Trigger::Startup),
+            Err(e) => tracing::warn!(object.kind = %kind, error = %e, "cannot read the last good run"),
+        }
+    }
+}
+
+/// Starts a run in the background (the scheduler never waits for runs).
+fn start(poller: &Poller, kind: ObjectKind, mode: Mode, trigger: Trigger) {
+    let poller = poller.clone();
+    tokio::spawn(async move {
+        if let Err(e) = poller.trigger(kind, mode, trigger).await {
+            tracing::warn!(object.kind = %kind, error = %e, "scheduled sync did not start");
+        }
+    });
+}
+
+/// Fires the schedules while the leader connection lives.
+async fn lead(poller: &Poller, schedules: &Schedules, leader: &mut AsyncPgConnection, shutdown: &CancellationToken) {
+    let mut next = schedules.next_after(Utc::now());
+    loop {
+        poller.set_next_runs(next_per_object(&next));
+        let earliest = next.iter().filter_map(|(_, at)| *at).min();
+        let wait = earliest.map_or(LEADER_CHECK, |at| (at - Utc::now()).to_std().unwrap_or_default().min(LEADER_CHECK));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if diesel::sql_query("SELECT 1").execute(leader).await.is_err() {
+            return;
+        }
+        let now = Utc::now();
+        for (target, at) in &mut next {
+            if at.is_some_and(|t| t <= now) {
+                for (kind, mode) in runs_of(*target) {
+                    start(poller, kind, mode, Trigger::Schedule);
+                }
+                *at = schedules.entries.iter().find(|(t, _)| t == target).and_then(|(_, s)| s.next_after(now));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn schedules() -> Schedules {
+        let s = |p: &str| p.parse::<Schedule>().unwrap();
+        Schedules {
+            entries: vec![
+                (Target::Object(ObjectKind::Contacts), s("*/5 * * * *")),
+                (Target::Object(ObjectKind::Deals), s("*/15 * * * *")),
+                (Target::Object(ObjectKind::Calls), s("*/15 * * * *")),
+                (Target::Object(ObjectKind::Owners), s("0 6 * * *")),
+                (Target::FullPass, s("0 3 * * 0")),
+            ],
+        }
+    }
+
+    #[test]
+    fn next_run_per_object_takes_the_earlier_schedule() {
+        // Sunday 2026-01-04 02:59:30: the full pass (03:00) comes before owners (06:00).
+        let at = Utc.with_ymd_and_hms(2026, 1, 4, 2, 59, 30).unwrap();
+        let next = next_per_object(&schedules().next_after(at));
+        let three = Utc.with_ymd_and_hms(2026, 1, 4, 3, 0, 0).unwrap();
+        assert_eq!(next[&ObjectKind::Owners], three);
+        assert_eq!(next[&ObjectKind::Contacts], three);
+        let monday = Utc.with_ymd_and_hms(2026, 1, 5, 5, 59, 0).unwrap();
+        let next = next_per_object(&schedules().next_after(monday));
+        assert_eq!(next[&ObjectKind::Owners], Utc.with_ymd_and_hms(2026, 1, 5, 6, 0, 0).unwrap());
+        assert_eq!(next[&ObjectKind::Deals], Utc.with_ymd_and_hms(2026, 1, 5, 6, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn the_full_pass_covers_every_object() {
+        assert_eq!(runs_of(Target::FullPass).len(), ObjectKind::ALL.len());
+        assert!(runs_of(Target::FullPass).iter().all(|(_, m)| *m == Mode::Full));
+        assert_eq!(runs_of(Target::Object(ObjectKind::Deals)), vec![(ObjectKind::Deals, Mode::Incremental)]);
+    }
+}

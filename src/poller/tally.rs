@@ -1,0 +1,99 @@
+//! Counting one run: records handled and failed, the ids that failed and why, HubSpot's error
+//! body when the run could not complete; turned into the `sync_logs` outcome at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::hubspot::InvalidRecord;
+use crate::objects::FailedRecord;
+use crate::store::sync_logs::RunOutcome;
+
+/// Failed ids kept in `error_details` (the count is always exact).
+const MAX_LISTED: usize = 200;
+
+/// Live counters of a running run, readable from elsewhere (the CLI's progress bar).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub records: AtomicU64,
+    pub pages: AtomicU64,
+    /// Expected records when known (a search's `total`), else 0.
+    pub total: AtomicU64,
+}
+
+impl Progress {
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (self.records.load(Ordering::Relaxed), self.pages.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+    }
+}
+
+/// What a run has done so far.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub processed: u64,
+    pub failed: u64,
+    pub pages: u64,
+    failures: Vec<FailedRecord>,
+    invalid: Vec<InvalidRecord>,
+    /// Ids that failed (decode or store), so deletion detection leaves them alone.
+    pub failed_ids: Vec<String>,
+    /// The oldest last-modified time among records that failed to store (the watermark stops there).
+    pub earliest_failed: Option<DateTime<Utc>>,
+    /// Rows a full pass marked archived because HubSpot no longer returns them.
+    pub archived_unseen: u64,
+    pub progress: Arc<Progress>,
+}
+
+impl Tally {
+    pub fn new(progress: Arc<Progress>) -> Self {
+        Self { progress, ..Self::default() }
+    }
+
+    /// Counts one page: `handled` records written or attempted, plus the failures.
+    pub fn page(&mut self, handled: usize, failures: Vec<(FailedRecord, DateTime<Utc>)>, invalid: Vec<InvalidRecord>) {
+        self.pages += 1;
+        let handled = (handled + invalid.len()) as u64;
+        self.processed += handled;
+        self.failed += (failures.len() + invalid.len()) as u64;
+        self.progress.records.fetch_add(handled, Ordering::Relaxed);
+        self.progress.pages.fetch_add(1, Ordering::Relaxed);
+        for (failure, updated_at) in failures {
+            tracing::warn!(hubspot.id = %failure.id, reason = %failure.reason, "record could not be stored");
+            self.earliest_failed = Some(self.earliest_failed.map_or(updated_at, |t| t.min(updated_at)));
+            self.failed_ids.push(failure.id.clone());
+            if self.failures.len() < MAX_LISTED {
+                self.failures.push(failure);
+            }
+        }
+        for record in invalid {
+            tracing::warn!(hubspot.id = ?record.id, reason = %record.reason, "record could not be read");
+            self.failed_ids.extend(record.id.clone());
+            if self.invalid.len() < MAX_LISTED {
+                self.invalid.push(record);
+            }
+        }
+    }
+
+    /// The `sync_logs` outcome; `fatal` is the error that stopped the run, with its details.
+    pub fn outcome(&self, fatal: Option<(String, Value)>) -> RunOutcome {
+        let has_details = fatal.is_some() || self.failed > 0 || self.archived_unseen > 0;
+        let details = has_details.then(|| {
+            json!({
+                "pages": self.pages,
+                "archived_unseen": self.archived_unseen,
+                "failed_ids": self.failed_ids.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+                "store_failures": self.failures,
+                "unreadable_records": self.invalid,
+                "hubspot": fatal.as_ref().map(|(_, d)| d.clone()),
+            })
+        });
+        RunOutcome {
+            records_processed: i32::try_from(self.processed).unwrap_or(i32::MAX),
+            records_failed: i32::try_from(self.failed).unwrap_or(i32::MAX),
+            fatal_error: fatal.map(|(message, _)| message),
+            details,
+        }
+    }
+}

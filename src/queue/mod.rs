@@ -1,0 +1,266 @@
+//! The webhook queue: ids of changed objects waiting for a batch fetch, in memory.
+//!
+//! - **Keyed by (object kind, id)**: an id already waiting is not added twice, so a burst of
+//!   events for one record costs one fetch. An id taken by a fetcher is no longer "waiting": an
+//!   event arriving while its fetch is in flight queues it again, because that fetch may have read
+//!   the record just before the change.
+//! - **Bounded** by `QUEUE_CAPACITY` distinct waiting ids. A batch that would not fit is refused
+//!   as a whole ([`QueueError::Full`]), the handler answers 503 and HubSpot retries it later.
+//!   Ids put back after a failed fetch ([`Queue::requeue`]) ignore the bound: they were accepted
+//!   once and are never dropped.
+//! - **Fair across kinds**: one lane per object kind, each drained by its own fetcher, so a flood
+//!   of contact changes never delays a deal's fetch behind it. Within a lane, oldest first.
+//! - **Metrics**: `webhook_queue_depth`, `webhook_queue_oldest_age_seconds`,
+//!   `webhook_queue_offered_total`, `webhook_queue_deduplicated_total` and
+//!   `webhook_queue_dedup_ratio` (deduplicated / offered).
+//!
+//! **What a crash loses, and what recovers it.** The queue lives only in this process. A crash
+//! (or a kill after the shutdown grace) loses the ids waiting and in flight: their webhooks were
+//! already answered 204, so HubSpot will not send them again. The reconciliation poller recovers
+//! them: its next run searches everything modified since its watermark (the last successful
+//! run's start, with an overlap), which covers every change acknowledged since, and the weekly
+//! full pass covers deletions. Deletions, merges and privacy deletions never wait here: the
+//! handler writes them before answering, so a crash cannot lose them. Webhooks refused with 503
+//! (full queue, shutting down) are retried by HubSpot for up to a day.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::objects::ObjectKind;
+
+/// Metric names exported by the queue.
+pub mod metric {
+    pub const DEPTH: &str = "webhook_queue_depth";
+    pub const OLDEST_AGE: &str = "webhook_queue_oldest_age_seconds";
+    pub const OFFERED: &str = "webhook_queue_offered_total";
+    pub const DEDUPLICATED: &str = "webhook_queue_deduplicated_total";
+    pub const DEDUP_RATIO: &str = "webhook_queue_dedup_ratio";
+}
+
+/// Why ids were not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("the webhook queue is full")]
+    Full,
+    #[error("the webhook queue is closed (shutting down)")]
+    Closed,
+}
+
+/// What a push did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Ids newly waiting.
+    pub added: usize,
+    /// Ids that were already waiting (or repeated within the push).
+    pub deduplicated: usize,
+}
+
+/// A point-in-time view for the status API.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueSnapshot {
+    pub depth: usize,
+    pub capacity: usize,
+    pub oldest_age: Option<Duration>,
+    pub offered: u64,
+    pub deduplicated: u64,
+    pub closed: bool,
+}
+
+#[derive(Default)]
+struct Lane {
+    order: VecDeque<(String, Instant)>,
+    waiting: HashSet<String>,
+    notify: std::sync::Arc<Notify>,
+}
+
+#[derive(Default)]
+struct State {
+    lanes: HashMap<ObjectKind, Lane>,
+    depth: usize,
+    offered: u64,
+    deduplicated: u64,
+    closed: bool,
+}
+
+/// The deduplicating, bounded, per-kind queue. Share it as `Arc<Queue>`.
+pub struct Queue {
+    state: Mutex<State>,
+    capacity: usize,
+}
+
+impl Queue {
+    pub fn new(capacity: usize) -> Self {
+        let mut state = State::default();
+        for kind in ObjectKind::ALL {
+            state.lanes.insert(kind, Lane::default());
+        }
+        Self { state: Mutex::new(state), capacity: capacity.max(1) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues every id of a webhook batch, or none of them when they would not fit.
+    pub fn push_batch(&self, items: &[(ObjectKind, String)]) -> Result<Pushed, QueueError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        let mut fresh: HashSet<(ObjectKind, &str)> = HashSet::new();
+        for (kind, id) in items {
+            let waiting = state.lanes.get(kind).is_some_and(|lane| lane.waiting.contains(id));
+            if !waiting {
+                fresh.insert((*kind, id.as_str()));
+            }
+        }
+        if state.depth + fresh.len() > self.capacity {
+            return Err(QueueError::Full);
+        }
+        let now = Instant::now();
+        let pushed = Pushed { added: fresh.len(), deduplicated: items.len() - fresh.len() };
+        for (kind, id) in items {
+            if fresh.remove(&(*kind, id.as_str())) {
+                let lane = state.lanes.entry(*kind).or_default();
+                lane.waiting.insert(id.clone());
+                lane.order.push_back((id.clone(), now));
+                lane.notify.notify_one();
+            }
+        }
+        state.depth += pushed.added;
+        state.offered += items.len() as u64;
+        state.deduplicated += pushed.deduplicated as u64;
+        Self::publish(&state, pushed);
+        Ok(pushed)
+    }
+
+    /// Puts ids back after a failed fetch, ahead of newer ones, whatever the bound or shutdown.
+    pub fn requeue(&self, kind: ObjectKind, ids: Vec<String>) {
+        let mut state = self.lock();
+        let lane = state.lanes.entry(kind).or_default();
+        let now = Instant::now();
+        let mut added = 0;
+        for id in ids.into_iter().rev() {
+            if lane.waiting.insert(id.clone()) {
+                lane.order.push_front((id, now));
+                added += 1;
+            }
+        }
+        lane.notify.notify_one();
+        state.depth += added;
+        Self::publish(&state, Pushed::default());
+    }
+
+    /// Waits for ids of `kind` and takes up to `max` of them: as soon as `max` are waiting, or
+    /// `window` after the oldest one arrived, or at once while shutting down. `None` once the
+    /// queue is closed and this kind's lane is empty: the fetcher is done.
+    pub async fn take(&self, kind: ObjectKind, max: usize, window: Duration) -> Option<Vec<String>> {
+        let notify = self.lock().lanes.entry(kind).or_default().notify.clone();
+        loop {
+            // Register for a wake-up before looking, so a push in between is not missed.
+            let notified = notify.notified();
+            let deadline = {
+                let mut state = self.lock();
+                let closed = state.closed;
+                let lane = state.lanes.entry(kind).or_default();
+                let (front, len) = (lane.order.front().map(|(_, since)| *since), lane.order.len());
+                match front {
+                    None if closed => return None,
+                    None => None,
+                    Some(since) if closed || len >= max || since.elapsed() >= window => {
+                        return Some(self.take_now(&mut state, kind, max));
+                    }
+                    Some(since) => Some(since + window),
+                }
+            };
+            match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    fn take_now(&self, state: &mut State, kind: ObjectKind, max: usize) -> Vec<String> {
+        let lane = state.lanes.entry(kind).or_default();
+        let n = lane.order.len().min(max.max(1));
+        let ids: Vec<String> = lane.order.drain(..n).map(|(id, _)| id).collect();
+        for id in &ids {
+            lane.waiting.remove(id);
+        }
+        if !lane.order.is_empty() {
+            lane.notify.notify_one();
+        }
+        state.depth -= ids.len();
+        Self::publish(state, Pushed::default());
+        ids
+    }
+
+    /// Stops intake: later pushes fail with [`QueueError::Closed`]; fetchers drain what waits.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        for lane in state.lanes.values() {
+            lane.notify.notify_waiters();
+            lane.notify.notify_one();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Ids waiting, all kinds together.
+    pub fn depth(&self) -> usize {
+        self.lock().depth
+    }
+
+    /// Ids of one kind waiting.
+    pub fn depth_of(&self, kind: ObjectKind) -> usize {
+        self.lock().lanes.get(&kind).map_or(0, |lane| lane.order.len())
+    }
+
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let state = self.lock();
+        QueueSnapshot {
+            depth: state.depth,
+            capacity: self.capacity,
+            oldest_age: Self::oldest(&state).map(|since| since.elapsed()),
+            offered: state.offered,
+            deduplicated: state.deduplicated,
+            closed: state.closed,
+        }
+    }
+
+    /// Refreshes the age gauge (it changes with time alone; the fetchers call this periodically).
+    pub fn publish_age(&self) {
+        let state = self.lock();
+        let age = Self::oldest(&state).map_or(0.0, |since| since.elapsed().as_secs_f64());
+        metrics::gauge!(metric::OLDEST_AGE).set(age);
+    }
+
+    fn oldest(state: &State) -> Option<Instant> {
+        state.lanes.values().filter_map(|lane| lane.order.front().map(|(_, since)| *since)).min()
+    }
+
+    fn publish(state: &State, pushed: Pushed) {
+        metrics::gauge!(metric::DEPTH).set(state.depth as f64);
+        if pushed.added + pushed.deduplicated > 0 {
+            metrics::counter!(metric::OFFERED).increment((pushed.added + pushed.deduplicated) as u64);
+            metrics::counter!(metric::DEDUPLICATED).increment(pushed.deduplicated as u64);
+            let ratio = if state.offered == 0 { 0.0 } else { state.deduplicated as f64 / state.offered as f64 };
+            metrics::gauge!(metric::DEDUP_RATIO).set(ratio);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

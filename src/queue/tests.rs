@@ -1,0 +1,98 @@
+use std::sync::Arc;
+
+use super::*;
+
+fn ids(kind: ObjectKind, list: &[&str]) -> Vec<(ObjectKind, String)> {
+    list.iter().map(|id| (kind, (*id).to_owned())).collect()
+}
+
+#[tokio::test]
+async fn an_id_already_waiting_is_not_added_twice() {
+    let q = Queue::new(10);
+    assert_eq!(q.push_batch(&ids(ObjectKind::Contacts, &["1", "2", "1"])), Ok(Pushed { added: 2, deduplicated: 1 }));
+    assert_eq!(q.push_batch(&ids(ObjectKind::Contacts, &["2", "3"])), Ok(Pushed { added: 1, deduplicated: 1 }));
+    // The same id of another kind is another key.
+    assert_eq!(q.push_batch(&ids(ObjectKind::Deals, &["1"])), Ok(Pushed { added: 1, deduplicated: 0 }));
+    assert_eq!(q.depth(), 4);
+    let taken = q.take(ObjectKind::Contacts, 100, Duration::ZERO).await.unwrap();
+    assert_eq!(taken, ["1", "2", "3"]);
+    // Taken ids are in flight, no longer waiting: a new event queues them again.
+    assert_eq!(q.push_batch(&ids(ObjectKind::Contacts, &["1"])), Ok(Pushed { added: 1, deduplicated: 0 }));
+    let snap = q.snapshot();
+    assert_eq!((snap.depth, snap.offered, snap.deduplicated), (2, 7, 2));
+}
+
+#[tokio::test]
+async fn a_batch_that_does_not_fit_is_refused_whole() {
+    let q = Queue::new(3);
+    q.push_batch(&ids(ObjectKind::Contacts, &["1", "2"])).unwrap();
+    assert_eq!(q.push_batch(&ids(ObjectKind::Deals, &["7", "8"])), Err(QueueError::Full));
+    assert_eq!(q.depth(), 2, "nothing of the refused batch was queued");
+    // Ids already waiting take no room.
+    assert_eq!(q.push_batch(&ids(ObjectKind::Contacts, &["1", "2", "3"])), Ok(Pushed { added: 1, deduplicated: 2 }));
+    // Requeued ids ignore the bound: they were accepted once.
+    q.requeue(ObjectKind::Deals, vec!["9".into()]);
+    assert_eq!(q.depth(), 4);
+}
+
+#[tokio::test]
+async fn takes_at_most_max_oldest_first_and_requeued_ids_go_first() {
+    let q = Queue::new(1000);
+    let many: Vec<String> = (0..250).map(|i| i.to_string()).collect();
+    let items: Vec<_> = many.iter().map(|id| (ObjectKind::Calls, id.clone())).collect();
+    q.push_batch(&items).unwrap();
+    let first = q.take(ObjectKind::Calls, 100, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(first, many[..100]);
+    q.requeue(ObjectKind::Calls, vec!["5".into(), "6".into()]);
+    let second = q.take(ObjectKind::Calls, 100, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(second[..2], ["5", "6"]);
+    assert_eq!(second[2..], many[100..198]);
+}
+
+#[tokio::test]
+async fn a_partial_batch_waits_for_the_window() {
+    let q = Arc::new(Queue::new(100));
+    q.push_batch(&ids(ObjectKind::Deals, &["1"])).unwrap();
+    let waiter = tokio::spawn({
+        let q = q.clone();
+        async move { q.take(ObjectKind::Deals, 100, Duration::from_millis(500)).await }
+    });
+    tokio::task::yield_now().await;
+    q.push_batch(&ids(ObjectKind::Deals, &["2"])).unwrap();
+    let taken = waiter.await.unwrap().unwrap();
+    assert_eq!(taken, ["1", "2"], "whatever arrived within the window, in one batch");
+    // A full batch does not wait for the window.
+    let full: Vec<_> = (0..3).map(|i| (ObjectKind::Deals, i.to_string())).collect();
+    q.push_batch(&full).unwrap();
+    assert_eq!(q.take(ObjectKind::Deals, 3, Duration::from_secs(3600)).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn kinds_are_drained_independently() {
+    let q = Queue::new(10_000);
+    let flood: Vec<_> = (0..5000).map(|i| (ObjectKind::Contacts, i.to_string())).collect();
+    q.push_batch(&flood).unwrap();
+    q.push_batch(&ids(ObjectKind::Deals, &["d1"])).unwrap();
+    // The deal is served at once, however many contacts wait before it.
+    assert_eq!(q.take(ObjectKind::Deals, 100, Duration::ZERO).await.unwrap(), ["d1"]);
+    assert_eq!(q.depth_of(ObjectKind::Contacts), 5000);
+}
+
+#[tokio::test]
+async fn closing_stops_intake_and_lets_fetchers_drain() {
+    let q = Arc::new(Queue::new(100));
+    q.push_batch(&ids(ObjectKind::Contacts, &["1", "2"])).unwrap();
+    let idle = tokio::spawn({
+        let q = q.clone();
+        async move { q.take(ObjectKind::Deals, 100, Duration::from_secs(3600)).await }
+    });
+    q.close();
+    assert_eq!(q.push_batch(&ids(ObjectKind::Contacts, &["3"])), Err(QueueError::Closed));
+    // No window wait while closing; an empty lane ends its fetcher.
+    assert_eq!(q.take(ObjectKind::Contacts, 100, Duration::from_secs(3600)).await.unwrap(), ["1", "2"]);
+    assert_eq!(q.take(ObjectKind::Contacts, 100, Duration::from_secs(3600)).await, None);
+    assert_eq!(idle.await.unwrap(), None);
+    // A failed fetch during the drain still puts its ids back.
+    q.requeue(ObjectKind::Contacts, vec!["1".into()]);
+    assert_eq!(q.take(ObjectKind::Contacts, 100, Duration::ZERO).await.unwrap(), ["1"]);
+}

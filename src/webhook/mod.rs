@@ -1,0 +1,201 @@
+//! Real-time intake: `POST /webhooks/hubspot`.
+//!
+//! Read the raw body (at most 1 MiB, else 413) -> check the signature on those exact bytes
+//! ([`crate::signature`], else 401) -> parse the event array ([`event`], else 400) -> queue the
+//! ids to fetch ([`crate::queue`]; full or shutting down: 503, and HubSpot retries) -> write
+//! deletions, merges and privacy deletions ([`apply`]; database down: 503) -> 204. Events we do
+//! not keep are counted and accepted: a 4xx would make HubSpot retry them for a day.
+//!
+//! Most batches (creations, property changes) touch no database: they are answered as soon as
+//! their ids are queued, in well under a millisecond of work.
+
+pub mod apply;
+pub mod event;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use url::Url;
+
+use crate::app::AppState;
+use crate::config::{SecretList, WebhookSettings};
+use crate::ops::live::Rejection as Refused;
+use crate::queue::{Queue, QueueError};
+use crate::signature::uri::{UriSource, signed_uri};
+use crate::signature::{self, SignatureHeaders, SignedRequest};
+
+/// Largest accepted body (HubSpot sends at most 100 small events).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Metric names recorded here (refusals and accepted events are counted by `ops::live`).
+pub mod metric {
+    /// Counter, label `reason`: signature failures by cause.
+    pub const SIGNATURE_FAILURES: &str = "hubspot_sync_webhook_signature_failures_total";
+    /// Counter: events accepted but not acted on (types or objects we do not keep).
+    pub const EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_total";
+}
+
+/// What the handler needs: the signing settings and the queue (none while real-time fetching
+/// is off because no HubSpot token is set; webhooks then get 503 and HubSpot keeps them).
+#[derive(Clone)]
+pub struct Intake {
+    inner: Arc<IntakeInner>,
+}
+
+struct IntakeInner {
+    secrets: Option<SecretList>,
+    require_v3: bool,
+    public_url: Option<Url>,
+    queue: Option<Arc<Queue>>,
+}
+
+impl Intake {
+    pub fn new(settings: &WebhookSettings, queue: Option<Arc<Queue>>) -> Self {
+        Self {
+            inner: Arc::new(IntakeInner {
+                secrets: settings.hubspot_client_secret.clone(),
+                require_v3: settings.hubspot_require_v3,
+                public_url: settings.public_url.clone(),
+                queue,
+            }),
+        }
+    }
+
+    pub fn queue(&self) -> Option<&Arc<Queue>> {
+        self.inner.queue.as_ref()
+    }
+}
+
+/// Why a request was not accepted.
+#[derive(Debug)]
+enum Refusal {
+    TooLarge,
+    Signature(signature::Rejection),
+    Malformed(String),
+    Queue(QueueError),
+    NotFetching,
+    Store(crate::store::StoreError),
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Queue(_) | Self::NotFetching | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn kind(&self) -> Refused {
+        match self {
+            Self::TooLarge | Self::Malformed(_) => Refused::Malformed,
+            Self::Signature(_) => Refused::Signature,
+            Self::Queue(_) | Self::NotFetching | Self::Store(_) => Refused::QueueFull,
+        }
+    }
+
+    /// The body sent back: a short reason, never the cause's details.
+    fn message(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "body over 1 MiB",
+            Self::Signature(_) => "missing, forged or stale signature",
+            Self::Malformed(_) => "body is not a JSON array of events",
+            Self::Queue(QueueError::Full) => "queue full, retry later",
+            Self::Queue(QueueError::Closed) => "shutting down, retry later",
+            Self::NotFetching => "real-time sync is not configured (HUBSPOT_ACCESS_TOKEN)",
+            Self::Store(_) => "database unavailable, retry later",
+        }
+    }
+}
+
+/// `POST /webhooks/hubspot`.
+pub async fn receive(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    match accept(&req, payload, &state).await {
+        Ok(events) => {
+            state.ops.webhooks.accepted(events);
+            HttpResponse::NoContent().finish()
+        }
+        Err(refusal) => {
+            match &refusal {
+                Refusal::Signature(why) => {
+                    metrics::counter!(metric::SIGNATURE_FAILURES, "reason" => why.as_str()).increment(1);
+                    tracing::warn!(reason = why.as_str(), "webhook refused: {why}");
+                }
+                Refusal::Store(e) => tracing::error!(error = %e, "webhook not applied: database unavailable"),
+                Refusal::Malformed(e) => tracing::warn!(error = %e, "webhook refused: malformed body"),
+                other => tracing::info!(status = other.status().as_u16(), "webhook refused: {}", other.message()),
+            }
+            state.ops.webhooks.rejected(refusal.kind());
+            HttpResponse::build(refusal.status()).json(serde_json::json!({ "error": refusal.message() }))
+        }
+    }
+}
+
+/// Everything but the answer; returns the number of events accepted.
+async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<usize, Refusal> {
+    let intake = &state.webhooks.inner;
+    let body = read_body(req, payload).await?;
+    verify(req, &body, intake).map_err(Refusal::Signature)?;
+    let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+    let count = events.len();
+    let queue = intake.queue.as_ref().ok_or(Refusal::NotFetching)?;
+    if queue.is_closed() {
+        return Err(Refusal::Queue(QueueError::Closed));
+    }
+    let plan = event::plan(events);
+    if plan.ignored > 0 {
+        metrics::counter!(metric::EVENTS_IGNORED).increment(plan.ignored as u64);
+    }
+    if !plan.fetch.is_empty() {
+        queue.push_batch(&plan.fetch).map_err(Refusal::Queue)?;
+    }
+    if plan.writes() {
+        apply::apply(&state.pool, &plan).await.map_err(Refusal::Store)?;
+    }
+    Ok(count)
+}
+
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Bytes, Refusal> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(Refusal::TooLarge);
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Refusal::Malformed(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(Refusal::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn verify(req: &HttpRequest, body: &[u8], intake: &IntakeInner) -> Result<signature::Verified, signature::Rejection> {
+    let headers = req.headers();
+    let header = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
+    let source = UriSource {
+        public_url: intake.public_url.as_ref(),
+        host: header("host").or_else(|| req.uri().authority().map(|a| a.as_str())),
+        forwarded_proto: header("x-forwarded-proto"),
+        connection_scheme: req.uri().scheme_str().unwrap_or("http"),
+    };
+    let path_and_query = req.uri().path_and_query().map_or_else(|| req.path(), |p| p.as_str());
+    let uri = signed_uri(&source, path_and_query).ok_or(signature::Rejection::NoUri)?;
+    let signed = SignedRequest {
+        method: req.method().as_str(),
+        uri: &uri,
+        body,
+        headers: SignatureHeaders::from_lookup(header),
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    signature::verify(&signed, intake.secrets.as_ref(), intake.require_v3, now_ms)
+}

@@ -1,0 +1,250 @@
+//! PostgreSQL against the simulator's export: every difference, on every named column, the
+//! HubSpot times, `archived`, `merged_into` and the `properties` jsonb. The fault scenarios, the
+//! poller and the real-time tests all end with [`assert_converged`]: zero differences is the only
+//! passing figure.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hubspot_sim::SimHandle;
+use hubspot_sync::objects::ObjectKind;
+use serde_json::Value;
+
+use super::TestDb;
+
+/// The record kinds kept in their own tables (owners go to `staff`, see [`owner_differences`]).
+pub const RECORD_KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
+
+/// How merged-away records must look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merges {
+    /// Archived with `merged_into` naming the survivor (what a merge webhook writes).
+    Pointer,
+    /// Archived (a full pass archives what HubSpot no longer lists, without knowing why); a
+    /// `merged_into` that is set must still name the survivor.
+    Archived,
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned)
+}
+
+fn ms(v: &Value) -> Option<String> {
+    let s = v.as_str()?;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis().to_string());
+    }
+    s.parse::<i64>().ok().map(|n| n.to_string())
+}
+
+fn deal_status(p: &Value) -> Option<String> {
+    match (p["hs_is_closed"].as_str(), p["hs_is_closed_won"].as_str()) {
+        (_, Some("true")) => Some("won".into()),
+        (Some("true"), Some("false")) => Some("lost".into()),
+        (Some("false"), _) => Some("open".into()),
+        _ => None,
+    }
+}
+
+fn amount(v: &Value) -> Option<String> {
+    let s = v.as_str()?.trim();
+    let mut parts = s.trim_start_matches('-').splitn(2, '.');
+    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let int_ok = digits(parts.next());
+    let frac = parts.next();
+    (int_ok && (frac.is_none() || digits(frac))).then(|| s.to_owned())
+}
+
+/// Expected named columns of one export line, in the order of [`columns`]: the named fields,
+/// then `created_at`, `updated_at` (epoch ms) and `archived`.
+pub fn expected(kind: ObjectKind, line: &Value) -> Vec<Option<String>> {
+    let p = &line["properties"];
+    let common = [ms(&line["createdAt"]), ms(&line["updatedAt"]), Some(line["archived"].to_string())];
+    let named = match kind {
+        ObjectKind::Contacts => {
+            ["email", "firstname", "lastname", "phone", "hubspot_owner_id", "lifecyclestage", "hs_lead_status"]
+                .iter()
+                .map(|n| text(&p[*n]))
+                .collect::<Vec<_>>()
+        }
+        ObjectKind::Deals => vec![
+            text(&p["dealname"]),
+            amount(&p["amount"]),
+            text(&p["dealstage"]),
+            deal_status(p),
+            ms(&p["closedate"]),
+            text(&p["hubspot_owner_id"]),
+            text(&p["pipeline"]),
+        ],
+        ObjectKind::Calls => vec![
+            text(&p["hs_call_title"]),
+            text(&p["hs_call_direction"]),
+            text(&p["hs_call_disposition"]),
+            text(&p["hs_call_status"]),
+            p["hs_call_duration"].as_str().and_then(|s| s.parse::<i64>().ok()).map(|n| n.to_string()),
+            ms(&p["hs_timestamp"]),
+            text(&p["hubspot_owner_id"]),
+        ],
+        ObjectKind::Owners => unreachable!("owners are compared by owner_differences"),
+    };
+    named.into_iter().chain(common).collect()
+}
+
+/// The named columns of a record table as text, in the order of [`expected`].
+pub fn columns(kind: ObjectKind) -> String {
+    let ms = |c: &str| format!("(extract(epoch FROM {c}) * 1000)::bigint::text");
+    let common = format!("{}, {}, archived::text", ms("created_at"), ms("updated_at"));
+    let named = match kind {
+        ObjectKind::Contacts => "email, first_name, last_name, phone, owner_id, lifecycle_stage, status".to_owned(),
+        ObjectKind::Deals => {
+            format!("deal_name, deal_value::text, stage, status::text, {}, closer_id, pipeline", ms("close_date"))
+        }
+        ObjectKind::Calls => {
+            format!("title, direction, disposition, status, duration_ms::text, {}, owner_id", ms("called_at"))
+        }
+        ObjectKind::Owners => unreachable!("owners are compared by owner_differences"),
+    };
+    format!("{named}, {common}")
+}
+
+fn key(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Contacts => "hubspot_contact_id",
+        ObjectKind::Deals => "hubspot_deal_id",
+        _ => "hubspot_call_id",
+    }
+}
+
+/// One stored row: named columns (as [`expected`]), `merged_into`, the string properties.
+pub struct Stored {
+    pub values: Vec<Option<String>>,
+    pub merged_into: Option<String>,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Stored {
+    fn archived(&self) -> bool {
+        self.values.last().is_some_and(|v| v.as_deref() == Some("true"))
+    }
+}
+
+fn string_props(value: &Value) -> BTreeMap<String, String> {
+    let map = value.as_object().cloned().unwrap_or_default();
+    map.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned()))).collect()
+}
+
+/// Rows of a record table by HubSpot id.
+pub async fn rows(db: &TestDb, kind: ObjectKind) -> HashMap<String, Stored> {
+    let sql = format!("SELECT {}, merged_into, properties::text, {} FROM {}", key(kind), columns(kind), kind.table());
+    let client = db.client().await;
+    let mut out = HashMap::new();
+    for row in client.query(&sql, &[]).await.expect("read the record table") {
+        let values = (3..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect();
+        let properties = row
+            .get::<_, Option<&str>>(2)
+            .map(|p| string_props(&serde_json::from_str(p).expect("properties is JSON")))
+            .unwrap_or_default();
+        out.insert(row.get(0), Stored { values, merged_into: row.get(1), properties });
+    }
+    out
+}
+
+/// Every difference between PostgreSQL and the simulator's export for one record kind.
+///
+/// - A live record must be stored with equal named columns, times and string properties.
+/// - An archived (deleted or merged-away) record is stored archived, or not at all (created and
+///   deleted before anyone fetched it). Its other columns are what was last fetched, which need
+///   not be HubSpot's final values, so they are not compared.
+/// - A stored row HubSpot no longer has (privacy deletion) must be archived.
+pub async fn differences(db: &TestDb, sim: &SimHandle, kind: ObjectKind, merges: Merges) -> Vec<String> {
+    let mut stored = rows(db, kind).await;
+    let mut diffs = Vec::new();
+    for line in sim.export_json(kind.as_str()) {
+        let id = line["id"].as_str().expect("export id").to_owned();
+        let archived = line["archived"].as_bool().expect("export archived");
+        let want_merged = line["mergedInto"].as_str();
+        let Some(row) = stored.remove(&id) else {
+            if !archived {
+                diffs.push(format!("{kind} {id}: live in HubSpot, missing in PostgreSQL"));
+            }
+            continue;
+        };
+        if archived {
+            if !row.archived() {
+                diffs.push(format!("{kind} {id}: archived in HubSpot, live in PostgreSQL"));
+            }
+            let pointer_ok = match merges {
+                Merges::Pointer => row.merged_into.as_deref() == want_merged,
+                Merges::Archived => row.merged_into.is_none() || row.merged_into.as_deref() == want_merged,
+            };
+            if !pointer_ok {
+                diffs.push(format!("{kind} {id}: merged_into {:?}, HubSpot says {want_merged:?}", row.merged_into));
+            }
+            continue;
+        }
+        let want = expected(kind, &line);
+        if row.values != want {
+            diffs.push(format!("{kind} {id}: columns {:?}, HubSpot {want:?}", row.values));
+        } else if row.merged_into.is_some() {
+            diffs.push(format!("{kind} {id}: live but merged_into {:?}", row.merged_into));
+        } else if row.properties != string_props(&line["properties"]) {
+            diffs.push(format!("{kind} {id}: properties {:?}, HubSpot {}", row.properties, line["properties"]));
+        }
+    }
+    for (id, row) in stored {
+        if !row.archived() {
+            diffs.push(format!("{kind} {id}: live in PostgreSQL, gone from HubSpot"));
+        }
+    }
+    diffs
+}
+
+/// Every difference between `staff` and the simulator's owners.
+pub async fn owner_differences(db: &TestDb, sim: &SimHandle) -> Vec<String> {
+    let client = db.client().await;
+    let sql = "SELECT id, email, first_name, last_name, archived FROM staff";
+    let mut stored: HashMap<String, tokio_postgres::Row> =
+        client.query(sql, &[]).await.expect("read staff").into_iter().map(|r| (r.get::<_, String>(0), r)).collect();
+    let mut diffs = Vec::new();
+    for owner in sim.export_json("owners") {
+        let id = owner["id"].as_str().expect("owner id");
+        let Some(row) = stored.remove(id) else {
+            diffs.push(format!("owner {id}: missing in staff"));
+            continue;
+        };
+        let got = (
+            row.get::<_, Option<String>>(1),
+            row.get::<_, Option<String>>(2),
+            row.get::<_, Option<String>>(3),
+            row.get::<_, bool>(4),
+        );
+        let want = (
+            owner["email"].as_str().map(str::to_owned),
+            owner["firstName"].as_str().map(str::to_owned),
+            owner["lastName"].as_str().map(str::to_owned),
+            owner["archived"].as_bool().unwrap_or(false),
+        );
+        if got != want {
+            diffs.push(format!("owner {id}: {got:?}, HubSpot {want:?}"));
+        }
+    }
+    diffs.extend(stored.keys().map(|id| format!("owner {id}: in staff, not in HubSpot")));
+    diffs
+}
+
+/// Every difference of every record kind (and of owners, with `owners`).
+pub async fn all_differences(db: &TestDb, sim: &SimHandle, merges: Merges, owners: bool) -> Vec<String> {
+    let mut all = Vec::new();
+    for kind in RECORD_KINDS {
+        all.extend(differences(db, sim, kind, merges).await);
+    }
+    if owners {
+        all.extend(owner_differences(db, sim).await);
+    }
+    all
+}
+
+/// Panics with the first differences unless there are none.
+pub async fn assert_converged(db: &TestDb, sim: &SimHandle, merges: Merges, owners: bool) {
+    let all = all_differences(db, sim, merges, owners).await;
+    assert!(all.is_empty(), "{} differences, first ones:\n{}", all.len(), all[..all.len().min(10)].join("\n"));
+}

@@ -1,0 +1,131 @@
+//! The SQL trigger: `trigger_hubspot_sync()` reaches a running `serve` through `LISTEN`, starts
+//! the run with trigger `sql`, and keeps working after the connection is killed and after the
+//! database server restarts.
+
+use std::time::{Duration, Instant};
+
+use hubspot_sync::localpg::{LocalPgOptions, LocalPostgres};
+use hubspot_sync::objects::ObjectKind;
+use hubspot_sync::ops::background::Background;
+use hubspot_sync::ops::listen::{self, APPLICATION_NAME};
+use hubspot_sync::store::connect::DbTarget;
+use hubspot_sync::store::migrations;
+use hubspot_sync::store::sync_logs::{RunMode, RunTrigger};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::TestDb;
+use crate::status_api::{self, RecordingControl, Started};
+
+/// Guards against a hang; nothing here is expected to take long.
+const PATIENCE: Duration = Duration::from_secs(25);
+
+async fn next(started: &mut mpsc::UnboundedReceiver<Started>) -> Started {
+    tokio::time::timeout(PATIENCE, started.recv()).await.expect("no run was started").expect("control dropped")
+}
+
+async fn listening_at_least(listening: &mut watch::Receiver<u64>, n: u64) {
+    tokio::time::timeout(PATIENCE, listening.wait_for(|c| *c >= n)).await.expect("LISTEN not (re)established").unwrap();
+}
+
+async fn trigger(target: &DbTarget, sync_type: &str) {
+    let client = target.connect_raw("test trigger").await.unwrap();
+    client.execute("SELECT trigger_hubspot_sync($1)", &[&sync_type]).await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_runs_the_sync_a_sql_trigger_asks_for() {
+    let mut app =
+        status_api::start(None, |db| Background { listen: Some(db.target.clone()), ..Background::default() }).await;
+    // Wait until serve's listener has issued LISTEN (NOTIFY before that would be lost).
+    let client = app.db.client().await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = $1 AND query ILIKE 'LISTEN%'",
+                &[&APPLICATION_NAME],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.execute("SELECT trigger_hubspot_sync('deals')", &[]).await.unwrap();
+    let (kind, mode, how, id) = next(&mut app.started).await;
+    assert_eq!((kind, mode, how), (ObjectKind::Deals, RunMode::Incremental, RunTrigger::Sql));
+    let row =
+        client.query_one("SELECT trigger FROM sync_logs WHERE id = $1::text::uuid", &[&id.to_string()]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "sql");
+
+    client.execute("SELECT trigger_hubspot_sync('all')", &[]).await.unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..4 {
+        kinds.push(next(&mut app.started).await.0);
+    }
+    kinds.sort();
+    assert_eq!(kinds, ObjectKind::ALL.to_vec());
+    app.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn listening_resumes_after_the_connection_is_killed() {
+    let db = TestDb::new().await;
+    let (control, mut started) = RecordingControl::new(db.target.clone());
+    let shutdown = CancellationToken::new();
+    let mut handle = listen::spawn(db.target.clone(), control, shutdown.clone());
+    listening_at_least(&mut handle.listening, 1).await;
+    trigger(&db.target, "contacts").await;
+    assert_eq!(next(&mut started).await.0, ObjectKind::Contacts);
+
+    let admin = db.client().await;
+    let killed = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1",
+            &[&APPLICATION_NAME],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.get::<_, i64>(0), 1);
+    listening_at_least(&mut handle.listening, 2).await;
+    trigger(&db.target, "calls").await;
+    let (kind, _, how, _) = next(&mut started).await;
+    assert_eq!((kind, how), (ObjectKind::Calls, RunTrigger::Sql));
+    shutdown.cancel();
+    handle.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn listening_resumes_after_a_database_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LocalPgOptions { data_dir: Some(dir.path().join("cluster")), ..LocalPgOptions::default() };
+    let first = {
+        let options = options.clone();
+        tokio::task::spawn_blocking(move || LocalPostgres::start(options)).await.unwrap().expect("start PostgreSQL")
+    };
+    let port = first.port();
+    let target = DbTarget::parse(&format!("{}?sslmode=disable", first.url()), None).unwrap();
+    migrations::run_pending(&target).await.unwrap();
+    let (control, mut started) = RecordingControl::new(target.clone());
+    let shutdown = CancellationToken::new();
+    let mut handle = listen::spawn(target.clone(), control, shutdown.clone());
+    listening_at_least(&mut handle.listening, 1).await;
+    trigger(&target, "owners").await;
+    assert_eq!(next(&mut started).await.0, ObjectKind::Owners);
+
+    first.stop().await;
+    let again = LocalPgOptions { port: Some(port), ..options };
+    let second = tokio::task::spawn_blocking(move || LocalPostgres::start(again)).await.unwrap().expect("restart");
+    listening_at_least(&mut handle.listening, 2).await;
+    trigger(&target, "deals").await;
+    let (kind, _, how, _) = next(&mut started).await;
+    assert_eq!((kind, how), (ObjectKind::Deals, RunTrigger::Sql));
+    shutdown.cancel();
+    handle.task.await.unwrap();
+    second.stop().await;
+}

@@ -1,0 +1,464 @@
+//! The reconciliation poller against `hubspot-sim` and PostgreSQL: a full sync converges to the
+//! simulator's export; incremental runs after churn converge; a full pass catches deletions and
+//! merges; more than 10,000 identical timestamps pass the search cap; 5xx give retries and
+//! `failed` rows with details; a record the database refuses gives `partial`; an interrupted full
+//! sync resumes at its checkpoint; triggers coalesce; two instances schedule each run once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hubspot_sim::{ChurnRequest, FaultConfig, Sim, SimHandle, SimOptions};
+use hubspot_sync::config::ApiVersion;
+use hubspot_sync::hubspot::HubSpot;
+use hubspot_sync::objects::ObjectKind;
+use hubspot_sync::poller::{Mode, Poller, PollerOptions, RunStatus, Schedules, Trigger, run_scheduler};
+use hubspot_sync::store::{self, pool::PoolOptions, sync_state};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::TestDb;
+use crate::hubspot_client::{client, fast_options, settings};
+
+pub fn pool(db: &TestDb) -> store::Pool {
+    let options = PoolOptions {
+        application_name: "hubspot-sync poller tests".into(),
+        max_size: 8,
+        wait_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::from_secs(30),
+        synchronous_commit: false,
+    };
+    store::build_pool(&db.target, &options).unwrap()
+}
+
+fn poller(db: &TestDb, hubspot: HubSpot) -> Poller {
+    // No skew: the tests churn and sync within the same second.
+    Poller::new(pool(db), hubspot, PollerOptions { skew: Duration::ZERO, ..PollerOptions::default() })
+}
+
+async fn sim(contacts: usize, deals: usize, calls: usize) -> SimHandle {
+    Sim::start(SimOptions { contacts, deals, calls, owners: 7, workers: 2, ..SimOptions::default() }).await.unwrap()
+}
+
+async fn run_all(poller: &Poller, mode: Mode) {
+    for kind in ObjectKind::ALL {
+        let summary = poller.run(kind, mode, Trigger::Manual).await.unwrap();
+        assert_eq!(summary.status, RunStatus::Success, "{summary:?}");
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned)
+}
+
+fn ms(v: &Value) -> Option<String> {
+    let s = v.as_str()?;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis().to_string());
+    }
+    s.parse::<i64>().ok().map(|n| n.to_string())
+}
+
+fn deal_status(p: &Value) -> Option<String> {
+    match (p["hs_is_closed"].as_str(), p["hs_is_closed_won"].as_str()) {
+        (_, Some("true")) => Some("won".into()),
+        (Some("true"), Some("false")) => Some("lost".into()),
+        (Some("false"), _) => Some("open".into()),
+        _ => None,
+    }
+}
+
+fn amount(v: &Value) -> Option<String> {
+    let s = v.as_str()?.trim();
+    let mut parts = s.trim_start_matches('-').splitn(2, '.');
+    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let int_ok = digits(parts.next());
+    let frac = parts.next();
+    (int_ok && (frac.is_none() || digits(frac))).then(|| s.to_owned())
+}
+
+/// Expected named columns of one export line, in the order of [`columns`].
+fn expected(kind: ObjectKind, line: &Value) -> Vec<Option<String>> {
+    let p = &line["properties"];
+    let common = [ms(&line["createdAt"]), ms(&line["updatedAt"]), Some(line["archived"].to_string())];
+    let named = match kind {
+        ObjectKind::Contacts => {
+            ["email", "firstname", "lastname", "phone", "hubspot_owner_id", "lifecyclestage", "hs_lead_status"]
+                .iter()
+                .map(|n| text(&p[*n]))
+                .collect::<Vec<_>>()
+        }
+        ObjectKind::Deals => vec![
+            text(&p["dealname"]),
+            amount(&p["amount"]),
+            text(&p["dealstage"]),
+            deal_status(p),
+            ms(&p["closedate"]),
+            text(&p["hubspot_owner_id"]),
+            text(&p["pipeline"]),
+        ],
+        ObjectKind::Calls => vec![
+            text(&p["hs_call_title"]),
+            text(&p["hs_call_direction"]),
+            text(&p["hs_call_disposition"]),
+            text(&p["hs_call_status"]),
+            p["hs_call_duration"].as_str().and_then(|s| s.parse::<i64>().ok()).map(|n| n.to_string()),
+            ms(&p["hs_timestamp"]),
+            text(&p["hubspot_owner_id"]),
+        ],
+        ObjectKind::Owners => unreachable!(),
+    };
+    named.into_iter().chain(common).collect()
+}
+
+fn columns(kind: ObjectKind) -> &'static str {
+    let ms = |c: &str| format!("(extract(epoch FROM {c}) * 1000)::bigint::text");
+    let common = format!("{}, {}, archived::text", ms("created_at"), ms("updated_at"));
+    let named = match kind {
+        ObjectKind::Contacts => "email, first_name, last_name, phone, owner_id, lifecycle_stage, status".to_owned(),
+        ObjectKind::Deals => {
+            format!("deal_name, deal_value::text, stage, status::text, {}, closer_id, pipeline", ms("close_date"))
+        }
+        ObjectKind::Calls => {
+            format!("title, direction, disposition, status, duration_ms::text, {}, owner_id", ms("called_at"))
+        }
+        ObjectKind::Owners => unreachable!(),
+    };
+    Box::leak(format!("{named}, {common}").into_boxed_str())
+}
+
+/// Rows of a record table by id: the named columns as text.
+async fn rows(db: &TestDb, kind: ObjectKind) -> HashMap<String, (Vec<Option<String>>, Option<String>)> {
+    let key = match kind {
+        ObjectKind::Contacts => "hubspot_contact_id",
+        ObjectKind::Deals => "hubspot_deal_id",
+        _ => "hubspot_call_id",
+    };
+    let sql = format!("SELECT {key}, merged_into, {} FROM {}", columns(kind), kind.table());
+    let client = db.client().await;
+    let mut out = HashMap::new();
+    for row in client.query(&sql, &[]).await.unwrap() {
+        let values = (2..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect();
+        out.insert(row.get(0), (values, row.get(1)));
+    }
+    out
+}
+
+/// Zero differences between PostgreSQL and the simulator's export, for live and archived records;
+/// merged-away records are archived or absent. With `live_only`, archived ones are not checked.
+async fn assert_converged(db: &TestDb, sim: &SimHandle, kind: ObjectKind, live_only: bool) {
+    let stored = rows(db, kind).await;
+    let mut checked = 0;
+    for line in sim.export_json(kind.as_str()) {
+        let id = line["id"].as_str().unwrap();
+        if line["mergedInto"].is_string() {
+            if let Some((values, _)) = stored.get(id) {
+                assert_eq!(values.last().unwrap().as_deref(), Some("true"), "{kind} {id} merged away but not archived");
+            }
+            continue;
+        }
+        if live_only && line["archived"] == true {
+            continue;
+        }
+        let (values, _) = stored.get(id).unwrap_or_else(|| panic!("{kind} {id} missing"));
+        assert_eq!(values, &expected(kind, &line), "{kind} {id} differs");
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+async fn assert_owners(db: &TestDb, sim: &SimHandle) {
+    let client = db.client().await;
+    let owners = sim.export_json("owners");
+    for owner in &owners {
+        let id = owner["id"].as_str().unwrap();
+        let row = client
+            .query_one("SELECT email, first_name, last_name, archived, role FROM staff WHERE id = $1", &[&id])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, Option<String>>(0).as_deref(), owner["email"].as_str());
+        assert_eq!(row.get::<_, Option<String>>(1).as_deref(), owner["firstName"].as_str());
+        assert_eq!(row.get::<_, Option<String>>(2).as_deref(), owner["lastName"].as_str());
+        assert_eq!(row.get::<_, bool>(3), owner["archived"].as_bool().unwrap());
+        assert_eq!(row.get::<_, String>(4), "coach");
+    }
+    let count: i64 = client.query_one("SELECT count(*) FROM staff", &[]).await.unwrap().get(0);
+    assert_eq!(count as usize, owners.len());
+}
+
+#[tokio::test]
+async fn full_sync_converges_to_the_export() {
+    let (db, sim) = (TestDb::new().await, sim(300, 120, 200).await);
+    let poller = poller(&db, client(&sim));
+    run_all(&poller, Mode::Full).await;
+    for kind in [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls] {
+        assert_converged(&db, &sim, kind, false).await;
+    }
+    assert_owners(&db, &sim).await;
+    // Type lies are stored raw: some deal amounts are "" or "1;2" in the seed.
+    let client = db.client().await;
+    let lies: i64 = client
+        .query_one("SELECT count(*) FROM deals WHERE deal_value IS NULL AND properties->>'amount' IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(lies > 0, "the seed has type lies and they were tolerated");
+    let logs = client.query("SELECT sync_type, status, trigger, mode FROM sync_logs", &[]).await.unwrap();
+    assert_eq!(logs.len(), 4);
+    assert!(logs.iter().all(|r| r.get::<_, String>(1) == "success" && r.get::<_, String>(3) == "full"));
+}
+
+#[tokio::test]
+async fn incremental_after_churn_converges_with_one_search_per_page() {
+    let (db, sim) = (TestDb::new().await, sim(300, 100, 150).await);
+    let poller = poller(&db, client(&sim));
+    run_all(&poller, Mode::Full).await;
+    let before = sim.stats()["operations"].clone();
+    for object in ["contacts", "deals", "calls"] {
+        sim.churn(&ChurnRequest { object: object.into(), creates: 15, updates: 30, ..Default::default() }).unwrap();
+    }
+    for kind in [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls] {
+        let summary = poller.run(kind, Mode::Incremental, Trigger::Manual).await.unwrap();
+        assert_eq!((summary.status, summary.mode), (RunStatus::Success, Mode::Incremental), "{summary:?}");
+        assert!(summary.records_processed >= 45, "{summary:?}");
+        assert_converged(&db, &sim, kind, true).await;
+    }
+    let after = &sim.stats()["operations"];
+    assert_eq!(after["contacts.list"], before["contacts.list"], "incremental runs do not list");
+    assert_eq!(after["contacts.search"].as_u64().unwrap_or(0), 1, "one search page per object");
+}
+
+#[tokio::test]
+async fn a_full_pass_catches_deletions_merges_and_privacy_deletions() {
+    let (db, sim) = (TestDb::new().await, sim(200, 80, 60).await);
+    let poller = poller(&db, client(&sim));
+    run_all(&poller, Mode::Full).await;
+    let mut gone = Vec::new();
+    for object in ["contacts", "deals", "calls"] {
+        let merges = if object == "calls" { 0 } else { 4 };
+        let privacy = if object == "contacts" { 2 } else { 0 };
+        let report = sim
+            .churn(&ChurnRequest {
+                object: object.into(),
+                deletes: 5,
+                merges,
+                privacy_deletions: privacy,
+                ..Default::default()
+            })
+            .unwrap();
+        gone.extend(report.privacy_deleted);
+    }
+    for kind in [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls] {
+        let summary = poller.run(kind, Mode::Full, Trigger::Manual).await.unwrap();
+        assert_eq!(summary.status, RunStatus::Success);
+        assert_converged(&db, &sim, kind, false).await;
+    }
+    let client = db.client().await;
+    for id in &gone {
+        let archived: bool = client
+            .query_one("SELECT archived FROM contacts WHERE hubspot_contact_id = $1", &[id])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(archived, "privacy-deleted contact {id} is no longer returned, so it is archived");
+    }
+    let merged: i64 = client.query_one("SELECT count(*) FROM deals WHERE archived", &[]).await.unwrap().get(0);
+    assert!(merged >= 5 + 8, "5 deletions and 4 merges (2 ids each) archived, got {merged}");
+}
+
+#[tokio::test]
+async fn more_than_10000_identical_timestamps_pass_the_search_cap() {
+    let db = TestDb::new().await;
+    let sim = Sim::start(SimOptions {
+        contacts: 10_700,
+        deals: 0,
+        calls: 0,
+        owners: 2,
+        search_per_second: 25,
+        workers: 2,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let options =
+        hubspot_sync::hubspot::ClientOptions { searches_per_second: 25, ..fast_options(Duration::from_secs(10)) };
+    let hubspot = HubSpot::with_options(&settings(&sim, 100_000, ApiVersion::V3), options).unwrap();
+    let poller = poller(&db, hubspot);
+    // History without a full sync: a watermark a minute ago.
+    let mut conn = db.conn().await;
+    sync_state::advance_watermark(&mut conn, "contacts", chrono::Utc::now() - chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    let report =
+        sim.churn(&ChurnRequest { object: "contacts".into(), bulk_updates: 10_050, ..Default::default() }).unwrap();
+    assert_eq!(report.bulk_updated.len(), 10_050);
+    let summary = poller.run(ObjectKind::Contacts, Mode::Incremental, Trigger::Manual).await.unwrap();
+    assert_eq!((summary.status, summary.mode), (RunStatus::Success, Mode::Incremental), "{summary:?}");
+    let client = db.client().await;
+    let stamp = chrono::DateTime::parse_from_rfc3339(report.bulk_timestamp.as_deref().unwrap()).unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'IN_PROGRESS'), \
+             count(DISTINCT (extract(epoch FROM updated_at) * 1000)::bigint) FROM contacts",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 10_050, "every bulk-updated record, once: {summary:?} {}", sim.stats());
+    assert_eq!(row.get::<_, i64>(1), 10_050);
+    assert_eq!(row.get::<_, i64>(2), 1, "one shared timestamp ({stamp})");
+    let searches = sim.stats()["operations"]["contacts.search"].as_u64().unwrap();
+    assert_eq!(searches, 10_050 / 200 + 1, "no loops: each page read once");
+}
+
+#[tokio::test]
+async fn server_errors_fail_the_run_with_details_and_keep_the_watermark() {
+    let (db, sim) = (TestDb::new().await, sim(120, 30, 30).await);
+    let poller = poller(&db, client(&sim));
+    // A few 503s are retried: the run succeeds.
+    sim.set_faults(FaultConfig { status: 503, fail_next: 3, ..FaultConfig::default() }).unwrap();
+    let summary = poller.run(ObjectKind::Deals, Mode::Full, Trigger::Manual).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Success);
+    assert_eq!(sim.stats()["faults_injected"], 3);
+    let mut conn = db.conn().await;
+    let mark = sync_state::get(&mut conn, "deals").await.unwrap().unwrap().watermark;
+    // Persistent 500s: the run fails, with HubSpot's body in the details; the watermark stays.
+    sim.set_faults(FaultConfig { status: 500, error_rate: 1.0, ..FaultConfig::default() }).unwrap();
+    let summary = poller.run(ObjectKind::Deals, Mode::Incremental, Trigger::Manual).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT status, error_details::text FROM sync_logs WHERE id = $1::text::uuid",
+            &[&summary.run_id.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    let details: Value = serde_json::from_str(row.get(1)).unwrap();
+    assert_eq!(details["details"]["hubspot"]["hubspot"]["category"], "INTERNAL_ERROR", "{details}");
+    assert_eq!(sync_state::get(&mut conn, "deals").await.unwrap().unwrap().watermark, mark);
+}
+
+#[tokio::test]
+async fn a_record_the_database_refuses_makes_the_run_partial() {
+    let (db, sim) = (TestDb::new().await, sim(50, 40, 10).await);
+    let bad =
+        sim.export_json("deals").iter().find(|l| l["archived"] == false).unwrap()["id"].as_str().unwrap().to_owned();
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.hubspot_deal_id = '{bad}' THEN RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON deals FOR EACH ROW EXECUTE FUNCTION refuse();"
+        ))
+        .await
+        .unwrap();
+    let summary = poller(&db, client(&sim)).run(ObjectKind::Deals, Mode::Full, Trigger::Manual).await.unwrap();
+    assert_eq!((summary.status, summary.records_failed), (RunStatus::Partial, 1), "{summary:?}");
+    let client = db.client().await;
+    let details: String = client
+        .query_one(
+            "SELECT error_details::text FROM sync_logs WHERE id = $1::text::uuid",
+            &[&summary.run_id.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let details: Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(details["details"]["failed_ids"], serde_json::json!([bad]), "{details}");
+    let stored: i64 = client.query_one("SELECT count(*) FROM deals", &[]).await.unwrap().get(0);
+    assert_eq!(stored as u64, summary.records_processed - 1);
+}
+
+#[tokio::test]
+async fn an_interrupted_full_sync_resumes_at_its_checkpoint() {
+    let (db, sim) = (TestDb::new().await, sim(350, 0, 0).await);
+    let ids: Vec<u64> = sim
+        .export_json("contacts")
+        .iter()
+        .filter(|l| l["archived"] == false)
+        .map(|l| l["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let resume_at = ids[200];
+    // As an interrupted pass leaves it: the position of the third page, and its start time.
+    let mut conn = db.conn().await;
+    let started = chrono::Utc::now() - chrono::Duration::minutes(3);
+    sync_state::save_full_checkpoint(&mut conn, "contacts", Some(&format!("live:{resume_at}")), started).await.unwrap();
+    let summary =
+        poller(&db, client(&sim)).run(ObjectKind::Contacts, Mode::Incremental, Trigger::Manual).await.unwrap();
+    assert_eq!((summary.status, summary.mode), (RunStatus::Success, Mode::Full), "an unfinished pass resumes");
+    let client = db.client().await;
+    let min: String = client
+        .query_one("SELECT min(hubspot_contact_id::bigint)::text FROM contacts WHERE NOT archived", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(min, resume_at.to_string(), "pages before the checkpoint were not fetched again");
+    let state = sync_state::get(&mut conn, "contacts").await.unwrap().unwrap();
+    assert_eq!(state.full_cursor, None);
+    assert_eq!(state.watermark.map(|w| w.timestamp()), Some(started.timestamp()), "the pass keeps its start time");
+}
+
+#[tokio::test]
+async fn triggers_during_a_run_return_its_id_and_coalesce_into_one_follow_up() {
+    let (db, sim) = (TestDb::new().await, sim(400, 10, 10).await);
+    sim.set_faults(FaultConfig { latency_ms: Some(30), ..FaultConfig::default() }).unwrap();
+    let poller = poller(&db, client(&sim));
+    let first = poller.trigger(ObjectKind::Contacts, Mode::Full, Trigger::Manual).await.unwrap();
+    let second = poller.trigger(ObjectKind::Contacts, Mode::Incremental, Trigger::Sql).await.unwrap();
+    let third = poller.trigger(ObjectKind::Contacts, Mode::Incremental, Trigger::Schedule).await.unwrap();
+    assert_eq!((second, third), (first, first));
+    let client = db.client().await;
+    let finished = async {
+        loop {
+            let row = client
+                .query_one("SELECT count(*), count(*) FILTER (WHERE status = 'running') FROM sync_logs", &[])
+                .await
+                .unwrap();
+            if row.get::<_, i64>(0) == 2 && row.get::<_, i64>(1) == 0 && !poller.is_running(ObjectKind::Contacts) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), finished).await.expect("the run and one follow-up finish");
+    let triggers: Vec<String> = client
+        .query("SELECT trigger FROM sync_logs ORDER BY started_at", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(triggers, ["manual", "sql"]);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_schedule_each_run_once() {
+    let (db, sim) = (TestDb::new().await, sim(60, 20, 20).await);
+    let never = Schedules::uniform("0 0 1 1 *".parse().unwrap());
+    let shutdown = CancellationToken::new();
+    let instances: Vec<Poller> = (0..2).map(|_| poller(&db, client(&sim))).collect();
+    for p in &instances {
+        tokio::spawn(run_scheduler(p.clone(), never.clone(), shutdown.clone()));
+    }
+    let client = db.client().await;
+    let done = async {
+        loop {
+            let n: i64 =
+                client.query_one("SELECT count(*) FROM sync_logs WHERE status = 'success'", &[]).await.unwrap().get(0);
+            if n >= 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), done).await.expect("startup runs finish");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows = client.query("SELECT sync_type, trigger FROM sync_logs ORDER BY sync_type", &[]).await.unwrap();
+    let runs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(runs.len(), 4, "one startup run per object, by one instance: {runs:?}");
+    assert!(runs.iter().all(|(_, t)| t == "startup"));
+    assert!(instances.iter().all(|p| p.next_runs().iter().all(|(_, at)| at.is_some())));
+    shutdown.cancel();
+}

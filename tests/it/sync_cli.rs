@@ -1,0 +1,77 @@
+//! `hubspot-sync sync` as a user runs it, against `hubspot-sim`: `sync all --full` copies the
+//! account and exits 0, `status` then shows the new rows, an incremental run follows, and a run
+//! that fails exits 1.
+
+use std::process::Output;
+
+use hubspot_sim::{FaultConfig, Sim, SimHandle, SimOptions};
+use serde_json::Value;
+
+use crate::harness::{TestDb, bin};
+
+async fn run(args: &[&str], db: &TestDb, sim: &SimHandle) -> Output {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LOG_FORMAT", "json")
+        .env("DATABASE_URL", db.url())
+        .env("HUBSPOT_ACCESS_TOKEN", "pat-na1-secret-test-token")
+        .env("HUBSPOT_API_BASE", sim.url())
+        .env("HUBSPOT_REQUESTS_PER_10S", "1000")
+        .args(args);
+    cmd.output().await.unwrap()
+}
+
+fn out(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[tokio::test]
+async fn sync_all_full_then_incremental_then_status() {
+    let db = TestDb::new().await;
+    let sim =
+        Sim::start(SimOptions { contacts: 150, deals: 40, calls: 60, owners: 4, workers: 2, ..SimOptions::default() })
+            .await
+            .unwrap();
+    let full = run(&["sync", "all", "--full"], &db, &sim).await;
+    assert_eq!(full.status.code(), Some(0), "{}", out(&full));
+    let stdout = String::from_utf8_lossy(&full.stdout);
+    for kind in ["contacts", "deals", "calls", "owners"] {
+        assert!(stdout.lines().any(|l| l.starts_with(kind) && l.contains("success") && l.contains("full")), "{stdout}");
+    }
+    assert!(!out(&full).contains("secret-test-token"), "the token is never printed");
+    let contacts: i64 = db.client().await.query_one("SELECT count(*) FROM contacts", &[]).await.unwrap().get(0);
+    let expected = sim.export_json("contacts").iter().filter(|l| !l["mergedInto"].is_string()).count();
+    assert_eq!(contacts as usize, expected, "every live and archived contact");
+    let incremental = run(&["sync", "contacts", "deals"], &db, &sim).await;
+    assert_eq!(incremental.status.code(), Some(0), "{}", out(&incremental));
+    assert!(String::from_utf8_lossy(&incremental.stdout).contains("incremental"));
+    let status = run(&["status", "--json"], &db, &sim).await;
+    let rows: Vec<Value> = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "success"), "{rows:?}");
+    let triggers: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM sync_logs WHERE trigger = 'manual'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 6);
+}
+
+#[tokio::test]
+async fn a_failed_run_exits_1() {
+    let db = TestDb::new().await;
+    let sim =
+        Sim::start(SimOptions { contacts: 20, deals: 5, calls: 5, owners: 2, workers: 1, ..SimOptions::default() })
+            .await
+            .unwrap();
+    // A 400 is not retried, so the run fails at once.
+    sim.set_faults(FaultConfig { status: 400, error_rate: 1.0, ..FaultConfig::default() }).unwrap();
+    let failed = run(&["sync", "deals"], &db, &sim).await;
+    assert_eq!(failed.status.code(), Some(1), "{}", out(&failed));
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("failed"));
+    let status: String = db.client().await.query_one("SELECT status FROM sync_logs", &[]).await.unwrap().get(0);
+    assert_eq!(status, "failed");
+}
