@@ -158,6 +158,7 @@ impl HubSpot {
             .await?;
         let response: BatchResponse = decode(&raw, "batch read answer")?;
         let (records, mut invalid) = decode_all(response.results, decode_object);
+        count_fetched(kind.as_str(), records.len());
         let mut not_found = Vec::new();
         for error in response.errors {
             if error.is_not_found() {
@@ -202,6 +203,7 @@ impl HubSpot {
         let page: Page = decode(&raw, "list page")?;
         let next = page.next_after();
         let (records, invalid) = decode_all(page.results, decode_object);
+        count_fetched(kind.as_str(), records.len());
         if inline {
             return Ok(RecordPage { records, invalid, next, total: None });
         }
@@ -262,6 +264,7 @@ impl HubSpot {
         });
         let next = if full_page { last_id } else { None };
         let (records, invalid) = decode_all(page.results, decode_object);
+        count_fetched(kind.as_str(), records.len());
         if inline {
             return Ok(RecordPage { records, invalid, next, total });
         }
@@ -294,6 +297,7 @@ impl HubSpot {
         let page: Page = decode(&raw, "owners page")?;
         let next = page.next_after();
         let (records, invalid) = decode_all(page.results, decode_owner);
+        count_fetched("owners", records.len());
         Ok(RecordPage { records, invalid, next, total: None })
     }
 
@@ -365,6 +369,11 @@ fn push_owner(out: &mut BatchRead, owner: Result<Record, InvalidRecord>) {
         Ok(r) => out.records.push(r),
         Err(e) => out.invalid.push(e),
     }
+}
+
+/// Records read from HubSpot, per object, for the metrics endpoint.
+fn count_fetched(object: &'static str, n: usize) {
+    metrics::counter!(crate::ops::metrics::names::OBJECTS_FETCHED, "object" => object).increment(n as u64);
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use reqwest::{Method, Response, StatusCode};
 
 use super::error::{ErrorBody, HubSpotError};
 use super::limiter::{Budget, Lane};
+use crate::ops::metrics::names;
 
 /// Retry settings (production defaults; tests shorten them).
 #[derive(Clone, Debug)]
@@ -94,18 +95,18 @@ impl Transport {
         }
         let started = Instant::now();
         let sent = request.send().await;
-        metrics::histogram!("hubspot_request_duration_seconds", "endpoint" => call.endpoint.to_owned())
+        metrics::histogram!(names::HUBSPOT_REQUEST_DURATION, "endpoint" => call.endpoint.to_owned())
             .record(started.elapsed().as_secs_f64());
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                metrics::counter!("hubspot_requests_total", "endpoint" => call.endpoint.to_owned(), "status" => "error")
+                metrics::counter!(names::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => "error")
                     .increment(1);
                 return Err(transport_failure(&e));
             }
         };
         let status = response.status();
-        metrics::counter!("hubspot_requests_total", "endpoint" => call.endpoint.to_owned(), "status" => status.as_str().to_owned())
+        metrics::counter!(names::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => status.as_str().to_owned())
             .increment(1);
         record_rate_headers(&response);
         let retry_after = retry_after(&response);
@@ -152,7 +153,7 @@ impl Transport {
         is_search: bool,
     ) -> Failure {
         let policy = body.policy_name.clone().unwrap_or_else(|| "UNKNOWN".to_owned());
-        metrics::counter!("hubspot_rate_limited_total", "policy" => policy.clone()).increment(1);
+        metrics::counter!(names::HUBSPOT_RATE_LIMITED, "policy" => policy.clone()).increment(1);
         let error = HubSpotError::RateLimited { policy: policy.clone(), body: value };
         if policy == "DAILY" && retry_after.is_none() {
             tracing::error!("HubSpot daily request quota reached; giving up until it resets");
@@ -189,11 +190,11 @@ fn retry_after(response: &Response) -> Option<Duration> {
 /// HubSpot's `X-HubSpot-RateLimit-*` values as gauges (absent on search answers).
 fn record_rate_headers(response: &Response) {
     for (header, gauge) in [
-        ("x-hubspot-ratelimit-max", "hubspot_ratelimit_max"),
-        ("x-hubspot-ratelimit-remaining", "hubspot_ratelimit_remaining"),
-        ("x-hubspot-ratelimit-interval-milliseconds", "hubspot_ratelimit_interval_milliseconds"),
-        ("x-hubspot-ratelimit-daily", "hubspot_ratelimit_daily"),
-        ("x-hubspot-ratelimit-daily-remaining", "hubspot_ratelimit_daily_remaining"),
+        ("x-hubspot-ratelimit-max", names::HUBSPOT_RATELIMIT_MAX),
+        ("x-hubspot-ratelimit-remaining", names::HUBSPOT_BUDGET_REMAINING),
+        ("x-hubspot-ratelimit-interval-milliseconds", names::HUBSPOT_RATELIMIT_INTERVAL_MS),
+        ("x-hubspot-ratelimit-daily", names::HUBSPOT_RATELIMIT_DAILY),
+        ("x-hubspot-ratelimit-daily-remaining", names::HUBSPOT_RATELIMIT_DAILY_REMAINING),
     ] {
         if let Some(v) = header_u64(response, header) {
             metrics::gauge!(gauge).set(v as f64);

@@ -41,7 +41,8 @@ pub async fn write_records(
             staff::upsert_batch(conn, &rows, &ctx.owner_role).await?
         }
     };
-    metrics::counter!("objects_upserted_total", "object" => kind.as_str()).increment(written as u64);
+    metrics::counter!(crate::ops::metrics::names::OBJECTS_UPSERTED, "object" => kind.as_str())
+        .increment(written as u64);
     Ok(written)
 }
 

@@ -28,8 +28,18 @@ pub mod names {
     pub const HUBSPOT_REQUESTS: &str = "hubspot_sync_hubspot_requests_total";
     /// Counter: HubSpot answers with status 429.
     pub const HUBSPOT_RATE_LIMITED: &str = "hubspot_sync_hubspot_rate_limited_total";
-    /// Gauge: requests left in the current 10-second HubSpot budget window.
+    /// Gauge: requests left in HubSpot's current 10-second window (`X-HubSpot-RateLimit-Remaining`).
     pub const HUBSPOT_BUDGET_REMAINING: &str = "hubspot_sync_hubspot_budget_remaining";
+    /// Gauge: HubSpot's `X-HubSpot-RateLimit-Max` (requests per window).
+    pub const HUBSPOT_RATELIMIT_MAX: &str = "hubspot_sync_hubspot_ratelimit_max";
+    /// Gauge: HubSpot's `X-HubSpot-RateLimit-Interval-Milliseconds`.
+    pub const HUBSPOT_RATELIMIT_INTERVAL_MS: &str = "hubspot_sync_hubspot_ratelimit_interval_milliseconds";
+    /// Gauge: HubSpot's `X-HubSpot-RateLimit-Daily`.
+    pub const HUBSPOT_RATELIMIT_DAILY: &str = "hubspot_sync_hubspot_ratelimit_daily";
+    /// Gauge: HubSpot's `X-HubSpot-RateLimit-Daily-Remaining`.
+    pub const HUBSPOT_RATELIMIT_DAILY_REMAINING: &str = "hubspot_sync_hubspot_ratelimit_daily_remaining";
+    /// Histogram (seconds), label `endpoint`: HubSpot call latency, retries included.
+    pub const HUBSPOT_REQUEST_DURATION: &str = "hubspot_sync_hubspot_request_duration_seconds";
     /// Histogram (seconds), labels `object`, `status`, `mode`: reconciliation run durations.
     pub const RUN_DURATION: &str = "hubspot_sync_run_duration_seconds";
     /// Counter, labels `object`, `status`: finished reconciliation runs.
@@ -44,19 +54,30 @@ pub mod names {
 const RUN_DURATION_BUCKETS: &[f64] =
     &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
-/// A recorder configured as the process uses it (histograms, not summaries, for durations).
+/// Histogram buckets for HubSpot call latency, in seconds (5 ms to 1 min, retries included).
+const REQUEST_DURATION_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Histogram buckets for fetcher batch sizes (ids per batch read, at most 100).
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0];
+
+/// A recorder configured as the process uses it (histograms, not summaries).
 pub fn build_recorder() -> PrometheusRecorder {
-    let builder = PrometheusBuilder::new();
-    // `set_buckets_for_metric` only fails on an empty bucket list.
-    let builder =
-        match builder.set_buckets_for_metric(Matcher::Full(names::RUN_DURATION.to_owned()), RUN_DURATION_BUCKETS) {
-            Ok(with_buckets) => with_buckets,
-            Err(e) => {
-                tracing::error!(error = %e, "run duration buckets refused; durations will be summaries");
-                PrometheusBuilder::new()
-            }
-        };
-    builder.build_recorder()
+    let histograms = [
+        (names::RUN_DURATION, RUN_DURATION_BUCKETS),
+        (names::HUBSPOT_REQUEST_DURATION, REQUEST_DURATION_BUCKETS),
+        (crate::fetcher::metric::BATCH_SIZE, BATCH_SIZE_BUCKETS),
+    ];
+    // `set_buckets_for_metric` only fails on an empty bucket list, which these are not.
+    let configured = histograms.into_iter().try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+        builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+    });
+    match configured {
+        Ok(builder) => builder.build_recorder(),
+        Err(e) => {
+            tracing::error!(error = %e, "histogram buckets refused; durations will be summaries");
+            PrometheusBuilder::new().build_recorder()
+        }
+    }
 }
 
 /// Installs the process-wide recorder on first call and returns its handle; later calls return

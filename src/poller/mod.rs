@@ -83,9 +83,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     fn record(&self) {
-        let labels = [("object", self.kind.as_str()), ("mode", self.mode.as_str()), ("status", self.status.as_str())];
-        metrics::histogram!("sync_run_duration_seconds", &labels).record(self.duration.as_secs_f64());
-        metrics::counter!("sync_runs_total", &labels).increment(1);
+        // Run metrics come from sync_logs (`alerts::monitor`), so runs of `hubspot-sync sync` count too.
         tracing::info!(
             object.kind = %self.kind, run.id = %self.run_id, run.mode = self.mode.as_str(),
             run.status = self.status.as_str(), records.processed = self.records_processed,

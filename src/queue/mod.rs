@@ -34,11 +34,11 @@ use crate::objects::ObjectKind;
 
 /// Metric names exported by the queue.
 pub mod metric {
-    pub const DEPTH: &str = "webhook_queue_depth";
-    pub const OLDEST_AGE: &str = "webhook_queue_oldest_age_seconds";
-    pub const OFFERED: &str = "webhook_queue_offered_total";
-    pub const DEDUPLICATED: &str = "webhook_queue_deduplicated_total";
-    pub const DEDUP_RATIO: &str = "webhook_queue_dedup_ratio";
+    pub const DEPTH: &str = "hubspot_sync_queue_depth";
+    pub const OLDEST_AGE: &str = "hubspot_sync_queue_oldest_age_seconds";
+    pub const OFFERED: &str = "hubspot_sync_queue_offered_total";
+    pub const DEDUPLICATED: &str = "hubspot_sync_queue_deduplicated_total";
+    pub const DEDUP_RATIO: &str = "hubspot_sync_queue_dedup_ratio";
 }
 
 /// Why ids were not queued.

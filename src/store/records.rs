@@ -4,8 +4,10 @@
 //!
 //! The rule, written into every upsert's `ON CONFLICT ... WHERE` as [`NEWER_WINS`]: an incoming
 //! row replaces a stored one only when its HubSpot `updated_at` is newer, or equal while the
-//! stored row is not archived. So a stale batch from a slow fetch never regresses a row, and a
-//! fetch that read a record just before it was deleted cannot bring it back.
+//! stored row is not archived, and never a row merged away (HubSpot merges cannot be undone, and
+//! reading a merged-away id answers with the survivor, so the only row that can arrive under that
+//! id is one read before the merge). So a stale batch from a slow fetch never regresses a row,
+//! and a fetch that read a record just before it was deleted or merged cannot bring it back.
 
 use std::collections::HashMap;
 
@@ -17,8 +19,8 @@ use crate::objects::ObjectKind;
 
 /// The `ON CONFLICT ... DO UPDATE ... WHERE` condition shared by the record upserts; `t` is the
 /// stored row, `excluded` the incoming one.
-pub const NEWER_WINS: &str = "excluded.updated_at > t.updated_at \
-     OR (excluded.updated_at = t.updated_at AND NOT t.archived)";
+pub const NEWER_WINS: &str = "t.merged_into IS NULL AND (excluded.updated_at > t.updated_at \
+     OR (excluded.updated_at = t.updated_at AND NOT t.archived))";
 
 /// Most rows one upsert statement takes (PostgreSQL arrays have no practical limit; this bounds
 /// statement size and lock time).
@@ -94,7 +96,10 @@ pub async fn mark_archived(
 
 /// Marks archived the live rows no write has touched since `since` (a full pass that started
 /// then did not see them: merged away or permanently deleted in HubSpot), except `keep` (ids
-/// the pass saw but could not store). Returns the number of rows changed.
+/// the pass saw but could not store). A row whose HubSpot `updated_at` is at or after `since` is
+/// never touched: that version was read from HubSpot after the pass began, so the record was
+/// live then, and whatever happened to it since arrives by webhook or by the next pass.
+/// Returns the number of rows changed.
 pub async fn archive_unseen(
     conn: &mut AsyncPgConnection,
     table: RecordTable,
@@ -103,7 +108,7 @@ pub async fn archive_unseen(
 ) -> diesel::QueryResult<usize> {
     let sql = format!(
         "UPDATE {table} SET archived = true, archived_at = coalesce(archived_at, now()), synced_at = now() \
-         WHERE NOT archived AND synced_at < $1 AND NOT ({key} = ANY($2))",
+         WHERE NOT archived AND synced_at < $1 AND updated_at < $1 AND NOT ({key} = ANY($2))",
         table = table.name(),
         key = table.key(),
     );

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod event;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, BytesMut};
@@ -29,6 +30,11 @@ use crate::signature::{self, SignatureHeaders, SignedRequest};
 
 /// Largest accepted body (HubSpot sends at most 100 small events).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Longest a client may take to send the body once its request head arrived (actix times out
+/// the head itself, but not the body): a slow-loris client trickling a body is cut off with 408.
+/// HubSpot sends its few kilobytes at once.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Metric names recorded here (refusals and accepted events are counted by `ops::live`).
 pub mod metric {
@@ -73,6 +79,8 @@ impl Intake {
 #[derive(Debug)]
 enum Refusal {
     TooLarge,
+    /// The body did not arrive within [`BODY_TIMEOUT`].
+    SlowBody,
     Signature(signature::Rejection),
     Malformed(String),
     Queue(QueueError),
@@ -84,6 +92,7 @@ impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::SlowBody => StatusCode::REQUEST_TIMEOUT,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Queue(_) | Self::NotFetching | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -92,7 +101,7 @@ impl Refusal {
 
     fn kind(&self) -> Refused {
         match self {
-            Self::TooLarge | Self::Malformed(_) => Refused::Malformed,
+            Self::TooLarge | Self::SlowBody | Self::Malformed(_) => Refused::Malformed,
             Self::Signature(_) => Refused::Signature,
             Self::Queue(_) | Self::NotFetching | Self::Store(_) => Refused::QueueFull,
         }
@@ -102,6 +111,7 @@ impl Refusal {
     fn message(&self) -> &'static str {
         match self {
             Self::TooLarge => "body over 1 MiB",
+            Self::SlowBody => "body not received in time",
             Self::Signature(_) => "missing, forged or stale signature",
             Self::Malformed(_) => "body is not a JSON array of events",
             Self::Queue(QueueError::Full) => "queue full, retry later",
@@ -138,7 +148,7 @@ pub async fn receive(req: HttpRequest, payload: web::Payload, state: web::Data<A
 /// Everything but the answer; returns the number of events accepted.
 async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<usize, Refusal> {
     let intake = &state.webhooks.inner;
-    let body = read_body(req, payload).await?;
+    let body = tokio::time::timeout(BODY_TIMEOUT, read_body(req, payload)).await.map_err(|_| Refusal::SlowBody)??;
     verify(req, &body, intake).map_err(Refusal::Signature)?;
     let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let count = events.len();

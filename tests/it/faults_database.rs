@@ -1,1 +1,172 @@
-//! placeholder
+//! Database outage: `serve` reaches PostgreSQL through a TCP proxy the test cuts during a burst of
+//! webhooks from the simulator. While it lasts the process stays up (`/healthz` 200), `/readyz`
+//! answers 503, and webhooks are acknowledged (ids queued) or answered 503 (writes that need the
+//! database; HubSpot retries them), never lost; fetched rows that cannot be stored are put back
+//! and retried. After the database returns everything converges to the simulator's export, and
+//! the `LISTEN` connection (a SQL trigger starts a run) and the scheduler's leader lock come back.
+//!
+//! CI cuts for 8 s (`FAULT_DB_CUT_SECS` changes it); the issue's 30 s outage is
+//! `a_30_second_outage_during_a_burst_converges` (`--ignored`).
+
+use std::time::{Duration, Instant};
+
+use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions, WebhookConfig};
+use hubspot_sync::config::Secret;
+
+use crate::faults_hubspot::seed;
+use crate::harness::compare::{Merges, assert_converged};
+use crate::harness::{Proxy, TestDb};
+use crate::webhook::{SECRET, serve_args, start};
+
+/// Key of the scheduler's leader lock (`poller::lock`: namespace "HS", key 100).
+const LEADER_LOCK: (i64, i64) = (0x4853, 100);
+
+fn env_secs(name: &str, default: u64) -> Duration {
+    Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+}
+
+/// Polls `check` every 200 ms until it holds; panics with `what` after `patience`.
+async fn eventually<F, Fut>(patience: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + patience;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} (after {patience:?})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn status_of(url: &str) -> Option<u16> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    client.get(url).send().await.ok().map(|r| r.status().as_u16())
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn leader_lock_held(db: &TestDb) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+         WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted \
+         AND l.classid = {} AND l.objid = {} AND l.objsubid = 2",
+        LEADER_LOCK.0, LEADER_LOCK.1
+    );
+    count(db, &sql).await == 1
+}
+
+async fn listening(db: &TestDb) -> bool {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+               AND application_name = 'hubspot-sync listen' AND query ILIKE 'LISTEN%'";
+    count(db, sql).await > 0
+}
+
+/// A simulator whose webhooks go to `port`, retrying over about `retry_span`, with duplicates.
+async fn sim_for(port: u16, retry_max: Duration) -> SimHandle {
+    let mut hooks = WebhookConfig::new(format!("http://127.0.0.1:{port}/webhooks/hubspot"), SECRET);
+    hooks.duplicate_rate = 0.05;
+    hooks.reorder_rate = 0.05;
+    hooks.retry_base_ms = 200;
+    hooks.retry_max_ms = retry_max.as_millis() as u64;
+    let opts = SimOptions {
+        contacts: 400,
+        deals: 150,
+        calls: 300,
+        owners: 5,
+        webhook: Some(hooks),
+        workers: 2,
+        ..SimOptions::default()
+    };
+    Sim::start(opts).await.unwrap()
+}
+
+fn churn(sim: &SimHandle, round: usize) {
+    for object in ["contacts", "deals", "calls"] {
+        let req = ChurnRequest {
+            object: object.into(),
+            creates: 15,
+            updates: 40,
+            deletes: 3,
+            merges: if object == "calls" { 0 } else { 2 },
+            privacy_deletions: if object == "contacts" && round % 2 == 1 { 1 } else { 0 },
+            ..ChurnRequest::default()
+        };
+        sim.churn(&req).unwrap();
+    }
+}
+
+/// The scenario, with the database unreachable for `cut`.
+async fn outage_during_a_burst(cut: Duration) {
+    let db = TestDb::new().await;
+    let proxy = Proxy::start(db.server_addr()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // HubSpot retries for a day; the simulator's retries must outlast the cut.
+    let sim = sim_for(port, (cut / 2).max(Duration::from_secs(2))).await;
+    seed(&db, &sim).await;
+    let mut args = serve_args(&db, sim.url(), &["--fetch-window", "50ms", "--database-pool-timeout", "2s"]);
+    args.database.database_url = Some(Secret::new(db.url_through(proxy.addr)));
+    args.server.port = port;
+    let (server, _) = start(&args);
+    let base = format!("http://{}", server.addr);
+    let (ready, health) = (format!("{base}/readyz"), format!("{base}/healthz"));
+    eventually(Duration::from_secs(20), "ready before the cut", || async { status_of(&ready).await == Some(200) })
+        .await;
+    eventually(Duration::from_secs(20), "listening before the cut", || listening(&db)).await;
+    eventually(Duration::from_secs(20), "leading before the cut", || leader_lock_held(&db)).await;
+
+    churn(&sim, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.cut();
+    let cut_at = Instant::now();
+    let mut round = 1;
+    let (mut not_ready, mut probes) = (0, 0);
+    while cut_at.elapsed() < cut {
+        churn(&sim, round);
+        round += 1;
+        assert_eq!(status_of(&health).await, Some(200), "the process stays up during the outage");
+        probes += 1;
+        if status_of(&ready).await == Some(503) {
+            not_ready += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert_eq!(not_ready, probes, "/readyz answered 503 throughout the outage");
+    proxy.restore();
+    let restored_at = Instant::now();
+    eventually(Duration::from_secs(30), "ready again after the outage", || async {
+        status_of(&ready).await == Some(200)
+    })
+    .await;
+    churn(&sim, round);
+    assert!(sim.wait_webhooks_idle(cut + Duration::from_secs(45)).await, "webhooks still pending: {}", sim.stats());
+    let stats = sim.stats();
+    assert_eq!(stats["webhooks"]["batches_failed"], 0, "a webhook was given up on (lost): {stats}");
+    assert!(stats["webhooks"]["retried"].as_u64().unwrap() > 0, "some webhooks met the outage: {stats}");
+
+    // The LISTEN connection is back: a SQL trigger starts a run.
+    eventually(Duration::from_secs(40), "LISTEN re-established", || listening(&db)).await;
+    db.client().await.execute("SELECT trigger_hubspot_sync('owners')", &[]).await.unwrap();
+    eventually(Duration::from_secs(20), "the SQL trigger started a run", || async {
+        count(&db, "SELECT count(*) FROM sync_logs WHERE trigger = 'sql' AND status <> 'running'").await > 0
+    })
+    .await;
+    // The scheduler's leader lock is back (its connection is checked every 30 s).
+    eventually(Duration::from_secs(75), "scheduler lock re-taken", || leader_lock_held(&db)).await;
+    println!("outage of {cut:?}: recovered in {:?}, {}", restored_at.elapsed(), sim.stats()["webhooks"]);
+    tokio::time::timeout(Duration::from_secs(60), server.stop()).await.expect("the drain ends").unwrap();
+    assert_converged(&db, &sim, Merges::Pointer, false).await;
+    drop(proxy);
+}
+
+#[tokio::test]
+async fn a_database_outage_during_a_burst_loses_nothing_and_recovers() {
+    outage_during_a_burst(env_secs("FAULT_DB_CUT_SECS", 8)).await;
+}
+
+#[tokio::test]
+#[ignore = "the issue's 30 s outage; about 2 minutes"]
+async fn a_30_second_outage_during_a_burst_converges() {
+    outage_during_a_burst(Duration::from_secs(30)).await;
+}

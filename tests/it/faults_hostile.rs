@@ -1,1 +1,206 @@
-//! placeholder
+//! Hostile input at `POST /webhooks/hubspot`: bodies that are oversized without a declared
+//! length, truncated (the connection stalls or closes mid-body), deeply nested, not UTF-8, or
+//! headers that are not UTF-8; and slow-loris clients trickling the request head or the body.
+//! Each gets its documented refusal or a closed connection, never a panic or a hang, and the
+//! server keeps answering everyone else throughout. The fuzz targets in `fuzz/` cover the
+//! signature check and the event parser; their crashing inputs, if any, are replayed here.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::harness::TestDb;
+use crate::webhook::{SECRET, post, serve_args, signed, start};
+
+/// Whatever a hostile client does, the server is done with it within this.
+const PATIENCE: Duration = Duration::from_secs(40);
+
+fn server_args(db: &TestDb) -> hubspot_sync::cli::ServeArgs {
+    // HubSpot unreachable and a long fetch window: ids stay queued, nothing needs HubSpot here.
+    serve_args(db, "http://127.0.0.1:1", &["--fetch-window", "1h", "--shutdown-grace", "1s"])
+}
+
+/// Reads until the server closes the connection (or `PATIENCE` runs out); what it sent back.
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server never closed a hostile connection");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+async fn healthy(addr: std::net::SocketAddr) -> bool {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    client.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status() == 200)
+}
+
+fn head(addr: std::net::SocketAddr, headers: &[(&'static str, String)], length: Option<usize>) -> String {
+    let mut head = format!("POST /webhooks/hubspot HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    match length {
+        Some(n) => head.push_str(&format!("Content-Length: {n}\r\n\r\n")),
+        None => head.push_str("Transfer-Encoding: chunked\r\n\r\n"),
+    }
+    head
+}
+
+#[tokio::test]
+async fn oversized_truncated_nested_and_non_utf8_bodies_are_refused() {
+    let db = TestDb::new().await;
+    let (server, url) = start(&server_args(&db));
+    let addr = server.addr;
+    let now = Utc::now().timestamp_millis();
+
+    // Oversized with no Content-Length (chunked): refused once 1 MiB is passed, not buffered.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head(addr, &signed(SECRET, &url, b"", now), None).as_bytes()).await.unwrap();
+    let chunk = [format!("{:x}\r\n", 64 * 1024).into_bytes(), vec![b' '; 64 * 1024], b"\r\n".to_vec()].concat();
+    for _ in 0..64 {
+        if stream.write_all(&chunk).await.is_err() {
+            break; // refused and closed before the end
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let answer = until_closed_or_answered(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "a 4 MiB chunked body: {answer:?}");
+
+    // Deeply nested JSON, correctly signed: a parse error (400), no stack overflow.
+    for depth in [200, 100_000] {
+        let mut nested = "[".repeat(depth).into_bytes();
+        nested.extend("]".repeat(depth).into_bytes());
+        assert_eq!(post(&url, nested.clone(), &signed(SECRET, &url, &nested, now)).await, 400, "depth {depth}");
+        let mut deep_field = br#"[{"subscriptionType":"contact.creation","objectId":"#.to_vec();
+        deep_field.extend("[".repeat(depth).into_bytes());
+        deep_field.extend("]".repeat(depth).into_bytes());
+        deep_field.extend(b"}]");
+        let status = post(&url, deep_field.clone(), &signed(SECRET, &url, &deep_field, now)).await;
+        assert!(status == 400 || status == 204, "a deeply nested objectId: {status}");
+    }
+
+    // Not UTF-8 in a field that is read, correctly signed: 400. In a field nobody reads, the
+    // event is still good (serde_json skips unknown strings without decoding them): 204. Not
+    // UTF-8 and unsigned: 401 (verified before parsed).
+    let latin1 = b"[{\"subscriptionType\":\"contact.creation\",\"objectId\":\"Z\xf6e\"}]".to_vec();
+    assert_eq!(post(&url, latin1.clone(), &signed(SECRET, &url, &latin1, now)).await, 400);
+    let ignored = b"[{\"subscriptionType\":\"contact.creation\",\"objectId\":7,\"x\":\"Z\xf6e\"}]".to_vec();
+    assert_eq!(post(&url, ignored.clone(), &signed(SECRET, &url, &ignored, now)).await, 204);
+    assert_eq!(post(&url, vec![0xff, 0xfe, 0x00, 0x5b], &[]).await, 401);
+
+    // Signature headers that are not UTF-8 (or not ASCII): 401, not a panic.
+    let body = b"[]".to_vec();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut raw = head(addr, &[], Some(body.len())).into_bytes();
+    let insert_at = raw.len() - 2;
+    raw.splice(
+        insert_at..insert_at,
+        b"X-HubSpot-Signature-v3: \xff\xfe\xc3(\r\nX-HubSpot-Request-Timestamp: 1\xff\r\n".to_vec(),
+    );
+    raw.extend(&body);
+    stream.write_all(&raw).await.unwrap();
+    let answer = until_closed_or_answered(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // Truncated: the declared length never arrives and the client closes. No answer is owed; the
+    // server must simply let go (and keep serving).
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = br#"[{"subscriptionType":"contact.creation","objectId":1}]"#;
+    stream.write_all(head(addr, &signed(SECRET, &url, body, now), Some(body.len() * 2)).as_bytes()).await.unwrap();
+    stream.write_all(&body[..body.len() / 2]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let _ = until_closed(&mut stream).await;
+    assert!(healthy(addr).await);
+
+    // Only the one good event above was queued: nothing from a refused body.
+    let queued = server_queue_depth(&server).await;
+    assert_eq!(queued, 1, "nothing from a refused body was queued");
+    server.stop().await.unwrap();
+}
+
+/// Reads an answer: until the server closes, or a full status line and headers arrived.
+async fn until_closed_or_answered(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + PATIENCE;
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer and no close within {PATIENCE:?}"),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+async fn server_queue_depth(server: &hubspot_sync::runtime::RunningServer) -> u64 {
+    let status: serde_json::Value =
+        reqwest::get(format!("http://{}/api/sync/status", server.addr)).await.unwrap().json().await.unwrap();
+    find_number(&status, "depth").unwrap_or(0)
+}
+
+/// The first number under a key containing `name`, anywhere in `value`.
+fn find_number(value: &serde_json::Value, name: &str) -> Option<u64> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .find_map(|(k, v)| if k.contains(name) { v.as_u64() } else { None }.or_else(|| find_number(v, name))),
+        serde_json::Value::Array(items) => items.iter().find_map(|v| find_number(v, name)),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn slow_loris_clients_are_cut_off_and_cannot_exhaust_the_server() {
+    let db = TestDb::new().await;
+    let (server, url) = start(&server_args(&db));
+    let addr = server.addr;
+    let started = Instant::now();
+    // 200 clients trickle a request head, one byte a second; 50 send a complete head and then
+    // trickle the body one byte a second (within its declared length).
+    let body = br#"[{"subscriptionType":"contact.creation","objectId":1}]"#;
+    let headers = signed(SECRET, &url, body, Utc::now().timestamp_millis());
+    let mut clients = Vec::new();
+    for i in 0..250 {
+        let head = head(addr, &headers, Some(body.len()));
+        clients.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let (first, rest): (Vec<u8>, Vec<u8>) = if i < 200 {
+                (Vec::new(), head.into_bytes())
+            } else {
+                stream.write_all(head.as_bytes()).await.unwrap();
+                (Vec::new(), body.to_vec())
+            };
+            let _ = stream.write_all(&first).await;
+            let opened = Instant::now();
+            for byte in rest {
+                if stream.write_all(&[byte]).await.is_err() {
+                    break;
+                }
+                if opened.elapsed() > PATIENCE {
+                    panic!("the server still reads a trickle after {PATIENCE:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
+            // Cut off (or done): the server closes the connection.
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut sink)).await;
+            opened.elapsed()
+        }));
+    }
+    // Meanwhile everyone else is served.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for _ in 0..5 {
+        assert!(healthy(addr).await, "the server answers others during the attack");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut longest = Duration::ZERO;
+    for client in clients {
+        longest = longest.max(client.await.unwrap());
+    }
+    println!("slow-loris: the longest hostile connection lasted {longest:?} (all done in {:?})", started.elapsed());
+    assert!(healthy(addr).await);
+    tokio::time::timeout(Duration::from_secs(30), server.stop()).await.expect("stops despite the attack").unwrap();
+}

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use hubspot_sim::{ChurnRequest, FaultConfig, Sim, SimHandle, SimOptions, WebhookConfig};
 use hubspot_sync::config::ApiVersion;
-use hubspot_sync::hubspot::{ClientOptions, HubSpot, RetryOptions};
 use hubspot_sync::hubspot::record::decode_object;
+use hubspot_sync::hubspot::{ClientOptions, HubSpot, RetryOptions};
 use hubspot_sync::objects::{self, ObjectKind, WriteContext};
-use hubspot_sync::store::records::{self, RecordTable};
 use hubspot_sync::poller::{Mode, Poller, PollerOptions, RunStatus, RunSummary, Trigger};
+use hubspot_sync::store::records::{self, RecordTable};
 use serde_json::Value;
 
 use crate::harness::TestDb;
@@ -50,7 +50,11 @@ fn limited_client(sim: &SimHandle) -> HubSpot {
     let options = ClientOptions {
         window,
         window_margin: window / 20,
-        retry: RetryOptions { min_delay: Duration::from_millis(20), max_delay: Duration::from_millis(400), max_retries: 6 },
+        retry: RetryOptions {
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(400),
+            max_retries: 6,
+        },
         ..ClientOptions::default()
     };
     HubSpot::with_options(&settings(sim, BUDGET, ApiVersion::V3), options).unwrap()
@@ -244,4 +248,35 @@ async fn webhook_fetches_survive_5xx_and_429_storms_and_converge() {
     assert_eq!(stats["webhooks"]["batches_failed"], 0, "no webhook was given up on: {stats}");
     assert_eq!(stats["responses_429_ten_secondly"], 0, "the real limiter refused nothing: {stats}");
     assert_converged(&db, &sim, Merges::Pointer, false).await;
+}
+
+/// Regression (found by `webhook_fetches_survive_5xx_and_429_storms_and_converge`): a batch read
+/// sent before a merge, slowed by HubSpot, landed after the merge webhook archived the row; its
+/// newer `updated_at` won and the merged-away record came back to life.
+#[tokio::test]
+async fn a_fetch_read_before_a_merge_cannot_revive_the_merged_row() {
+    let db = TestDb::new().await;
+    let sim =
+        Sim::start(SimOptions { contacts: 5, deals: 5, calls: 5, owners: 1, ..SimOptions::default() }).await.unwrap();
+    let mut line = sim.export_json("deals").into_iter().find(|l| l["archived"] == false).unwrap();
+    let id = line["id"].as_str().unwrap().to_owned();
+    let mut conn = db.conn().await;
+    let write = |line: Value| decode_object(line).unwrap();
+    objects::write_records(&mut conn, ObjectKind::Deals, vec![write(line.clone())], &WriteContext::default())
+        .await
+        .unwrap();
+    records::mark_archived(&mut conn, RecordTable::Deals, std::slice::from_ref(&id), Some("999")).await.unwrap();
+    // The stale read: an update from just before the merge.
+    line["updatedAt"] = Value::from((chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339());
+    line["properties"]["dealname"] = Value::from("read before the merge");
+    objects::write_records(&mut conn, ObjectKind::Deals, vec![write(line)], &WriteContext::default()).await.unwrap();
+    let row = db
+        .client()
+        .await
+        .query_one("SELECT archived, merged_into, deal_name FROM deals WHERE hubspot_deal_id = $1", &[&id])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the merged-away row stays archived");
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("999"));
+    assert_ne!(row.get::<_, Option<String>>(2).as_deref(), Some("read before the merge"));
 }

@@ -17,6 +17,7 @@ mod poller;
 mod pool;
 mod realtime;
 mod serve;
+mod soak;
 mod status_api;
 mod status_page;
 mod store;

@@ -408,7 +408,16 @@ async fn serve_logs_are_json_with_request_ids_and_hold_no_secrets() {
     client.execute("SELECT trigger_hubspot_sync('all')", &[]).await.unwrap();
     let scrape = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap();
     assert_eq!(scrape.status().as_u16(), 200);
-    assert!(scrape.text().await.unwrap().contains("hubspot_sync_http_requests_total"));
+    let text = scrape.text().await.unwrap();
+    for needle in [
+        "hubspot_sync_http_requests_total",
+        "hubspot_sync_objects_fetched_total{object=\"contacts\"}",
+        "hubspot_sync_objects_upserted_total{object=\"contacts\"}",
+        "hubspot_sync_hubspot_requests_total{endpoint=\"contacts.list\",status=\"200\"}",
+        "hubspot_sync_hubspot_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
     tokio::time::sleep(Duration::from_millis(500)).await; // let the first alert check and the NOTIFY be handled
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(15);

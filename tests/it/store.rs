@@ -366,3 +366,31 @@ async fn schema_module_matches_the_migrated_database() {
     assert_eq!(columns.len(), 15, "deals has the columns schema.rs declares: {columns:?}");
     let _ = Duration::zero();
 }
+
+#[tokio::test]
+async fn a_full_pass_archives_only_rows_it_neither_wrote_nor_could_have_missed() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let since = at(100);
+    let rows = vec![contact("gone", 10, None, "a"), contact("newer", 150, None, "b"), contact("kept", 10, None, "c")];
+    contacts::upsert_batch(&mut conn, rows).await.unwrap();
+    contacts::upsert_batch(&mut conn, vec![contact("seen", 10, None, "d")]).await.unwrap();
+    // Everything was written "before the pass" except `seen`, which the pass rewrote after `since`.
+    diesel::sql_query("UPDATE contacts SET synced_at = $1 WHERE hubspot_contact_id <> 'seen'")
+        .bind::<diesel::sql_types::Timestamptz, _>(at(50))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query("UPDATE contacts SET synced_at = $1 WHERE hubspot_contact_id = 'seen'")
+        .bind::<diesel::sql_types::Timestamptz, _>(at(120))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let archived =
+        records::archive_unseen(&mut conn, RecordTable::Contacts, since, &["kept".to_owned()]).await.unwrap();
+    assert_eq!(archived, 1, "only the row the pass did not see");
+    assert!(stored(&mut conn, "gone").await.unwrap().4);
+    for id in ["newer", "kept", "seen"] {
+        assert!(!stored(&mut conn, id).await.unwrap().4, "{id} stays live");
+    }
+}

@@ -1,0 +1,219 @@
+//! Issue 4's benchmarks: the `hubspot-sync sync` binary against an in-process `hubspot-sim` the
+//! size of the seed account (31,636 contacts, 1,193 deals, 8,100 calls, 20 owners).
+//!
+//! `cargo bench -p hubspot-sync --bench sync` (PostgreSQL from `BENCH_DATABASE_URL`,
+//! `TEST_DATABASE_URL` or `DATABASE_URL`, else a private one; a fresh database per scenario).
+//!
+//! - (a) budget: HubSpot's 100 requests per 10 s (enforced by the simulator too) and 50 ms
+//!   latency per call. `sync all --full`'s wall time against the floor the budget sets: every
+//!   request the simulator served, at 10 per second. Target: within 10% of that floor.
+//! - (b) throughput: no budget (`HUBSPOT_REQUESTS_PER_10S=100000`, simulator unlimited) and no
+//!   latency: rows written to PostgreSQL per second of `sync all --full`. Target: >= 20,000.
+//! - (c) incremental, nothing changed, right after (a) (after 10 s, so the rolling window is
+//!   clear as it is between scheduled runs) and after (b): requests used and wall time of
+//!   `sync all`. Target: one search per object, under 300 ms.
+//!
+//! Wall time is the binary's whole life (start, connecting, runs, exit), timed from here; the
+//! runs' own durations from `sync_logs` are shown next to it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Postgres, Scratch, machine, seed_sized, thousands};
+use hubspot_sim::{Sim, SimHandle, SimOptions};
+use serde_json::Value;
+
+/// What one `sync` invocation did.
+struct Invocation {
+    wall: Duration,
+    /// Requests the simulator served during it, by operation (`contacts.list`, ...).
+    operations: BTreeMap<String, u64>,
+    requests: u64,
+    /// `sync_type -> (duration_ms, records_processed, status)` of the runs it recorded.
+    runs: BTreeMap<String, (i64, i32, String)>,
+}
+
+impl Invocation {
+    fn ops(&self, suffix: &str) -> u64 {
+        self.operations.iter().filter(|(k, _)| k.ends_with(suffix)).map(|(_, v)| v).sum()
+    }
+
+    fn longest_run_ms(&self) -> i64 {
+        self.runs.values().map(|r| r.0).max().unwrap_or(0)
+    }
+}
+
+fn counters(stats: &Value) -> (u64, BTreeMap<String, u64>) {
+    let ops = stats["operations"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+        .unwrap_or_default();
+    (stats["requests_total"].as_u64().unwrap_or(0), ops)
+}
+
+/// Runs `hubspot-sync sync all [--full]` against `sim` and `db` and waits for it.
+async fn sync_all(db: &Scratch, sim: &SimHandle, budget: u32, full: bool) -> Invocation {
+    let (requests_before, ops_before) = counters(&sim.stats());
+    let client = db.client().await;
+    let since: String = client
+        .query_one("SELECT coalesce(max(started_at), 'epoch')::text FROM sync_logs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubspot-sync"));
+    command
+        .args(["sync", "all"])
+        .args(full.then_some("--full"))
+        .env("DATABASE_URL", &db.url)
+        .env("HUBSPOT_ACCESS_TOKEN", "pat-bench")
+        .env("HUBSPOT_API_BASE", sim.url())
+        .env("HUBSPOT_REQUESTS_PER_10S", budget.to_string())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    let started = Instant::now();
+    let output = command.output().await.unwrap();
+    let wall = started.elapsed();
+    assert!(
+        output.status.success(),
+        "sync failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (requests_after, ops_after) = counters(&sim.stats());
+    let operations = ops_after
+        .into_iter()
+        .map(|(k, v)| {
+            let before = ops_before.get(&k).copied().unwrap_or(0);
+            (k, v - before)
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    let runs = client
+        .query(
+            "SELECT sync_type, duration_ms, records_processed, status FROM sync_logs WHERE started_at > $1::text::timestamptz",
+            &[&since],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get::<_, String>(0), (r.get::<_, i64>(1), r.get::<_, i32>(2), r.get::<_, String>(3))))
+        .collect();
+    Invocation { wall, operations, requests: requests_after - requests_before, runs }
+}
+
+async fn rows_stored(db: &Scratch) -> u64 {
+    let sql = "SELECT (SELECT count(*) FROM contacts) + (SELECT count(*) FROM deals) \
+               + (SELECT count(*) FROM calls) + (SELECT count(*) FROM staff)";
+    db.client().await.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) as u64
+}
+
+fn runs_line(inv: &Invocation) -> String {
+    inv.runs
+        .iter()
+        .map(|(kind, (ms, records, status))| format!("{kind} {ms} ms/{records}/{status}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() {
+    let pg = Postgres::find().await;
+    println!("machine: {}", machine());
+
+    // (a) HubSpot's budget and latency, then (c) on the same data.
+    let sim = Sim::start(seed_sized(SimOptions { requests_per_10s: 100, latency_ms: 50, ..SimOptions::default() }))
+        .await
+        .unwrap();
+    let db = pg.scratch().await;
+    let full_a = sync_all(&db, &sim, 100, true).await;
+    let rows_a = rows_stored(&db).await;
+    let stats = sim.stats();
+    let max_window = stats["max_requests_in_window"].as_u64().unwrap_or(0);
+    let throttled = stats["responses_429"].as_u64().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let incr_a = sync_all(&db, &sim, 100, false).await;
+    let load_a = common::load();
+    pg.drop_db(db).await;
+    sim.shutdown().await;
+
+    // (b) no budget, no latency, then (c) again.
+    let sim = Sim::start(seed_sized(SimOptions { search_per_second: 0, ..SimOptions::default() })).await.unwrap();
+    let db = pg.scratch().await;
+    let full_b = sync_all(&db, &sim, 100_000, true).await;
+    let rows_b = rows_stored(&db).await;
+    let incr_b = sync_all(&db, &sim, 100_000, false).await;
+    let load_b = common::load();
+    pg.drop_db(db).await;
+    sim.shutdown().await;
+
+    let pages = full_a.ops(".list");
+    let floor = Duration::from_secs_f64(full_a.requests as f64 / 10.0);
+    let page_floor = Duration::from_secs_f64(pages as f64 / 10.0);
+    println!();
+    println!("(a) `sync all --full`, 100 requests / 10 s, 50 ms latency ({load_a} after (a) and (c))");
+    println!();
+    common::table(
+        &["rows stored", "list pages", "requests", "floor (requests / 10 per s)", "wall time", "wall ÷ floor"],
+        0,
+        &[vec![
+            thousands(rows_a),
+            thousands(pages),
+            format!("{} ({:?})", thousands(full_a.requests), full_a.operations),
+            secs(floor),
+            secs(full_a.wall),
+            format!("{:.3}", full_a.wall.as_secs_f64() / floor.as_secs_f64()),
+        ]],
+    );
+    println!();
+    println!(
+        "pages-only floor {} (wall ÷ it {:.3}); most requests in any 10 s window: {max_window}; 429s: {throttled}; \
+         runs: {}",
+        secs(page_floor),
+        full_a.wall.as_secs_f64() / page_floor.as_secs_f64(),
+        runs_line(&full_a)
+    );
+    println!();
+    println!("(b) `sync all --full`, no budget, no latency ({load_b} after (b) and (c))");
+    println!();
+    common::table(
+        &["rows stored", "requests", "wall time", "rows/s (wall)", "longest run (sync_logs)", "rows/s (longest run)"],
+        0,
+        &[vec![
+            thousands(rows_b),
+            thousands(full_b.requests),
+            secs(full_b.wall),
+            thousands((rows_b as f64 / full_b.wall.as_secs_f64()) as u64),
+            format!("{} ms", full_b.longest_run_ms()),
+            thousands((rows_b as f64 * 1000.0 / full_b.longest_run_ms().max(1) as f64) as u64),
+        ]],
+    );
+    println!();
+    println!("runs: {}", runs_line(&full_b));
+    println!();
+    println!("(c) `sync all` (incremental), nothing changed");
+    println!();
+    let incremental_rows: Vec<Vec<String>> = [("after (a): budget, 50 ms latency", &incr_a), ("after (b): no budget, no latency", &incr_b)]
+        .iter()
+        .map(|(label, inv)| {
+            vec![
+                (*label).to_owned(),
+                inv.requests.to_string(),
+                format!("{:?}", inv.operations),
+                format!("{:.0} ms", common::ms(inv.wall)),
+                format!("{} ms", inv.longest_run_ms()),
+            ]
+        })
+        .collect();
+    common::table(&["setting", "requests", "by operation", "wall time (process)", "longest run (sync_logs)"], 1, &incremental_rows);
+    println!();
+    println!("runs after (a): {}", runs_line(&incr_a));
+    println!("runs after (b): {}", runs_line(&incr_b));
+}
