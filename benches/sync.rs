@@ -58,11 +58,8 @@ fn counters(stats: &Value) -> (u64, BTreeMap<String, u64>) {
 async fn sync_all(db: &Scratch, sim: &SimHandle, budget: u32, full: bool) -> Invocation {
     let (requests_before, ops_before) = counters(&sim.stats());
     let client = db.client().await;
-    let since: String = client
-        .query_one("SELECT coalesce(max(started_at), 'epoch')::text FROM sync_logs", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let since: String =
+        client.query_one("SELECT coalesce(max(started_at), 'epoch')::text FROM sync_logs", &[]).await.unwrap().get(0);
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubspot-sync"));
     command
         .args(["sync", "all"])
@@ -125,10 +122,21 @@ fn secs(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
+    // `-- a` or `-- b` runs one scenario (with its (c)); both by default.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     let pg = Postgres::find().await;
     println!("machine: {}", machine());
+    if wanted("a") {
+        scenario_a(&pg).await;
+    }
+    if wanted("b") {
+        scenario_b(&pg).await;
+    }
+}
 
-    // (a) HubSpot's budget and latency, then (c) on the same data.
+/// (a) HubSpot's budget and latency, then (c) on the same data.
+async fn scenario_a(pg: &Postgres) {
     let sim = Sim::start(seed_sized(SimOptions { requests_per_10s: 100, latency_ms: 50, ..SimOptions::default() }))
         .await
         .unwrap();
@@ -141,16 +149,6 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let incr_a = sync_all(&db, &sim, 100, false).await;
     let load_a = common::load();
-    pg.drop_db(db).await;
-    sim.shutdown().await;
-
-    // (b) no budget, no latency, then (c) again.
-    let sim = Sim::start(seed_sized(SimOptions { search_per_second: 0, ..SimOptions::default() })).await.unwrap();
-    let db = pg.scratch().await;
-    let full_b = sync_all(&db, &sim, 100_000, true).await;
-    let rows_b = rows_stored(&db).await;
-    let incr_b = sync_all(&db, &sim, 100_000, false).await;
-    let load_b = common::load();
     pg.drop_db(db).await;
     sim.shutdown().await;
 
@@ -180,6 +178,20 @@ async fn main() {
         full_a.wall.as_secs_f64() / page_floor.as_secs_f64(),
         runs_line(&full_a)
     );
+    incremental_table("after (a): 100 requests / 10 s, 50 ms latency", &incr_a);
+}
+
+/// (b) no budget, no latency, then (c) again.
+async fn scenario_b(pg: &Postgres) {
+    let sim = Sim::start(seed_sized(SimOptions { search_per_second: 0, ..SimOptions::default() })).await.unwrap();
+    let db = pg.scratch().await;
+    let full_b = sync_all(&db, &sim, 100_000, true).await;
+    let rows_b = rows_stored(&db).await;
+    let incr_b = sync_all(&db, &sim, 100_000, false).await;
+    let load_b = common::load();
+    pg.drop_db(db).await;
+    sim.shutdown().await;
+
     println!();
     println!("(b) `sync all --full`, no budget, no latency ({load_b} after (b) and (c))");
     println!();
@@ -198,22 +210,24 @@ async fn main() {
     println!();
     println!("runs: {}", runs_line(&full_b));
     println!();
-    println!("(c) `sync all` (incremental), nothing changed");
+    incremental_table("after (b): no budget, no latency", &incr_b);
+}
+
+/// (c): what an incremental run with nothing to do used.
+fn incremental_table(setting: &str, inv: &Invocation) {
     println!();
-    let incremental_rows: Vec<Vec<String>> = [("after (a): budget, 50 ms latency", &incr_a), ("after (b): no budget, no latency", &incr_b)]
-        .iter()
-        .map(|(label, inv)| {
-            vec![
-                (*label).to_owned(),
-                inv.requests.to_string(),
-                format!("{:?}", inv.operations),
-                format!("{:.0} ms", common::ms(inv.wall)),
-                format!("{} ms", inv.longest_run_ms()),
-            ]
-        })
-        .collect();
-    common::table(&["setting", "requests", "by operation", "wall time (process)", "longest run (sync_logs)"], 1, &incremental_rows);
+    println!("(c) `sync all` (incremental), nothing changed, {setting}");
     println!();
-    println!("runs after (a): {}", runs_line(&incr_a));
-    println!("runs after (b): {}", runs_line(&incr_b));
+    common::table(
+        &["requests", "by operation", "wall time (process)", "longest run (sync_logs)"],
+        0,
+        &[vec![
+            inv.requests.to_string(),
+            format!("{:?}", inv.operations),
+            format!("{:.0} ms", common::ms(inv.wall)),
+            format!("{} ms", inv.longest_run_ms()),
+        ]],
+    );
+    println!();
+    println!("runs: {}", runs_line(inv));
 }

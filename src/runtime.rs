@@ -14,6 +14,9 @@ use crate::fetcher::Fetchers;
 use crate::ops::background::Background;
 use crate::ops::request_log;
 
+/// How long a client has to send a request head before it is answered 408 and disconnected.
+pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the running server needs.
 pub struct ServeOptions {
     pub bind: SocketAddr,
@@ -85,10 +88,18 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
             .app_data(state.clone())
             .configure(app::configure)
     })
-        .disable_signals()
-        .shutdown_timeout(options.shutdown_grace.as_secs().max(1))
-        .listen(listener)?
-        .run();
+    .disable_signals()
+    .shutdown_timeout(options.shutdown_grace.as_secs().max(1))
+    // Slow-loris clients: a request head must arrive within 5 s, and a connection serves
+    // one request. actix times out only the FIRST head on a connection, so with keep-alive
+    // a client could send one quick request and then trickle the next head forever; every
+    // caller (HubSpot, Fly's proxy, Prometheus) opens a connection cheaply. Bodies are
+    // timed out by the webhook handler (`webhook::BODY_TIMEOUT`).
+    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(actix_web::http::KeepAlive::Disabled)
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     let shutdown = CancellationToken::new();
     let background = options.background.start(&ops, &shutdown);

@@ -39,7 +39,8 @@ pub struct Scratch {
 
 impl Postgres {
     pub async fn find() -> Postgres {
-        let from_env = ["BENCH_DATABASE_URL", "TEST_DATABASE_URL", "DATABASE_URL"].iter().find_map(|v| std::env::var(v).ok());
+        let from_env =
+            ["BENCH_DATABASE_URL", "TEST_DATABASE_URL", "DATABASE_URL"].iter().find_map(|v| std::env::var(v).ok());
         let (url, local) = match from_env {
             Some(url) => (url, None),
             None => {
@@ -114,7 +115,8 @@ pub fn serve_args(db_url: &str, api_base: &str, secret: &str, extra: &[&str]) ->
         "--hubspot-client-secret",
         secret,
     ];
-    for schedule in ["--schedule-contacts", "--schedule-deals", "--schedule-calls", "--schedule-owners", "--schedule-full"]
+    for schedule in
+        ["--schedule-contacts", "--schedule-deals", "--schedule-calls", "--schedule-owners", "--schedule-full"]
     {
         argv.extend_from_slice(&[schedule, NEVER]);
     }

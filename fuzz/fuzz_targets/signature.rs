@@ -55,7 +55,9 @@ fuzz_target!(|input: Input<'_>| {
 
     let Some(secrets) = secrets else { return };
     let Some(secret) = secrets.iter().last().map(|s| s.expose().to_owned()) else { return };
-    let now = input.now_ms;
+    // A clock between 1970 and 2100 (HubSpot's timestamps are 13-digit Unix ms; the check
+    // refuses anything over 18 digits, which no correct signer sends).
+    let now = input.now_ms.rem_euclid(4_102_444_800_000);
     let (verdict, want) = match input.mode % 4 {
         1 => {
             let sig = sign::v1(&secret, input.body);

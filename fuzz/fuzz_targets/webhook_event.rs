@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let plan = plan(events);
     let fetched_for_merges = plan.merges.len();
     assert_eq!(
-        plan.fetch.len() - fetched_for_merges + plan.deletions.len() + plan.merges.len() + plan.privacy.len()
+        plan.fetch.len() - fetched_for_merges
+            + plan.deletions.len()
+            + plan.merges.len()
+            + plan.privacy.len()
             + plan.ignored,
         count,
         "every event is planned or ignored exactly once: {plan:?}"

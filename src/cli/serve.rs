@@ -11,16 +11,16 @@ use crate::app::AppState;
 use crate::config::{
     DatabaseSettings, HubSpotSettings, OwnerSettings, ScheduleSettings, ServerSettings, WebhookSettings,
 };
-use crate::ops::OpsState;
-use crate::ops::background::Background;
-use crate::ops::control::ScheduleOnly;
 use crate::fetcher::FetcherOptions;
 use crate::hubspot::HubSpot;
 use crate::objects::WriteContext;
+use crate::ops::OpsState;
+use crate::ops::background::Background;
+use crate::ops::control::ScheduleOnly;
 use crate::queue::Queue;
 use crate::runtime::{self, Realtime, ServeOptions};
-use crate::webhook::Intake;
 use crate::store;
+use crate::webhook::Intake;
 
 use super::CliError;
 

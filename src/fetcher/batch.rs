@@ -84,7 +84,8 @@ pub async fn run(
     let Some(table) = RecordTable::for_kind(kind) else { return Ok(Outcome::default()) };
     let started = Utc::now();
     let mut outcome = Outcome { requests: 1, ..Outcome::default() };
-    let read = hubspot.batch_read(kind, ids, Lane::Realtime).await?;
+    // The fetcher loop reserved this call's budget slot before it took the ids.
+    let read = hubspot.batch_read_reserved(kind, ids, Lane::Realtime).await?;
     let mut records = read.records;
     let (mut merged, unresolved) = merged_ids(ids, &records, &read.not_found);
     // Rare: several ids merged into records that do not list them; ask for each alone.

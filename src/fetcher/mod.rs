@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::hubspot::{BATCH_READ_MAX, HubSpot};
+use crate::hubspot::{BATCH_READ_MAX, HubSpot, Lane};
 use crate::objects::{ObjectKind, WriteContext};
 use crate::queue::Queue;
 use crate::store::Pool;
@@ -139,8 +139,17 @@ impl Loop {
         let mut failures: u32 = 0;
         let object = self.kind.as_str();
         loop {
-            let next = self.queue.take(self.kind, self.options.max_batch, self.options.window);
-            let Some(Some(ids)) = self.cancel.run_until_cancelled(next).await else { return };
+            let due = self.queue.wait_ready(self.kind, self.options.max_batch, self.options.window);
+            let Some(true) = self.cancel.run_until_cancelled(due).await else { return };
+            // Take the budget slot before the ids: ids arriving while the budget is spent join
+            // this batch, so under a tight budget batches grow instead of reads queueing up.
+            if self.cancel.run_until_cancelled(self.hubspot.reserve(Lane::Realtime)).await.is_none() {
+                return;
+            }
+            let ids = self.queue.take_ready(self.kind, self.options.max_batch);
+            if ids.is_empty() {
+                continue;
+            }
             metrics::histogram!(metric::BATCH_SIZE, "object" => object).record(ids.len() as f64);
             let work = batch::run(self.kind, &ids, &self.hubspot, &self.pool, &self.options.write);
             let Some(result) = self.cancel.run_until_cancelled(work).await else {

@@ -7,8 +7,6 @@
 
 use std::collections::HashSet;
 
-use reqwest::Method;
-
 use super::HubSpot;
 use super::error::HubSpotError;
 use super::limiter::Lane;
@@ -79,17 +77,7 @@ impl HubSpot {
         }
         let url = self.inner.paths.properties(kind);
         let endpoint = format!("{kind}.properties");
-        let raw = self
-            .send(Call {
-                method: Method::GET,
-                url: &url,
-                query: &[],
-                body: None,
-                lane: Lane::Background,
-                is_search: false,
-                endpoint: &endpoint,
-            })
-            .await?;
+        let raw = self.send(Call::get(&url, &[], Lane::Background, &endpoint)).await?;
         let response: PropertiesResponse = decode(&raw, "property list")?;
         let mut names: Vec<String> =
             response.results.into_iter().filter(|p| !p.archived && !p.name.is_empty()).map(|p| p.name).collect();
@@ -107,6 +95,20 @@ impl HubSpot {
         self.batch_read_in(kind, ids, false, lane).await
     }
 
+    /// [`HubSpot::batch_read`] of live records whose first call uses the budget slot the caller
+    /// took with [`HubSpot::reserve`] (the webhook fetchers do this).
+    pub async fn batch_read_reserved(
+        &self,
+        kind: ObjectKind,
+        ids: &[String],
+        lane: Lane,
+    ) -> Result<BatchRead, HubSpotError> {
+        if kind == ObjectKind::Owners {
+            return self.read_owners(ids, lane).await;
+        }
+        self.batch_read_paid(kind, ids, false, lane, true).await
+    }
+
     /// Batch read of live (`archived = false`) or archived records.
     pub async fn batch_read_in(
         &self,
@@ -115,13 +117,25 @@ impl HubSpot {
         archived: bool,
         lane: Lane,
     ) -> Result<BatchRead, HubSpotError> {
+        self.batch_read_paid(kind, ids, archived, lane, false).await
+    }
+
+    async fn batch_read_paid(
+        &self,
+        kind: ObjectKind,
+        ids: &[String],
+        archived: bool,
+        lane: Lane,
+        prepaid: bool,
+    ) -> Result<BatchRead, HubSpotError> {
         let properties = self.properties(kind).await?;
         let mut out = BatchRead::default();
         let mut unique: Vec<&String> = Vec::with_capacity(ids.len());
         let mut seen = HashSet::with_capacity(ids.len());
         unique.extend(ids.iter().filter(|id| seen.insert(id.as_str())));
-        for chunk in unique.chunks(BATCH_READ_MAX) {
-            let part = self.batch_read_chunk(kind, chunk, &properties, archived, lane).await?;
+        for (i, chunk) in unique.chunks(BATCH_READ_MAX).enumerate() {
+            let call = ChunkCall { archived, lane, prepaid: prepaid && i == 0 };
+            let part = self.batch_read_chunk(kind, chunk, &properties, call).await?;
             out.records.extend(part.records);
             out.not_found.extend(part.not_found);
             out.invalid.extend(part.invalid);
@@ -134,8 +148,7 @@ impl HubSpot {
         kind: ObjectKind,
         ids: &[&String],
         properties: &[String],
-        archived: bool,
-        lane: Lane,
+        ChunkCall { archived, lane, prepaid }: ChunkCall,
     ) -> Result<BatchRead, HubSpotError> {
         let body = encode(&BatchReadRequest {
             properties,
@@ -145,17 +158,7 @@ impl HubSpot {
         let url = self.inner.paths.batch_read(kind);
         let endpoint = format!("{kind}.batch_read");
         let query = [("archived", archived.to_string())];
-        let raw = self
-            .send(Call {
-                method: Method::POST,
-                url: &url,
-                query: &query,
-                body: Some(body),
-                lane,
-                is_search: false,
-                endpoint: &endpoint,
-            })
-            .await?;
+        let raw = self.send(Call::post(&url, &query, body, false, lane, &endpoint).paid(prepaid)).await?;
         let response: BatchResponse = decode(&raw, "batch read answer")?;
         let (records, mut invalid) = decode_all(response.results, decode_object);
         count_fetched(kind.as_str(), records.len());
@@ -189,17 +192,7 @@ impl HubSpot {
         }
         let url = self.inner.paths.objects(kind);
         let endpoint = format!("{kind}.list");
-        let raw = self
-            .send(Call {
-                method: Method::GET,
-                url: &url,
-                query: &query,
-                body: None,
-                lane,
-                is_search: false,
-                endpoint: &endpoint,
-            })
-            .await?;
+        let raw = self.send(Call::get(&url, &query, lane, &endpoint)).await?;
         let page: Page = decode(&raw, "list page")?;
         let next = page.next_after();
         let (records, invalid) = decode_all(page.results, decode_object);
@@ -244,17 +237,7 @@ impl HubSpot {
         }
         let url = self.inner.paths.search(kind);
         let endpoint = format!("{kind}.search");
-        let raw = self
-            .send(Call {
-                method: Method::POST,
-                url: &url,
-                query: &[],
-                body: Some(body),
-                lane,
-                is_search: true,
-                endpoint: &endpoint,
-            })
-            .await?;
+        let raw = self.send(Call::post(&url, &[], body, true, lane, &endpoint)).await?;
         let page: Page = decode(&raw, "search page")?;
         let total = page.total;
         let full_page = page.results.len() >= SEARCH_LIMIT as usize;
@@ -283,17 +266,7 @@ impl HubSpot {
             query.push(("after", after.to_owned()));
         }
         let url = self.inner.paths.owners();
-        let raw = self
-            .send(Call {
-                method: Method::GET,
-                url: &url,
-                query: &query,
-                body: None,
-                lane,
-                is_search: false,
-                endpoint: "owners.list",
-            })
-            .await?;
+        let raw = self.send(Call::get(&url, &query, lane, "owners.list")).await?;
         let page: Page = decode(&raw, "owners page")?;
         let next = page.next_after();
         let (records, invalid) = decode_all(page.results, decode_owner);
@@ -324,17 +297,7 @@ impl HubSpot {
     ) -> Result<Result<Record, InvalidRecord>, HubSpotError> {
         let url = self.inner.paths.owner(id);
         let query = [("archived", archived.to_string())];
-        let raw = self
-            .send(Call {
-                method: Method::GET,
-                url: &url,
-                query: &query,
-                body: None,
-                lane,
-                is_search: false,
-                endpoint: "owners.read",
-            })
-            .await?;
+        let raw = self.send(Call::get(&url, &query, lane, "owners.read")).await?;
         let value: serde_json::Value = decode(&raw, "owner")?;
         Ok(decode_owner(value))
     }
@@ -369,6 +332,14 @@ fn push_owner(out: &mut BatchRead, owner: Result<Record, InvalidRecord>) {
         Ok(r) => out.records.push(r),
         Err(e) => out.invalid.push(e),
     }
+}
+
+/// How one batch-read call is made: which records, for whom, and whether its slot is paid.
+#[derive(Clone, Copy)]
+struct ChunkCall {
+    archived: bool,
+    lane: Lane,
+    prepaid: bool,
 }
 
 /// Records read from HubSpot, per object, for the metrics endpoint.

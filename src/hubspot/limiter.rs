@@ -2,21 +2,30 @@
 //! 10-second window, at most 5 searches in any second, real-time callers served before
 //! background ones, and a pause that every caller honours after a 429.
 //!
-//! Burst arithmetic: a GCRA (or token bucket) allowing a burst of `b` and replenishing one cell
-//! every `T` admits, in a window of length `W`, up to `b + ceil(W / T) - 1` requests: a full
-//! bucket at the window's start plus everything replenished during it. "N per W" with burst N
-//! therefore allows almost 2N in some window. So the burst is 1 and `T = (W + margin) / N`: any
-//! window of length `W` then holds at most `N` starts, and the margin absorbs network jitter
-//! between sending a request and HubSpot counting it. Throughput over a long run is
-//! `N / (W + margin)`, within 2% of the budget with the default margin.
+//! Burst arithmetic: a GCRA or token bucket allowing a burst of `b` and replenishing one cell
+//! every `T = W / N` admits, in a window of length `W`, up to `b + N - 1` requests, so "N per W"
+//! with burst N allows almost 2N in some window; burst 1 keeps the bound but spaces every
+//! request `T` apart, so an idle process needs ~0.8 s for 8 requests. The budget therefore has
+//! two parts, checked together under one lock ([`WindowLog`]):
+//! - an exact sliding-window log: the send times of the last N requests; a new one is admitted
+//!   once the oldest has left the window. That is HubSpot's own rule, "at most N in any rolling
+//!   window", whatever the pattern of requests;
+//! - a GCRA pacer with a small burst (N/12, at least 1) at the full rate: after idle, a handful of
+//!   requests go at once (an incremental run with nothing to do), while a saturated budget is
+//!   spent evenly, one request every `T`, instead of in bursts that then wait out a whole window.
+//!
+//! The pacer alone would let `b - 1` extra requests into a window, the log alone would let a
+//! burst pattern repeat every window; together they give the bound, full throughput (a run
+//! limited by the budget takes `requests / N * W`) and short waits. The window is lengthened by a
+//! margin that absorbs network jitter between sending a request and HubSpot counting it.
+//! governor (GCRA) was the first choice; it cannot bound a rolling window exactly with a burst
+//! above 1, and pairing it with a separate log would take a GCRA cell even when the log refuses.
 
-use std::num::NonZeroU32;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -36,17 +45,72 @@ impl Lane {
     }
 }
 
-/// The spacing between two requests so that no window of `window` holds more than `requests`.
-/// Rounded up to the nanosecond: rounding down would let `requests + 1` fit in one window.
-pub fn spacing(requests: u32, window: Duration, margin: Duration) -> Duration {
-    let nanos = (window + margin).as_nanos().div_ceil(u128::from(requests.max(1)));
-    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX).max(1))
+/// At most `limit` admissions in any window of length `window` (the log), paced at one per
+/// `window / limit` with a burst of `burst` (the GCRA).
+#[derive(Debug)]
+pub struct WindowLog {
+    limit: usize,
+    window: Duration,
+    /// GCRA emission interval and tolerance (`(burst - 1) * interval`).
+    interval: Duration,
+    tolerance: Duration,
+    state: Mutex<LogState>,
 }
 
-/// The GCRA quota for "at most `requests` in any `window`": burst 1, one cell per [`spacing`].
-pub fn quota(requests: u32, window: Duration, margin: Duration) -> Quota {
-    let period = spacing(requests, window, margin);
-    Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN)
+#[derive(Debug, Default)]
+struct LogState {
+    /// Send times of the last `limit` admissions, oldest first.
+    admitted: VecDeque<Instant>,
+    /// GCRA theoretical arrival time of the next request.
+    tat: Option<Instant>,
+}
+
+impl WindowLog {
+    pub fn new(limit: u32, window: Duration, burst: u32) -> Self {
+        let limit = limit.max(1);
+        let burst = burst.clamp(1, limit);
+        let interval = window.div_f64(f64::from(limit));
+        Self {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            window,
+            interval,
+            tolerance: interval * (burst - 1),
+            state: Mutex::new(LogState::default()),
+        }
+    }
+
+    /// When the next admission is possible: `now` when it already is. Takes nothing.
+    pub fn ready_at(&self, now: Instant) -> Instant {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.next_slot(&state, now)
+    }
+
+    /// Admits one request at `now`, or says when the next admission is possible.
+    pub fn try_admit(&self, now: Instant) -> Result<(), Instant> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let ready = self.next_slot(&state, now);
+        if ready > now {
+            return Err(ready);
+        }
+        if state.admitted.len() == self.limit {
+            state.admitted.pop_front();
+        }
+        state.admitted.push_back(now);
+        state.tat = Some(state.tat.map_or(now, |tat| tat.max(now)) + self.interval);
+        Ok(())
+    }
+
+    /// The log: with `limit` admissions logged, the oldest must be a full window old (then any
+    /// window holding `now` holds at most `limit - 1` others). The pacer: not before the
+    /// theoretical arrival time minus the burst tolerance.
+    fn next_slot(&self, state: &LogState, now: Instant) -> Instant {
+        let log = match state.admitted.front() {
+            Some(oldest) if state.admitted.len() == self.limit => *oldest + self.window,
+            _ => now,
+        };
+        let pacer = state.tat.map_or(now, |tat| tat.checked_sub(self.tolerance).unwrap_or(now));
+        now.max(log).max(pacer)
+    }
 }
 
 /// A moment before which callers must not send (set by a 429).
@@ -69,6 +133,10 @@ impl PauseGate {
         *self.until.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn in_force(&self) -> bool {
+        self.until().is_some_and(|t| t > Instant::now())
+    }
+
     /// Resolves once no pause is in force.
     pub async fn wait(&self) {
         while let Some(until) = self.until().filter(|t| *t > Instant::now()) {
@@ -89,9 +157,8 @@ pub struct BudgetOptions {
 
 /// The shared budget. One per process (inside the `HubSpot` client, which is cloned, not rebuilt).
 pub struct Budget {
-    clock: DefaultClock,
-    general: DefaultDirectRateLimiter,
-    search: Option<DefaultDirectRateLimiter>,
+    general: WindowLog,
+    search: Option<WindowLog>,
     /// Paused by a 429 on the 10-second or daily budget: every caller waits.
     pub general_pause: PauseGate,
     /// Paused by a 429 on the secondly search limit: searches wait.
@@ -102,14 +169,13 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(options: &BudgetOptions) -> Self {
-        let clock = DefaultClock::default();
-        let limiter = |q| RateLimiter::direct_with_clock(q, clock.clone());
         let margin_1s = options.margin.mul_f64(0.1);
         Self {
-            general: limiter(quota(options.requests, options.window, options.margin)),
-            search: (options.searches_per_second > 0)
-                .then(|| limiter(quota(options.searches_per_second, Duration::from_secs(1), margin_1s))),
-            clock,
+            general: WindowLog::new(options.requests, options.window + options.margin, options.requests / 12),
+            search: (options.searches_per_second > 0).then(|| {
+                let per_second = options.searches_per_second;
+                WindowLog::new(per_second, Duration::from_secs(1) + margin_1s, per_second)
+            }),
             general_pause: PauseGate::default(),
             search_pause: PauseGate::default(),
             realtime_waiting: AtomicUsize::new(0),
@@ -123,7 +189,7 @@ impl Budget {
             if is_search {
                 self.search_pause.wait().await;
                 if let Some(search) = &self.search {
-                    self.take(search).await;
+                    Self::take(search).await;
                 }
             }
             self.general_pause.wait().await;
@@ -132,22 +198,28 @@ impl Budget {
                 Lane::Background => self.take_background().await,
             }
             // A 429 seen by another caller while this one waited: do not send into it.
-            let paused = |g: &PauseGate| g.until().is_some_and(|t| t > Instant::now());
-            if !paused(&self.general_pause) && (!is_search || !paused(&self.search_pause)) {
+            if !self.general_pause.in_force() && (!is_search || !self.search_pause.in_force()) {
                 return;
             }
         }
     }
 
-    async fn take(&self, limiter: &DefaultDirectRateLimiter) {
-        while let Err(not_until) = limiter.check() {
-            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+    /// Takes one general slot now (waiting for it as [`Budget::acquire`] does) for a request the
+    /// caller sends right after, marked prepaid: a batch fetcher reserves before it takes its ids,
+    /// so ids arriving while it waits join the batch. Not for searches.
+    pub async fn reserve(&self, lane: Lane) {
+        self.acquire(lane, false).await;
+    }
+
+    async fn take(log: &WindowLog) {
+        while let Err(not_until) = log.try_admit(Instant::now()) {
+            tokio::time::sleep_until(not_until).await;
         }
     }
 
     async fn take_realtime(&self) {
         self.realtime_waiting.fetch_add(1, Ordering::SeqCst);
-        self.take(&self.general).await;
+        Self::take(&self.general).await;
         if self.realtime_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.realtime_idle.notify_waiters();
         }
@@ -156,9 +228,9 @@ impl Budget {
     async fn take_background(&self) {
         loop {
             self.realtime_gone().await;
-            match self.general.check() {
+            match self.general.try_admit(Instant::now()) {
                 Ok(()) => return,
-                Err(not_until) => tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await,
+                Err(not_until) => tokio::time::sleep_until(not_until).await,
             }
         }
     }
@@ -180,28 +252,31 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use governor::clock::FakeRelativeClock;
-    use governor::clock::Reference;
 
     /// The most admissions inside any half-open window of `window` (the simulator's definition).
     fn max_in_window(times: &[Duration], window: Duration) -> usize {
         (0..times.len()).map(|i| times[i..].iter().take_while(|t| **t < times[i] + window).count()).max().unwrap_or(0)
     }
 
-    /// A greedy caller against the quota on a controlled clock: it retries at the earliest
-    /// moment the limiter names, and additionally probes at odd moments.
-    fn greedy_admissions(requests: u32, window: Duration, margin: Duration, total: Duration) -> Vec<Duration> {
-        let clock = FakeRelativeClock::default();
-        let limiter = RateLimiter::direct_with_clock(quota(requests, window, margin), clock.clone());
-        let start = clock.now();
+    /// A greedy caller against the log on a controlled clock: it retries at the earliest moment
+    /// the log names, and additionally probes at odd moments (an early probe must be refused).
+    fn greedy_admissions(
+        requests: u32,
+        burst: u32,
+        window: Duration,
+        margin: Duration,
+        total: Duration,
+    ) -> Vec<Duration> {
+        let log = WindowLog::new(requests, window + margin, burst);
+        let start = Instant::now();
+        let mut now = start;
         let mut admitted = Vec::new();
-        while clock.now().duration_since(start) < total.into() {
-            match limiter.check() {
-                Ok(()) => admitted.push(clock.now().duration_since(start).into()),
+        while now - start < total {
+            match log.try_admit(now) {
+                Ok(()) => admitted.push(now - start),
                 Err(not_until) => {
-                    let wait = not_until.wait_time_from(clock.now());
-                    // Probe early sometimes: an early probe must be refused, never admitted.
-                    clock.advance(if admitted.len() % 3 == 0 { wait / 2 + Duration::from_nanos(1) } else { wait });
+                    let wait = not_until - now;
+                    now += if admitted.len() % 3 == 0 { wait / 2 + Duration::from_nanos(1) } else { wait };
                 }
             }
         }
@@ -210,9 +285,15 @@ mod tests {
 
     #[test]
     fn no_rolling_window_exceeds_the_budget() {
-        for (requests, margin) in [(100, Duration::ZERO), (100, Duration::from_millis(200)), (7, Duration::ZERO)] {
+        let cases = [
+            (100, 8, Duration::ZERO),
+            (100, 100, Duration::from_millis(200)),
+            (100, 1, Duration::ZERO),
+            (7, 7, Duration::ZERO),
+        ];
+        for (requests, burst, margin) in cases {
             let window = Duration::from_secs(10);
-            let admitted = greedy_admissions(requests, window, margin, Duration::from_secs(120));
+            let admitted = greedy_admissions(requests, burst, window, margin, Duration::from_secs(120));
             assert!(max_in_window(&admitted, window) <= requests as usize, "{requests} per 10 s broken");
             // And the budget is used: 12 windows' worth, minus the margin's share.
             let floor = (120.0 * f64::from(requests) / (10.0 + margin.as_secs_f64())).floor() as usize;
@@ -221,26 +302,33 @@ mod tests {
     }
 
     #[test]
-    fn a_token_bucket_with_full_burst_would_break_the_bound() {
-        // Why burst is 1: "100 per 10 s" with burst 100 lets ~200 through in one window.
-        let clock = FakeRelativeClock::default();
-        let naive = Quota::with_period(Duration::from_millis(100)).unwrap().allow_burst(NonZeroU32::new(100).unwrap());
-        let limiter = RateLimiter::direct_with_clock(naive, clock.clone());
-        let start = clock.now();
-        let mut admitted = Vec::new();
-        while clock.now().duration_since(start) < Duration::from_secs(20).into() {
-            match limiter.check() {
-                Ok(()) => admitted.push(clock.now().duration_since(start).into()),
-                Err(n) => clock.advance(n.wait_time_from(clock.now())),
-            }
+    fn an_idle_budget_admits_a_burst_then_holds_the_window() {
+        let log = WindowLog::new(8, Duration::from_secs(10), 8);
+        let t0 = Instant::now();
+        for _ in 0..8 {
+            assert_eq!(log.try_admit(t0), Ok(()), "an idle process sends its first requests at once");
         }
-        assert!(max_in_window(&admitted, Duration::from_secs(10)) > 100);
+        assert_eq!(log.try_admit(t0 + Duration::from_secs(5)), Err(t0 + Duration::from_secs(10)));
+        assert_eq!(log.ready_at(t0 + Duration::from_secs(5)), t0 + Duration::from_secs(10), "peeking takes nothing");
+        assert_eq!(log.try_admit(t0 + Duration::from_secs(10)), Ok(()));
+    }
+
+    #[test]
+    fn a_saturated_budget_is_spent_evenly_after_a_small_burst() {
+        // 100 per 10 s with a burst of 8: 8 at once, then one every 100 ms, never a long stall.
+        let admitted = greedy_admissions(100, 8, Duration::from_secs(10), Duration::ZERO, Duration::from_secs(60));
+        assert!(admitted[..8].iter().all(|t| *t == Duration::ZERO), "{:?}", &admitted[..8]);
+        let longest_gap = admitted.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(longest_gap <= Duration::from_millis(800), "a stall of {longest_gap:?}");
+        let steady = admitted.iter().filter(|t| **t >= Duration::from_secs(10)).count();
+        assert!(steady >= 495, "the full rate is kept: {steady} in the last 50 s");
     }
 
     #[test]
     fn search_limit_is_five_per_second() {
-        let admitted = greedy_admissions(5, Duration::from_secs(1), Duration::ZERO, Duration::from_secs(30));
+        let admitted = greedy_admissions(5, 5, Duration::from_secs(1), Duration::ZERO, Duration::from_secs(30));
         assert!(max_in_window(&admitted, Duration::from_secs(1)) <= 5);
+        assert!(admitted.len() >= 150, "the search budget is used");
     }
 
     #[tokio::test]

@@ -125,6 +125,12 @@ impl HubSpot {
         Ok(Self { inner: Arc::new(Inner { transport, paths, properties, options }) })
     }
 
+    /// Takes one slot of the shared budget for a request sent right after with
+    /// [`HubSpot::batch_read_reserved`] (see [`limiter::Budget::reserve`]).
+    pub async fn reserve(&self, lane: Lane) {
+        self.inner.transport.budget.reserve(lane).await;
+    }
+
     async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, HubSpotError> {
         self.inner.transport.send(&call).await
     }

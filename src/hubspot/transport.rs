@@ -2,6 +2,7 @@
 //! handling that pauses every caller, and metrics. Nothing here logs a header, so the token
 //! (a sensitive default header of the reqwest client) never reaches a log line.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -37,6 +38,34 @@ pub struct Call<'a> {
     pub is_search: bool,
     /// Metric label, e.g. `contacts.list`.
     pub endpoint: &'a str,
+    /// The caller already took this request's budget slot ([`Budget::reserve`]): the first
+    /// attempt does not take another (retries do).
+    pub prepaid: bool,
+}
+
+impl<'a> Call<'a> {
+    /// A `GET` with a query string.
+    pub fn get(url: &'a str, query: &'a [(&'a str, String)], lane: Lane, endpoint: &'a str) -> Self {
+        Self { method: Method::GET, url, query, body: None, lane, is_search: false, endpoint, prepaid: false }
+    }
+
+    /// A `POST` of an encoded JSON body; `is_search` puts it under the search limit too.
+    pub fn post(
+        url: &'a str,
+        query: &'a [(&'a str, String)],
+        body: Vec<u8>,
+        is_search: bool,
+        lane: Lane,
+        endpoint: &'a str,
+    ) -> Self {
+        Self { method: Method::POST, url, query, body: Some(body), lane, is_search, endpoint, prepaid: false }
+    }
+
+    /// Marks the first attempt as already paid for (see [`Call::prepaid`]).
+    pub fn paid(mut self, prepaid: bool) -> Self {
+        self.prepaid = prepaid;
+        self
+    }
 }
 
 /// A failed attempt: the error, and whether (and how soon) to try again.
@@ -70,7 +99,8 @@ impl Transport {
             .with_min_delay(self.retry.min_delay)
             .with_max_delay(self.retry.max_delay)
             .with_max_times(self.retry.max_retries);
-        (|| self.attempt(call))
+        let unpaid_slot = AtomicBool::new(call.prepaid);
+        (|| self.attempt(call, unpaid_slot.swap(false, Ordering::SeqCst)))
             .retry(backoff)
             .sleep(tokio::time::sleep)
             .when(|f: &Failure| f.retry)
@@ -87,8 +117,10 @@ impl Transport {
             .map_err(|f| f.error)
     }
 
-    async fn attempt(&self, call: &Call<'_>) -> Result<Vec<u8>, Failure> {
-        self.budget.acquire(call.lane, call.is_search).await;
+    async fn attempt(&self, call: &Call<'_>, paid: bool) -> Result<Vec<u8>, Failure> {
+        if !paid {
+            self.budget.acquire(call.lane, call.is_search).await;
+        }
         let mut request = self.http.request(call.method.clone(), call.url).query(call.query);
         if let Some(body) = &call.body {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
@@ -138,10 +170,28 @@ impl Transport {
                 error: HubSpotError::Server { status: status.as_u16(), message, body: value },
                 retry: true,
                 // 423 asks for at least 2 s; 477 and 5xx may name their own wait.
-                wait: retry_after.or((status.as_u16() == 423).then_some(Duration::from_secs(2))),
+                wait: retry_after
+                    .or((status.as_u16() == 423).then_some(Duration::from_secs(2)))
+                    .map(|w| self.capped(w)),
             },
             other => Failure::fatal(HubSpotError::BadRequest { status: other, message, body: value }),
         }
+    }
+
+    /// The longest single wait a `Retry-After` (or rate-limit interval) can impose: the larger of
+    /// the retry backoff's ceiling and the budget window (30 s by default). HubSpot's rolling
+    /// limits ask for seconds; a longer ask is honoured only up to this per attempt, so a run
+    /// ends (retried, or `failed` with HubSpot's answer) instead of hanging on it for hours.
+    fn capped(&self, wait: Duration) -> Duration {
+        let cap = self.retry.max_delay.max(self.window);
+        if wait > cap {
+            tracing::warn!(
+                asked_ms = wait.as_millis() as u64,
+                cap_ms = cap.as_millis() as u64,
+                "HubSpot asked for a long wait; capped"
+            );
+        }
+        wait.min(cap)
     }
 
     fn rate_limited(
@@ -163,6 +213,7 @@ impl Transport {
         let secondly = policy == "SECONDLY";
         let wait =
             retry_after.unwrap_or(if secondly { Duration::from_secs(1) } else { interval.unwrap_or(self.window) });
+        let wait = self.capped(wait);
         tracing::warn!(hubspot.policy = %policy, wait_ms = wait.as_millis() as u64, "HubSpot answered 429; pausing");
         if secondly && is_search {
             self.budget.search_pause.pause(wait);

@@ -29,6 +29,17 @@ pub async fn write_records(
     records: Vec<Record>,
     ctx: &WriteContext,
 ) -> Result<usize, StoreError> {
+    write_slice(conn, kind, &records, ctx).await
+}
+
+/// [`write_records`] on borrowed records (mapping to rows copies what it needs), so a caller that
+/// may retry them one by one keeps them without cloning every page.
+async fn write_slice(
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    records: &[Record],
+    ctx: &WriteContext,
+) -> Result<usize, StoreError> {
     if records.is_empty() {
         return Ok(0);
     }
@@ -68,14 +79,14 @@ pub async fn write_isolating(
     records: Vec<Record>,
     ctx: &WriteContext,
 ) -> WriteReport {
-    match write_records(conn, kind, records.clone(), ctx).await {
+    match write_slice(conn, kind, &records, ctx).await {
         Ok(written) => WriteReport { written, failed: Vec::new() },
         Err(batch_error) => {
             tracing::warn!(object.kind = %kind, error = %batch_error, "batch write failed; writing records one by one");
             let mut report = WriteReport::default();
             for record in records {
                 let id = record.id.clone();
-                match write_records(conn, kind, vec![record], ctx).await {
+                match write_slice(conn, kind, std::slice::from_ref(&record), ctx).await {
                     Ok(n) => report.written += n,
                     Err(e) => report.failed.push(FailedRecord { id, reason: e.to_string() }),
                 }

@@ -77,6 +77,12 @@ async fn begin(
         }
         return Err(PollerError::Busy { kind, run_id });
     }
+    // Holding the lock, no run of this object is in progress anywhere: a `running` row left
+    // behind is a run that was cut off (crash, database outage) before it could be closed.
+    let abandoned = sync_logs::fail_abandoned(&mut conn, kind.as_str()).await.map_err(StoreError::from)?;
+    if abandoned > 0 {
+        tracing::warn!(object.kind = %kind, runs = abandoned, "closed interrupted runs as failed");
+    }
     let mode = effective_mode(&mut conn, kind, requested).await?;
     let id = sync_logs::start_run(&mut conn, kind.as_str(), trigger, mode).await.map_err(StoreError::from)?;
     notice.started(inner, kind, id);

@@ -159,6 +159,17 @@ impl Queue {
     /// `window` after the oldest one arrived, or at once while shutting down. `None` once the
     /// queue is closed and this kind's lane is empty: the fetcher is done.
     pub async fn take(&self, kind: ObjectKind, max: usize, window: Duration) -> Option<Vec<String>> {
+        if !self.wait_ready(kind, max, window).await {
+            return None;
+        }
+        Some(self.take_ready(kind, max))
+    }
+
+    /// Waits until a batch of `kind` is due (as [`Queue::take`] would take it) without taking
+    /// it; `false` once the queue is closed and this kind's lane is empty. The kind's one fetcher
+    /// then takes the batch with [`Queue::take_ready`], after waiting for the HubSpot budget, so
+    /// ids arriving meanwhile join it.
+    pub async fn wait_ready(&self, kind: ObjectKind, max: usize, window: Duration) -> bool {
         let notify = self.lock().lanes.entry(kind).or_default().notify.clone();
         loop {
             // Register for a wake-up before looking, so a push in between is not missed.
@@ -169,11 +180,9 @@ impl Queue {
                 let lane = state.lanes.entry(kind).or_default();
                 let (front, len) = (lane.order.front().map(|(_, since)| *since), lane.order.len());
                 match front {
-                    None if closed => return None,
+                    None if closed => return false,
                     None => None,
-                    Some(since) if closed || len >= max || since.elapsed() >= window => {
-                        return Some(self.take_now(&mut state, kind, max));
-                    }
+                    Some(since) if closed || len >= max || since.elapsed() >= window => return true,
                     Some(since) => Some(since + window),
                 }
             };
@@ -187,6 +196,12 @@ impl Queue {
                 None => notified.await,
             }
         }
+    }
+
+    /// Takes up to `max` ids of `kind` now (none when its lane is empty).
+    pub fn take_ready(&self, kind: ObjectKind, max: usize) -> Vec<String> {
+        let mut state = self.lock();
+        self.take_now(&mut state, kind, max)
     }
 
     fn take_now(&self, state: &mut State, kind: ObjectKind, max: usize) -> Vec<String> {

@@ -96,3 +96,16 @@ async fn closing_stops_intake_and_lets_fetchers_drain() {
     q.requeue(ObjectKind::Contacts, vec!["1".into()]);
     assert_eq!(q.take(ObjectKind::Contacts, 100, Duration::ZERO).await.unwrap(), ["1"]);
 }
+
+#[tokio::test]
+async fn a_due_batch_keeps_growing_until_it_is_taken() {
+    // The fetcher waits for the budget between "due" and "take": ids arriving then join the batch.
+    let q = Queue::new(1000);
+    q.push_batch(&ids(ObjectKind::Calls, &["1", "2"])).unwrap();
+    assert!(q.wait_ready(ObjectKind::Calls, 100, Duration::ZERO).await);
+    q.push_batch(&ids(ObjectKind::Calls, &["3", "2"])).unwrap();
+    assert_eq!(q.take_ready(ObjectKind::Calls, 100), ["1", "2", "3"]);
+    assert!(q.take_ready(ObjectKind::Calls, 100).is_empty());
+    q.close();
+    assert!(!q.wait_ready(ObjectKind::Calls, 100, Duration::ZERO).await, "closed and empty: the fetcher is done");
+}

@@ -86,6 +86,20 @@ pub async fn start_run(
         .await
 }
 
+/// Closes the `running` rows of `sync_type` as `failed`: runs whose process stopped (a crash, a
+/// kill) or lost the database before it could record their end. Call it only while holding the
+/// object's run lock, when no run of it can be in progress anywhere. Returns the rows closed.
+pub async fn fail_abandoned(conn: &mut AsyncPgConnection, sync_type: &str) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE sync_logs SET status = 'failed', completed_at = now(), error_details = jsonb_build_object( \
+           'error', 'interrupted: the process stopped or lost the database before recording the end of the run') \
+         WHERE sync_type = $1 AND status = 'running'",
+    )
+    .bind::<Text, _>(sync_type)
+    .execute(conn)
+    .await
+}
+
 /// Finishes a running row once; a second call changes nothing and returns `None`.
 pub async fn finish_run(
     conn: &mut AsyncPgConnection,

@@ -160,8 +160,15 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
     if plan.ignored > 0 {
         metrics::counter!(metric::EVENTS_IGNORED).increment(plan.ignored as u64);
     }
-    if !plan.fetch.is_empty() {
-        queue.push_batch(&plan.fetch).map_err(Refusal::Queue)?;
+    // A merge or deletion can overtake a fetch of the same record already in flight: read just
+    // before the change, written just after it, when no row existed yet for the change to
+    // archive. So the ids it touched are read again (the fetcher resolves merged-away ids to
+    // their survivor and reads deleted ones as archived).
+    let reread = plan.merges.iter().flat_map(|m| m.merged.iter().map(|id| (m.kind, id.clone())));
+    let fetch: Vec<_> =
+        plan.fetch.iter().cloned().chain(reread).chain(plan.deletions.iter().map(|d| (d.kind, d.id.clone()))).collect();
+    if !fetch.is_empty() {
+        queue.push_batch(&fetch).map_err(Refusal::Queue)?;
     }
     if plan.writes() {
         apply::apply(&state.pool, &plan).await.map_err(Refusal::Store)?;

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions, WebhookConfig};
 use hubspot_sync::config::Secret;
 
-use crate::faults_hubspot::seed;
-use crate::harness::compare::{Merges, assert_converged};
+use crate::harness::compare::{Merges, assert_converged, seed};
 use crate::harness::{Proxy, TestDb};
-use crate::webhook::{SECRET, serve_args, start};
+use crate::webhook::{SECRET, post, post_changes, serve_args, signed, start};
 
 /// Key of the scheduler's leader lock (`poller::lock`: namespace "HS", key 100).
 const LEADER_LOCK: (i64, i64) = (0x4853, 100);
@@ -108,7 +107,7 @@ async fn outage_during_a_burst(cut: Duration) {
     let mut args = serve_args(&db, sim.url(), &["--fetch-window", "50ms", "--database-pool-timeout", "2s"]);
     args.database.database_url = Some(Secret::new(db.url_through(proxy.addr)));
     args.server.port = port;
-    let (server, _) = start(&args);
+    let (server, url) = start(&args);
     let base = format!("http://{}", server.addr);
     let (ready, health) = (format!("{base}/readyz"), format!("{base}/healthz"));
     eventually(Duration::from_secs(20), "ready before the cut", || async { status_of(&ready).await == Some(200) })
@@ -127,6 +126,20 @@ async fn outage_during_a_burst(cut: Duration) {
         round += 1;
         assert_eq!(status_of(&health).await, Some(200), "the process stays up during the outage");
         probes += 1;
+        // Our own webhooks: a change is acknowledged (queued, no database needed); a deletion
+        // must be written before it is acknowledged, so it is refused with 503 and retried.
+        let live = sim.export_json("deals").into_iter().find(|l| l["archived"] == false).unwrap();
+        let id: u64 = live["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(post_changes(&url, "deal", &[id]).await, 204, "a change is acknowledged during the outage");
+        let deletion = serde_json::json!([{"subscriptionType": "deal.deletion", "objectId": 1,
+            "occurredAt": chrono::Utc::now().timestamp_millis()}]);
+        let body = serde_json::to_vec(&deletion).unwrap();
+        let at = chrono::Utc::now().timestamp_millis();
+        assert_eq!(
+            post(&url, body.clone(), &signed(SECRET, &url, &body, at)).await,
+            503,
+            "a deletion waits for the database"
+        );
         if status_of(&ready).await == Some(503) {
             not_ready += 1;
         }
@@ -169,4 +182,68 @@ async fn a_database_outage_during_a_burst_loses_nothing_and_recovers() {
 #[ignore = "the issue's 30 s outage; about 2 minutes"]
 async fn a_30_second_outage_during_a_burst_converges() {
     outage_during_a_burst(Duration::from_secs(30)).await;
+}
+
+/// A reconciliation run that loses its database midway ends (never hangs) and is recorded as
+/// `failed` once the database is back, not left `running` forever; the next run converges.
+#[tokio::test]
+async fn a_run_cut_off_by_an_outage_is_closed_and_the_next_one_converges() {
+    use hubspot_sync::objects::ObjectKind;
+    use hubspot_sync::poller::{Mode, Poller, PollerOptions, RunStatus, Trigger};
+    use hubspot_sync::store::{self, connect::DbTarget, pool::PoolOptions};
+
+    let db = TestDb::new().await;
+    let proxy = Proxy::start(db.server_addr()).await;
+    // 2,000 contacts at 100 ms a page: a full run takes a few seconds.
+    let sim = Sim::start(SimOptions {
+        contacts: 2_000,
+        deals: 5,
+        calls: 5,
+        owners: 2,
+        latency_ms: 100,
+        workers: 2,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let target = DbTarget::parse(&db.url_through(proxy.addr), None).unwrap();
+    let options = PoolOptions {
+        application_name: "hubspot-sync outage test".into(),
+        max_size: 4,
+        wait_timeout: Duration::from_secs(2),
+        statement_timeout: Duration::from_secs(30),
+        synchronous_commit: false,
+    };
+    let pool = store::build_pool(&target, &options).unwrap();
+    let poller = Poller::new(pool, crate::hubspot_client::client(&sim), PollerOptions::default());
+    let running = {
+        let poller = poller.clone();
+        tokio::spawn(async move { poller.run(ObjectKind::Contacts, Mode::Full, Trigger::Manual).await })
+    };
+    eventually(Duration::from_secs(20), "the run started", || async {
+        count(&db, "SELECT count(*) FROM sync_logs WHERE status = 'running'").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.cut();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), running).await.expect("the cut-off run ends").unwrap();
+    println!("the run cut off by the outage: {outcome:?}");
+    assert!(!matches!(&outcome, Ok(s) if s.status == RunStatus::Success), "{outcome:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.restore();
+    let next =
+        tokio::time::timeout(Duration::from_secs(60), poller.run(ObjectKind::Contacts, Mode::Full, Trigger::Manual))
+            .await
+            .expect("the next run ends")
+            .unwrap();
+    assert_eq!(next.status, RunStatus::Success, "{next:?}");
+    let client = db.client().await;
+    let rows =
+        client.query("SELECT status, error_details::text FROM sync_logs ORDER BY started_at", &[]).await.unwrap();
+    let rows: Vec<(String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "failed", "the cut-off run is not left running: {rows:?}");
+    assert!(rows[0].1.is_some(), "{rows:?}");
+    let diffs = crate::harness::compare::differences(&db, &sim, ObjectKind::Contacts, Merges::Archived).await;
+    assert!(diffs.is_empty(), "{diffs:?}");
 }

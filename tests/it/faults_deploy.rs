@@ -22,6 +22,7 @@ use crate::harness::{TestDb, bin};
 use crate::webhook::{NEVER, SECRET};
 
 const GRACE: Duration = Duration::from_secs(20);
+const ADMIN_TOKEN: &str = "fault-admin";
 
 fn burst_events() -> usize {
     std::env::var("FAULT_BURST_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(3_000)
@@ -66,14 +67,22 @@ async fn sync(db: &TestDb, sim: &SimHandle, args: &[&str]) {
     assert_eq!(out.status.code(), Some(0), "sync {args:?}: {text}");
 }
 
+/// A running `serve` and its log, read as it is written (an unread pipe would fill up and block
+/// the server on its next log line).
+struct Serve {
+    child: Child,
+    logs: tokio::task::JoinHandle<String>,
+}
+
 /// `hubspot-sync serve` on `port`, no schedule firing, up and answering.
-async fn serve(db: &TestDb, sim: &SimHandle, port: u16) -> Child {
+async fn serve(db: &TestDb, sim: &SimHandle, port: u16) -> Serve {
     let mut cmd = base_command(db, sim);
     cmd.arg("serve")
         .env("BIND", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("METRICS_PORT", "0")
         .env("HUBSPOT_CLIENT_SECRET", SECRET)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SHUTDOWN_GRACE", format!("{}s", GRACE.as_secs()))
         .env("FETCH_WINDOW", "100ms")
         .stdout(Stdio::null())
@@ -82,29 +91,29 @@ async fn serve(db: &TestDb, sim: &SimHandle, port: u16) -> Child {
     for schedule in ["SCHEDULE_CONTACTS", "SCHEDULE_DEALS", "SCHEDULE_CALLS", "SCHEDULE_OWNERS", "SCHEDULE_FULL"] {
         cmd.env(schedule, NEVER);
     }
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut logs = String::new();
+        let _ = stderr.read_to_string(&mut logs).await;
+        logs
+    });
     let deadline = Instant::now() + Duration::from_secs(20);
     while reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.map(|r| r.status().as_u16()).ok() != Some(200) {
         assert!(Instant::now() < deadline, "serve did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    child
+    Serve { child, logs }
 }
 
 /// Waits for the process to end (within `patience`); its exit code and stderr.
-async fn exit_of(mut child: Child, patience: Duration) -> (Option<i32>, String) {
-    let mut stderr = child.stderr.take().unwrap();
-    let reading = tokio::spawn(async move {
-        let mut logs = String::new();
-        let _ = stderr.read_to_string(&mut logs).await;
-        logs
-    });
-    let status = tokio::time::timeout(patience, child.wait()).await.expect("the process exits in time").unwrap();
-    (status.code(), reading.await.unwrap())
+async fn exit_of(mut serve: Serve, patience: Duration) -> (Option<i32>, String) {
+    let status = tokio::time::timeout(patience, serve.child.wait()).await.expect("the process exits in time").unwrap();
+    (status.code(), serve.logs.await.unwrap())
 }
 
-fn signal(child: &Child, sig: &str) {
-    let pid = child.id().expect("still running").to_string();
+fn signal(serve: &Serve, sig: &str) {
+    let pid = serve.child.id().expect("still running").to_string();
     assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
 }
 
@@ -186,8 +195,16 @@ async fn kill_9_during_a_burst_then_restart_and_the_next_run_converge() {
         assert!(Instant::now() < deadline, "no webhook delivered: {}", sim.stats());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    crashed.start_kill().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), crashed.wait()).await.unwrap().unwrap();
+    // A forced full run is in progress too: the crash cuts it off before it records its end.
+    let forced = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/sync/contacts?full=true"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forced.status().as_u16(), 202);
+    crashed.child.start_kill().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), crashed.child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), None, "killed by a signal");
     let restarted = serve(&db, &sim, port).await;
     assert!(sim.wait_webhooks_idle(Duration::from_secs(60)).await, "webhooks still pending: {}", sim.stats());
@@ -198,6 +215,25 @@ async fn kill_9_during_a_burst_then_restart_and_the_next_run_converge() {
     // changes must be that old.
     tokio::time::sleep(Duration::from_secs(6)).await;
     sync(&db, &sim, &["all"]).await;
+    let running: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM sync_logs WHERE status = 'running'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(running, 0, "the run the crash cut off is closed (failed), not left running");
+    let interrupted: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM sync_logs WHERE status = 'failed' AND error_details->>'error' LIKE 'interrupted%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(interrupted, 1, "the forced run the crash cut off");
     signal(&restarted, "-TERM");
     let (code, logs) = exit_of(restarted, GRACE + Duration::from_secs(10)).await;
     assert_eq!(code, Some(0), "{logs}");

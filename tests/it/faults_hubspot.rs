@@ -17,10 +17,10 @@ use hubspot_sync::store::records::{self, RecordTable};
 use serde_json::Value;
 
 use crate::harness::TestDb;
-use crate::harness::compare::{Merges, RECORD_KINDS, assert_converged};
+use crate::harness::compare::{Merges, assert_converged, seed};
 use crate::hubspot_client::settings;
 use crate::poller::pool;
-use crate::webhook::{SECRET, quiet_poller, serve_args, start};
+use crate::webhook::{SECRET, serve_args, start};
 
 /// The simulator's budget, per `WINDOW_MS` (a short window keeps the test fast; the client uses
 /// the same numbers, as production uses HubSpot's 100 per 10 s).
@@ -114,23 +114,6 @@ fn assert_within_budget(sim: &SimHandle) {
     assert!(most <= u64::from(BUDGET), "{most} requests in one window, budget {BUDGET}: {stats}");
 }
 
-/// Copies the simulator's starting data into PostgreSQL, as a first full sync would (without
-/// spending the simulator's request budget, which the server under test gets whole).
-pub async fn seed(db: &TestDb, sim: &SimHandle) {
-    quiet_poller(db).await;
-    let mut conn = db.conn().await;
-    for kind in RECORD_KINDS {
-        let lines = sim.export_json(kind.as_str());
-        let records: Vec<_> = lines.iter().map(|l| decode_object(l.clone()).unwrap()).collect();
-        objects::write_records(&mut conn, kind, records, &WriteContext::default()).await.unwrap();
-        let table = RecordTable::for_kind(kind).unwrap();
-        for line in lines.iter().filter(|l| l["mergedInto"].is_string()) {
-            let id = line["id"].as_str().unwrap().to_owned();
-            records::mark_archived(&mut conn, table, &[id], line["mergedInto"].as_str()).await.unwrap();
-        }
-    }
-}
-
 fn churn_all(sim: &SimHandle, creates: usize, updates: usize, deletes: usize) {
     for object in ["contacts", "deals", "calls"] {
         let merges = if object == "calls" { 0 } else { 2 };
@@ -200,6 +183,25 @@ async fn rate_limit_storms_with_and_without_retry_after_pause_then_recover() {
     let runs = run_all(&poller, Mode::Full).await;
     assert_success_or_partial(&db, &runs).await;
     assert_within_budget(&sim);
+    assert_converged(&db, &sim, Merges::Archived, true).await;
+}
+
+#[tokio::test]
+async fn a_429_asking_to_wait_an_hour_ends_the_run_promptly_with_details() {
+    let (db, sim) = (TestDb::new().await, limited_sim(50, 20, 20).await);
+    let poller = poller(&db, limited_client(&sim));
+    sim.set_faults(faults(1.0, 429, None, Some(3600))).unwrap();
+    let run = tokio::time::timeout(NEVER_HANGS, poller.run(ObjectKind::Deals, Mode::Full, Trigger::Manual))
+        .await
+        .expect("a Retry-After of an hour does not hold the run for an hour")
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    let (_, details) = logged(&db, &run).await;
+    assert!(details.expect("details").to_string().contains("RATE_LIMIT"));
+    // HubSpot recovers: the pause it asked for did not stop the client for an hour.
+    sim.set_faults(FaultConfig::default()).unwrap();
+    let runs = run_all(&poller, Mode::Full).await;
+    assert_success_or_partial(&db, &runs).await;
     assert_converged(&db, &sim, Merges::Archived, true).await;
 }
 

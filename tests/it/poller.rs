@@ -4,7 +4,6 @@
 //! `failed` rows with details; a record the database refuses gives `partial`; an interrupted full
 //! sync resumes at its checkpoint; triggers coalesce; two instances schedule each run once.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use hubspot_sim::{ChurnRequest, FaultConfig, Sim, SimHandle, SimOptions};
@@ -16,7 +15,7 @@ use hubspot_sync::store::{self, pool::PoolOptions, sync_state};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::TestDb;
+use crate::harness::{TestDb, compare};
 use crate::hubspot_client::{client, fast_options, settings};
 
 pub fn pool(db: &TestDb) -> store::Pool {
@@ -46,121 +45,28 @@ async fn run_all(poller: &Poller, mode: Mode) {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    v.as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned)
-}
-
-fn ms(v: &Value) -> Option<String> {
-    let s = v.as_str()?;
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_millis().to_string());
-    }
-    s.parse::<i64>().ok().map(|n| n.to_string())
-}
-
-fn deal_status(p: &Value) -> Option<String> {
-    match (p["hs_is_closed"].as_str(), p["hs_is_closed_won"].as_str()) {
-        (_, Some("true")) => Some("won".into()),
-        (Some("true"), Some("false")) => Some("lost".into()),
-        (Some("false"), _) => Some("open".into()),
-        _ => None,
-    }
-}
-
-fn amount(v: &Value) -> Option<String> {
-    let s = v.as_str()?.trim();
-    let mut parts = s.trim_start_matches('-').splitn(2, '.');
-    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let int_ok = digits(parts.next());
-    let frac = parts.next();
-    (int_ok && (frac.is_none() || digits(frac))).then(|| s.to_owned())
-}
-
-/// Expected named columns of one export line, in the order of [`columns`].
-fn expected(kind: ObjectKind, line: &Value) -> Vec<Option<String>> {
-    let p = &line["properties"];
-    let common = [ms(&line["createdAt"]), ms(&line["updatedAt"]), Some(line["archived"].to_string())];
-    let named = match kind {
-        ObjectKind::Contacts => {
-            ["email", "firstname", "lastname", "phone", "hubspot_owner_id", "lifecyclestage", "hs_lead_status"]
-                .iter()
-                .map(|n| text(&p[*n]))
-                .collect::<Vec<_>>()
-        }
-        ObjectKind::Deals => vec![
-            text(&p["dealname"]),
-            amount(&p["amount"]),
-            text(&p["dealstage"]),
-            deal_status(p),
-            ms(&p["closedate"]),
-            text(&p["hubspot_owner_id"]),
-            text(&p["pipeline"]),
-        ],
-        ObjectKind::Calls => vec![
-            text(&p["hs_call_title"]),
-            text(&p["hs_call_direction"]),
-            text(&p["hs_call_disposition"]),
-            text(&p["hs_call_status"]),
-            p["hs_call_duration"].as_str().and_then(|s| s.parse::<i64>().ok()).map(|n| n.to_string()),
-            ms(&p["hs_timestamp"]),
-            text(&p["hubspot_owner_id"]),
-        ],
-        ObjectKind::Owners => unreachable!(),
-    };
-    named.into_iter().chain(common).collect()
-}
-
-fn columns(kind: ObjectKind) -> &'static str {
-    let ms = |c: &str| format!("(extract(epoch FROM {c}) * 1000)::bigint::text");
-    let common = format!("{}, {}, archived::text", ms("created_at"), ms("updated_at"));
-    let named = match kind {
-        ObjectKind::Contacts => "email, first_name, last_name, phone, owner_id, lifecycle_stage, status".to_owned(),
-        ObjectKind::Deals => {
-            format!("deal_name, deal_value::text, stage, status::text, {}, closer_id, pipeline", ms("close_date"))
-        }
-        ObjectKind::Calls => {
-            format!("title, direction, disposition, status, duration_ms::text, {}, owner_id", ms("called_at"))
-        }
-        ObjectKind::Owners => unreachable!(),
-    };
-    Box::leak(format!("{named}, {common}").into_boxed_str())
-}
-
-/// Rows of a record table by id: the named columns as text.
-async fn rows(db: &TestDb, kind: ObjectKind) -> HashMap<String, (Vec<Option<String>>, Option<String>)> {
-    let key = match kind {
-        ObjectKind::Contacts => "hubspot_contact_id",
-        ObjectKind::Deals => "hubspot_deal_id",
-        _ => "hubspot_call_id",
-    };
-    let sql = format!("SELECT {key}, merged_into, {} FROM {}", columns(kind), kind.table());
-    let client = db.client().await;
-    let mut out = HashMap::new();
-    for row in client.query(&sql, &[]).await.unwrap() {
-        let values = (2..row.len()).map(|i| row.get::<_, Option<String>>(i)).collect();
-        out.insert(row.get(0), (values, row.get(1)));
-    }
-    out
-}
-
 /// Zero differences between PostgreSQL and the simulator's export, for live and archived records;
 /// merged-away records are archived or absent. With `live_only`, archived ones are not checked.
 async fn assert_converged(db: &TestDb, sim: &SimHandle, kind: ObjectKind, live_only: bool) {
-    let stored = rows(db, kind).await;
+    let stored = compare::rows(db, kind).await;
     let mut checked = 0;
     for line in sim.export_json(kind.as_str()) {
         let id = line["id"].as_str().unwrap();
         if line["mergedInto"].is_string() {
-            if let Some((values, _)) = stored.get(id) {
-                assert_eq!(values.last().unwrap().as_deref(), Some("true"), "{kind} {id} merged away but not archived");
+            if let Some(row) = stored.get(id) {
+                assert_eq!(
+                    row.values.last().unwrap().as_deref(),
+                    Some("true"),
+                    "{kind} {id} merged away but not archived"
+                );
             }
             continue;
         }
         if live_only && line["archived"] == true {
             continue;
         }
-        let (values, _) = stored.get(id).unwrap_or_else(|| panic!("{kind} {id} missing"));
-        assert_eq!(values, &expected(kind, &line), "{kind} {id} differs");
+        let row = stored.get(id).unwrap_or_else(|| panic!("{kind} {id} missing"));
+        assert_eq!(row.values, compare::expected(kind, &line), "{kind} {id} differs");
         checked += 1;
     }
     assert!(checked > 0);

@@ -4,20 +4,14 @@
 //! export: every live record with the same properties, times and named columns; every deleted or
 //! merged one archived (with the pointer to its survivor); privacy-deleted contacts gone.
 
-use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions, WebhookConfig};
-use hubspot_sync::hubspot::record::decode_object;
-use hubspot_sync::objects::{self, ObjectKind, WriteContext};
-use hubspot_sync::store::records::{self, RecordTable};
-use serde_json::Value;
 
+use crate::harness::compare::{Merges, assert_converged, seed};
 use crate::harness::{TestDb, bin};
 use crate::webhook::{NEVER, SECRET, post, post_changes, quiet_poller, serve_args, signed, start};
-
-const KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -33,96 +27,6 @@ async fn sim_for(port: u16) -> SimHandle {
     let opts =
         SimOptions { contacts: 300, deals: 150, calls: 300, owners: 5, webhook: Some(hooks), ..SimOptions::default() };
     Sim::start(opts).await.unwrap()
-}
-
-/// Copies the simulator's starting data into PostgreSQL, as a first full sync would.
-async fn seed(db: &TestDb, sim: &SimHandle) {
-    quiet_poller(db).await;
-    let mut conn = db.conn().await;
-    for kind in KINDS {
-        let lines = sim.export_json(kind.as_str());
-        let records: Vec<_> = lines.iter().map(|l| decode_object(l.clone()).unwrap()).collect();
-        objects::write_records(&mut conn, kind, records, &WriteContext::default()).await.unwrap();
-        let table = RecordTable::for_kind(kind).unwrap();
-        for line in lines.iter().filter(|l| l["mergedInto"].is_string()) {
-            let id = line["id"].as_str().unwrap().to_owned();
-            records::mark_archived(&mut conn, table, &[id], line["mergedInto"].as_str()).await.unwrap();
-        }
-    }
-}
-
-fn ms(iso: &Value) -> Option<i64> {
-    iso.as_str().map(|s| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis())
-}
-
-fn props(value: &Value) -> BTreeMap<String, String> {
-    let map = value.as_object().cloned().unwrap_or_default();
-    map.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned()))).collect()
-}
-
-/// Every difference between PostgreSQL and the simulator's export for `kind`.
-async fn differences(db: &TestDb, sim: &SimHandle, kind: ObjectKind) -> Vec<String> {
-    let table = RecordTable::for_kind(kind).unwrap();
-    let (name_col, name_prop) = match kind {
-        ObjectKind::Contacts => ("first_name", "firstname"),
-        ObjectKind::Deals => ("deal_name", "dealname"),
-        _ => ("title", "hs_call_title"),
-    };
-    let sql = format!(
-        "SELECT {key}, properties::text, (extract(epoch from updated_at) * 1000)::bigint, \
-         (extract(epoch from created_at) * 1000)::bigint, archived, merged_into, {name_col} FROM {table}",
-        key = table.key(),
-        table = table.name(),
-    );
-    let client = db.client().await;
-    let mut rows: HashMap<String, tokio_postgres::Row> =
-        client.query(&sql, &[]).await.unwrap().into_iter().map(|r| (r.get::<_, String>(0), r)).collect();
-    let mut diffs = Vec::new();
-    for want in sim.export_json(kind.as_str()) {
-        let id = want["id"].as_str().unwrap().to_owned();
-        let archived = want["archived"].as_bool().unwrap();
-        let Some(row) = rows.remove(&id) else {
-            // Created and deleted (or merged away) before any fetch saw it: nothing to hide.
-            if !archived {
-                diffs.push(format!("{kind} {id}: live in HubSpot, missing in PostgreSQL"));
-            }
-            continue;
-        };
-        let merged_into: Option<String> = row.get(5);
-        if row.get::<_, bool>(4) != archived || merged_into.as_deref() != want["mergedInto"].as_str() {
-            diffs.push(format!(
-                "{kind} {id}: archived/merged_into {:?}/{merged_into:?} vs {want}",
-                row.get::<_, bool>(4)
-            ));
-            continue;
-        }
-        // Deleted and merged rows are archived without a fetch: their other columns are what
-        // was last fetched, not necessarily HubSpot's final values.
-        if archived {
-            continue;
-        }
-        let stored: Value = serde_json::from_str(row.get::<_, &str>(1)).unwrap();
-        let updated: i64 = row.get(2);
-        let created: Option<i64> = row.get(3);
-        let name: Option<String> = row.get(6);
-        if props(&stored) != props(&want["properties"])
-            || Some(updated) != ms(&want["updatedAt"])
-            || created != ms(&want["createdAt"])
-            || name.as_deref() != want["properties"][name_prop].as_str()
-        {
-            diffs.push(format!("{kind} {id}: row differs (updated {updated}, {name:?}, {stored}) from {want}"));
-        }
-    }
-    diffs.extend(rows.keys().map(|id| format!("{kind} {id}: in PostgreSQL, not in HubSpot (privacy deletion?)")));
-    diffs
-}
-
-async fn assert_converged(db: &TestDb, sim: &SimHandle) {
-    let mut all = Vec::new();
-    for kind in KINDS {
-        all.extend(differences(db, sim, kind).await);
-    }
-    assert!(all.is_empty(), "{} differences, first ones:\n{}", all.len(), all[..all.len().min(10)].join("\n"));
 }
 
 fn churn(object: &str, creates: usize, updates: usize, deletes: usize, merges: usize, restores: usize) -> ChurnRequest {
@@ -174,7 +78,7 @@ async fn churn_of_every_kind_converges_to_the_simulator() {
     let stats = sim.stats();
     assert!(stats["webhooks"]["duplicates"].as_u64().unwrap() > 0, "the sim sent duplicates: {stats}");
     assert_eq!(stats["webhooks"]["batches_failed"], 0, "{stats}");
-    assert_converged(&db, &sim).await;
+    assert_converged(&db, &sim, Merges::Pointer, false).await;
 }
 
 #[tokio::test]
@@ -194,7 +98,7 @@ async fn a_full_queue_refuses_with_503_and_hubspot_retries_converge() {
     let stats = sim.stats();
     assert!(stats["webhooks"]["retried"].as_u64().unwrap() > 0, "some batches met a full queue: {stats}");
     assert_eq!(stats["webhooks"]["batches_failed"], 0, "{stats}");
-    assert_converged(&db, &sim).await;
+    assert_converged(&db, &sim, Merges::Pointer, false).await;
 }
 
 #[tokio::test]

@@ -40,7 +40,8 @@ async fn connections(db: &TestDb) -> i64 {
 async fn queue_depth(port: u16) -> Option<u64> {
     let status: serde_json::Value =
         reqwest::get(format!("http://127.0.0.1:{port}/api/sync/status")).await.ok()?.json().await.ok()?;
-    status.get("queue_depth").and_then(|d| d.as_u64()).or_else(|| status.as_array()?.first()?["queue_depth"].as_u64())
+    // One element per object, each with the same live figures.
+    status.as_array()?.first()?["live"]["queue_depth"].as_u64()
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hubspot_sim::SimHandle;
-use hubspot_sync::objects::ObjectKind;
+use hubspot_sync::hubspot::record::decode_object;
+use hubspot_sync::objects::{self, ObjectKind, WriteContext};
+use hubspot_sync::store::records::{self, RecordTable};
 use serde_json::Value;
 
 use super::TestDb;
@@ -14,10 +16,29 @@ use super::TestDb;
 /// The record kinds kept in their own tables (owners go to `staff`, see [`owner_differences`]).
 pub const RECORD_KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
 
+/// Copies the simulator's starting data into PostgreSQL, as a first full sync would (without
+/// spending the simulator's request budget), and records a successful run of every object so
+/// `serve` starts no catch-up run of its own: the point the comparisons start from.
+pub async fn seed(db: &TestDb, sim: &SimHandle) {
+    crate::webhook::quiet_poller(db).await;
+    let mut conn = db.conn().await;
+    for kind in RECORD_KINDS {
+        let lines = sim.export_json(kind.as_str());
+        let records: Vec<_> = lines.iter().map(|l| decode_object(l.clone()).expect("export decodes")).collect();
+        objects::write_records(&mut conn, kind, records, &WriteContext::default()).await.expect("seed rows");
+        let table = RecordTable::for_kind(kind).expect("a record table");
+        for line in lines.iter().filter(|l| l["mergedInto"].is_string()) {
+            let id = line["id"].as_str().expect("export id").to_owned();
+            records::mark_archived(&mut conn, table, &[id], line["mergedInto"].as_str()).await.expect("archive");
+        }
+    }
+}
+
 /// How merged-away records must look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Merges {
-    /// Archived with `merged_into` naming the survivor (what a merge webhook writes).
+    /// What the real-time path writes: archived with `merged_into` naming the survivor (what a
+    /// merge webhook writes), and privacy-deleted contacts gone (not merely archived).
     Pointer,
     /// Archived (a full pass archives what HubSpot no longer lists, without knowing why); a
     /// `merged_into` that is set must still name the survivor.
@@ -155,7 +176,8 @@ pub async fn rows(db: &TestDb, kind: ObjectKind) -> HashMap<String, Stored> {
 ///   deleted before anyone fetched it); a merged-away one points at its survivor, or at a record
 ///   that survivor was merged into since (HubSpot resolves reads along the chain). Its other columns are what was last fetched, which need
 ///   not be HubSpot's final values, so they are not compared.
-/// - A stored row HubSpot no longer has (privacy deletion) must be archived.
+/// - A stored row HubSpot no longer has (privacy deletion) must be archived ([`Merges::Archived`],
+///   what a full pass leaves) or gone ([`Merges::Pointer`], what the privacy webhook does).
 pub async fn differences(db: &TestDb, sim: &SimHandle, kind: ObjectKind, merges: Merges) -> Vec<String> {
     let mut stored = rows(db, kind).await;
     let export = sim.export_json(kind.as_str());
@@ -212,6 +234,8 @@ pub async fn differences(db: &TestDb, sim: &SimHandle, kind: ObjectKind, merges:
     for (id, row) in stored {
         if !row.archived() {
             diffs.push(format!("{kind} {id}: live in PostgreSQL, gone from HubSpot"));
+        } else if merges == Merges::Pointer {
+            diffs.push(format!("{kind} {id}: in PostgreSQL, erased from HubSpot (privacy deletion)"));
         }
     }
     diffs
