@@ -1,7 +1,8 @@
 //! Request ids and access logs: every request gets an id (the caller's `X-Request-Id` when it is
 //! a short token, else a new one), echoed in the response's `X-Request-Id`. Everything logged
 //! while the request is handled carries it (span `request`, field `request_id`), and one line
-//! per request records method, path (never the query string), status and duration.
+//! per request records method, path (never the query string), status and duration (at debug
+//! level for probes and accepted webhooks, see [`routine`]).
 
 use std::time::Instant;
 
@@ -43,13 +44,20 @@ pub async fn middleware(
     let duration_ms = started.elapsed().as_millis() as u64;
     metrics::counter!(names::HTTP_REQUESTS, "method" => method.clone(), "status" => status.to_string()).increment(1);
     span.in_scope(|| {
-        if path == "/healthz" || path == "/readyz" {
+        if routine(&path, status) {
             tracing::debug!(request_id = %id, http.method = %method, http.path = %path, http.status = status, duration_ms, "request");
         } else {
             tracing::info!(request_id = %id, http.method = %method, http.path = %path, http.status = status, duration_ms, "request");
         }
     });
     Ok(response)
+}
+
+/// Probes and accepted webhooks are logged at debug level: HubSpot can deliver thousands of
+/// batches a second, each already counted in the metrics, and a line per batch would cost a fifth
+/// of the endpoint's throughput (BENCHMARKS.md). Refused webhooks stay at info.
+fn routine(path: &str, status: u16) -> bool {
+    matches!(path, "/healthz" | "/readyz") || (path == "/webhooks/hubspot" && status == 204)
 }
 
 /// A caller's id is kept only when it is short and made of safe characters (it is logged).
@@ -62,6 +70,14 @@ fn acceptable(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refused_webhooks_and_other_requests_are_logged_at_info() {
+        assert!(routine("/webhooks/hubspot", 204));
+        assert!(routine("/healthz", 200));
+        assert!(!routine("/webhooks/hubspot", 401));
+        assert!(!routine("/api/sync/status", 200));
+    }
 
     #[test]
     fn only_short_safe_ids_are_kept() {
