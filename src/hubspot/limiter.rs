@@ -169,12 +169,14 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(options: &BudgetOptions) -> Self {
-        let margin_1s = options.margin.mul_f64(0.1);
         Self {
             general: WindowLog::new(options.requests, options.window + options.margin, options.requests / 12),
+            // Searches are few (one per page of an incremental run) but HubSpot's secondly window
+            // is short, so jitter matters more: the whole margin, and bursts of at most 3 (one
+            // search per object of an incremental run of contacts, deals and calls).
             search: (options.searches_per_second > 0).then(|| {
                 let per_second = options.searches_per_second;
-                WindowLog::new(per_second, Duration::from_secs(1) + margin_1s, per_second)
+                WindowLog::new(per_second, Duration::from_secs(1) + options.margin, 3)
             }),
             general_pause: PauseGate::default(),
             search_pause: PauseGate::default(),
