@@ -6,11 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::harness::bin;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::harness::{bin, free_port};
 
 fn start_demo(data_dir: &std::path::Path, port: u16, metrics_port: u16) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(bin())

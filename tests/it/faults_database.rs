@@ -100,7 +100,7 @@ fn churn(sim: &SimHandle, round: usize) {
 async fn outage_during_a_burst(cut: Duration) {
     let db = TestDb::new().await;
     let proxy = Proxy::start(db.server_addr()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::harness::free_port();
     // HubSpot retries for a day; the simulator's retries must outlast the cut.
     let sim = sim_for(port, (cut / 2).max(Duration::from_secs(2))).await;
     seed(&db, &sim).await;

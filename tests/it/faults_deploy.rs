@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::process::{Child, Command};
 
 use crate::harness::compare::{Merges, all_differences, assert_converged};
-use crate::harness::{TestDb, bin};
+use crate::harness::{TestDb, bin, free_port};
 use crate::webhook::{NEVER, SECRET};
 
 const GRACE: Duration = Duration::from_secs(20);
@@ -146,10 +146,6 @@ async fn synced(sim: &SimHandle) -> TestDb {
 
 async fn runs(db: &TestDb) -> i64 {
     db.client().await.query_one("SELECT count(*) FROM sync_logs", &[]).await.unwrap().get(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test]

@@ -208,7 +208,7 @@ async fn a_429_asking_to_wait_an_hour_ends_the_run_promptly_with_details() {
 #[tokio::test]
 async fn webhook_fetches_survive_5xx_and_429_storms_and_converge() {
     let db = TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::harness::free_port();
     let mut hooks = WebhookConfig::new(format!("http://127.0.0.1:{port}/webhooks/hubspot"), SECRET);
     hooks.retry_base_ms = 100;
     hooks.retry_max_ms = 1000;

@@ -10,12 +10,8 @@ use std::time::{Duration, Instant};
 use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions, WebhookConfig};
 
 use crate::harness::compare::{Merges, assert_converged, seed};
-use crate::harness::{TestDb, bin};
+use crate::harness::{TestDb, bin, free_port};
 use crate::webhook::{NEVER, SECRET, post, post_changes, quiet_poller, serve_args, signed, start};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A small simulator delivering webhooks to `port`, with many duplicates and reorderings.
 async fn sim_for(port: u16) -> SimHandle {

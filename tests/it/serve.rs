@@ -61,7 +61,7 @@ async fn not_ready_but_alive_when_the_database_is_down() {
 #[tokio::test]
 async fn sigterm_stops_the_binary_cleanly_with_exit_0() {
     let db = TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::harness::free_port();
     let mut child = Command::new(bin())
         .args(["serve"])
         .env_clear()

@@ -49,7 +49,7 @@ async fn queue_depth(port: u16) -> Option<u64> {
 async fn soak_steady_churn_keeps_memory_and_connections_flat_and_converges() {
     let secs = env_num("SOAK_SECS", 1800);
     let per_second = env_num("SOAK_CHANGES_PER_S", 500) as usize;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::harness::free_port();
     let mut hooks = WebhookConfig::new(format!("http://127.0.0.1:{port}/webhooks/hubspot"), SECRET);
     hooks.retry_base_ms = 500;
     hooks.retry_max_ms = 10_000;

@@ -347,7 +347,7 @@ async fn serve_logs_are_json_with_request_ids_and_hold_no_secrets() {
     finished(&db, "deals", 5, 0, Some("HubSpot answered 500")).await;
     let sim =
         hubspot_sim::Sim::start(hubspot_sim::SimOptions { port: 0, contacts: 40, ..Default::default() }).await.unwrap();
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = || crate::harness::free_port();
     let (port, metrics_port) = (free(), free());
     let mut url = url::Url::parse(&db.url()).unwrap();
     url.set_password(Some(DB_PASSWORD)).unwrap();

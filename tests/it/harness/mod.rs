@@ -13,3 +13,8 @@ pub use proxy::Proxy;
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_hubspot-sync")
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server the test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
