@@ -79,12 +79,6 @@ impl WindowLog {
         }
     }
 
-    /// When the next admission is possible: `now` when it already is. Takes nothing.
-    pub fn ready_at(&self, now: Instant) -> Instant {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        self.next_slot(&state, now)
-    }
-
     /// Admits one request at `now`, or says when the next admission is possible.
     pub fn try_admit(&self, now: Instant) -> Result<(), Instant> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -311,7 +305,6 @@ mod tests {
             assert_eq!(log.try_admit(t0), Ok(()), "an idle process sends its first requests at once");
         }
         assert_eq!(log.try_admit(t0 + Duration::from_secs(5)), Err(t0 + Duration::from_secs(10)));
-        assert_eq!(log.ready_at(t0 + Duration::from_secs(5)), t0 + Duration::from_secs(10), "peeking takes nothing");
         assert_eq!(log.try_admit(t0 + Duration::from_secs(10)), Ok(()));
     }
 
