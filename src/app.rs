@@ -1,25 +1,42 @@
-//! Shared state of the HTTP surface and the one route table, shared by `serve`, `demo` and tests.
+//! The HTTP surface's parts and the one route table, shared by `serve`, `demo` and tests.
 
-use actix_web::web;
+use actix_web::{HttpResponse, web};
 
-use crate::ops::{self, health, openapi, page, status};
+use crate::ops::{self, OpsState, health, openapi, page, status};
 use crate::store::Pool;
-use crate::webhook;
+use crate::webhook::{self, Intake};
 
-/// What every handler can reach (cheap to clone: everything inside is reference-counted).
+/// What the handlers can reach, registered as separate `web::Data` so each handler extracts only
+/// what it uses (`Data<Pool>`, `Data<OpsState>`, `Data<Intake>`). Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
     /// Status API, force sync, live webhook figures (`ops`).
-    pub ops: ops::OpsState,
+    pub ops: OpsState,
     /// Webhook signing settings and the fetch queue (`webhook`).
-    pub webhooks: webhook::Intake,
+    pub webhooks: Intake,
+}
+
+impl AppState {
+    /// Links the parts: the webhook intake records its figures where the status API reads them.
+    pub fn new(pool: Pool, ops: OpsState, webhooks: Intake) -> Self {
+        let webhooks = webhooks.with_stats(ops.webhooks.clone());
+        Self { pool, ops, webhooks }
+    }
+
+    /// Registers each part for the handlers; call inside `App::new()`.
+    pub fn register(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.pool.clone()))
+            .app_data(web::Data::new(self.ops.clone()))
+            .app_data(web::Data::new(self.webhooks.clone()));
+    }
 }
 
 /// The whole public HTTP contract in one place.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz)).route("/readyz", web::get().to(health::readyz));
-    cfg.route("/webhooks/hubspot", web::post().to(webhook::receive));
+    // A resource, so other methods (a browser's GET) get 405 with the allowed method named.
+    cfg.service(web::resource("/webhooks/hubspot").post(webhook::receive));
     // Resources (not bare routes) so other methods get 405; bad query strings get a JSON 400.
     cfg.app_data(web::QueryConfig::default().error_handler(ops::error::query_error))
         .route("/", web::get().to(page::index))
@@ -27,4 +44,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/sync/status").get(status::status))
         .service(web::resource("/api/sync/logs").get(status::logs))
         .service(web::resource("/api/sync/{object}").post(status::force_sync));
+    cfg.default_service(web::to(not_found));
+}
+
+/// Unknown paths: a JSON body that says what exists, not an empty 404.
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "error": "no such endpoint; see /api/openapi.json for the API, / for the status page"
+    }))
 }

@@ -22,9 +22,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::{Schedule, ScheduleSettings};
-use crate::objects::ObjectKind;
-use crate::ops::control::schedule_of;
-use crate::ops::live::WindowCounts;
+use crate::kind::ObjectKind;
+use crate::webhook::stats::WindowCounts;
 
 /// Failed records above this share of processed ones raise an alert.
 pub const FAILED_SHARE: f64 = 0.10;
@@ -116,7 +115,7 @@ pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
                 );
             }
         }
-        let interval = interval_of(schedule_of(obs.schedules, kind), obs.now);
+        let interval = interval_of(obs.schedules.of(kind), obs.now);
         let clock = object.last_good.map_or(obs.since, |good| good.max(obs.since));
         if let Some(interval) = interval.filter(|i| obs.now - clock > *i * 2) {
             let last = object.last_good.map_or_else(|| "never since start-up".to_owned(), |t| t.to_rfc3339());

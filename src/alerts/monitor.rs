@@ -11,9 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel::{QueryableByName, sql_query};
-use diesel_async::RunQueryDsl;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -21,71 +18,18 @@ use uuid::Uuid;
 use super::slack::Notifier;
 use super::{AlertState, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition, evaluate};
 use crate::config::ScheduleSettings;
-use crate::objects::ObjectKind;
-use crate::ops::live::WebhookStats;
-use crate::ops::metrics::names;
-use crate::store::{Pool, StoreError};
+use crate::kind::ObjectKind;
+use crate::webhook::stats::WebhookStats;
+use crate::metric;
+use crate::telemetry::ErrorChain;
+use crate::store::run_history::{self, HistoryRow};
+use crate::store::{self, Pool, StoreError};
 
 /// How often `serve` checks.
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);
 /// Finished runs are looked for this far behind the newest one seen, so a run whose transaction
 /// committed late is still counted (each once, by id).
 const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
-
-#[derive(QueryableByName)]
-struct HistoryRow {
-    #[diesel(sql_type = Text)]
-    sync_type: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    status: Option<String>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    records_processed: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    records_failed: Option<i32>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    completed_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Text>)]
-    error: Option<String>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    last_good: Option<DateTime<Utc>>,
-}
-
-#[derive(QueryableByName)]
-struct FinishedRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = Text)]
-    sync_type: String,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Text)]
-    mode: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    duration_ms: Option<i64>,
-    #[diesel(sql_type = Timestamptz)]
-    completed_at: DateTime<Utc>,
-}
-
-#[derive(QueryableByName)]
-struct NowRow {
-    #[diesel(sql_type = Timestamptz)]
-    now: DateTime<Utc>,
-}
-
-const HISTORY_SQL: &str = "\
-SELECT t.sync_type, f.status, f.records_processed, f.records_failed, f.completed_at, \
-       f.error_details->>'error' AS error, g.last_good \
-FROM unnest($1::text[]) AS t(sync_type) \
-LEFT JOIN LATERAL (SELECT status, records_processed, records_failed, completed_at, error_details \
-                   FROM sync_logs l WHERE l.platform = 'hubspot' AND l.sync_type = t.sync_type \
-                   AND l.status <> 'running' ORDER BY l.completed_at DESC LIMIT 1) f ON true \
-LEFT JOIN LATERAL (SELECT max(completed_at) AS last_good FROM sync_logs l \
-                   WHERE l.platform = 'hubspot' AND l.sync_type = t.sync_type \
-                   AND l.status IN ('success', 'partial')) g ON true";
-
-const FINISHED_SQL: &str = "\
-SELECT id, sync_type, status, mode, duration_ms, completed_at FROM sync_logs \
-WHERE completed_at > $1 ORDER BY completed_at LIMIT 1000";
 
 /// The alert and run-metrics checker.
 pub struct Monitor {
@@ -132,7 +76,7 @@ impl Monitor {
         let mut conn = self.pool.get().await?;
         self.record_finished_runs(&mut conn).await?;
         let kinds: Vec<String> = ObjectKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
-        let rows: Vec<HistoryRow> = sql_query(HISTORY_SQL).bind::<Array<Text>, _>(kinds).load(&mut conn).await?;
+        let rows = run_history::history(&mut conn, kinds).await?;
         drop(conn);
         let objects: Vec<ObjectHistory> = rows.into_iter().filter_map(history).collect();
         let observation = Observation {
@@ -153,7 +97,7 @@ impl Monitor {
                 }
             }
             tracing::warn!(alert.condition = %condition, alert.firing = transition.firing, "alert");
-            metrics::gauge!(names::ALERTS_FIRING, "condition" => condition).set(if transition.firing {
+            metrics::gauge!(metric::ALERTS_FIRING, "condition" => condition).set(if transition.firing {
                 1.0
             } else {
                 0.0
@@ -167,12 +111,10 @@ impl Monitor {
     async fn record_finished_runs(&mut self, conn: &mut diesel_async::AsyncPgConnection) -> Result<(), StoreError> {
         let Some(cursor) = self.cursor else {
             // First check: runs finished before start-up were counted by the previous process.
-            let row: NowRow = sql_query("SELECT now() AS now").get_result(conn).await?;
-            self.cursor = Some(row.now);
+            self.cursor = Some(store::db_now(conn).await?);
             return Ok(());
         };
-        let rows: Vec<FinishedRow> =
-            sql_query(FINISHED_SQL).bind::<Timestamptz, _>(cursor - OVERLAP).load(conn).await?;
+        let rows = run_history::finished_since(conn, cursor - OVERLAP).await?;
         let mut newest = cursor;
         for run in rows {
             newest = newest.max(run.completed_at);
@@ -180,10 +122,10 @@ impl Monitor {
                 continue;
             }
             let seconds = run.duration_ms.unwrap_or(0) as f64 / 1000.0;
-            metrics::histogram!(names::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.clone(),
+            metrics::histogram!(metric::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.clone(),
                 "mode" => run.mode)
             .record(seconds);
-            metrics::counter!(names::RUNS, "object" => run.sync_type, "status" => run.status).increment(1);
+            metrics::counter!(metric::RUNS, "object" => run.sync_type, "status" => run.status).increment(1);
         }
         self.cursor = Some(newest);
         self.recorded.retain(|_, at| *at > newest - OVERLAP);
@@ -201,7 +143,7 @@ impl Monitor {
                     _ = ticks.tick() => {}
                 }
                 if let Err(error) = self.tick(Utc::now()).await {
-                    tracing::warn!(error = %error, "alert check failed; retrying at the next interval");
+                    tracing::warn!(error = %ErrorChain(&error), "alert check failed; retrying at the next interval");
                 }
             }
         })

@@ -1,5 +1,7 @@
-//! `hubspot-sync serve`: the long-running process. So far: health and readiness probes with
-//! graceful shutdown on SIGTERM/SIGINT.
+//! `hubspot-sync serve`: the long-running process (webhook intake, batch fetchers, the
+//! reconciliation poller and its scheduler, the status API and page, metrics, `LISTEN`, alerts),
+//! stopped gracefully on SIGTERM/SIGINT. This file checks the settings and assembles the parts;
+//! `runtime` starts and stops them.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -15,10 +17,9 @@ use crate::fetcher::FetcherOptions;
 use crate::hubspot::HubSpot;
 use crate::objects::WriteContext;
 use crate::ops::OpsState;
-use crate::ops::background::Background;
-use crate::ops::control::ScheduleOnly;
+use crate::poller::control::{ScheduleOnly, SharedControl};
 use crate::queue::Queue;
-use crate::runtime::{self, Realtime, ServeOptions};
+use crate::runtime::{self, Background, Realtime, ServeOptions};
 use crate::store;
 use crate::webhook::Intake;
 
@@ -50,7 +51,7 @@ impl ServeArgs {
         // The poller shares the fetchers' HubSpot client (one request budget). Without a token
         // there is none: force sync answers 503 and the schedule comes from the settings.
         let poller = realtime.as_ref().map(|rt| self.poller(pool.clone(), rt.hubspot.clone()));
-        let control: crate::ops::control::SharedControl = match &poller {
+        let control: SharedControl = match &poller {
             Some(poller) => Arc::new(poller.clone()),
             None => Arc::new(ScheduleOnly { schedules: self.schedules.clone() }),
         };
@@ -75,7 +76,7 @@ impl ServeArgs {
                     monitor::CHECK_EVERY,
                 )),
             },
-            state: AppState { pool, ops, webhooks },
+            state: AppState::new(pool, ops, webhooks),
             realtime,
             scheduler: poller.map(|poller| runtime::Scheduling { poller, schedules: (&self.schedules).into() }),
         })

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::config::DatabaseSettings;
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 use crate::store::sync_logs::{self, LatestStatus};
 
 use super::CliError;

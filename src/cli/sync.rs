@@ -13,7 +13,8 @@ use anyhow::Context as _;
 
 use crate::config::{DatabaseSettings, HubSpotSettings, OwnerSettings};
 use crate::hubspot::HubSpot;
-use crate::objects::{ObjectKind, WriteContext};
+use crate::kind::ObjectKind;
+use crate::objects::WriteContext;
 use crate::poller::{Mode, Poller, PollerOptions, RunStatus, RunSummary, Trigger};
 use crate::store;
 

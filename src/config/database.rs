@@ -1,10 +1,10 @@
-//! `DATABASE_URL`, `DATABASE_CA_CERT` and the pool's limits.
+//! `DATABASE_URL`, `DATABASE_CA_CERT` and the pool's limits. `store` turns them into a connection
+//! target and a pool (`DatabaseSettings::target`, `DatabaseSettings::pool_options`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConfigError, Secret, parse_duration};
-use crate::store::connect::DbTarget;
+use super::{Secret, parse_duration};
 
 /// Where the PostgreSQL copy lives and how the pool treats it.
 #[derive(clap::Args, Debug, Clone)]
@@ -36,27 +36,4 @@ pub struct DatabaseSettings {
           default_value = "false", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub database_synchronous_commit: bool,
-}
-
-impl DatabaseSettings {
-    /// The pool's shape for a process named `application_name`.
-    pub fn pool_options(&self, application_name: &str) -> crate::store::pool::PoolOptions {
-        crate::store::pool::PoolOptions {
-            application_name: application_name.to_owned(),
-            max_size: self.database_pool_size as usize,
-            wait_timeout: self.database_pool_timeout,
-            statement_timeout: self.database_statement_timeout,
-            synchronous_commit: self.database_synchronous_commit,
-        }
-    }
-
-    /// The database to use: an error naming `DATABASE_URL` when it is unset or unusable.
-    pub fn target(&self) -> Result<DbTarget, ConfigError> {
-        let url = self.database_url.as_ref().ok_or(ConfigError::Missing {
-            var: "DATABASE_URL",
-            hint: "set it to the PostgreSQL URL, e.g. postgres://user:password@host:5432/postgres",
-        })?;
-        DbTarget::parse(url.expose(), self.database_ca_cert.as_deref())
-            .map_err(|e| ConfigError::Invalid { var: "DATABASE_URL", reason: e.to_string() })
-    }
 }

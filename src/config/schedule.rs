@@ -6,6 +6,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use croner::Cron;
 
+use crate::kind::ObjectKind;
+
 /// A validated five-field cron expression, evaluated in UTC.
 #[derive(Clone)]
 pub struct Schedule {
@@ -60,6 +62,18 @@ pub struct ScheduleSettings {
     /// Cron (UTC) for the weekly full pass over every object (catches missed deletions).
     #[arg(long, env = "SCHEDULE_FULL", value_name = "SCHEDULE_FULL", default_value = "0 3 * * 0")]
     pub schedule_full: Schedule,
+}
+
+impl ScheduleSettings {
+    /// The cron schedule of one object's incremental runs.
+    pub fn of(&self, kind: ObjectKind) -> &Schedule {
+        match kind {
+            ObjectKind::Contacts => &self.schedule_contacts,
+            ObjectKind::Deals => &self.schedule_deals,
+            ObjectKind::Calls => &self.schedule_calls,
+            ObjectKind::Owners => &self.schedule_owners,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::Utc;
 
 use crate::hubspot::{HubSpot, HubSpotError, Lane, Record};
-use crate::objects::{self, ObjectKind, WriteContext};
+use crate::kind::ObjectKind;
+use crate::objects::{self, WriteContext};
 use crate::store::records::{self, RecordTable};
 use crate::store::{Pool, StoreError};
 

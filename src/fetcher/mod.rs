@@ -21,22 +21,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::hubspot::{BATCH_READ_MAX, HubSpot, Lane};
-use crate::objects::{ObjectKind, WriteContext};
+use crate::kind::ObjectKind;
+use crate::objects::WriteContext;
 use crate::queue::Queue;
 use crate::store::Pool;
 
 /// The kinds webhooks are delivered for (owners have no webhooks).
 pub const KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
 
-/// Metric names recorded here.
-pub mod metric {
-    /// Counter, label `object`: batches fetched and stored.
-    pub const BATCHES: &str = "hubspot_sync_fetcher_batches_total";
-    /// Counter, label `object`: batches that failed and were put back.
-    pub const FAILURES: &str = "hubspot_sync_fetcher_failures_total";
-    /// Histogram (ids), label `object`: ids per batch.
-    pub const BATCH_SIZE: &str = "hubspot_sync_fetcher_batch_size";
-}
+use crate::metric;
 
 /// How the loops behave.
 #[derive(Clone, Debug)]
@@ -150,7 +143,7 @@ impl Loop {
             if ids.is_empty() {
                 continue;
             }
-            metrics::histogram!(metric::BATCH_SIZE, "object" => object).record(ids.len() as f64);
+            metrics::histogram!(metric::FETCHER_BATCH_SIZE, "object" => object).record(ids.len() as f64);
             let work = batch::run(self.kind, &ids, &self.hubspot, &self.pool, &self.options.write);
             let Some(result) = self.cancel.run_until_cancelled(work).await else {
                 self.queue.requeue(self.kind, ids);
@@ -159,13 +152,13 @@ impl Loop {
             match result {
                 Ok(outcome) => {
                     failures = 0;
-                    metrics::counter!(metric::BATCHES, "object" => object).increment(1);
+                    metrics::counter!(metric::FETCHER_BATCHES, "object" => object).increment(1);
                     tracing::debug!(object.kind = object, ids = ids.len(), ?outcome, "batch stored");
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     let delay = self.backoff(failures);
-                    metrics::counter!(metric::FAILURES, "object" => object).increment(1);
+                    metrics::counter!(metric::FETCHER_FAILURES, "object" => object).increment(1);
                     tracing::warn!(object.kind = object, ids = ids.len(), error = %e, retry_in_ms = delay.as_millis() as u64,
                         "batch failed; ids put back");
                     self.queue.requeue(self.kind, ids);

@@ -15,7 +15,7 @@ use super::transport::Call;
 use super::wire::{
     BatchReadRequest, BatchResponse, Filter, FilterGroup, IdInput, Page, PropertiesResponse, SearchRequest, SearchSort,
 };
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 
 /// Ids per batch read (HubSpot's maximum).
 pub const BATCH_READ_MAX: usize = 100;
@@ -344,7 +344,7 @@ struct ChunkCall {
 
 /// Records read from HubSpot, per object, for the metrics endpoint.
 fn count_fetched(object: &'static str, n: usize) {
-    metrics::counter!(crate::ops::metrics::names::OBJECTS_FETCHED, "object" => object).increment(n as u64);
+    metrics::counter!(crate::metric::OBJECTS_FETCHED, "object" => object).increment(n as u64);
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub use record::{InvalidRecord, Record, parse_time};
 pub use transport::RetryOptions;
 
 use crate::config::HubSpotSettings;
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 use limiter::{Budget, BudgetOptions};
 use paths::Paths;
 use transport::{Call, Transport};

@@ -4,7 +4,7 @@
 use url::Url;
 
 use crate::config::ApiVersion;
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 
 /// Builds URLs from the base URL and API version in the settings.
 #[derive(Clone, Debug)]

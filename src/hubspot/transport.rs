@@ -10,7 +10,7 @@ use reqwest::{Method, Response, StatusCode};
 
 use super::error::{ErrorBody, HubSpotError};
 use super::limiter::{Budget, Lane};
-use crate::ops::metrics::names;
+use crate::metric;
 
 /// Retry settings (production defaults; tests shorten them).
 #[derive(Clone, Debug)]
@@ -127,18 +127,18 @@ impl Transport {
         }
         let started = Instant::now();
         let sent = request.send().await;
-        metrics::histogram!(names::HUBSPOT_REQUEST_DURATION, "endpoint" => call.endpoint.to_owned())
+        metrics::histogram!(metric::HUBSPOT_REQUEST_DURATION, "endpoint" => call.endpoint.to_owned())
             .record(started.elapsed().as_secs_f64());
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                metrics::counter!(names::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => "error")
+                metrics::counter!(metric::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => "error")
                     .increment(1);
                 return Err(transport_failure(&e));
             }
         };
         let status = response.status();
-        metrics::counter!(names::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => status.as_str().to_owned())
+        metrics::counter!(metric::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => status.as_str().to_owned())
             .increment(1);
         record_rate_headers(&response);
         let retry_after = retry_after(&response);
@@ -203,7 +203,7 @@ impl Transport {
         is_search: bool,
     ) -> Failure {
         let policy = body.policy_name.clone().unwrap_or_else(|| "UNKNOWN".to_owned());
-        metrics::counter!(names::HUBSPOT_RATE_LIMITED, "policy" => policy.clone()).increment(1);
+        metrics::counter!(metric::HUBSPOT_RATE_LIMITED, "policy" => policy.clone()).increment(1);
         let error = HubSpotError::RateLimited { policy: policy.clone(), body: value };
         if policy == "DAILY" && retry_after.is_none() {
             tracing::error!("HubSpot daily request quota reached; giving up until it resets");
@@ -241,11 +241,11 @@ fn retry_after(response: &Response) -> Option<Duration> {
 /// HubSpot's `X-HubSpot-RateLimit-*` values as gauges (absent on search answers).
 fn record_rate_headers(response: &Response) {
     for (header, gauge) in [
-        ("x-hubspot-ratelimit-max", names::HUBSPOT_RATELIMIT_MAX),
-        ("x-hubspot-ratelimit-remaining", names::HUBSPOT_BUDGET_REMAINING),
-        ("x-hubspot-ratelimit-interval-milliseconds", names::HUBSPOT_RATELIMIT_INTERVAL_MS),
-        ("x-hubspot-ratelimit-daily", names::HUBSPOT_RATELIMIT_DAILY),
-        ("x-hubspot-ratelimit-daily-remaining", names::HUBSPOT_RATELIMIT_DAILY_REMAINING),
+        ("x-hubspot-ratelimit-max", metric::HUBSPOT_RATELIMIT_MAX),
+        ("x-hubspot-ratelimit-remaining", metric::HUBSPOT_BUDGET_REMAINING),
+        ("x-hubspot-ratelimit-interval-milliseconds", metric::HUBSPOT_RATELIMIT_INTERVAL_MS),
+        ("x-hubspot-ratelimit-daily", metric::HUBSPOT_RATELIMIT_DAILY),
+        ("x-hubspot-ratelimit-daily-remaining", metric::HUBSPOT_RATELIMIT_DAILY_REMAINING),
     ] {
         if let Some(v) = header_u64(response, header) {
             metrics::gauge!(gauge).set(v as f64);

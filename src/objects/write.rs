@@ -52,7 +52,7 @@ async fn write_slice(
             staff::upsert_batch(conn, &rows, &ctx.owner_role).await?
         }
     };
-    metrics::counter!(crate::ops::metrics::names::OBJECTS_UPSERTED, "object" => kind.as_str())
+    metrics::counter!(crate::metric::OBJECTS_UPSERTED, "object" => kind.as_str())
         .increment(written as u64);
     Ok(written)
 }

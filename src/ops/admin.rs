@@ -8,8 +8,8 @@ use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 
+use super::OpsState;
 use super::error::ApiError;
-use crate::app::AppState;
 
 /// Proof that the request carried the admin token.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ impl FromRequest for AdminAuth {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let expected = req.app_data::<web::Data<AppState>>().and_then(|state| state.ops.admin_token.as_ref());
+        let expected = req.app_data::<web::Data<OpsState>>().and_then(|ops| ops.admin_token.as_ref());
         let presented = req
             .headers()
             .get(AUTHORIZATION)

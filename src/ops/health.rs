@@ -5,8 +5,8 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::store;
+use crate::store::{self, Pool};
+use crate::telemetry::ErrorChain;
 
 /// How long readiness waits for the database before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -15,11 +15,11 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match tokio::time::timeout(READY_TIMEOUT, store::ping(&state.pool)).await {
+pub async fn readyz(pool: web::Data<Pool>) -> HttpResponse {
+    match tokio::time::timeout(READY_TIMEOUT, store::ping(&pool)).await {
         Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ready", "database": "ok" })),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness check: database unavailable");
+            tracing::warn!(error = %ErrorChain(&e), "readiness check: database unavailable");
             unavailable("unavailable")
         }
         Err(_) => {

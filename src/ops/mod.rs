@@ -1,18 +1,15 @@
-//! The operations surface: health probes, the status API and its OpenAPI document, the status
-//! page, force sync (API and SQL trigger), Prometheus metrics, request ids and live webhook
-//! figures. Alerts live in `crate::alerts`.
+//! The operations HTTP surface on the public port: health probes, the status API and its OpenAPI
+//! document, the status page, force sync, the admin guard, request ids and the HTTP request
+//! counter. Background work (metrics listener, `LISTEN`, alerts) is started by `runtime`; alerts
+//! live in `crate::alerts`, live webhook figures in `crate::webhook::stats`.
 //!
 //! `ops` reads the store and live figures and asks the poller for runs through
-//! [`control::SyncControl`]; nothing here writes synced data.
+//! [`crate::poller::control::SyncControl`]; nothing here writes synced data. Handlers extract only what they use:
+//! `Data<OpsState>` and `Data<Pool>`.
 
 pub mod admin;
-pub mod background;
-pub mod control;
 pub mod error;
 pub mod health;
-pub mod listen;
-pub mod live;
-pub mod metrics;
 pub mod openapi;
 pub mod page;
 pub mod request_log;
@@ -21,9 +18,9 @@ pub mod status;
 use std::sync::Arc;
 
 use crate::config::Secret;
-use control::SharedControl;
-use live::WebhookStats;
-use metrics::DepthSource;
+use crate::poller::control::SharedControl;
+use crate::telemetry::prometheus::DepthSource;
+use crate::webhook::stats::WebhookStats;
 
 /// What the operations handlers need, part of `AppState` (cheap to clone).
 #[derive(Clone)]

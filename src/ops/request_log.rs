@@ -13,7 +13,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument as _;
 
-use super::metrics::names;
+use crate::metric;
 
 /// The request id header, read and written.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,7 +42,7 @@ pub async fn middleware(
     }
     let status = response.status().as_u16();
     let duration_ms = started.elapsed().as_millis() as u64;
-    metrics::counter!(names::HTTP_REQUESTS, "method" => method.clone(), "status" => status.to_string()).increment(1);
+    metrics::counter!(metric::HTTP_REQUESTS, "method" => method.clone(), "status" => status.to_string()).increment(1);
     span.in_scope(|| {
         if routine(&path, status) {
             tracing::debug!(request_id = %id, http.method = %method, http.path = %path, http.status = status, duration_ms, "request");

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::admin::AdminAuth;
-use super::control::TriggerError;
+use super::OpsState;
 use super::error::{ApiError, ErrorBody};
-use crate::app::AppState;
-use crate::objects::ObjectKind;
+use crate::poller::control::TriggerError;
+use crate::store::Pool;
+use crate::kind::ObjectKind;
 use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
 
 /// Most runs `GET /api/sync/logs` returns at once.
@@ -133,19 +134,19 @@ pub struct ForceSyncAccepted {
         (status = 200, description = "One element per object", body = [ObjectStatus]),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn status(state: web::Data<AppState>) -> Result<web::Json<Vec<ObjectStatus>>, ApiError> {
-    let mut conn = state.pool.get().await.map_err(ApiError::store)?;
+pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<web::Json<Vec<ObjectStatus>>, ApiError> {
+    let mut conn = pool.get().await.map_err(ApiError::store)?;
     let latest = sync_logs::latest_status(&mut conn).await.map_err(ApiError::store)?;
     drop(conn);
     let now = Utc::now();
-    let webhooks = state.ops.webhooks.last_hour(now);
+    let webhooks = ops.webhooks.last_hour(now);
     let live = LiveFigures {
-        queue_depth: (state.ops.queue_depth)(),
+        queue_depth: (ops.queue_depth)(),
         webhooks_received_last_hour: webhooks.received,
         webhooks_rejected_last_hour: webhooks.rejected,
-        last_webhook_time: state.ops.webhooks.last_webhook(),
+        last_webhook_time: ops.webhooks.last_webhook(),
     };
-    let next_runs = state.ops.control.next_runs();
+    let next_runs = ops.control.next_runs();
     let rows = ObjectKind::ALL
         .into_iter()
         .map(|kind| {
@@ -194,7 +195,7 @@ fn object_status(
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn logs(
-    state: web::Data<AppState>,
+    pool: web::Data<Pool>,
     query: web::Query<LogsQuery>,
 ) -> Result<web::Json<Vec<RunView>>, ApiError> {
     let kind = match query.object.as_deref() {
@@ -205,7 +206,7 @@ pub async fn logs(
     if !(1..=MAX_LOG_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LOG_LIMIT}")));
     }
-    let mut conn = state.pool.get().await.map_err(ApiError::store)?;
+    let mut conn = pool.get().await.map_err(ApiError::store)?;
     let runs = sync_logs::recent(&mut conn, kind.map(ObjectKind::as_str), limit).await.map_err(ApiError::store)?;
     Ok(web::Json(runs.into_iter().map(RunView::from).collect()))
 }
@@ -226,13 +227,13 @@ pub async fn logs(
     ))]
 pub async fn force_sync(
     _admin: AdminAuth,
-    state: web::Data<AppState>,
+    ops: web::Data<OpsState>,
     object: web::Path<String>,
     query: web::Query<ForceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = object.parse::<ObjectKind>().map_err(|e| ApiError::NotFound(e.to_string()))?;
     let mode = if query.full.unwrap_or(false) { RunMode::Full } else { RunMode::Incremental };
-    let run_id = state.ops.control.trigger(kind, mode, RunTrigger::Manual).await.map_err(|e| match e {
+    let run_id = ops.control.trigger(kind, mode, RunTrigger::Manual).await.map_err(|e| match e {
         TriggerError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
         TriggerError::Failed(cause) => ApiError::Internal(cause),
     })?;

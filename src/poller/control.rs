@@ -1,16 +1,75 @@
-//! The poller behind the operations surface ([`SyncControl`]): force sync, the SQL trigger and
-//! the status API's next-run times.
+//! What the operations surface asks of the reconciliation poller: start a run now (force-sync
+//! button, `POST /api/sync/{object}`, `trigger_hubspot_sync()`), and when each object runs next.
+//!
+//! The poller implements [`SyncControl`]; [`ScheduleOnly`] stands in where no poller runs (it
+//! knows the schedules but cannot start runs), and tests use their own implementation.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use super::{Mode, Poller, PollerError, Trigger};
-use crate::objects::ObjectKind;
-use crate::ops::control::{SyncControl, TriggerError};
+use super::{Poller, PollerError};
+use crate::config::ScheduleSettings;
+use crate::kind::ObjectKind;
+use crate::store::sync_logs::{RunMode, RunTrigger};
+
+/// Why a run could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// Nothing in this process can run syncs, or it is shutting down.
+    #[error("sync runs are not available: {0}")]
+    Unavailable(String),
+    /// The run could not be recorded or started.
+    #[error("the run could not be started: {0}")]
+    Failed(String),
+}
+
+/// Starts reconciliation runs and knows their schedule.
+pub trait SyncControl: Send + Sync + 'static {
+    /// Starts a run of `kind` now and returns its `sync_logs` id at once (the run goes on in the
+    /// background).
+    fn trigger(
+        &self,
+        kind: ObjectKind,
+        mode: RunMode,
+        trigger: RunTrigger,
+    ) -> BoxFuture<'_, Result<Uuid, TriggerError>>;
+
+    /// The next scheduled run per object (`None` when the schedule never fires again).
+    fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)>;
+}
+
+/// A shared [`SyncControl`].
+pub type SharedControl = Arc<dyn SyncControl>;
+
+/// The schedule of each object, with no poller behind it: `next_runs` works, `trigger` answers
+/// [`TriggerError::Unavailable`].
+#[derive(Clone, Debug)]
+pub struct ScheduleOnly {
+    pub schedules: ScheduleSettings,
+}
+
+impl ScheduleOnly {
+    /// Next run per object after `now`, from the cron schedules.
+    pub fn next_runs_after(&self, now: DateTime<Utc>) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
+        ObjectKind::ALL.into_iter().map(|kind| (kind, self.schedules.of(kind).next_after(now))).collect()
+    }
+}
+
+impl SyncControl for ScheduleOnly {
+    fn trigger(&self, _: ObjectKind, _: RunMode, _: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
+        Box::pin(async { Err(TriggerError::Unavailable("no reconciliation poller runs in this process".into())) })
+    }
+
+    fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
+        self.next_runs_after(Utc::now())
+    }
+}
 
 impl SyncControl for Poller {
-    fn trigger(&self, kind: ObjectKind, mode: Mode, trigger: Trigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
+    fn trigger(&self, kind: ObjectKind, mode: RunMode, trigger: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
         Box::pin(async move {
             Poller::trigger(self, kind, mode, trigger).await.map_err(|e| match e {
                 PollerError::Stopped => TriggerError::Unavailable(e.to_string()),

@@ -49,18 +49,6 @@ impl Position {
     }
 }
 
-/// The current time according to PostgreSQL (the clock `synced_at` is written with).
-async fn db_now(job: &mut Job<'_>) -> Result<DateTime<Utc>, RunError> {
-    #[derive(diesel::QueryableByName)]
-    struct Now {
-        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-        now: DateTime<Utc>,
-    }
-    use diesel_async::RunQueryDsl;
-    let row: Now = diesel::sql_query("SELECT now() AS now").get_result(job.conn).await?;
-    Ok(row.now)
-}
-
 /// Where to start: a saved checkpoint, or the beginning (saved as one).
 async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Position), RunError> {
     let kind = job.kind.as_str();
@@ -70,7 +58,7 @@ async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Position), RunError>
         tracing::info!(object.kind = kind, position = %position.encode(), "resuming an interrupted full sync");
         return Ok((started, position));
     }
-    let started = db_now(job).await?;
+    let started = crate::store::db_now(job.conn).await?;
     sync_state::save_full_checkpoint(job.conn, kind, Some(&Position::START.encode()), started).await?;
     Ok((started, Position::START))
 }

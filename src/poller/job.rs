@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use super::PollerOptions;
 use super::tally::Tally;
 use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
-use crate::objects::{ObjectKind, write_isolating};
+use crate::kind::ObjectKind;
+use crate::objects::write_isolating;
 use crate::store::StoreError;
 
 /// Why a run could not complete.

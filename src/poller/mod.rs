@@ -7,11 +7,11 @@
 //! - [`slots`]: one run per object per process, later requests coalesced into one follow-up;
 //!   [`lock`]: a PostgreSQL advisory lock per object across instances.
 
-mod control;
+pub mod control;
+pub mod listen;
 mod full;
 mod incremental;
 mod job;
-mod lock;
 mod owners;
 mod run;
 pub mod scheduler;
@@ -30,7 +30,8 @@ pub use scheduler::{Schedules, run_scheduler};
 pub use tally::Progress;
 
 use crate::hubspot::HubSpot;
-use crate::objects::{ObjectKind, WriteContext};
+use crate::kind::ObjectKind;
+use crate::objects::WriteContext;
 pub use crate::store::sync_logs::{RunMode as Mode, RunStatus, RunTrigger as Trigger};
 use crate::store::{Pool, StoreError};
 use run::StartNotice;

@@ -11,10 +11,10 @@ use uuid::Uuid;
 use super::job::{Job, RunError};
 use super::slots::Started;
 use super::tally::{Progress, Tally};
-use super::{Inner, PollerError, RunSummary, full, incremental, lock, owners};
-use crate::objects::ObjectKind;
+use super::{Inner, PollerError, RunSummary, full, incremental, owners};
+use crate::kind::ObjectKind;
 use crate::store::sync_logs::{self, RunMode, RunStatus, RunTrigger};
-use crate::store::{StoreError, sync_state};
+use crate::store::{StoreError, locks, sync_state};
 
 /// Tells whoever waits for the run's id (a `trigger` call) how the run started.
 pub struct StartNotice {
@@ -69,8 +69,8 @@ async fn begin(
     trigger: RunTrigger,
     notice: &mut StartNotice,
 ) -> Result<(AsyncPgConnection, RunMode, Uuid), PollerError> {
-    let mut conn = lock::dedicated(&inner.pool).await?;
-    if !lock::try_lock_object(&mut conn, kind).await? {
+    let mut conn = locks::dedicated(&inner.pool).await?;
+    if !locks::try_lock_object(&mut conn, kind).await? {
         let run_id = running_elsewhere(&mut conn, kind).await;
         if let Some(id) = run_id {
             notice.started(inner, kind, id);

@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use tokio_util::sync::CancellationToken;
 
-use super::{Mode, Poller, Trigger, lock};
+use super::{Mode, Poller, Trigger};
 use crate::config::{Schedule, ScheduleSettings};
-use crate::objects::ObjectKind;
-use crate::store::sync_logs;
+use crate::kind::ObjectKind;
+use crate::store::{self, locks, sync_logs};
 
 /// How often a follower retries the leader lock, and the leader checks its connection.
 const LEADER_CHECK: Duration = Duration::from_secs(30);
@@ -108,8 +108,8 @@ pub async fn run_scheduler(poller: Poller, schedules: Schedules, shutdown: Cance
 async fn become_leader(poller: &Poller) -> AsyncPgConnection {
     let mut announced = false;
     loop {
-        match lock::dedicated(poller.pool()).await {
-            Ok(mut conn) => match lock::try_lock_leader(&mut conn).await {
+        match locks::dedicated(poller.pool()).await {
+            Ok(mut conn) => match locks::try_lock_leader(&mut conn).await {
                 Ok(true) => return conn,
                 Ok(false) if !announced => {
                     tracing::info!("another instance schedules the reconciliation runs; standing by");
@@ -160,7 +160,7 @@ async fn lead(poller: &Poller, schedules: &Schedules, leader: &mut AsyncPgConnec
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
         }
-        if diesel::sql_query("SELECT 1").execute(leader).await.is_err() {
+        if store::ping_conn(leader).await.is_err() {
             return;
         }
         let now = Utc::now();

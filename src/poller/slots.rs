@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 use crate::store::sync_logs::{RunMode, RunTrigger};
 
 /// What a waiting caller can learn about the run in progress.

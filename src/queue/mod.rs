@@ -30,16 +30,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 
-/// Metric names exported by the queue.
-pub mod metric {
-    pub const DEPTH: &str = "hubspot_sync_queue_depth";
-    pub const OLDEST_AGE: &str = "hubspot_sync_queue_oldest_age_seconds";
-    pub const OFFERED: &str = "hubspot_sync_queue_offered_total";
-    pub const DEDUPLICATED: &str = "hubspot_sync_queue_deduplicated_total";
-    pub const DEDUP_RATIO: &str = "hubspot_sync_queue_dedup_ratio";
-}
+use crate::metric;
 
 /// Why ids were not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -259,7 +252,7 @@ impl Queue {
     pub fn publish_age(&self) {
         let state = self.lock();
         let age = Self::oldest(&state).map_or(0.0, |since| since.elapsed().as_secs_f64());
-        metrics::gauge!(metric::OLDEST_AGE).set(age);
+        metrics::gauge!(metric::QUEUE_OLDEST_AGE).set(age);
     }
 
     fn oldest(state: &State) -> Option<Instant> {
@@ -267,12 +260,12 @@ impl Queue {
     }
 
     fn publish(state: &State, pushed: Pushed) {
-        metrics::gauge!(metric::DEPTH).set(state.depth as f64);
+        metrics::gauge!(metric::QUEUE_DEPTH).set(state.depth as f64);
         if pushed.added + pushed.deduplicated > 0 {
-            metrics::counter!(metric::OFFERED).increment((pushed.added + pushed.deduplicated) as u64);
-            metrics::counter!(metric::DEDUPLICATED).increment(pushed.deduplicated as u64);
+            metrics::counter!(metric::QUEUE_OFFERED).increment((pushed.added + pushed.deduplicated) as u64);
+            metrics::counter!(metric::QUEUE_DEDUPLICATED).increment(pushed.deduplicated as u64);
             let ratio = if state.offered == 0 { 0.0 } else { state.deduplicated as f64 / state.offered as f64 };
-            metrics::gauge!(metric::DEDUP_RATIO).set(ratio);
+            metrics::gauge!(metric::QUEUE_DEDUP_RATIO).set(ratio);
         }
     }
 }

@@ -6,16 +6,20 @@
 pub mod calls;
 pub mod connect;
 pub mod contacts;
+pub mod locks;
 pub mod deals;
 pub mod migrations;
+pub mod notify;
 pub mod pool;
 pub mod records;
+pub mod run_history;
 pub mod schema;
+pub mod settings;
 pub mod staff;
 pub mod sync_logs;
 pub mod sync_state;
 
-pub use pool::{Pool, PooledConn, build_pool, ping};
+pub use pool::{Pool, PooledConn, build_pool, db_now, ping, ping_conn};
 
 /// A failure at the store's boundary.
 #[derive(Debug, thiserror::Error)]

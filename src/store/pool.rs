@@ -78,6 +78,22 @@ pub fn build_pool(target: &DbTarget, options: &PoolOptions) -> Result<Pool, Stor
 /// Checks that the database answers (`SELECT 1` on a pooled connection).
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     let mut conn = pool.get().await?;
-    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    ping_conn(&mut conn).await
+}
+
+/// Whether `conn` still answers (`SELECT 1`).
+pub async fn ping_conn(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
+    diesel::sql_query("SELECT 1").execute(conn).await?;
     Ok(())
+}
+
+/// The current time according to PostgreSQL (the clock `synced_at` is written with).
+pub async fn db_now(conn: &mut AsyncPgConnection) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        now: chrono::DateTime<chrono::Utc>,
+    }
+    let row: Now = diesel::sql_query("SELECT now() AS now").get_result(conn).await?;
+    Ok(row.now)
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 
 /// The `ON CONFLICT ... DO UPDATE ... WHERE` condition shared by the record upserts; `t` is the
 /// stored row, `excluded` the incoming one.

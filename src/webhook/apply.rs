@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::event::Plan;
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 use crate::store::records::{self, RecordTable};
 use crate::store::{Pool, StoreError, contacts};
 

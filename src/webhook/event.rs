@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 
 /// One event, read leniently: every field optional, ids as numbers or strings.
 #[derive(Debug, Default, Deserialize)]

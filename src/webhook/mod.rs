@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod event;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +22,13 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use url::Url;
 
-use crate::app::AppState;
 use crate::config::{SecretList, WebhookSettings};
-use crate::ops::live::Rejection as Refused;
 use crate::queue::{Queue, QueueError};
 use crate::signature::uri::{UriSource, signed_uri};
 use crate::signature::{self, SignatureHeaders, SignedRequest};
+use crate::store::Pool;
+use crate::telemetry::ErrorChain;
+use stats::{Rejection as Refused, WebhookStats};
 
 /// Largest accepted body (HubSpot sends at most 100 small events).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -36,19 +38,15 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// HubSpot sends its few kilobytes at once.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Metric names recorded here (refusals and accepted events are counted by `ops::live`).
-pub mod metric {
-    /// Counter, label `reason`: signature failures by cause.
-    pub const SIGNATURE_FAILURES: &str = "hubspot_sync_webhook_signature_failures_total";
-    /// Counter: events accepted but not acted on (types or objects we do not keep).
-    pub const EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_total";
-}
+use crate::metric;
 
-/// What the handler needs: the signing settings and the queue (none while real-time fetching
-/// is off because no HubSpot token is set; webhooks then get 503 and HubSpot keeps them).
+/// What the handler needs: the signing settings, the queue (none while real-time fetching is
+/// off because no HubSpot token is set; webhooks then get 503 and HubSpot keeps them) and the
+/// live figures it keeps.
 #[derive(Clone)]
 pub struct Intake {
     inner: Arc<IntakeInner>,
+    stats: Arc<WebhookStats>,
 }
 
 struct IntakeInner {
@@ -67,11 +65,22 @@ impl Intake {
                 public_url: settings.public_url.clone(),
                 queue,
             }),
+            stats: Arc::new(WebhookStats::new()),
         }
+    }
+
+    /// The same intake recording its figures into `stats` (shared with the status API).
+    pub fn with_stats(self, stats: Arc<WebhookStats>) -> Self {
+        Self { stats, ..self }
     }
 
     pub fn queue(&self) -> Option<&Arc<Queue>> {
         self.inner.queue.as_ref()
+    }
+
+    /// The live webhook figures this intake records.
+    pub fn stats(&self) -> &Arc<WebhookStats> {
+        &self.stats
     }
 }
 
@@ -103,7 +112,10 @@ impl Refusal {
         match self {
             Self::TooLarge | Self::SlowBody | Self::Malformed(_) => Refused::Malformed,
             Self::Signature(_) => Refused::Signature,
-            Self::Queue(_) | Self::NotFetching | Self::Store(_) => Refused::QueueFull,
+            Self::Queue(QueueError::Full) => Refused::QueueFull,
+            Self::Queue(QueueError::Closed) => Refused::ShuttingDown,
+            Self::NotFetching => Refused::NotConfigured,
+            Self::Store(_) => Refused::Database,
         }
     }
 
@@ -123,31 +135,38 @@ impl Refusal {
 }
 
 /// `POST /webhooks/hubspot`.
-pub async fn receive(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    match accept(&req, payload, &state).await {
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    intake: web::Data<Intake>,
+    pool: web::Data<Pool>,
+) -> HttpResponse {
+    match accept(&req, payload, &intake, &pool).await {
         Ok(events) => {
-            state.ops.webhooks.accepted(events);
+            intake.stats.accepted(events);
             HttpResponse::NoContent().finish()
         }
         Err(refusal) => {
             match &refusal {
                 Refusal::Signature(why) => {
-                    metrics::counter!(metric::SIGNATURE_FAILURES, "reason" => why.as_str()).increment(1);
+                    metrics::counter!(metric::WEBHOOK_SIGNATURE_FAILURES, "reason" => why.as_str()).increment(1);
                     tracing::warn!(reason = why.as_str(), "webhook refused: {why}");
                 }
-                Refusal::Store(e) => tracing::error!(error = %e, "webhook not applied: database unavailable"),
+                Refusal::Store(e) => {
+                    tracing::error!(error = %ErrorChain(e), "webhook not applied: database unavailable")
+                }
                 Refusal::Malformed(e) => tracing::warn!(error = %e, "webhook refused: malformed body"),
                 other => tracing::info!(status = other.status().as_u16(), "webhook refused: {}", other.message()),
             }
-            state.ops.webhooks.rejected(refusal.kind());
+            intake.stats.rejected(refusal.kind());
             HttpResponse::build(refusal.status()).json(serde_json::json!({ "error": refusal.message() }))
         }
     }
 }
 
 /// Everything but the answer; returns the number of events accepted.
-async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<usize, Refusal> {
-    let intake = &state.webhooks.inner;
+async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool: &Pool) -> Result<usize, Refusal> {
+    let intake = &intake.inner;
     let body = tokio::time::timeout(BODY_TIMEOUT, read_body(req, payload)).await.map_err(|_| Refusal::SlowBody)??;
     verify(req, &body, intake).map_err(Refusal::Signature)?;
     let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
@@ -158,7 +177,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
     }
     let plan = event::plan(events);
     if plan.ignored > 0 {
-        metrics::counter!(metric::EVENTS_IGNORED).increment(plan.ignored as u64);
+        metrics::counter!(metric::WEBHOOK_EVENTS_IGNORED).increment(plan.ignored as u64);
     }
     // A merge or deletion can overtake a fetch of the same record already in flight: read just
     // before the change, written just after it, when no row existed yet for the change to
@@ -171,7 +190,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
         queue.push_batch(&fetch).map_err(Refusal::Queue)?;
     }
     if plan.writes() {
-        apply::apply(&state.pool, &plan).await.map_err(Refusal::Store)?;
+        apply::apply(pool, &plan).await.map_err(Refusal::Store)?;
     }
     Ok(count)
 }

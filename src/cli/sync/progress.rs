@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
 use crate::poller::Poller;
 
 const TERMINAL_EVERY: Duration = Duration::from_millis(250);

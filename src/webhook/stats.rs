@@ -2,7 +2,7 @@
 //! the last webhook's time, and a ring of one-minute buckets covering the last hour.
 //!
 //! The webhook handler calls [`WebhookStats::accepted`] or [`WebhookStats::rejected`] once per
-//! request; both also update the Prometheus counters (see [`super::metrics::names`]), so the
+//! request; both also update the Prometheus counters (see [`crate::metric`]), so the
 //! handler does not count twice. Cheap: a few atomics and one short uncontended lock.
 
 use std::sync::Mutex;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use super::metrics::names;
+use crate::metric;
 
 /// Minutes kept in the ring (one hour).
 const RING_MINUTES: usize = 60;
@@ -20,10 +20,16 @@ const RING_MINUTES: usize = 60;
 pub enum Rejection {
     /// Missing, forged or stale signature (401): the signature-spike alert counts these.
     Signature,
-    /// Malformed body (400) or body too large (413).
+    /// Malformed body (400), body too large (413) or too slow (408).
     Malformed,
     /// Queue full (503).
     QueueFull,
+    /// The deletions, merges or privacy deletions could not be written: database down (503).
+    Database,
+    /// No HubSpot token, so nothing could be fetched (503).
+    NotConfigured,
+    /// The process is shutting down (503).
+    ShuttingDown,
 }
 
 impl Rejection {
@@ -32,6 +38,9 @@ impl Rejection {
             Self::Signature => "signature",
             Self::Malformed => "malformed",
             Self::QueueFull => "queue_full",
+            Self::Database => "database",
+            Self::NotConfigured => "not_configured",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -96,14 +105,14 @@ impl WebhookStats {
     /// [`Self::accepted`] at a given time (tests).
     pub fn accepted_at(&self, now: DateTime<Utc>, events: usize) {
         self.record(now, None);
-        metrics::counter!(names::WEBHOOK_EVENTS_RECEIVED).increment(events as u64);
+        metrics::counter!(metric::WEBHOOK_EVENTS_RECEIVED).increment(events as u64);
     }
 
     /// [`Self::rejected`] at a given time (tests).
     pub fn rejected_at(&self, now: DateTime<Utc>, reason: Rejection) {
         self.record(now, Some(reason));
         self.rejected_total.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(names::WEBHOOK_REQUESTS_REJECTED, "reason" => reason.as_str()).increment(1);
+        metrics::counter!(metric::WEBHOOK_REQUESTS_REJECTED, "reason" => reason.as_str()).increment(1);
     }
 
     fn record(&self, now: DateTime<Utc>, rejection: Option<Rejection>) {

@@ -4,15 +4,17 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod background;
+
 use crate::app::{self, AppState};
 use crate::fetcher::Fetchers;
-use crate::ops::background::Background;
 use crate::ops::request_log;
+pub use background::Background;
 
 /// How long a client has to send a request head before it is answered 408 and disconnected.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,7 +24,7 @@ pub struct ServeOptions {
     pub bind: SocketAddr,
     pub shutdown_grace: Duration,
     pub state: AppState,
-    /// Metrics listener, `LISTEN` task and alert monitor (`ops::background`).
+    /// Metrics listener, `LISTEN` task and alert monitor ([`background`]).
     pub background: Background,
     /// The webhook batch fetchers, when a HubSpot token is set (`fetcher`).
     pub realtime: Option<Realtime>,
@@ -81,11 +83,11 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         _ => None,
     };
     let grace = options.shutdown_grace;
-    let state = web::Data::new(options.state);
+    let state = options.state;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(request_log::middleware))
-            .app_data(state.clone())
+            .configure(|cfg| state.register(cfg))
             .configure(app::configure)
     })
     .disable_signals()

@@ -12,12 +12,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::control::SharedControl;
-use crate::objects::ObjectKind;
+use crate::kind::ObjectKind;
+use crate::telemetry::ErrorChain;
 use crate::store::connect::DbTarget;
+use crate::store::notify::{ListenError, Listener};
 use crate::store::sync_logs::{RunMode, RunTrigger};
 
 /// The channel `trigger_hubspot_sync()` notifies.
@@ -54,7 +55,7 @@ async fn run(target: DbTarget, control: SharedControl, shutdown: CancellationTok
             // The connection worked for a while: start backing off from the beginning.
             Ok(()) => retry = FIRST_RETRY,
             Err(error) => {
-                tracing::warn!(error = %error, retry_in_ms = retry.as_millis() as u64, "LISTEN connection unavailable");
+                tracing::warn!(error = %ErrorChain(&error), retry_in_ms = retry.as_millis() as u64, "LISTEN connection unavailable");
             }
         }
         tokio::select! {
@@ -67,22 +68,20 @@ async fn run(target: DbTarget, control: SharedControl, shutdown: CancellationTok
 
 /// One connection's life: connect, `LISTEN`, dispatch until the connection fails. `Ok` when it
 /// listened and later ended, `Err` when it could not start.
-async fn session(target: &DbTarget, control: &SharedControl, listening: &watch::Sender<u64>) -> Result<(), String> {
-    let (client, mut messages) = target.connect_with_messages(APPLICATION_NAME).await.map_err(|e| e.to_string())?;
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(|e| format!("LISTEN failed: {e}"))?;
+async fn session(target: &DbTarget, control: &SharedControl, listening: &watch::Sender<u64>) -> Result<(), ListenError> {
+    let mut listener = Listener::start(target, APPLICATION_NAME, CHANNEL).await?;
     listening.send_modify(|n| *n += 1);
     tracing::info!(db.channel = CHANNEL, "listening for trigger_hubspot_sync() notifications");
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
         tokio::select! {
-            message = messages.recv() => match message {
-                Some(AsyncMessage::Notification(note)) => dispatch(control, note.payload()).await,
-                Some(_) => {}
+            payload = listener.next_payload() => match payload {
+                Some(payload) => dispatch(control, &payload).await,
                 None => break,
             },
             _ = ping.tick() => {
-                if !matches!(tokio::time::timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await, Ok(Ok(_))) {
+                if !listener.alive(PING_TIMEOUT).await {
                     break;
                 }
             }

@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::OpsState;
-use super::metrics::{self, MetricsSource};
 use crate::alerts::monitor::Monitor;
+use crate::ops::OpsState;
+use crate::poller::listen;
 use crate::store::connect::DbTarget;
+use crate::telemetry::prometheus::{self, MetricsSource};
 
 /// What to run; each part is optional (tests leave out what they do not exercise).
 #[derive(Default)]
@@ -38,8 +39,8 @@ impl Background {
     pub fn start(self, ops: &OpsState, shutdown: &CancellationToken) -> RunningBackground {
         let mut running = RunningBackground { metrics_addr: None, metrics_server: None, tasks: Vec::new() };
         if let Some(bind) = self.metrics_bind {
-            match metrics::install()
-                .map(|handle| metrics::server(bind, MetricsSource { handle, queue_depth: ops.queue_depth.clone() }))
+            match prometheus::install()
+                .map(|handle| prometheus::server(bind, MetricsSource { handle, queue_depth: ops.queue_depth.clone() }))
             {
                 Some(Ok((addr, server))) => {
                     tracing::info!(address = %addr, "metrics listening");
@@ -56,7 +57,7 @@ impl Background {
             }
         }
         if let Some(target) = self.listen {
-            let handle = super::listen::spawn(target, ops.control.clone(), shutdown.clone());
+            let handle = listen::spawn(target, ops.control.clone(), shutdown.clone());
             running.tasks.push(handle.task);
         }
         if let Some((monitor, every)) = self.monitor {

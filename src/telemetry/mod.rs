@@ -5,6 +5,8 @@
 //! `duration_ms`); log a failure once, where it is handled; secrets live in `config::Secret`,
 //! which prints as `[redacted]`, and personal data (emails, names) is never logged.
 
+pub mod prometheus;
+
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
@@ -20,4 +22,26 @@ pub fn init(format: Option<LogFormat>) {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
     };
+}
+
+/// Displays an error with its chain of causes (`a: b: c`), for log fields: errors keep their
+/// cause as a `source`, and `Display` of the outer one alone would drop it. Causes whose text the
+/// outer message already contains are skipped, so nothing is said twice.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut said = self.0.to_string();
+        f.write_str(&said)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if !said.contains(&text) {
+                write!(f, ": {text}")?;
+                said.push_str(&text);
+            }
+            cause = e.source();
+        }
+        Ok(())
+    }
 }

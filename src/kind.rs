@@ -1,0 +1,113 @@
+//! The object kinds hubspot-sync keeps a copy of, and their names: in the CLI and the API, in
+//! HubSpot (paths and object type ids), and in PostgreSQL. A leaf: it imports nothing of ours.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A kind of HubSpot object that hubspot-sync keeps a copy of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    Contacts,
+    Deals,
+    Calls,
+    Owners,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 4] = [Self::Contacts, Self::Deals, Self::Calls, Self::Owners];
+
+    /// The CRM record kinds: webhooks, batch reads and search exist for these (not for owners).
+    pub const SYNCED_RECORDS: [ObjectKind; 3] = [Self::Contacts, Self::Deals, Self::Calls];
+
+    /// HubSpot's object type id (`objectTypeId` in webhooks, association endpoints); owners are
+    /// not a CRM object type.
+    pub fn type_id(self) -> Option<&'static str> {
+        match self {
+            Self::Contacts => Some("0-1"),
+            Self::Deals => Some("0-3"),
+            Self::Calls => Some("0-48"),
+            Self::Owners => None,
+        }
+    }
+
+    /// The kind with HubSpot object type id `id`, when it is one we keep.
+    pub fn from_type_id(id: &str) -> Option<Self> {
+        Self::SYNCED_RECORDS.into_iter().find(|k| k.type_id() == Some(id))
+    }
+
+    /// The object type in HubSpot's CRM paths (`/crm/v3/objects/{type}`).
+    pub fn hubspot_name(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// The name used in the CLI, in `sync_logs.sync_type` and in the API paths.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Contacts => "contacts",
+            Self::Deals => "deals",
+            Self::Calls => "calls",
+            Self::Owners => "owners",
+        }
+    }
+
+    /// The property HubSpot's search filters on for "last modified" (reference §3.4): contacts
+    /// use `lastmodifieddate`, every other object `hs_lastmodifieddate`.
+    pub fn lastmod_property(self) -> &'static str {
+        match self {
+            Self::Contacts => "lastmodifieddate",
+            _ => "hs_lastmodifieddate",
+        }
+    }
+
+    /// The PostgreSQL table holding this kind (owners live in `staff`).
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Owners => "staff",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An object name that is none of `contacts`, `deals`, `calls`, `owners`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown object '{0}': expected contacts, deals, calls or owners")]
+pub struct UnknownObject(pub String);
+
+impl FromStr for ObjectKind {
+    type Err = UnknownObject;
+    fn from_str(raw: &str) -> Result<Self, UnknownObject> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw).ok_or_else(|| UnknownObject(raw.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in ObjectKind::ALL {
+            assert_eq!(kind.as_str().parse::<ObjectKind>(), Ok(kind));
+        }
+        assert_eq!(ObjectKind::Owners.table(), "staff");
+        assert!("companies".parse::<ObjectKind>().is_err());
+        assert_eq!(ObjectKind::Contacts.lastmod_property(), "lastmodifieddate");
+        assert_eq!(ObjectKind::Calls.lastmod_property(), "hs_lastmodifieddate");
+    }
+
+    #[test]
+    fn type_ids_round_trip() {
+        for kind in ObjectKind::SYNCED_RECORDS {
+            let id = kind.type_id().unwrap_or_default();
+            assert_eq!(ObjectKind::from_type_id(id), Some(kind));
+        }
+        assert_eq!(ObjectKind::Owners.type_id(), None);
+        assert_eq!(ObjectKind::from_type_id("0-2"), None);
+    }
+}

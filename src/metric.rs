@@ -1,0 +1,91 @@
+//! Every metric name the process records, and the bucket tables of its histograms, in one leaf
+//! module that imports nothing of ours (so every layer can record without pointing up).
+//!
+//! Labels are noted next to each name. The recorder and the `/metrics` endpoint are in
+//! `telemetry::prometheus`; recording is the `metrics` crate's macros
+//! (`metrics::counter!(metric::RUNS, ...)`), which cost nothing while no recorder is installed.
+
+// Webhook intake (`webhook`).
+/// Counter: webhook events accepted (a request carries a batch of events).
+pub const WEBHOOK_EVENTS_RECEIVED: &str = "hubspot_sync_webhook_events_received_total";
+/// Counter, label `reason` (`signature`, `malformed`, `queue_full`, `database`, `not_configured`,
+/// `shutting_down`): webhook requests refused.
+pub const WEBHOOK_REQUESTS_REJECTED: &str = "hubspot_sync_webhook_requests_rejected_total";
+/// Counter, label `reason`: signature failures by cause.
+pub const WEBHOOK_SIGNATURE_FAILURES: &str = "hubspot_sync_webhook_signature_failures_total";
+/// Counter: events accepted but not acted on (types or objects we do not keep).
+pub const WEBHOOK_EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_total";
+
+// The webhook queue (`queue`).
+/// Gauge: distinct object ids waiting in the webhook queue.
+pub const QUEUE_DEPTH: &str = "hubspot_sync_queue_depth";
+/// Gauge: age in seconds of the oldest id waiting.
+pub const QUEUE_OLDEST_AGE: &str = "hubspot_sync_queue_oldest_age_seconds";
+/// Counter, label `object`: ids offered to the queue.
+pub const QUEUE_OFFERED: &str = "hubspot_sync_queue_offered_total";
+/// Counter, label `object`: ids offered while already waiting.
+pub const QUEUE_DEDUPLICATED: &str = "hubspot_sync_queue_deduplicated_total";
+/// Gauge: share of offered ids that were already waiting.
+pub const QUEUE_DEDUP_RATIO: &str = "hubspot_sync_queue_dedup_ratio";
+
+// Batch fetchers (`fetcher`).
+/// Counter, label `object`: batches fetched and stored.
+pub const FETCHER_BATCHES: &str = "hubspot_sync_fetcher_batches_total";
+/// Counter, label `object`: batches that failed and were put back.
+pub const FETCHER_FAILURES: &str = "hubspot_sync_fetcher_failures_total";
+/// Histogram (ids), label `object`: ids per batch.
+pub const FETCHER_BATCH_SIZE: &str = "hubspot_sync_fetcher_batch_size";
+
+// Records (`hubspot`, `objects`).
+/// Counter, label `object`: records read from HubSpot (batch reads and reconciliation pages).
+pub const OBJECTS_FETCHED: &str = "hubspot_sync_objects_fetched_total";
+/// Counter, label `object`: rows written (upserted or archived) to PostgreSQL.
+pub const OBJECTS_UPSERTED: &str = "hubspot_sync_objects_upserted_total";
+
+// The HubSpot client (`hubspot`).
+/// Counter, label `status` (HTTP status, or `error` for transport failures): HubSpot API calls.
+pub const HUBSPOT_REQUESTS: &str = "hubspot_sync_hubspot_requests_total";
+/// Counter: HubSpot answers with status 429.
+pub const HUBSPOT_RATE_LIMITED: &str = "hubspot_sync_hubspot_rate_limited_total";
+/// Gauge: requests left in HubSpot's current 10-second window (`X-HubSpot-RateLimit-Remaining`).
+pub const HUBSPOT_BUDGET_REMAINING: &str = "hubspot_sync_hubspot_budget_remaining";
+/// Gauge: HubSpot's `X-HubSpot-RateLimit-Max` (requests per window).
+pub const HUBSPOT_RATELIMIT_MAX: &str = "hubspot_sync_hubspot_ratelimit_max";
+/// Gauge: HubSpot's `X-HubSpot-RateLimit-Interval-Milliseconds`.
+pub const HUBSPOT_RATELIMIT_INTERVAL_MS: &str = "hubspot_sync_hubspot_ratelimit_interval_milliseconds";
+/// Gauge: HubSpot's `X-HubSpot-RateLimit-Daily`.
+pub const HUBSPOT_RATELIMIT_DAILY: &str = "hubspot_sync_hubspot_ratelimit_daily";
+/// Gauge: HubSpot's `X-HubSpot-RateLimit-Daily-Remaining`.
+pub const HUBSPOT_RATELIMIT_DAILY_REMAINING: &str = "hubspot_sync_hubspot_ratelimit_daily_remaining";
+/// Histogram (seconds), label `endpoint`: HubSpot call latency, retries included.
+pub const HUBSPOT_REQUEST_DURATION: &str = "hubspot_sync_hubspot_request_duration_seconds";
+
+// Reconciliation runs (`poller`).
+/// Histogram (seconds), labels `object`, `status`, `mode`: reconciliation run durations.
+pub const RUN_DURATION: &str = "hubspot_sync_run_duration_seconds";
+/// Counter, labels `object`, `status`: finished reconciliation runs.
+pub const RUNS: &str = "hubspot_sync_runs_total";
+
+// Operations (`alerts`, `ops`).
+/// Gauge, label `condition`: 1 while an alert condition holds.
+pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";
+/// Counter, labels `method`, `status`: HTTP requests served on the public port.
+pub const HTTP_REQUESTS: &str = "hubspot_sync_http_requests_total";
+
+/// Histogram buckets for run durations, in seconds (50 ms to 30 min).
+pub const RUN_DURATION_BUCKETS: &[f64] =
+    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+
+/// Histogram buckets for HubSpot call latency, in seconds (5 ms to 1 min, retries included).
+pub const REQUEST_DURATION_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Histogram buckets for fetcher batch sizes (ids per batch read, at most 100).
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0];
+
+/// Every histogram with its buckets (the recorder is configured from this list).
+pub const HISTOGRAMS: &[(&str, &[f64])] = &[
+    (RUN_DURATION, RUN_DURATION_BUCKETS),
+    (HUBSPOT_REQUEST_DURATION, REQUEST_DURATION_BUCKETS),
+    (FETCHER_BATCH_SIZE, BATCH_SIZE_BUCKETS),
+];
