@@ -18,17 +18,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Links the parts: the webhook intake records its figures where the status API reads them.
     pub fn new(pool: Pool, ops: OpsState, webhooks: Intake) -> Self {
-        let webhooks = webhooks.with_stats(ops.webhooks.clone());
         Self { pool, ops, webhooks }
     }
 
-    /// Registers each part for the handlers; call inside `App::new()`.
+    /// Registers each part for the handlers (call inside `App::new()`), with the webhook intake
+    /// recording its figures where the status API reads them.
     pub fn register(&self, cfg: &mut web::ServiceConfig) {
+        let intake = self.webhooks.clone().with_stats(self.ops.webhooks.clone());
         cfg.app_data(web::Data::new(self.pool.clone()))
             .app_data(web::Data::new(self.ops.clone()))
-            .app_data(web::Data::new(self.webhooks.clone()));
+            .app_data(web::Data::new(intake));
     }
 }
 

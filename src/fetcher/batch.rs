@@ -10,32 +10,11 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 
-use crate::hubspot::{HubSpot, HubSpotError, Lane, Record};
+use crate::hubspot::{HubSpot, Lane, Record};
 use crate::kind::ObjectKind;
-use crate::objects::{self, WriteContext};
+use crate::objects::{self, SyncError, WriteContext};
 use crate::store::records::{self, RecordTable};
-use crate::store::{Pool, StoreError};
-
-/// Why a batch failed (its ids go back to the queue).
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error(transparent)]
-    HubSpot(#[from] HubSpotError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<crate::store::pool::PoolError> for FetchError {
-    fn from(e: crate::store::pool::PoolError) -> Self {
-        Self::Store(e.into())
-    }
-}
-
-impl From<diesel::result::Error> for FetchError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Store(e.into())
-    }
-}
+use crate::store::Pool;
 
 /// What one batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,7 +60,7 @@ pub async fn run(
     hubspot: &HubSpot,
     pool: &Pool,
     ctx: &WriteContext,
-) -> Result<Outcome, FetchError> {
+) -> Result<Outcome, SyncError> {
     let Some(table) = RecordTable::for_kind(kind) else { return Ok(Outcome::default()) };
     let started = Utc::now();
     let mut outcome = Outcome { requests: 1, ..Outcome::default() };

@@ -4,11 +4,13 @@
 mod call;
 mod contact;
 mod deal;
+mod error;
 mod owner;
 pub mod values;
 mod write;
 
 pub use crate::kind::{ObjectKind, UnknownObject};
+pub use error::SyncError;
 pub use write::{FailedRecord, WriteContext, WriteReport, write_isolating, write_records};
 
 /// Row mappers, one per kind (pure functions, unit-tested below).

@@ -9,7 +9,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::job::{Job, RunError, fetch_ahead};
+use super::job::{Job, fetch_ahead};
+use crate::objects::SyncError;
 use crate::hubspot::Lane;
 use crate::store::{records, sync_state};
 
@@ -50,7 +51,7 @@ impl Position {
 }
 
 /// Where to start: a saved checkpoint, or the beginning (saved as one).
-async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Position), RunError> {
+async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Position), SyncError> {
     let kind = job.kind.as_str();
     let state = sync_state::get(job.conn, kind).await?;
     let saved = state.and_then(|s| Some((s.full_started_at?, Position::decode(s.full_cursor.as_deref()?)?)));
@@ -64,7 +65,7 @@ async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Position), RunError>
 }
 
 /// Runs (or resumes) a full pass.
-pub async fn run(job: &mut Job<'_>) -> Result<(), RunError> {
+pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     let (started, first) = start(job).await?;
     let (kind, hubspot) = (job.kind, job.hubspot.clone());
     let (mut pages, _fetcher) = fetch_ahead(first, move |position: Position| {
@@ -86,7 +87,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), RunError> {
 }
 
 /// Marks unseen records archived and closes the pass.
-async fn finish(job: &mut Job<'_>, started: DateTime<Utc>) -> Result<(), RunError> {
+async fn finish(job: &mut Job<'_>, started: DateTime<Utc>) -> Result<(), SyncError> {
     if let Some(table) = records::RecordTable::for_kind(job.kind) {
         let gone = records::archive_unseen(job.conn, table, started, &job.tally.failed_ids).await?;
         if gone > 0 {

@@ -10,7 +10,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::job::{Job, RunError, fetch_ahead};
+use super::job::{Job, fetch_ahead};
+use crate::objects::SyncError;
 use crate::hubspot::{Lane, SearchWindow};
 use crate::store::sync_state;
 
@@ -27,7 +28,7 @@ pub fn window(
 }
 
 /// Runs an incremental pass from `watermark`.
-pub async fn run(job: &mut Job<'_>, watermark: DateTime<Utc>) -> Result<(), RunError> {
+pub async fn run(job: &mut Job<'_>, watermark: DateTime<Utc>) -> Result<(), SyncError> {
     let overlap = chrono::Duration::from_std(job.options.overlap).unwrap_or(chrono::Duration::minutes(5));
     let skew = chrono::Duration::from_std(job.options.skew).unwrap_or(chrono::Duration::zero());
     let first = window(watermark, Utc::now(), overlap, skew);

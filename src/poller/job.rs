@@ -8,37 +8,11 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use tokio::sync::mpsc;
 
-use super::PollerOptions;
+use super::core::PollerOptions;
 use super::tally::Tally;
 use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
 use crate::kind::ObjectKind;
 use crate::objects::write_isolating;
-use crate::store::StoreError;
-
-/// Why a run could not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    HubSpot(#[from] HubSpotError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<diesel::result::Error> for RunError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Store(StoreError::Query(e))
-    }
-}
-
-impl RunError {
-    /// For `sync_logs.error_details`: HubSpot's error body when there is one.
-    pub fn details(&self) -> serde_json::Value {
-        match self {
-            Self::HubSpot(e) => e.details(),
-            Self::Store(e) => serde_json::json!({ "error": e.to_string() }),
-        }
-    }
-}
 
 /// One run's working set.
 pub struct Job<'a> {

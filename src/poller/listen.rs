@@ -55,7 +55,7 @@ async fn run(target: DbTarget, control: SharedControl, shutdown: CancellationTok
             // The connection worked for a while: start backing off from the beginning.
             Ok(()) => retry = FIRST_RETRY,
             Err(error) => {
-                tracing::warn!(error = %ErrorChain(&error), retry_in_ms = retry.as_millis() as u64, "LISTEN connection unavailable");
+                tracing::warn!(error = %ErrorChain(&error), retry_in_ms = retry.as_millis() as u64, "the LISTEN connection is unavailable");
             }
         }
         tokio::select! {

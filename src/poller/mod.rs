@@ -5,13 +5,20 @@
 //! - [`incremental`]: search by last-modified window, walked by id past the 10,000 cap.
 //! - [`owners`]: owners to `staff`.
 //! - [`slots`]: one run per object per process, later requests coalesced into one follow-up;
-//!   [`lock`]: a PostgreSQL advisory lock per object across instances.
+//!   `store::locks`: a PostgreSQL advisory lock per object across instances.
+//! - [`control`]: what the operations surface asks of the poller; [`listen`]: runs asked for
+//!   with `trigger_hubspot_sync()`.
+//!
+//! Every run is a task tracked by the poller: [`Poller::shutdown`] waits for them within the
+//! grace, then aborts what is left and closes its `sync_logs` rows as `failed`, so no row is left
+//! `running` by a clean stop.
 
 pub mod control;
-pub mod listen;
+mod core;
 mod full;
 mod incremental;
 mod job;
+pub mod listen;
 mod owners;
 mod run;
 pub mod scheduler;
@@ -19,102 +26,31 @@ mod slots;
 mod tally;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use core::{PollerError, PollerOptions, RunSummary};
 pub use scheduler::{Schedules, run_scheduler};
 pub use tally::Progress;
 
 use crate::hubspot::HubSpot;
 use crate::kind::ObjectKind;
-use crate::objects::WriteContext;
+use crate::store::Pool;
 pub use crate::store::sync_logs::{RunMode as Mode, RunStatus, RunTrigger as Trigger};
-use crate::store::{Pool, StoreError};
+use crate::store::sync_logs::{self, RunOutcome};
+use crate::telemetry::ErrorChain;
+use core::{Inner, lock};
 use run::StartNotice;
-use slots::{Claim, Slots, Started};
+use slots::{Claim, Started};
 
-/// How the poller runs (defaults suit production).
-#[derive(Clone, Debug)]
-pub struct PollerOptions {
-    /// How far before the last good watermark an incremental run starts (search index lag).
-    pub overlap: Duration,
-    /// How far before now an incremental window ends (records this fresh wait for the next run).
-    pub skew: Duration,
-    pub write: WriteContext,
-}
-
-impl Default for PollerOptions {
-    fn default() -> Self {
-        Self { overlap: Duration::from_secs(5 * 60), skew: Duration::from_secs(5), write: WriteContext::default() }
-    }
-}
-
-/// Why a run could not be started or recorded (a run that fails is a `failed` row, not this).
-#[derive(Debug, thiserror::Error)]
-pub enum PollerError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("a {kind} sync is already running")]
-    Busy { kind: ObjectKind, run_id: Option<Uuid> },
-    #[error("the {kind} sync could not start: {reason}")]
-    NotStarted { kind: ObjectKind, reason: String },
-    #[error("the sync task stopped unexpectedly")]
-    Stopped,
-}
-
-/// How a finished run went.
-#[derive(Clone, Debug)]
-pub struct RunSummary {
-    pub run_id: Uuid,
-    pub kind: ObjectKind,
-    pub mode: Mode,
-    pub trigger: Trigger,
-    pub status: RunStatus,
-    pub records_processed: u64,
-    pub records_failed: u64,
-    pub pages: u64,
-    /// Why the run could not complete, for `failed` runs.
-    pub error: Option<String>,
-    pub duration: Duration,
-}
-
-impl RunSummary {
-    fn record(&self) {
-        // Run metrics come from sync_logs (`alerts::monitor`), so runs of `hubspot-sync sync` count too.
-        tracing::info!(
-            object.kind = %self.kind, run.id = %self.run_id, run.mode = self.mode.as_str(),
-            run.status = self.status.as_str(), records.processed = self.records_processed,
-            records.failed = self.records_failed, pages = self.pages,
-            duration_ms = self.duration.as_millis() as u64, error = self.error.as_deref(),
-            "sync run finished"
-        );
-    }
-}
-
-struct Inner {
-    pool: Pool,
-    hubspot: HubSpot,
-    options: PollerOptions,
-    slots: Slots,
-    progress: Mutex<HashMap<ObjectKind, Arc<Progress>>>,
-    next_runs: Mutex<HashMap<ObjectKind, DateTime<Utc>>>,
-}
-
-impl Inner {
-    fn track(&self, kind: ObjectKind) -> Arc<Progress> {
-        let progress = Arc::new(Progress::default());
-        self.progress.lock().unwrap_or_else(PoisonError::into_inner).insert(kind, progress.clone());
-        progress
-    }
-
-    fn untrack(&self, kind: ObjectKind) {
-        self.progress.lock().unwrap_or_else(PoisonError::into_inner).remove(&kind);
-    }
-}
+/// The error recorded for a run that shutdown cut off.
+pub const INTERRUPTED_BY_SHUTDOWN: &str =
+    "interrupted by shutdown: the run did not finish within SHUTDOWN_GRACE; the next run picks up from here";
 
 /// Runs reconciliation syncs. Cheap to clone.
 #[derive(Clone)]
@@ -124,16 +60,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn new(pool: Pool, hubspot: HubSpot, options: PollerOptions) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                pool,
-                hubspot,
-                options,
-                slots: Slots::default(),
-                progress: Mutex::default(),
-                next_runs: Mutex::default(),
-            }),
-        }
+        Self { inner: Arc::new(Inner::new(pool, hubspot, options)) }
     }
 
     /// Starts one run now (recorded in `sync_logs` with this trigger) and returns its id without
@@ -141,6 +68,9 @@ impl Poller {
     /// instance), returns that run's id; requests made during a run here are coalesced into one
     /// follow-up run.
     pub async fn trigger(&self, kind: ObjectKind, mode: Mode, trigger: Trigger) -> Result<Uuid, PollerError> {
+        if self.inner.is_stopping() {
+            return Err(PollerError::Stopped);
+        }
         match self.inner.slots.claim(kind, mode, trigger) {
             Claim::Busy(mut started) => {
                 let state = started.wait_for(|s| *s != Started::Pending).await.map_err(|_| PollerError::Stopped)?;
@@ -153,7 +83,7 @@ impl Poller {
             Claim::Claimed => {
                 let (tx, rx) = oneshot::channel();
                 let this = self.clone();
-                tokio::spawn(async move { this.drive(kind, mode, trigger, StartNotice { tx: Some(tx) }).await });
+                self.inner.spawn(async move { this.drive(kind, mode, trigger, StartNotice { tx: Some(tx) }).await });
                 rx.await.map_err(|_| PollerError::Stopped)?
             }
         }
@@ -161,6 +91,9 @@ impl Poller {
 
     /// Runs one sync of `kind` to completion (the CLI's `sync`).
     pub async fn run(&self, kind: ObjectKind, mode: Mode, trigger: Trigger) -> Result<RunSummary, PollerError> {
+        if self.inner.is_stopping() {
+            return Err(PollerError::Stopped);
+        }
         match self.inner.slots.claim(kind, mode, trigger) {
             Claim::Busy(started) => {
                 let run_id = match &*started.borrow() {
@@ -173,7 +106,7 @@ impl Poller {
                 let result = run::execute(&self.inner, kind, mode, trigger, StartNotice { tx: None }).await;
                 if let Some((mode, trigger)) = self.inner.slots.release(kind) {
                     let this = self.clone();
-                    tokio::spawn(async move { this.drive(kind, mode, trigger, StartNotice { tx: None }).await });
+                    self.inner.spawn(async move { this.drive(kind, mode, trigger, StartNotice { tx: None }).await });
                 }
                 result
             }
@@ -185,30 +118,74 @@ impl Poller {
         let mut next = Some((mode, trigger, notice));
         while let Some((mode, trigger, notice)) = next.take() {
             if let Err(e) = run::execute(&self.inner, kind, mode, trigger, notice).await {
-                tracing::warn!(object.kind = %kind, error = %e, "sync run did not take place");
+                tracing::warn!(object.kind = %kind, error = %ErrorChain(&e), "sync run did not take place");
             }
             next = self.inner.slots.release(kind).map(|(m, t)| (m, t, StartNotice { tx: None }));
+            if self.inner.is_stopping() {
+                break;
+            }
         }
     }
 
     /// The next scheduled time per object (set while the scheduler runs).
     pub fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
-        let next = self.inner.next_runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = lock(&self.inner.next_runs);
         ObjectKind::ALL.iter().map(|k| (*k, next.get(k).copied())).collect()
     }
 
     fn set_next_runs(&self, next: HashMap<ObjectKind, DateTime<Utc>>) {
-        *self.inner.next_runs.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        *lock(&self.inner.next_runs) = next;
     }
 
     /// Live counters of the object's run in progress, if one is.
     pub fn progress(&self, kind: ObjectKind) -> Option<Arc<Progress>> {
-        self.inner.progress.lock().unwrap_or_else(PoisonError::into_inner).get(&kind).cloned()
+        lock(&self.inner.progress).get(&kind).cloned()
     }
 
     /// Whether a run of the object is in progress in this process.
     pub fn is_running(&self, kind: ObjectKind) -> bool {
         self.inner.slots.is_running(kind)
+    }
+
+    /// Starts `task` (a scheduled run) as one of the poller's tracked tasks.
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.inner.spawn(task);
+    }
+
+    /// Stops starting runs, waits up to `grace` for those in flight, then aborts what is left and
+    /// closes its `sync_logs` rows as `failed` ([`INTERRUPTED_BY_SHUTDOWN`]). Returns how many
+    /// runs it had to close.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_ok() {
+            return 0;
+        }
+        self.inner.abort_all();
+        let runs = self.inner.active_runs();
+        let outcome = RunOutcome {
+            records_processed: 0,
+            records_failed: 0,
+            fatal_error: Some(INTERRUPTED_BY_SHUTDOWN.to_owned()),
+            details: None,
+        };
+        let mut closed = 0;
+        match self.inner.pool.get().await {
+            Ok(mut conn) => {
+                for (run_id, kind) in runs {
+                    match sync_logs::finish_run(&mut conn, run_id, &outcome).await {
+                        Ok(Some(_)) => {
+                            closed += 1;
+                            tracing::warn!(object.kind = %kind, run.id = %run_id, "{INTERRUPTED_BY_SHUTDOWN}");
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(run.id = %run_id, error = %ErrorChain(&e), "cannot close an interrupted run; the next run of the object closes it"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %ErrorChain(&e), "cannot close interrupted runs; the next run of each object closes them"),
+        }
+        closed
     }
 
     pub fn pool(&self) -> &Pool {

@@ -3,11 +3,12 @@
 
 use chrono::Utc;
 
-use super::job::{Job, RunError};
+use super::job::Job;
+use crate::objects::SyncError;
 use crate::hubspot::Lane;
 use crate::store::sync_state;
 
-pub async fn run(job: &mut Job<'_>) -> Result<(), RunError> {
+pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     let started = Utc::now();
     for archived in [false, true] {
         let mut after: Option<String> = None;

@@ -8,10 +8,12 @@ use diesel_async::AsyncPgConnection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::job::{Job, RunError};
+use super::job::Job;
+use crate::objects::SyncError;
 use super::slots::Started;
 use super::tally::{Progress, Tally};
-use super::{Inner, PollerError, RunSummary, full, incremental, owners};
+use super::core::{Inner, PollerError, RunSummary};
+use super::{full, incremental, owners};
 use crate::kind::ObjectKind;
 use crate::store::sync_logs::{self, RunMode, RunStatus, RunTrigger};
 use crate::store::{StoreError, locks, sync_state};
@@ -109,12 +111,13 @@ pub async fn execute(
         object.kind = %kind, run.id = %run_id, run.mode = mode.as_str(), run.trigger = trigger.as_str(),
         "sync run started"
     );
-    let progress = inner.track(kind);
+    let progress = inner.track(kind, run_id);
     let (tally, result) = work(inner, &mut conn, kind, mode, progress).await;
-    inner.untrack(kind);
     let fatal = result.err().map(|e| (e.to_string(), e.details()));
     let outcome = tally.outcome(fatal);
-    let status = finish(inner, &mut conn, run_id, &outcome).await?;
+    let status = finish(inner, &mut conn, run_id, &outcome).await;
+    inner.untrack(kind, run_id);
+    let status = status?;
     let summary = RunSummary {
         run_id,
         kind,
@@ -138,7 +141,7 @@ async fn work(
     kind: ObjectKind,
     mode: RunMode,
     progress: Arc<Progress>,
-) -> (Tally, Result<(), RunError>) {
+) -> (Tally, Result<(), SyncError>) {
     let mut job = Job { kind, hubspot: &inner.hubspot, conn, options: &inner.options, tally: Tally::new(progress) };
     let result = async {
         if kind == ObjectKind::Owners {

@@ -141,9 +141,9 @@ async fn start_never_synced(poller: &Poller) {
 
 /// Starts a run in the background (the scheduler never waits for runs).
 fn start(poller: &Poller, kind: ObjectKind, mode: Mode, trigger: Trigger) {
-    let poller = poller.clone();
-    tokio::spawn(async move {
-        if let Err(e) = poller.trigger(kind, mode, trigger).await {
+    let this = poller.clone();
+    poller.spawn(async move {
+        if let Err(e) = this.trigger(kind, mode, trigger).await {
             tracing::warn!(object.kind = %kind, error = %e, "scheduled sync did not start");
         }
     });

@@ -105,19 +105,35 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let handle = server.handle();
     let shutdown = CancellationToken::new();
     let background = options.background.start(&ops, &shutdown);
-    if let Some(s) = options.scheduler {
-        tokio::spawn(crate::poller::run_scheduler(s.poller, s.schedules, shutdown.clone()));
-    }
+    let (poller, scheduler) = match options.scheduler {
+        Some(s) => {
+            let task = tokio::spawn(crate::poller::run_scheduler(s.poller.clone(), s.schedules, shutdown.clone()));
+            (Some(s.poller), Some(task))
+        }
+        None => (None, None),
+    };
     let metrics_addr = background.metrics_addr;
     let token = shutdown.clone();
     let background_token = shutdown.clone();
     let task = tokio::spawn(async move {
         let stopper = tokio::spawn(async move {
             token.cancelled().await;
-            // Webhooks get 503 from here on while the queue drains; then the HTTP server stops.
-            if let Some(fetchers) = fetchers {
-                fetchers.drain(grace).await;
-            }
+            // Webhooks get 503 from here on while the queue drains and runs in flight finish
+            // (or are closed as failed when they outlast the grace); then the HTTP server stops.
+            let drain = async {
+                if let Some(fetchers) = fetchers {
+                    fetchers.drain(grace).await;
+                }
+            };
+            let runs = async {
+                if let Some(scheduler) = scheduler {
+                    let _ = scheduler.await;
+                }
+                if let Some(poller) = poller {
+                    poller.shutdown(grace).await;
+                }
+            };
+            tokio::join!(drain, runs);
             tracing::info!("shutting down: no new requests, finishing in-flight ones");
             handle.stop(true).await;
         });

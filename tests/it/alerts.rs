@@ -12,8 +12,8 @@ use hubspot_sync::alerts::slack::Notifier;
 use hubspot_sync::alerts::{Condition, Transition};
 use hubspot_sync::config::ScheduleSettings;
 use hubspot_sync::objects::ObjectKind;
-use hubspot_sync::ops::background::Background;
-use hubspot_sync::ops::live::{Rejection, WebhookStats};
+use hubspot_sync::runtime::Background;
+use hubspot_sync::webhook::stats::{Rejection, WebhookStats};
 use tokio::sync::mpsc;
 
 use crate::status_api::{self, OpsApp, finished};
@@ -144,7 +144,7 @@ async fn undelivered_alerts_are_retried() {
 
 #[tokio::test]
 async fn finished_runs_reach_the_duration_histogram() {
-    let handle = hubspot_sync::ops::metrics::install().expect("the test process installs the recorder");
+    let handle = hubspot_sync::telemetry::prometheus::install().expect("the test process installs the recorder");
     let hook = receiver(200).await;
     let (app, mut monitor, _) = app_and_monitor(hook.url.clone()).await;
     monitor.tick(Utc::now()).await.unwrap();

@@ -17,6 +17,7 @@ mod poller;
 mod pool;
 mod realtime;
 mod serve;
+mod shutdown;
 mod soak;
 mod status_api;
 mod status_page;

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use hubspot_sync::objects::ObjectKind;
-use hubspot_sync::ops::background::Background;
+use hubspot_sync::runtime::Background;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
