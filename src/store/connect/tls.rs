@@ -18,7 +18,7 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{DbUrlError, SslMode};
+use super::mode::{DbUrlError, SslMode};
 
 /// Where the trust anchors for `verify-ca`/`verify-full` come from.
 #[derive(Clone)]
