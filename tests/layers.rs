@@ -119,7 +119,8 @@ fn without_declarations(text: &str) -> String {
             }
             continue;
         }
-        if (t.starts_with("mod ") || t.starts_with("pub mod ") || t.starts_with("pub(crate) mod ")) && t.ends_with(';') {
+        if (t.starts_with("mod ") || t.starts_with("pub mod ") || t.starts_with("pub(crate) mod ")) && t.ends_with(';')
+        {
             continue;
         }
         out.push_str(line);
@@ -298,13 +299,15 @@ fn files_inside_a_module_do_not_import_each_other_in_a_loop() {
         }
     }
     let cycles = strongly_connected(&files, &edges);
-    let shown: Vec<String> = cycles.iter().map(|c| c.iter().map(|p| p.join("::")).collect::<Vec<_>>().join(" <-> ")).collect();
+    let shown: Vec<String> =
+        cycles.iter().map(|c| c.iter().map(|p| p.join("::")).collect::<Vec<_>>().join(" <-> ")).collect();
     assert!(shown.is_empty(), "files that import each other in a loop:\n{}", shown.join("\n"));
 }
 
 #[test]
 fn sql_lives_only_in_store() {
-    const KEYWORDS: [&str; 9] = ["SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH ", "CREATE ", "ALTER ", "LISTEN ", "NOTIFY "];
+    const KEYWORDS: [&str; 9] =
+        ["SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH ", "CREATE ", "ALTER ", "LISTEN ", "NOTIFY "];
     const CALLS: [&str; 4] = ["sql_query(", "batch_execute(", "simple_query(", ".execute(\""];
     let mut found = Vec::new();
     for (path, file, text) in sources() {
@@ -321,7 +324,11 @@ fn sql_lives_only_in_store() {
             }
         }
     }
-    assert!(found.is_empty(), "SQL outside src/store/ (localpg only runs PostgreSQL's own tools):\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "SQL outside src/store/ (localpg only runs PostgreSQL's own tools):\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

@@ -19,11 +19,11 @@ use super::slack::Notifier;
 use super::{AlertState, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition, evaluate};
 use crate::config::ScheduleSettings;
 use crate::kind::ObjectKind;
-use crate::webhook::stats::WebhookStats;
 use crate::metric;
-use crate::telemetry::ErrorChain;
 use crate::store::run_history::{self, HistoryRow};
 use crate::store::{self, Pool, StoreError};
+use crate::telemetry::ErrorChain;
+use crate::webhook::stats::WebhookStats;
 
 /// How often `serve` checks.
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);

@@ -13,8 +13,8 @@ use chrono::Utc;
 use crate::hubspot::{HubSpot, Lane, Record};
 use crate::kind::ObjectKind;
 use crate::objects::{self, SyncError, WriteContext};
-use crate::store::records::{self, RecordTable};
 use crate::store::Pool;
+use crate::store::records::{self, RecordTable};
 
 /// What one batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

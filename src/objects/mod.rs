@@ -25,7 +25,6 @@ pub mod rows {
 mod tests {
     use super::*;
 
-
     fn record(props: &[(&str, Option<&str>)]) -> crate::hubspot::Record {
         crate::hubspot::Record {
             id: "1".into(),

@@ -52,8 +52,7 @@ async fn write_slice(
             staff::upsert_batch(conn, &rows, &ctx.owner_role).await?
         }
     };
-    metrics::counter!(crate::metric::OBJECTS_UPSERTED, "object" => kind.as_str())
-        .increment(written as u64);
+    metrics::counter!(crate::metric::OBJECTS_UPSERTED, "object" => kind.as_str()).increment(written as u64);
     Ok(written)
 }
 

@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::admin::AdminAuth;
 use super::OpsState;
+use super::admin::AdminAuth;
 use super::error::{ApiError, ErrorBody};
+use crate::kind::ObjectKind;
 use crate::poller::control::TriggerError;
 use crate::store::Pool;
-use crate::kind::ObjectKind;
 use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
 
 /// Most runs `GET /api/sync/logs` returns at once.
@@ -194,10 +194,7 @@ fn object_status(
         (status = 400, description = "Unknown object or limit out of range", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn logs(
-    pool: web::Data<Pool>,
-    query: web::Query<LogsQuery>,
-) -> Result<web::Json<Vec<RunView>>, ApiError> {
+pub async fn logs(pool: web::Data<Pool>, query: web::Query<LogsQuery>) -> Result<web::Json<Vec<RunView>>, ApiError> {
     let kind = match query.object.as_deref() {
         None => None,
         Some(raw) => Some(raw.parse::<ObjectKind>().map_err(|e| ApiError::BadRequest(e.to_string()))?),

@@ -69,7 +69,12 @@ impl SyncControl for ScheduleOnly {
 }
 
 impl SyncControl for Poller {
-    fn trigger(&self, kind: ObjectKind, mode: RunMode, trigger: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
+    fn trigger(
+        &self,
+        kind: ObjectKind,
+        mode: RunMode,
+        trigger: RunTrigger,
+    ) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
         Box::pin(async move {
             Poller::trigger(self, kind, mode, trigger).await.map_err(|e| match e {
                 PollerError::Stopped => TriggerError::Unavailable(e.to_string()),

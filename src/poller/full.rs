@@ -10,8 +10,8 @@
 use chrono::{DateTime, Utc};
 
 use super::job::{Job, fetch_ahead};
-use crate::objects::SyncError;
 use crate::hubspot::Lane;
+use crate::objects::SyncError;
 use crate::store::{records, sync_state};
 
 /// Where a pass is: which list, and HubSpot's cursor within it.

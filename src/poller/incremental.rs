@@ -11,8 +11,8 @@
 use chrono::{DateTime, Utc};
 
 use super::job::{Job, fetch_ahead};
-use crate::objects::SyncError;
 use crate::hubspot::{Lane, SearchWindow};
+use crate::objects::SyncError;
 use crate::store::sync_state;
 
 /// The window of one run: `[watermark - overlap, now - skew]`.

@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::control::SharedControl;
 use crate::kind::ObjectKind;
-use crate::telemetry::ErrorChain;
 use crate::store::connect::DbTarget;
 use crate::store::notify::{ListenError, Listener};
 use crate::store::sync_logs::{RunMode, RunTrigger};
+use crate::telemetry::ErrorChain;
 
 /// The channel `trigger_hubspot_sync()` notifies.
 pub const CHANNEL: &str = "hubspot_sync";
@@ -68,7 +68,11 @@ async fn run(target: DbTarget, control: SharedControl, shutdown: CancellationTok
 
 /// One connection's life: connect, `LISTEN`, dispatch until the connection fails. `Ok` when it
 /// listened and later ended, `Err` when it could not start.
-async fn session(target: &DbTarget, control: &SharedControl, listening: &watch::Sender<u64>) -> Result<(), ListenError> {
+async fn session(
+    target: &DbTarget,
+    control: &SharedControl,
+    listening: &watch::Sender<u64>,
+) -> Result<(), ListenError> {
     let mut listener = Listener::start(target, APPLICATION_NAME, CHANNEL).await?;
     listening.send_modify(|n| *n += 1);
     tracing::info!(db.channel = CHANNEL, "listening for trigger_hubspot_sync() notifications");

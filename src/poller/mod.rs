@@ -41,8 +41,8 @@ pub use tally::Progress;
 use crate::hubspot::HubSpot;
 use crate::kind::ObjectKind;
 use crate::store::Pool;
-pub use crate::store::sync_logs::{RunMode as Mode, RunStatus, RunTrigger as Trigger};
 use crate::store::sync_logs::{self, RunOutcome};
+pub use crate::store::sync_logs::{RunMode as Mode, RunStatus, RunTrigger as Trigger};
 use crate::telemetry::ErrorChain;
 use core::{Inner, lock};
 use run::StartNotice;
@@ -179,11 +179,15 @@ impl Poller {
                             tracing::warn!(object.kind = %kind, run.id = %run_id, "{INTERRUPTED_BY_SHUTDOWN}");
                         }
                         Ok(None) => {}
-                        Err(e) => tracing::error!(run.id = %run_id, error = %ErrorChain(&e), "cannot close an interrupted run; the next run of the object closes it"),
+                        Err(e) => {
+                            tracing::error!(run.id = %run_id, error = %ErrorChain(&e), "cannot close an interrupted run; the next run of the object closes it")
+                        }
                     }
                 }
             }
-            Err(e) => tracing::error!(error = %ErrorChain(&e), "cannot close interrupted runs; the next run of each object closes them"),
+            Err(e) => {
+                tracing::error!(error = %ErrorChain(&e), "cannot close interrupted runs; the next run of each object closes them")
+            }
         }
         closed
     }

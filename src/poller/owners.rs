@@ -4,8 +4,8 @@
 use chrono::Utc;
 
 use super::job::Job;
-use crate::objects::SyncError;
 use crate::hubspot::Lane;
+use crate::objects::SyncError;
 use crate::store::sync_state;
 
 pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {

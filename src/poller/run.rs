@@ -8,13 +8,13 @@ use diesel_async::AsyncPgConnection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::core::{Inner, PollerError, RunSummary};
 use super::job::Job;
-use crate::objects::SyncError;
 use super::slots::Started;
 use super::tally::{Progress, Tally};
-use super::core::{Inner, PollerError, RunSummary};
 use super::{full, incremental, owners};
 use crate::kind::ObjectKind;
+use crate::objects::SyncError;
 use crate::store::sync_logs::{self, RunMode, RunStatus, RunTrigger};
 use crate::store::{StoreError, locks, sync_state};
 

@@ -5,8 +5,8 @@
 use diesel::sql_types::{Bool, Integer};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::kind::ObjectKind;
 use super::{Pool, StoreError};
+use crate::kind::ObjectKind;
 
 /// First key of every lock taken here ("HS").
 const NAMESPACE: i32 = 0x4853;

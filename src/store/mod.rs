@@ -6,8 +6,8 @@
 pub mod calls;
 pub mod connect;
 pub mod contacts;
-pub mod locks;
 pub mod deals;
+pub mod locks;
 pub mod migrations;
 pub mod notify;
 pub mod pool;

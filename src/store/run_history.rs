@@ -67,6 +67,9 @@ pub async fn history(conn: &mut AsyncPgConnection, sync_types: Vec<String>) -> R
 }
 
 /// Runs finished after `since`, oldest first (at most 1,000).
-pub async fn finished_since(conn: &mut AsyncPgConnection, since: DateTime<Utc>) -> Result<Vec<FinishedRow>, StoreError> {
+pub async fn finished_since(
+    conn: &mut AsyncPgConnection,
+    since: DateTime<Utc>,
+) -> Result<Vec<FinishedRow>, StoreError> {
     Ok(sql_query(FINISHED_SQL).bind::<Timestamptz, _>(since).load(conn).await?)
 }

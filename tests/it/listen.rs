@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use hubspot_sync::localpg::{LocalPgOptions, LocalPostgres};
 use hubspot_sync::objects::ObjectKind;
-use hubspot_sync::runtime::Background;
 use hubspot_sync::poller::listen::{self, APPLICATION_NAME};
+use hubspot_sync::runtime::Background;
 use hubspot_sync::store::connect::DbTarget;
 use hubspot_sync::store::migrations;
 use hubspot_sync::store::sync_logs::{RunMode, RunTrigger};

@@ -16,6 +16,7 @@ mod migrations;
 mod poller;
 mod pool;
 mod realtime;
+mod routes;
 mod serve;
 mod shutdown;
 mod soak;

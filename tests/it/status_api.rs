@@ -11,12 +11,12 @@ use hubspot_sync::cli::{Cli, Command as Sub};
 use hubspot_sync::config::Secret;
 use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::ops::OpsState;
-use hubspot_sync::runtime::Background;
 use hubspot_sync::poller::control::{SyncControl, TriggerError};
-use hubspot_sync::webhook::stats::Rejection;
+use hubspot_sync::runtime::Background;
 use hubspot_sync::runtime::{self, RunningServer};
 use hubspot_sync::store::connect::DbTarget;
 use hubspot_sync::store::sync_logs::{self, RunMode, RunOutcome, RunTrigger};
+use hubspot_sync::webhook::stats::Rejection;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
