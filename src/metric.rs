@@ -21,9 +21,9 @@ pub const WEBHOOK_EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_to
 pub const QUEUE_DEPTH: &str = "hubspot_sync_queue_depth";
 /// Gauge: age in seconds of the oldest id waiting.
 pub const QUEUE_OLDEST_AGE: &str = "hubspot_sync_queue_oldest_age_seconds";
-/// Counter, label `object`: ids offered to the queue.
+/// Counter: ids offered to the queue.
 pub const QUEUE_OFFERED: &str = "hubspot_sync_queue_offered_total";
-/// Counter, label `object`: ids offered while already waiting.
+/// Counter: ids offered while already waiting.
 pub const QUEUE_DEDUPLICATED: &str = "hubspot_sync_queue_deduplicated_total";
 /// Gauge: share of offered ids that were already waiting.
 pub const QUEUE_DEDUP_RATIO: &str = "hubspot_sync_queue_dedup_ratio";

@@ -10,9 +10,10 @@
 //!   once and are never dropped.
 //! - **Fair across kinds**: one lane per object kind, each drained by its own fetcher, so a flood
 //!   of contact changes never delays a deal's fetch behind it. Within a lane, oldest first.
-//! - **Metrics**: `webhook_queue_depth`, `webhook_queue_oldest_age_seconds`,
-//!   `webhook_queue_offered_total`, `webhook_queue_deduplicated_total` and
-//!   `webhook_queue_dedup_ratio` (deduplicated / offered).
+//! - **Metrics** (names in `crate::metric`): `hubspot_sync_queue_depth`,
+//!   `hubspot_sync_queue_oldest_age_seconds`, `hubspot_sync_queue_offered_total`,
+//!   `hubspot_sync_queue_deduplicated_total` and `hubspot_sync_queue_dedup_ratio`
+//!   (deduplicated / offered).
 //!
 //! **What a crash loses, and what recovers it.** The queue lives only in this process. A crash
 //! (or a kill after the shutdown grace) loses the ids waiting and in flight: their webhooks were
