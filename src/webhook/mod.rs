@@ -235,3 +235,25 @@ fn verify(req: &HttpRequest, body: &[u8], intake: &IntakeInner) -> Result<signat
     let now_ms = chrono::Utc::now().timestamp_millis();
     signature::verify(&signed, intake.secrets.as_ref(), intake.require_v3, now_ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_is_counted_under_its_own_reason() {
+        let database = Refusal::Store(crate::store::StoreError::from(diesel::result::Error::NotFound));
+        assert_eq!(database.kind(), Refused::Database);
+        assert_eq!(database.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Refusal::Queue(QueueError::Full).kind(), Refused::QueueFull);
+        assert_eq!(Refusal::Queue(QueueError::Closed).kind(), Refused::ShuttingDown);
+        assert_eq!(Refusal::NotFetching.kind(), Refused::NotConfigured);
+        assert_eq!(Refusal::TooLarge.kind(), Refused::Malformed);
+        let reasons: std::collections::HashSet<_> =
+            [database.kind(), Refused::QueueFull, Refused::ShuttingDown, Refused::NotConfigured]
+                .iter()
+                .map(|r| r.as_str())
+                .collect();
+        assert_eq!(reasons.len(), 4, "distinct metric labels");
+    }
+}
