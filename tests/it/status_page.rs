@@ -257,3 +257,13 @@ async fn drive(chromium: PathBuf) {
     let _ = browser.child.wait().await;
     app.stop().await;
 }
+
+#[test]
+fn relative_times_are_recognised_whatever_the_machine_took() {
+    for text in ["just now", "6 seconds ago", "1 minute ago", "3 hours ago", "2 days ago"] {
+        assert!(is_relative_past(text), "{text}");
+    }
+    for text in ["in 5 minutes", "–", "seconds ago", "5 fortnights ago", ""] {
+        assert!(!is_relative_past(text), "{text}");
+    }
+}
