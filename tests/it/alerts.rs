@@ -12,11 +12,11 @@ use hubspot_sync::alerts::slack::Notifier;
 use hubspot_sync::alerts::{Condition, Transition};
 use hubspot_sync::config::ScheduleSettings;
 use hubspot_sync::objects::ObjectKind;
-use hubspot_sync::runtime::Background;
 use hubspot_sync::webhook::stats::{Rejection, WebhookStats};
 use tokio::sync::mpsc;
 
-use crate::status_api::{self, OpsApp, finished};
+use crate::harness::TestApp;
+use crate::harness::control::finished;
 
 #[derive(Parser)]
 struct Schedules {
@@ -63,8 +63,8 @@ impl Receiver {
     }
 }
 
-async fn app_and_monitor(url: url::Url) -> (OpsApp, Monitor, Arc<WebhookStats>) {
-    let app = status_api::start(None, |_| Background::default()).await;
+async fn app_and_monitor(url: url::Url) -> (TestApp, Monitor, Arc<WebhookStats>) {
+    let app = TestApp::builder().recording_control().start().await;
     let webhooks = app.ops.webhooks.clone();
     let schedules = Schedules::parse_from(["x"]).schedules;
     let monitor = Monitor::new(app.pool.clone(), webhooks.clone(), schedules, Some(Notifier::new(url)), Utc::now());
@@ -78,7 +78,7 @@ fn firing(transitions: &[Transition]) -> Vec<(Condition, bool)> {
 #[tokio::test]
 async fn each_condition_alerts_once_and_again_when_it_clears() {
     let mut hook = receiver(200).await;
-    let (app, mut monitor, webhooks) = app_and_monitor(hook.url.clone()).await;
+    let (mut app, mut monitor, webhooks) = app_and_monitor(hook.url.clone()).await;
     let now = Utc::now();
     let contacts = ObjectKind::Contacts;
     let deals = ObjectKind::Deals;
@@ -125,13 +125,13 @@ async fn each_condition_alerts_once_and_again_when_it_clears() {
     assert_eq!(firing(&monitor.tick(overdue_at).await.unwrap()), [(Condition::Overdue(contacts), false)]);
     assert!(monitor.is_firing(Condition::Overdue(ObjectKind::Deals)));
     hook.server.stop(true).await;
-    app.server.stop().await.unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn undelivered_alerts_are_retried() {
     let mut broken = receiver(500).await;
-    let (app, mut monitor, _) = app_and_monitor(broken.url.clone()).await;
+    let (mut app, mut monitor, _) = app_and_monitor(broken.url.clone()).await;
     finished(&app.db, "calls", 3, 3, None).await;
     assert!(monitor.tick(Utc::now()).await.unwrap().is_empty(), "500: not delivered");
     assert_eq!(broken.drain().len(), 2, "both conditions were attempted");
@@ -139,14 +139,14 @@ async fn undelivered_alerts_are_retried() {
     assert_eq!(broken.drain().len(), 2, "and attempted again");
     assert!(!monitor.is_firing(Condition::RunFailed(ObjectKind::Calls)));
     broken.server.stop(true).await;
-    app.server.stop().await.unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn finished_runs_reach_the_duration_histogram() {
     let handle = hubspot_sync::telemetry::prometheus::install().expect("the test process installs the recorder");
     let hook = receiver(200).await;
-    let (app, mut monitor, _) = app_and_monitor(hook.url.clone()).await;
+    let (mut app, mut monitor, _) = app_and_monitor(hook.url.clone()).await;
     monitor.tick(Utc::now()).await.unwrap();
     finished(&app.db, "owners", 4, 0, None).await;
     monitor.tick(Utc::now()).await.unwrap();
@@ -159,5 +159,5 @@ async fn finished_runs_reach_the_duration_histogram() {
     assert!(text.lines().any(owners_bucket), "{text}");
     assert!(text.contains("hubspot_sync_runs_total{object=\"owners\",status=\"success\"}"), "{text}");
     hook.server.stop(true).await;
-    app.server.stop().await.unwrap();
+    app.stop().await;
 }

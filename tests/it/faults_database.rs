@@ -10,12 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions, WebhookConfig};
-use hubspot_sync::config::Secret;
+use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions};
 
-use crate::harness::compare::{Merges, assert_converged, seed};
-use crate::harness::{Proxy, TestDb};
-use crate::webhook::{SECRET, post, post_changes, serve_args, signed, start};
+use crate::harness::compare::{Merges, assert_converged};
+use crate::harness::hooks::{SECRET, post, post_changes, signed};
+use crate::harness::wait::status_of;
+use crate::harness::{PATIENCE, Proxy, TestApp, TestDb, eventually, within};
 
 /// Key of the scheduler's leader lock (`poller::lock`: namespace "HS", key 100).
 const LEADER_LOCK: (i64, i64) = (0x4853, 100);
@@ -24,26 +24,8 @@ fn env_secs(name: &str, default: u64) -> Duration {
     Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
 }
 
-/// Polls `check` every 200 ms until it holds; panics with `what` after `patience`.
-async fn eventually<F, Fut>(patience: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + patience;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} (after {patience:?})");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn status_of(url: &str) -> Option<u16> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    client.get(url).send().await.ok().map(|r| r.status().as_u16())
-}
-
 async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+    db.count(sql).await
 }
 
 async fn leader_lock_held(db: &TestDb) -> bool {
@@ -60,25 +42,6 @@ async fn listening(db: &TestDb) -> bool {
     let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                AND application_name = 'hubspot-sync listen' AND query ILIKE 'LISTEN%'";
     count(db, sql).await > 0
-}
-
-/// A simulator whose webhooks go to `port`, retrying over about `retry_span`, with duplicates.
-async fn sim_for(port: u16, retry_max: Duration) -> SimHandle {
-    let mut hooks = WebhookConfig::new(format!("http://127.0.0.1:{port}/webhooks/hubspot"), SECRET);
-    hooks.duplicate_rate = 0.05;
-    hooks.reorder_rate = 0.05;
-    hooks.retry_base_ms = 200;
-    hooks.retry_max_ms = retry_max.as_millis() as u64;
-    let opts = SimOptions {
-        contacts: 400,
-        deals: 150,
-        calls: 300,
-        owners: 5,
-        webhook: Some(hooks),
-        workers: 2,
-        ..SimOptions::default()
-    };
-    Sim::start(opts).await.unwrap()
 }
 
 fn churn(sim: &SimHandle, round: usize) {
@@ -98,22 +61,29 @@ fn churn(sim: &SimHandle, round: usize) {
 
 /// The scenario, with the database unreachable for `cut`.
 async fn outage_during_a_burst(cut: Duration) {
-    let db = TestDb::new().await;
-    let proxy = Proxy::start(db.server_addr()).await;
-    let port = crate::harness::free_port();
+    let opts = SimOptions { contacts: 400, deals: 150, calls: 300, owners: 5, workers: 2, ..SimOptions::default() };
     // HubSpot retries for a day; the simulator's retries must outlast the cut.
-    let sim = sim_for(port, (cut / 2).max(Duration::from_secs(2))).await;
-    seed(&db, &sim).await;
-    let mut args = serve_args(&db, sim.url(), &["--fetch-window", "50ms", "--database-pool-timeout", "2s"]);
-    args.database.database_url = Some(Secret::new(db.url_through(proxy.addr)));
-    args.server.port = port;
-    let (server, url) = start(&args);
-    let base = format!("http://{}", server.addr);
-    let (ready, health) = (format!("{base}/readyz"), format!("{base}/healthz"));
-    eventually(Duration::from_secs(20), "ready before the cut", || async { status_of(&ready).await == Some(200) })
+    let retry_max = (cut / 2).max(Duration::from_secs(2));
+    let mut app = TestApp::builder()
+        .sim(opts)
+        .sim_webhooks(move |hooks| {
+            hooks.duplicate_rate = 0.05;
+            hooks.reorder_rate = 0.05;
+            hooks.retry_base_ms = 200;
+            hooks.retry_max_ms = retry_max.as_millis() as u64;
+        })
+        .seeded()
+        .through_proxy()
+        .arg("--fetch-window", "50ms")
+        .arg("--database-pool-timeout", "2s")
+        .start()
         .await;
-    eventually(Duration::from_secs(20), "listening before the cut", || listening(&db)).await;
-    eventually(Duration::from_secs(20), "leading before the cut", || leader_lock_held(&db)).await;
+    let (db, sim, url) = (app.db.clone(), app.sim.take().unwrap(), app.webhook_url.clone());
+    let proxy = app.proxy.take().unwrap();
+    let (ready, health) = (app.url("/readyz"), app.url("/healthz"));
+    eventually(PATIENCE, "ready before the cut", || async { status_of(&ready).await == Some(200) }).await;
+    eventually(PATIENCE, "listening before the cut", || listening(&db)).await;
+    eventually(PATIENCE, "leading before the cut", || leader_lock_held(&db)).await;
 
     churn(&sim, 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -121,7 +91,11 @@ async fn outage_during_a_burst(cut: Duration) {
     let cut_at = Instant::now();
     let mut round = 1;
     let (mut not_ready, mut probes) = (0, 0);
-    while cut_at.elapsed() < cut {
+    let met_the_outage = || sim.stats()["webhooks"]["retried"].as_u64().unwrap_or(0) > 0;
+    // The cut lasts `cut`, and at least until some webhook of the simulator's met it (however
+    // slowly the machine delivers them), within a generous bound.
+    while cut_at.elapsed() < cut || !met_the_outage() {
+        assert!(cut_at.elapsed() < cut + PATIENCE, "no webhook met the outage: {}", sim.stats());
         churn(&sim, round);
         round += 1;
         assert_eq!(status_of(&health).await, Some(200), "the process stays up during the outage");
@@ -148,27 +122,24 @@ async fn outage_during_a_burst(cut: Duration) {
     assert_eq!(not_ready, probes, "/readyz answered 503 throughout the outage");
     proxy.restore();
     let restored_at = Instant::now();
-    eventually(Duration::from_secs(30), "ready again after the outage", || async {
-        status_of(&ready).await == Some(200)
-    })
-    .await;
+    eventually(PATIENCE, "ready again after the outage", || async { status_of(&ready).await == Some(200) }).await;
     churn(&sim, round);
-    assert!(sim.wait_webhooks_idle(cut + Duration::from_secs(45)).await, "webhooks still pending: {}", sim.stats());
+    assert!(sim.wait_webhooks_idle(cut + PATIENCE).await, "webhooks still pending: {}", sim.stats());
     let stats = sim.stats();
     assert_eq!(stats["webhooks"]["batches_failed"], 0, "a webhook was given up on (lost): {stats}");
     assert!(stats["webhooks"]["retried"].as_u64().unwrap() > 0, "some webhooks met the outage: {stats}");
 
     // The LISTEN connection is back: a SQL trigger starts a run.
-    eventually(Duration::from_secs(40), "LISTEN re-established", || listening(&db)).await;
+    eventually(PATIENCE, "LISTEN re-established", || listening(&db)).await;
     db.client().await.execute("SELECT trigger_hubspot_sync('owners')", &[]).await.unwrap();
-    eventually(Duration::from_secs(20), "the SQL trigger started a run", || async {
+    eventually(PATIENCE, "the SQL trigger started a run", || async {
         count(&db, "SELECT count(*) FROM sync_logs WHERE trigger = 'sql' AND status <> 'running'").await > 0
     })
     .await;
     // The scheduler's leader lock is back (its connection is checked every 30 s).
-    eventually(Duration::from_secs(75), "scheduler lock re-taken", || leader_lock_held(&db)).await;
+    eventually(PATIENCE, "scheduler lock re-taken", || leader_lock_held(&db)).await;
     println!("outage of {cut:?}: recovered in {:?}, {}", restored_at.elapsed(), sim.stats()["webhooks"]);
-    tokio::time::timeout(Duration::from_secs(60), server.stop()).await.expect("the drain ends").unwrap();
+    app.stop().await;
     assert_converged(&db, &sim, Merges::Pointer, false).await;
     drop(proxy);
 }
@@ -215,27 +186,29 @@ async fn a_run_cut_off_by_an_outage_is_closed_and_the_next_one_converges() {
         synchronous_commit: false,
     };
     let pool = store::build_pool(&target, &options).unwrap();
-    let poller = Poller::new(pool, crate::hubspot_client::client(&sim), PollerOptions::default());
+    let poller = Poller::new(pool, crate::harness::hubspot::client(&sim), PollerOptions::default());
     let running = {
         let poller = poller.clone();
         tokio::spawn(async move { poller.run(ObjectKind::Contacts, Mode::Full, Trigger::Manual).await })
     };
-    eventually(Duration::from_secs(20), "the run started", || async {
+    eventually(PATIENCE, "the run started", || async {
         count(&db, "SELECT count(*) FROM sync_logs WHERE status = 'running'").await == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Midway: its first page is stored; 19 more pages of 100 ms each are still to come.
+    eventually(PATIENCE, "the run stored its first page", || async {
+        count(&db, "SELECT count(*) FROM contacts").await > 0
+    })
+    .await;
     proxy.cut();
-    let outcome = tokio::time::timeout(Duration::from_secs(60), running).await.expect("the cut-off run ends").unwrap();
+    let outcome = within(PATIENCE, "the cut-off run ends", running).await.unwrap();
     println!("the run cut off by the outage: {outcome:?}");
     assert!(!matches!(&outcome, Ok(s) if s.status == RunStatus::Success), "{outcome:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.restore();
-    let next =
-        tokio::time::timeout(Duration::from_secs(60), poller.run(ObjectKind::Contacts, Mode::Full, Trigger::Manual))
-            .await
-            .expect("the next run ends")
-            .unwrap();
+    let next = within(PATIENCE, "the next run ends", poller.run(ObjectKind::Contacts, Mode::Full, Trigger::Manual))
+        .await
+        .unwrap();
     assert_eq!(next.status, RunStatus::Success, "{next:?}");
     let client = db.client().await;
     let rows =

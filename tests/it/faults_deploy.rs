@@ -10,18 +10,17 @@
 //! Bursts are `FAULT_BURST_EVENTS` events (3,000 by default; the 20,000 with
 //! `FAULT_BURST_EVENTS=20000`).
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions, WebhookConfig};
-use tokio::io::AsyncReadExt as _;
-use tokio::process::{Child, Command};
 
+use crate::harness::binary::{ServeBinary, ServeProcess, command_for};
 use crate::harness::compare::{Merges, all_differences, assert_converged};
-use crate::harness::{TestDb, bin, free_port};
-use crate::webhook::{NEVER, SECRET};
+use crate::harness::hooks::SECRET;
+use crate::harness::{PATIENCE, TestDb, eventually, free_port};
 
-const GRACE: Duration = Duration::from_secs(20);
+/// `SHUTDOWN_GRACE`: generous, so a drain on a busy machine still ends within it.
+const GRACE: Duration = Duration::from_secs(120);
 const ADMIN_TOKEN: &str = "fault-admin";
 
 fn burst_events() -> usize {
@@ -30,7 +29,7 @@ fn burst_events() -> usize {
 
 /// A simulator whose webhooks go to `port` and whose API answers in about 20 ms (so fetchers lag
 /// behind the burst and a queue is waiting when the signal comes).
-async fn sim_for(port: u16) -> SimHandle {
+async fn deploy_sim(port: u16) -> SimHandle {
     let mut hooks = WebhookConfig::new(format!("http://127.0.0.1:{port}/webhooks/hubspot"), SECRET);
     hooks.retry_base_ms = 250;
     hooks.retry_max_ms = 4000;
@@ -47,74 +46,35 @@ async fn sim_for(port: u16) -> SimHandle {
     Sim::start(opts).await.unwrap()
 }
 
-fn base_command(db: &TestDb, sim: &SimHandle) -> Command {
-    let mut cmd = Command::new(bin());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env("DATABASE_URL", db.url())
-        .env("HUBSPOT_ACCESS_TOKEN", "pat-test")
-        .env("HUBSPOT_API_BASE", sim.url())
-        .env("HUBSPOT_REQUESTS_PER_10S", "1000");
-    cmd
-}
-
 /// `hubspot-sync sync <args>`; its exit code must be 0.
 async fn sync(db: &TestDb, sim: &SimHandle, args: &[&str]) {
-    let out = base_command(db, sim).arg("sync").args(args).output().await.unwrap();
+    let out = command_for(db, sim).env("RUST_LOG", "info").arg("sync").args(args).output().await.unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "sync {args:?}: {text}");
 }
 
-/// A running `serve` and its log, read as it is written (an unread pipe would fill up and block
-/// the server on its next log line).
-struct Serve {
-    child: Child,
-    logs: tokio::task::JoinHandle<String>,
-}
-
 /// `hubspot-sync serve` on `port`, no schedule firing, up and answering.
-async fn serve(db: &TestDb, sim: &SimHandle, port: u16) -> Serve {
-    let mut cmd = base_command(db, sim);
-    cmd.arg("serve")
-        .env("BIND", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("METRICS_PORT", "0")
+async fn serve(db: &TestDb, sim: &SimHandle, port: u16) -> ServeProcess {
+    ServeBinary::new(&db.url())
+        .hubspot(sim)
+        .port(port)
+        .env("RUST_LOG", "info")
+        .env("HUBSPOT_REQUESTS_PER_10S", "1000")
         .env("HUBSPOT_CLIENT_SECRET", SECRET)
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SHUTDOWN_GRACE", format!("{}s", GRACE.as_secs()))
         .env("FETCH_WINDOW", "100ms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for schedule in ["SCHEDULE_CONTACTS", "SCHEDULE_DEALS", "SCHEDULE_CALLS", "SCHEDULE_OWNERS", "SCHEDULE_FULL"] {
-        cmd.env(schedule, NEVER);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = tokio::spawn(async move {
-        let mut logs = String::new();
-        let _ = stderr.read_to_string(&mut logs).await;
-        logs
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.map(|r| r.status().as_u16()).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Serve { child, logs }
+        .quiet_schedules()
+        .spawn()
+        .await
 }
 
-/// Waits for the process to end (within `patience`); its exit code and stderr.
-async fn exit_of(mut serve: Serve, patience: Duration) -> (Option<i32>, String) {
-    let status = tokio::time::timeout(patience, serve.child.wait()).await.expect("the process exits in time").unwrap();
-    (status.code(), serve.logs.await.unwrap())
-}
-
-fn signal(serve: &Serve, sig: &str) {
-    let pid = serve.child.id().expect("still running").to_string();
-    assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+/// Some webhook batches of the burst were delivered (more are on the way).
+async fn mid_burst(sim: &SimHandle) {
+    eventually(PATIENCE, "no webhook delivered", || async {
+        sim.stats()["webhooks"]["delivered"].as_u64().unwrap_or(0) >= 5
+    })
+    .await;
 }
 
 /// About `events` webhook events over the three kinds: mostly updates and creations, some
@@ -151,26 +111,21 @@ async fn runs(db: &TestDb) -> i64 {
 #[tokio::test]
 async fn sigterm_during_a_burst_drains_exits_0_and_matches_without_reconciliation() {
     let port = free_port();
-    let sim = sim_for(port).await;
+    let sim = deploy_sim(port).await;
     let db = synced(&sim).await;
     let runs_before = runs(&db).await;
     let old = serve(&db, &sim, port).await;
     burst(&sim, burst_events());
-    // Mid-burst: some batches delivered, more on the way.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.stats()["webhooks"]["delivered"].as_u64().unwrap_or(0) < 5 {
-        assert!(Instant::now() < deadline, "no webhook delivered: {}", sim.stats());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    signal(&old, "-TERM");
-    let (code, logs) = exit_of(old, GRACE + Duration::from_secs(10)).await;
+    mid_burst(&sim).await;
+    old.signal("-TERM");
+    let (code, logs) = old.exit(GRACE + PATIENCE).await;
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("webhook queue drained"), "the queue drained within the grace: {logs}");
     // The deploy's new instance takes HubSpot's retries of what was refused during the drain.
     let new = serve(&db, &sim, port).await;
-    assert!(sim.wait_webhooks_idle(Duration::from_secs(60)).await, "webhooks still pending: {}", sim.stats());
-    signal(&new, "-TERM");
-    let (code, logs) = exit_of(new, GRACE + Duration::from_secs(10)).await;
+    assert!(sim.wait_webhooks_idle(GRACE + PATIENCE).await, "webhooks still pending: {}", sim.stats());
+    new.signal("-TERM");
+    let (code, logs) = new.exit(GRACE + PATIENCE).await;
     assert_eq!(code, Some(0), "{logs}");
     let stats = sim.stats();
     println!("deploy during a burst of {} events: {}", burst_events(), stats["webhooks"]);
@@ -182,15 +137,11 @@ async fn sigterm_during_a_burst_drains_exits_0_and_matches_without_reconciliatio
 #[tokio::test]
 async fn kill_9_during_a_burst_then_restart_and_the_next_run_converge() {
     let port = free_port();
-    let sim = sim_for(port).await;
+    let sim = deploy_sim(port).await;
     let db = synced(&sim).await;
-    let mut crashed = serve(&db, &sim, port).await;
+    let crashed = serve(&db, &sim, port).await;
     burst(&sim, burst_events());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.stats()["webhooks"]["delivered"].as_u64().unwrap_or(0) < 5 {
-        assert!(Instant::now() < deadline, "no webhook delivered: {}", sim.stats());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    mid_burst(&sim).await;
     // A forced full run is in progress too: the crash cuts it off before it records its end.
     let forced = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/sync/contacts?full=true"))
@@ -199,11 +150,9 @@ async fn kill_9_during_a_burst_then_restart_and_the_next_run_converge() {
         .await
         .unwrap();
     assert_eq!(forced.status().as_u16(), 202);
-    crashed.child.start_kill().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), crashed.child.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), None, "killed by a signal");
+    assert_eq!(crashed.kill().await, None, "killed by a signal");
     let restarted = serve(&db, &sim, port).await;
-    assert!(sim.wait_webhooks_idle(Duration::from_secs(60)).await, "webhooks still pending: {}", sim.stats());
+    assert!(sim.wait_webhooks_idle(GRACE + PATIENCE).await, "webhooks still pending: {}", sim.stats());
     assert_eq!(sim.stats()["webhooks"]["batches_failed"], 0, "{}", sim.stats());
     let lost = all_differences(&db, &sim, Merges::Pointer, true).await.len();
     println!("after the crash and the retries, before reconciliation: {lost} differences");
@@ -230,8 +179,8 @@ async fn kill_9_during_a_burst_then_restart_and_the_next_run_converge() {
         .unwrap()
         .get(0);
     assert_eq!(interrupted, 1, "the forced run the crash cut off");
-    signal(&restarted, "-TERM");
-    let (code, logs) = exit_of(restarted, GRACE + Duration::from_secs(10)).await;
+    restarted.signal("-TERM");
+    let (code, logs) = restarted.exit(GRACE + PATIENCE).await;
     assert_eq!(code, Some(0), "{logs}");
     println!("crash during a burst of {} events: {}", burst_events(), sim.stats()["webhooks"]);
     assert_converged(&db, &sim, Merges::Pointer, true).await;

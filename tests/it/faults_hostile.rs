@@ -11,15 +11,17 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::harness::TestDb;
-use crate::webhook::{SECRET, post, serve_args, signed, start};
+use crate::harness::TestApp;
+use crate::harness::hooks::{SECRET, post, signed};
 
-/// Whatever a hostile client does, the server is done with it within this.
-const PATIENCE: Duration = Duration::from_secs(40);
+/// Whatever a hostile client does, the server is done with it within this (it cuts a trickled
+/// head off after 5 s; the bound is generous for a busy machine, and far below the 200+ s a
+/// trickled head would take if it were never cut off).
+const PATIENCE: Duration = Duration::from_secs(90);
 
-fn server_args(db: &TestDb) -> hubspot_sync::cli::ServeArgs {
+async fn server() -> TestApp {
     // HubSpot unreachable and a long fetch window: ids stay queued, nothing needs HubSpot here.
-    serve_args(db, "http://127.0.0.1:1", &["--fetch-window", "1h", "--shutdown-grace", "1s"])
+    TestApp::builder().unreachable_hubspot().arg("--fetch-window", "1h").arg("--shutdown-grace", "1s").start().await
 }
 
 /// Reads until the server closes the connection (or `PATIENCE` runs out); what it sent back.
@@ -31,7 +33,7 @@ async fn until_closed(stream: &mut TcpStream) -> String {
 }
 
 async fn healthy(addr: std::net::SocketAddr) -> bool {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
     client.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status() == 200)
 }
 
@@ -49,9 +51,8 @@ fn head(addr: std::net::SocketAddr, headers: &[(&'static str, String)], length: 
 
 #[tokio::test]
 async fn oversized_truncated_nested_and_non_utf8_bodies_are_refused() {
-    let db = TestDb::new().await;
-    let (server, url) = start(&server_args(&db));
-    let addr = server.addr;
+    let mut app = server().await;
+    let (url, addr) = (app.webhook_url.clone(), app.addr);
     let now = Utc::now().timestamp_millis();
 
     // Oversized with no Content-Length (chunked): refused once 1 MiB is passed, not buffered.
@@ -114,9 +115,9 @@ async fn oversized_truncated_nested_and_non_utf8_bodies_are_refused() {
     assert!(healthy(addr).await);
 
     // Only the one good event above was queued: nothing from a refused body.
-    let queued = server_queue_depth(&server).await;
+    let queued = server_queue_depth(&app).await;
     assert_eq!(queued, 1, "nothing from a refused body was queued");
-    server.stop().await.unwrap();
+    app.stop().await;
 }
 
 /// Reads an answer: until the server closes, or a full status line and headers arrived.
@@ -135,9 +136,8 @@ async fn until_closed_or_answered(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-async fn server_queue_depth(server: &hubspot_sync::runtime::RunningServer) -> u64 {
-    let status: serde_json::Value =
-        reqwest::get(format!("http://{}/api/sync/status", server.addr)).await.unwrap().json().await.unwrap();
+async fn server_queue_depth(app: &TestApp) -> u64 {
+    let status: serde_json::Value = reqwest::get(app.url("/api/sync/status")).await.unwrap().json().await.unwrap();
     find_number(&status, "depth").unwrap_or(0)
 }
 
@@ -154,25 +154,28 @@ fn find_number(value: &serde_json::Value, name: &str) -> Option<u64> {
 
 #[tokio::test]
 async fn slow_loris_clients_are_cut_off_and_cannot_exhaust_the_server() {
-    let db = TestDb::new().await;
-    let (server, url) = start(&server_args(&db));
-    let addr = server.addr;
+    let mut app = server().await;
+    let (url, addr) = (app.webhook_url.clone(), app.addr);
     let started = Instant::now();
     // 200 clients trickle a request head, one byte a second; 50 send a complete head and then
     // trickle the body one byte a second (within its declared length); 50 send a quick request,
     // then trickle the next one's head on the same connection.
-    let body = br#"[{"subscriptionType":"contact.creation","objectId":1}]"#;
-    let headers = signed(SECRET, &url, body, Utc::now().timestamp_millis());
+    // The body is padded so that, trickled whole, it would outlast `PATIENCE` (only the server's
+    // body timeout ends it in time).
+    let mut body = b"[{\"subscriptionType\":\"contact.creation\",\"objectId\":1}]".to_vec();
+    body.extend(std::iter::repeat_n(b' ', 2 * PATIENCE.as_secs() as usize));
+    let headers = signed(SECRET, &url, &body, Utc::now().timestamp_millis());
     let mut clients = Vec::new();
     for i in 0..300 {
         let head = head(addr, &headers, Some(body.len()));
+        let body = body.clone();
         clients.push(tokio::spawn(async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             let rest: Vec<u8> = if i < 200 {
                 head.into_bytes()
             } else if i < 250 {
                 stream.write_all(head.as_bytes()).await.unwrap();
-                body.to_vec()
+                body
             } else {
                 // A quick first request on a kept-alive connection, then a trickled second head
                 // (actix's head timeout covers only a connection's first request).
@@ -210,7 +213,7 @@ async fn slow_loris_clients_are_cut_off_and_cannot_exhaust_the_server() {
     }
     println!("slow-loris: the longest hostile connection lasted {longest:?} (all done in {:?})", started.elapsed());
     assert!(healthy(addr).await);
-    tokio::time::timeout(Duration::from_secs(30), server.stop()).await.expect("stops despite the attack").unwrap();
+    app.stop().await;
 }
 
 /// The fuzz seeds (real payloads captured from the simulator's webhooks, plus hand-made odd
@@ -218,8 +221,8 @@ async fn slow_loris_clients_are_cut_off_and_cannot_exhaust_the_server() {
 /// each is answered 204 or 400, never a 5xx, and the server keeps running.
 #[tokio::test]
 async fn fuzz_seeds_and_regressions_replay_through_the_server() {
-    let db = TestDb::new().await;
-    let (server, url) = start(&server_args(&db));
+    let mut app = server().await;
+    let url = app.webhook_url.clone();
     let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut replayed = 0;
     for dir in ["seeds/webhook_event", "regressions/webhook_event"] {
@@ -233,6 +236,6 @@ async fn fuzz_seeds_and_regressions_replay_through_the_server() {
         }
     }
     assert!(replayed >= 10, "the seed corpus is there ({replayed} files)");
-    assert!(healthy(server.addr).await);
-    server.stop().await.unwrap();
+    assert!(healthy(app.addr).await);
+    app.stop().await;
 }

@@ -7,27 +7,25 @@
 
 use std::time::Duration;
 
-use hubspot_sim::{ChurnRequest, FaultConfig, Sim, SimHandle, SimOptions, WebhookConfig};
+use hubspot_sim::{ChurnRequest, FaultConfig, Sim, SimHandle, SimOptions};
 use hubspot_sync::config::ApiVersion;
 use hubspot_sync::hubspot::record::decode_object;
 use hubspot_sync::hubspot::{ClientOptions, HubSpot, RetryOptions};
 use hubspot_sync::objects::{self, ObjectKind, WriteContext};
-use hubspot_sync::poller::{Mode, Poller, PollerOptions, RunStatus, RunSummary, Trigger};
+use hubspot_sync::poller::{Mode, Poller, RunStatus, RunSummary, Trigger};
 use hubspot_sync::store::records::{self, RecordTable};
 use serde_json::Value;
 
-use crate::harness::TestDb;
-use crate::harness::compare::{Merges, assert_converged, seed};
-use crate::hubspot_client::settings;
-use crate::poller::pool;
-use crate::webhook::{SECRET, serve_args, start};
+use crate::harness::compare::{Merges, assert_converged};
+use crate::harness::hubspot::{poller, settings};
+use crate::harness::{PATIENCE, TestApp, TestDb, eventually};
 
 /// The simulator's budget, per `WINDOW_MS` (a short window keeps the test fast; the client uses
 /// the same numbers, as production uses HubSpot's 100 per 10 s).
 const BUDGET: u32 = 40;
 const WINDOW_MS: i64 = 1000;
-/// A run that takes longer than this hangs.
-const NEVER_HANGS: Duration = Duration::from_secs(50);
+/// A run that takes longer than this hangs (generous: a busy machine is slow, not hung).
+const NEVER_HANGS: Duration = Duration::from_secs(180);
 
 async fn limited_sim(contacts: usize, deals: usize, calls: usize) -> SimHandle {
     Sim::start(SimOptions {
@@ -58,10 +56,6 @@ fn limited_client(sim: &SimHandle) -> HubSpot {
         ..ClientOptions::default()
     };
     HubSpot::with_options(&settings(sim, BUDGET, ApiVersion::V3), options).unwrap()
-}
-
-fn poller(db: &TestDb, hubspot: HubSpot) -> Poller {
-    Poller::new(pool(db), hubspot, PollerOptions { skew: Duration::ZERO, ..PollerOptions::default() })
 }
 
 fn faults(error_rate: f64, status: u16, latency_ms: Option<u64>, retry_after: Option<u64>) -> FaultConfig {
@@ -157,6 +151,11 @@ async fn rate_limit_storms_with_and_without_retry_after_pause_then_recover() {
             let poller = poller.clone();
             tokio::spawn(async move { run_all(&poller, Mode::Full).await })
         };
+        // The storm lasts 2.5 s from its first 429 (however long the runs take to get there).
+        eventually(PATIENCE, "a request met the storm", || async {
+            sim.stats()["faults_injected"].as_u64().unwrap() > before
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(2500)).await;
         sim.set_faults(FaultConfig::default()).unwrap();
         let runs = running.await.unwrap();
@@ -207,28 +206,27 @@ async fn a_429_asking_to_wait_an_hour_ends_the_run_promptly_with_details() {
 
 #[tokio::test]
 async fn webhook_fetches_survive_5xx_and_429_storms_and_converge() {
-    let db = TestDb::new().await;
-    let port = crate::harness::free_port();
-    let mut hooks = WebhookConfig::new(format!("http://127.0.0.1:{port}/webhooks/hubspot"), SECRET);
-    hooks.retry_base_ms = 100;
-    hooks.retry_max_ms = 1000;
     // HubSpot's real budget: 100 per 10 s, the server's default.
-    let sim = Sim::start(SimOptions {
+    let opts = SimOptions {
         contacts: 300,
         deals: 100,
         calls: 200,
         owners: 5,
         requests_per_10s: 100,
-        webhook: Some(hooks),
         workers: 2,
         ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    seed(&db, &sim).await;
-    let mut args = serve_args(&db, sim.url(), &["--fetch-window", "50ms"]);
-    args.server.port = port;
-    let (server, _url) = start(&args);
+    };
+    let mut app = TestApp::builder()
+        .sim(opts)
+        .sim_webhooks(|hooks| {
+            hooks.retry_base_ms = 100;
+            hooks.retry_max_ms = 1000;
+        })
+        .seeded()
+        .arg("--fetch-window", "50ms")
+        .start()
+        .await;
+    let (db, sim) = (app.db.clone(), app.sim.take().unwrap());
     // 20% 5xx and 3 s latency spikes while changes arrive.
     sim.set_faults(faults(0.2, 502, Some(300), None)).unwrap();
     churn_all(&sim, 20, 40, 4);
@@ -237,14 +235,20 @@ async fn webhook_fetches_survive_5xx_and_429_storms_and_converge() {
     churn_all(&sim, 10, 20, 2);
     tokio::time::sleep(Duration::from_millis(3500)).await;
     // A 429 storm with Retry-After, then without.
+    // Each storm lasts until the server's fetches met it (however slowly they come), and 2 s.
     for retry_after in [Some(1), None] {
+        let before = sim.stats()["faults_injected"].as_u64().unwrap();
         sim.set_faults(faults(1.0, 429, None, retry_after)).unwrap();
         churn_all(&sim, 5, 10, 1);
+        eventually(PATIENCE, "a fetch met the storm", || async {
+            sim.stats()["faults_injected"].as_u64().unwrap() > before
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(2000)).await;
     }
     sim.set_faults(FaultConfig::default()).unwrap();
-    assert!(sim.wait_webhooks_idle(Duration::from_secs(30)).await, "webhooks still pending: {}", sim.stats());
-    tokio::time::timeout(NEVER_HANGS, server.stop()).await.expect("the drain ends").unwrap();
+    assert!(sim.wait_webhooks_idle(PATIENCE).await, "webhooks still pending: {}", sim.stats());
+    app.stop().await;
     let stats = sim.stats();
     assert!(stats["faults_injected"].as_u64().unwrap() > 0, "{stats}");
     assert_eq!(stats["webhooks"]["batches_failed"], 0, "no webhook was given up on: {stats}");

@@ -6,40 +6,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hubspot_sim::{FaultConfig, Sim, SimHandle, SimOptions};
-use hubspot_sync::config::{ApiVersion, HubSpotSettings, Secret};
-use hubspot_sync::hubspot::{ClientOptions, HubSpot, HubSpotError, Lane, RetryOptions, SearchWindow};
+use hubspot_sync::config::ApiVersion;
+use hubspot_sync::hubspot::{ClientOptions, HubSpot, HubSpotError, Lane, SearchWindow};
 use hubspot_sync::objects::ObjectKind;
 
-/// Settings pointing at the simulator with a budget per window.
-pub fn settings(sim: &SimHandle, budget: u32, version: ApiVersion) -> HubSpotSettings {
-    HubSpotSettings {
-        hubspot_access_token: Some(Secret::new("pat-na1-test-token")),
-        hubspot_api_base: url::Url::parse(sim.url()).unwrap(),
-        hubspot_api_version: version,
-        hubspot_requests_per_10s: budget,
-    }
-}
+use crate::harness::hubspot::{client, fast_options, settings};
+use crate::harness::{PATIENCE, eventually};
 
-/// Client options for tests: quick retries; the window as given.
-pub fn fast_options(window: Duration) -> ClientOptions {
-    ClientOptions {
-        window,
-        window_margin: window / 50,
-        retry: RetryOptions {
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-            max_retries: 4,
-        },
-        ..ClientOptions::default()
-    }
-}
-
-/// A client with no practical budget.
-pub fn client(sim: &SimHandle) -> HubSpot {
-    HubSpot::with_options(&settings(sim, 100_000, ApiVersion::V3), fast_options(Duration::from_secs(10))).unwrap()
-}
-
-pub async fn small_sim() -> SimHandle {
+async fn small_sim() -> SimHandle {
     Sim::start(SimOptions { contacts: 250, deals: 60, calls: 80, owners: 6, workers: 2, ..SimOptions::default() })
         .await
         .unwrap()
@@ -156,8 +130,9 @@ async fn a_429_pauses_every_caller_for_retry_after() {
     let started = Instant::now();
     let first = hubspot.owners_page(None, false, Lane::Background);
     let second = async {
-        // Sent just after the first one got its 429: it must wait out the same pause.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Sent once the first one got its 429 (however long that takes): it must wait out the
+        // same pause.
+        eventually(PATIENCE, "the first request met the 429", || async { stat(&sim, "responses_429") == 1 }).await;
         hubspot.owners_page(None, true, Lane::Realtime).await
     };
     let (first, second) = tokio::join!(first, second);

@@ -2,8 +2,6 @@
 //! the run with trigger `sql`, and keeps working after the connection is killed and after the
 //! database server restarts.
 
-use std::time::{Duration, Instant};
-
 use hubspot_sync::localpg::{LocalPgOptions, LocalPostgres};
 use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::poller::listen::{self, APPLICATION_NAME};
@@ -14,18 +12,15 @@ use hubspot_sync::store::sync_logs::{RunMode, RunTrigger};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::TestDb;
-use crate::status_api::{self, RecordingControl, Started};
-
-/// Guards against a hang; nothing here is expected to take long.
-const PATIENCE: Duration = Duration::from_secs(25);
+use crate::harness::control::{RecordingControl, Started};
+use crate::harness::{PATIENCE, TestApp, TestDb, eventually, within};
 
 async fn next(started: &mut mpsc::UnboundedReceiver<Started>) -> Started {
-    tokio::time::timeout(PATIENCE, started.recv()).await.expect("no run was started").expect("control dropped")
+    within(PATIENCE, "no run was started", started.recv()).await.expect("control dropped")
 }
 
 async fn listening_at_least(listening: &mut watch::Receiver<u64>, n: u64) {
-    tokio::time::timeout(PATIENCE, listening.wait_for(|c| *c >= n)).await.expect("LISTEN not (re)established").unwrap();
+    within(PATIENCE, "LISTEN not (re)established", listening.wait_for(|c| *c >= n)).await.unwrap();
 }
 
 async fn trigger(target: &DbTarget, sync_type: &str) {
@@ -35,12 +30,14 @@ async fn trigger(target: &DbTarget, sync_type: &str) {
 
 #[tokio::test]
 async fn serve_runs_the_sync_a_sql_trigger_asks_for() {
-    let mut app =
-        status_api::start(None, |db| Background { listen: Some(db.target.clone()), ..Background::default() }).await;
+    let mut app = TestApp::builder()
+        .recording_control()
+        .background(|db| Background { listen: Some(db.target.clone()), ..Background::default() })
+        .start()
+        .await;
     // Wait until serve's listener has issued LISTEN (NOTIFY before that would be lost).
     let client = app.db.client().await;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually(PATIENCE, "serve never listened", || async {
         let row = client
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
@@ -49,14 +46,11 @@ async fn serve_runs_the_sync_a_sql_trigger_asks_for() {
             )
             .await
             .unwrap();
-        if row.get::<_, i64>(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve never listened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        row.get::<_, i64>(0) > 0
+    })
+    .await;
     client.execute("SELECT trigger_hubspot_sync('deals')", &[]).await.unwrap();
-    let (kind, mode, how, id) = next(&mut app.started).await;
+    let (kind, mode, how, id) = app.next_started().await;
     assert_eq!((kind, mode, how), (ObjectKind::Deals, RunMode::Incremental, RunTrigger::Sql));
     let row =
         client.query_one("SELECT trigger FROM sync_logs WHERE id = $1::text::uuid", &[&id.to_string()]).await.unwrap();
@@ -65,11 +59,11 @@ async fn serve_runs_the_sync_a_sql_trigger_asks_for() {
     client.execute("SELECT trigger_hubspot_sync('all')", &[]).await.unwrap();
     let mut kinds = Vec::new();
     for _ in 0..4 {
-        kinds.push(next(&mut app.started).await.0);
+        kinds.push(app.next_started().await.0);
     }
     kinds.sort();
     assert_eq!(kinds, ObjectKind::ALL.to_vec());
-    app.server.stop().await.unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]

@@ -10,33 +10,13 @@ use hubspot_sim::{ChurnRequest, FaultConfig, Sim, SimHandle, SimOptions};
 use hubspot_sync::config::ApiVersion;
 use hubspot_sync::hubspot::HubSpot;
 use hubspot_sync::objects::ObjectKind;
-use hubspot_sync::poller::{Mode, Poller, PollerOptions, RunStatus, Schedules, Trigger, run_scheduler};
-use hubspot_sync::store::{self, pool::PoolOptions, sync_state};
+use hubspot_sync::poller::{Mode, Poller, RunStatus, Schedules, Trigger, run_scheduler};
+use hubspot_sync::store::sync_state;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{TestDb, compare};
-use crate::hubspot_client::{client, fast_options, settings};
-
-pub fn pool(db: &TestDb) -> store::Pool {
-    let options = PoolOptions {
-        application_name: "hubspot-sync poller tests".into(),
-        max_size: 8,
-        wait_timeout: Duration::from_secs(10),
-        statement_timeout: Duration::from_secs(30),
-        synchronous_commit: false,
-    };
-    store::build_pool(&db.target, &options).unwrap()
-}
-
-fn poller(db: &TestDb, hubspot: HubSpot) -> Poller {
-    // No skew: the tests churn and sync within the same second.
-    Poller::new(pool(db), hubspot, PollerOptions { skew: Duration::ZERO, ..PollerOptions::default() })
-}
-
-async fn sim(contacts: usize, deals: usize, calls: usize) -> SimHandle {
-    Sim::start(SimOptions { contacts, deals, calls, owners: 7, workers: 2, ..SimOptions::default() }).await.unwrap()
-}
+use crate::harness::hubspot::{client, fast_options, poller, settings, sim};
+use crate::harness::{PATIENCE, TestDb, compare, eventually, within};
 
 async fn run_all(poller: &Poller, mode: Mode) {
     for kind in ObjectKind::ALL {
@@ -309,7 +289,8 @@ async fn an_interrupted_full_sync_resumes_at_its_checkpoint() {
 #[tokio::test]
 async fn triggers_during_a_run_return_its_id_and_coalesce_into_one_follow_up() {
     let (db, sim) = (TestDb::new().await, sim(400, 10, 10).await);
-    sim.set_faults(FaultConfig { latency_ms: Some(30), ..FaultConfig::default() }).unwrap();
+    // 500 ms a page: the run lasts seconds, while the three triggers below take a moment.
+    sim.set_faults(FaultConfig { latency_ms: Some(500), ..FaultConfig::default() }).unwrap();
     let poller = poller(&db, client(&sim));
     let first = poller.trigger(ObjectKind::Contacts, Mode::Full, Trigger::Manual).await.unwrap();
     let second = poller.trigger(ObjectKind::Contacts, Mode::Incremental, Trigger::Sql).await.unwrap();
@@ -328,7 +309,7 @@ async fn triggers_during_a_run_return_its_id_and_coalesce_into_one_follow_up() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(15), finished).await.expect("the run and one follow-up finish");
+    within(PATIENCE, "the run and one follow-up finish", finished).await;
     let triggers: Vec<String> = client
         .query("SELECT trigger FROM sync_logs ORDER BY started_at", &[])
         .await
@@ -349,17 +330,10 @@ async fn two_instances_on_one_database_schedule_each_run_once() {
         tokio::spawn(run_scheduler(p.clone(), never.clone(), shutdown.clone()));
     }
     let client = db.client().await;
-    let done = async {
-        loop {
-            let n: i64 =
-                client.query_one("SELECT count(*) FROM sync_logs WHERE status = 'success'", &[]).await.unwrap().get(0);
-            if n >= 4 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), done).await.expect("startup runs finish");
+    eventually(PATIENCE, "startup runs finish", || async {
+        db.count("SELECT count(*) FROM sync_logs WHERE status = 'success'").await >= 4
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rows = client.query("SELECT sync_type, trigger FROM sync_logs ORDER BY sync_type", &[]).await.unwrap();
     let runs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();

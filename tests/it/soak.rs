@@ -11,15 +11,14 @@
 //!
 //! `TEST_DATABASE_URL=... cargo test -p hubspot-sync --test it soak -- --ignored --nocapture`
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hubspot_sim::{ChurnRequest, Sim, SimOptions, WebhookConfig};
-use tokio::process::Command;
 
+use crate::harness::binary::ServeBinary;
 use crate::harness::compare::{Merges, all_differences};
-use crate::harness::{TestDb, bin};
-use crate::webhook::SECRET;
+use crate::harness::hooks::SECRET;
+use crate::harness::{PATIENCE, TestDb};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -66,35 +65,20 @@ async fn soak_steady_churn_keeps_memory_and_connections_flat_and_converges() {
     .unwrap();
     let db = TestDb::new().await;
     let every_minute = "* * * * *";
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LOG_FORMAT", "json")
+    let serve = ServeBinary::new(&db.url())
+        .hubspot(&sim)
+        .port(port)
         .env("RUST_LOG", "warn")
-        .env("DATABASE_URL", db.url())
-        .env("BIND", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("METRICS_PORT", "0")
-        .env("HUBSPOT_ACCESS_TOKEN", "pat-soak")
-        .env("HUBSPOT_API_BASE", sim.url())
         .env("HUBSPOT_CLIENT_SECRET", SECRET)
         .env("HUBSPOT_REQUESTS_PER_10S", "190")
         .env("SCHEDULE_CONTACTS", every_minute)
         .env("SCHEDULE_DEALS", every_minute)
         .env("SCHEDULE_CALLS", every_minute)
         .env("SCHEDULE_OWNERS", every_minute)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
+        .inherit_stderr()
         .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.map(|r| r.status() == 200).ok() != Some(true) {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .await;
+    let pid = serve.pid();
     // Steady churn: every 100 ms, a tenth of a second's changes, spread over the three kinds.
     let started = Instant::now();
     let tick = per_second / 10;
@@ -139,16 +123,15 @@ async fn soak_steady_churn_keeps_memory_and_connections_flat_and_converges() {
     // One more scheduled minute so the reconciliation sees the last changes.
     tokio::time::sleep(Duration::from_secs(75)).await;
     let end_connections = connections(&db).await;
-    let pid_s = pid.to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid_s]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    serve.signal("-TERM");
+    let (code, _) = serve.exit(PATIENCE).await;
     let diffs = all_differences(&db, &sim, Merges::Archived, true).await;
     println!(
         "soak of {secs} s, {changes} events: rss {baseline} KiB after 1 min -> {end_rss} KiB at the end; \
-         db connections peak {peak_connections}, end {end_connections}; {} differences; exit {status}",
+         db connections peak {peak_connections}, end {end_connections}; {} differences; exit {code:?}",
         diffs.len()
     );
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(code, Some(0));
     assert!(end_rss <= baseline * 3 / 2 + 32 * 1024, "memory grew: {baseline} -> {end_rss} KiB");
     assert!(peak_connections <= 10 + 2 + 4, "connections: peak {peak_connections}");
     assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs[..diffs.len().min(10)].join("\n"));

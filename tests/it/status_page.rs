@@ -9,17 +9,14 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
 use hubspot_sync::objects::ObjectKind;
-use hubspot_sync::runtime::Background;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::status_api::{self, ADMIN_TOKEN, finished};
-
-const PATIENCE: Duration = Duration::from_secs(25);
+use crate::harness::control::{ADMIN_TOKEN, finished};
+use crate::harness::{PATIENCE, TestApp, within};
 
 fn find_chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("CHROMIUM") {
@@ -128,6 +125,20 @@ impl Browser {
     }
 }
 
+/// "just now", or "<n> second(s)/minute(s)/hour(s)/day(s) ago", as the page words a past time.
+fn is_relative_past(text: &str) -> bool {
+    if text == "just now" {
+        return true;
+    }
+    let words: Vec<&str> = text.split(' ').collect();
+    let units = ["second", "seconds", "minute", "minutes", "hour", "hours", "day", "days"];
+    matches!(words[..], [n, unit, "ago"] if n.parse::<u32>().is_ok() && units.contains(&unit))
+}
+
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 /// A script that resolves with `probe()`'s value once it is truthy.
 fn wait_for(probe: &str) -> String {
     format!(
@@ -150,11 +161,11 @@ async fn status_page_in_headless_chromium() {
              set HUBSPOT_SYNC_SKIP_BROWSER=1 to skip this test deliberately"
         );
     };
-    tokio::time::timeout(PATIENCE, drive(chromium)).await.expect("the browser test took too long");
+    within(PATIENCE, "the browser test hangs", drive(chromium)).await;
 }
 
 async fn drive(chromium: PathBuf) {
-    let mut app = status_api::start(Some(ADMIN_TOKEN), |_| Background::default()).await;
+    let mut app = TestApp::builder().recording_control().admin_token(ADMIN_TOKEN).start().await;
     finished(&app.db, "contacts", 250, 0, None).await;
     finished(&app.db, "deals", 40, 0, Some("HubSpot answered 502")).await;
     finished(&app.db, "calls", 100, 5, None).await;
@@ -189,7 +200,21 @@ async fn drive(chromium: PathBuf) {
     let expected = [("contacts", "success"), ("deals", "failed"), ("calls", "partial"), ("owners", "never")];
     assert_eq!(summary, expected.map(|(o, s)| (o.to_owned(), s.to_owned())));
     let contacts_text = cards[0]["text"].as_str().unwrap();
-    assert!(contacts_text.contains("250") && contacts_text.contains("just now"), "{contacts_text}");
+    assert!(contacts_text.contains("250"), "{contacts_text}");
+    // "Last sync" shows the run's time, relative to now in words: whatever the wording (it
+    // depends on how long the machine took to get here), the exact time is in its title.
+    let status = get_json(&app.url("/api/sync/status")).await;
+    let last_sync = status[0]["last_sync_time"].as_str().expect("contacts ran").to_owned();
+    let shown = browser
+        .eval(
+            &session,
+            "(() => { const dd = document.querySelector('article.card[data-object=contacts] dt + dd'); \
+             return { title: dd.title, text: dd.innerText }; })()",
+        )
+        .await;
+    assert_eq!(shown["title"], last_sync.as_str(), "{shown}");
+    let relative = shown["text"].as_str().unwrap();
+    assert!(is_relative_past(relative), "not a past time in words: {relative:?}");
     let failures = browser.eval(&session, "document.getElementById('failures').innerText").await;
     assert!(failures.as_str().unwrap().contains("HubSpot answered 502"), "{failures}");
     let overflow = browser.eval(&session, "document.documentElement.scrollWidth").await;
@@ -202,7 +227,7 @@ async fn drive(chromium: PathBuf) {
     let dialog = browser.event("Page.javascriptDialogOpening").await;
     assert_eq!(dialog["params"]["type"], "prompt");
     browser.call(s, "Page.handleJavaScriptDialog", json!({ "accept": true, "promptText": ADMIN_TOKEN })).await;
-    let (kind, _, _, run_id) = app.started.recv().await.unwrap();
+    let (kind, _, _, run_id) = app.next_started().await;
     assert_eq!(kind, ObjectKind::Contacts);
     let shown = browser
         .eval(
@@ -219,7 +244,7 @@ async fn drive(chromium: PathBuf) {
     browser
         .eval(&session, "setTimeout(() => document.querySelector('button.force[data-object=deals]').click(), 0)")
         .await;
-    let (kind, _, _, deals_run) = app.started.recv().await.unwrap();
+    let (kind, _, _, deals_run) = app.next_started().await;
     assert_eq!(kind, ObjectKind::Deals);
     browser
         .eval(&session, &wait_for(&format!("document.querySelector('#runs tr[data-run-id=\"{deals_run}\"]')")))
@@ -230,5 +255,15 @@ async fn drive(chromium: PathBuf) {
 
     let _ = browser.call(None, "Browser.close", json!({})).await;
     let _ = browser.child.wait().await;
-    app.server.stop().await.unwrap();
+    app.stop().await;
+}
+
+#[test]
+fn relative_times_are_recognised_whatever_the_machine_took() {
+    for text in ["just now", "6 seconds ago", "1 minute ago", "3 hours ago", "2 days ago"] {
+        assert!(is_relative_past(text), "{text}");
+    }
+    for text in ["in 5 minutes", "–", "seconds ago", "5 fortnights ago", ""] {
+        assert!(!is_relative_past(text), "{text}");
+    }
 }

@@ -296,7 +296,8 @@ async fn trigger_hubspot_sync_validates_the_type_and_notifies() {
     caller.batch_execute("SELECT trigger_hubspot_sync('deals')").await.unwrap();
     let err = caller.batch_execute("SELECT trigger_hubspot_sync('companies')").await.unwrap_err();
     assert!(err.as_db_error().unwrap().message().contains("unknown sync type 'companies'"));
-    let (channel, payload) = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let (channel, payload) =
+        crate::harness::within(crate::harness::PATIENCE, "the NOTIFY arrives", rx.recv()).await.unwrap();
     assert_eq!(channel, "hubspot_sync");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&payload).unwrap(), json!({ "sync_type": "deals" }));
 }

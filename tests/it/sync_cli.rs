@@ -7,19 +7,11 @@ use std::process::Output;
 use hubspot_sim::{FaultConfig, Sim, SimHandle, SimOptions};
 use serde_json::Value;
 
-use crate::harness::{TestDb, bin};
+use crate::harness::TestDb;
+use crate::harness::binary::{ACCESS_TOKEN, command_for};
 
 async fn run(args: &[&str], db: &TestDb, sim: &SimHandle) -> Output {
-    let mut cmd = tokio::process::Command::new(bin());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LOG_FORMAT", "json")
-        .env("DATABASE_URL", db.url())
-        .env("HUBSPOT_ACCESS_TOKEN", "pat-na1-secret-test-token")
-        .env("HUBSPOT_API_BASE", sim.url())
-        .env("HUBSPOT_REQUESTS_PER_10S", "1000")
-        .args(args);
-    cmd.output().await.unwrap()
+    command_for(db, sim).args(args).output().await.unwrap()
 }
 
 fn out(o: &Output) -> String {
@@ -39,7 +31,7 @@ async fn sync_all_full_then_incremental_then_status() {
     for kind in ["contacts", "deals", "calls", "owners"] {
         assert!(stdout.lines().any(|l| l.starts_with(kind) && l.contains("success") && l.contains("full")), "{stdout}");
     }
-    assert!(!out(&full).contains("secret-test-token"), "the token is never printed");
+    assert!(!out(&full).contains(ACCESS_TOKEN), "the token is never printed");
     let contacts: i64 = db.client().await.query_one("SELECT count(*) FROM contacts", &[]).await.unwrap().get(0);
     let expected = sim.export_json("contacts").iter().filter(|l| !l["mergedInto"].is_string()).count();
     assert_eq!(contacts as usize, expected, "every live and archived contact");

@@ -2,112 +2,16 @@
 //! malformed bodies and a full queue, against a running server on a real database.
 //! Requests are signed with the simulator's own signing code (independent of the server's).
 
-use std::time::Duration;
-
 use chrono::Utc;
-use clap::Parser;
-use hubspot_sim::webhooks::sign;
-use hubspot_sync::cli::{Cli, Command as Sub, ServeArgs};
-use hubspot_sync::runtime::{self, RunningServer};
 
-use crate::harness::TestDb;
+use crate::harness::TestApp;
+use crate::harness::app::AppBuilder;
+use crate::harness::hooks::{SECRET, post, post_changes, signed};
 
-pub const SECRET: &str = "new-secret";
-const SECRETS: &str = "old-secret,new-secret";
-
-pub const NEVER: &str = "0 0 1 1 *";
-const QUIET_SCHEDULES: [&str; 5] =
-    ["--schedule-contacts", "--schedule-deals", "--schedule-calls", "--schedule-owners", "--schedule-full"];
-
-/// Records a successful run of every object, so `serve` starts no catch-up run of its own.
-pub async fn quiet_poller(db: &TestDb) {
-    db.client()
-        .await
-        .batch_execute(
-            "INSERT INTO sync_logs (sync_type, status, trigger, mode, completed_at, duration_ms) \
-             SELECT k, 'success', 'manual', 'full', now(), 0 FROM unnest(ARRAY['contacts','deals','calls','owners']) k",
-        )
-        .await
-        .unwrap();
-}
-
-/// `serve` settings for a test: port 0, no metrics port clash, the given HubSpot API base.
-pub fn serve_args(db: &TestDb, api_base: &str, extra: &[&str]) -> ServeArgs {
-    let db_url = db.url();
-    let mut argv = vec![
-        "hubspot-sync",
-        "serve",
-        "--database-url",
-        &db_url,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--hubspot-access-token",
-        "pat-test",
-        "--hubspot-api-base",
-        api_base,
-        "--hubspot-client-secret",
-        SECRETS,
-    ];
-    // The reconciliation poller stays out of these tests: no schedule fires during them.
-    for schedule in QUIET_SCHEDULES {
-        argv.extend_from_slice(&[schedule, NEVER]);
-    }
-    argv.extend_from_slice(extra);
-    match Cli::try_parse_from(argv).unwrap().command {
-        Sub::Serve(args) => args,
-        other => panic!("parsed {other:?}"),
-    }
-}
-
-/// A server whose HubSpot is unreachable: ids stay queued, and the drain gives up after 1 s.
-fn offline(db: &TestDb, extra: &[&str]) -> ServeArgs {
-    let mut all = vec!["--shutdown-grace", "1s"];
-    all.extend_from_slice(extra);
-    serve_args(db, "http://127.0.0.1:1", &all)
-}
-
-pub fn start(args: &ServeArgs) -> (RunningServer, String) {
-    let server = runtime::start(args.options().unwrap()).unwrap();
-    let url = format!("http://{}/webhooks/hubspot", server.addr);
-    (server, url)
-}
-
-/// Signature headers HubSpot would send for `body` to `url` at `ts` (v1 and v3).
-pub fn signed(secret: &str, url: &str, body: &[u8], ts: i64) -> Vec<(&'static str, String)> {
-    let ts = ts.to_string();
-    vec![
-        ("X-HubSpot-Signature", sign::v1(secret, body)),
-        ("X-HubSpot-Signature-Version", "v1".into()),
-        ("X-HubSpot-Signature-v3", sign::v3(secret, "POST", &sign::signed_uri(url), body, &ts)),
-        ("X-HubSpot-Request-Timestamp", ts),
-    ]
-}
-
-pub async fn post(url: &str, body: impl Into<reqwest::Body>, headers: &[(&'static str, String)]) -> u16 {
-    let client = reqwest::Client::new();
-    let mut req = client.post(url).header("Content-Type", "application/json").body(body);
-    for (name, value) in headers {
-        req = req.header(*name, value);
-    }
-    req.send().await.unwrap().status().as_u16()
-}
-
-/// A signed batch of `contact.propertyChange` events for `ids`.
-pub async fn post_changes(url: &str, kind: &str, ids: &[u64]) -> u16 {
-    let events: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            serde_json::json!({"eventId": id, "subscriptionType": format!("{kind}.propertyChange"),
-            "objectId": id, "occurredAt": Utc::now().timestamp_millis(), "propertyName": "firstname",
-            "propertyValue": "x", "portalId": 62515, "appId": 54321, "attemptNumber": 0})
-        })
-        .collect();
-    let body = serde_json::to_vec(&events).unwrap();
-    post(url, body.clone(), &signed(SECRET, url, &body, Utc::now().timestamp_millis())).await
+/// A server whose HubSpot is unreachable: ids stay queued (a window of an hour: nothing here
+/// needs HubSpot), and the drain gives up after 1 s.
+fn offline() -> AppBuilder {
+    TestApp::builder().unreachable_hubspot().arg("--shutdown-grace", "1s").arg("--fetch-window", "1h")
 }
 
 fn only(headers: Vec<(&'static str, String)>, keep: &[&str]) -> Vec<(&'static str, String)> {
@@ -116,9 +20,8 @@ fn only(headers: Vec<(&'static str, String)>, keep: &[&str]) -> Vec<(&'static st
 
 #[tokio::test]
 async fn signature_matrix_gives_the_documented_codes() {
-    let db = TestDb::new().await;
-    // A long window keeps the ids queued: nothing here needs HubSpot.
-    let (server, url) = start(&offline(&db, &["--fetch-window", "1h"]));
+    let mut app = offline().start().await;
+    let url = app.webhook_url.clone();
     let with_query = format!("{url}?portal=62515&tag=a%3Ab%2Cc");
     let body = r#"[{"eventId":1,"subscriptionType":"contact.propertyChange","objectId":501,"propertyName":"firstname","propertyValue":"Zoë Ångström – 東京"}]"#.as_bytes();
     let now = Utc::now().timestamp_millis();
@@ -142,32 +45,32 @@ async fn signature_matrix_gives_the_documented_codes() {
     // Missing headers.
     assert_eq!(post(&url, body, &[]).await, 401);
     assert_eq!(post(&url, body, &only(signed(SECRET, &url, body, now), &["X-HubSpot-Signature-v3"])).await, 401);
-    server.stop().await.unwrap();
+    app.stop().await;
 
     // HUBSPOT_REQUIRE_V3: v1 alone is refused, v3 accepted.
-    let (server, url) = start(&offline(&db, &["--fetch-window", "1h", "--hubspot-require-v3", "true"]));
+    let mut app = offline().db(app.db.clone()).arg("--hubspot-require-v3", "true").start().await;
+    let url = app.webhook_url.clone();
     assert_eq!(post(&url, body, &only(signed(SECRET, &url, body, now), &v1)).await, 401);
     assert_eq!(post(&url, body, &signed(SECRET, &url, body, now)).await, 204);
-    server.stop().await.unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn public_url_is_what_the_signature_covers() {
-    let db = TestDb::new().await;
-    let args = offline(&db, &["--fetch-window", "1h", "--public-url", "https://sync.example.com"]);
-    let (server, url) = start(&args);
+    let mut app = offline().arg("--public-url", "https://sync.example.com").start().await;
+    let url = app.webhook_url.clone();
     let body = br#"[{"subscriptionType":"deal.creation","objectId":7}]"#;
     let now = Utc::now().timestamp_millis();
     let public = "https://sync.example.com/webhooks/hubspot";
     assert_eq!(post(&url, &body[..], &signed(SECRET, public, body, now)).await, 204);
     assert_eq!(post(&url, &body[..], &signed(SECRET, &url, body, now)).await, 401, "the internal URL was not signed");
-    server.stop().await.unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn bodies_too_large_malformed_or_not_arrays_are_refused_and_unknown_events_accepted() {
-    let db = TestDb::new().await;
-    let (server, url) = start(&offline(&db, &["--fetch-window", "1h"]));
+    let mut app = offline().start().await;
+    let url = app.webhook_url.clone();
     let now = Utc::now().timestamp_millis();
     let send = |body: Vec<u8>| {
         let headers = signed(SECRET, &url, &body, now);
@@ -186,42 +89,24 @@ async fn bodies_too_large_malformed_or_not_arrays_are_refused_and_unknown_events
         {"subscriptionType":"object.creation","objectTypeId":"0-5","objectId":3}]"#;
     assert_eq!(send(unknown.to_vec()).await, 204, "events we do not keep are accepted, never refused");
     assert_eq!(send(b"[]".to_vec()).await, 204);
-    server.stop().await.unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_full_queue_answers_503_and_ids_already_waiting_still_fit() {
-    let db = TestDb::new().await;
-    let args = serve_args(&db, "http://127.0.0.1:1", &["--fetch-window", "1h", "--queue-capacity", "2"]);
-    let (server, url) = start(&args);
+    let mut app =
+        TestApp::builder().unreachable_hubspot().arg("--fetch-window", "1h").arg("--queue-capacity", "2").start().await;
+    let url = app.webhook_url.clone();
     assert_eq!(post_changes(&url, "contact", &[1, 2]).await, 204);
     assert_eq!(post_changes(&url, "deal", &[3]).await, 503, "a third id does not fit");
     assert_eq!(post_changes(&url, "contact", &[2, 1, 2]).await, 204, "waiting ids take no room");
     // Shutting down with HubSpot unreachable: the drain gives up after the grace; exit is clean.
-    tokio::time::timeout(Duration::from_secs(60), server.stop()).await.unwrap().unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn without_a_hubspot_token_webhooks_get_503() {
-    let db = TestDb::new().await;
-    let db_url = db.url();
-    let cli = Cli::try_parse_from([
-        "hubspot-sync",
-        "serve",
-        "--database-url",
-        &db_url,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--hubspot-client-secret",
-        SECRET,
-    ])
-    .unwrap();
-    let Sub::Serve(args) = cli.command else { panic!("serve") };
-    let (server, url) = start(&args);
-    assert_eq!(post_changes(&url, "contact", &[1]).await, 503);
-    server.stop().await.unwrap();
+    let mut app = TestApp::builder().webhook_secrets(Some(SECRET)).with_schedules().start().await;
+    assert_eq!(post_changes(&app.webhook_url, "contact", &[1]).await, 503);
+    app.stop().await;
 }

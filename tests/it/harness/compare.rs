@@ -20,7 +20,7 @@ pub const RECORD_KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Dea
 /// spending the simulator's request budget), and records a successful run of every object so
 /// `serve` starts no catch-up run of its own: the point the comparisons start from.
 pub async fn seed(db: &TestDb, sim: &SimHandle) {
-    crate::webhook::quiet_poller(db).await;
+    super::control::quiet_poller(db).await;
     let mut conn = db.conn().await;
     for kind in RECORD_KINDS {
         let lines = sim.export_json(kind.as_str());

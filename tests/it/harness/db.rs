@@ -68,6 +68,23 @@ impl TestDb {
         self.target.connect("hubspot-sync tests").await.expect("connect to the test database")
     }
 
+    /// A connection pool to this database, as the poller tests use it (8 connections).
+    pub fn pool(&self) -> hubspot_sync::store::Pool {
+        let options = hubspot_sync::store::pool::PoolOptions {
+            application_name: "hubspot-sync poller tests".into(),
+            max_size: 8,
+            wait_timeout: std::time::Duration::from_secs(10),
+            statement_timeout: std::time::Duration::from_secs(30),
+            synchronous_commit: false,
+        };
+        hubspot_sync::store::build_pool(&self.target, &options).expect("a pool to the test database")
+    }
+
+    /// The number in the first column of the first row of `sql`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client().await.query_one(sql, &[]).await.expect("a count").get(0)
+    }
+
     /// A new plain tokio-postgres client to this database.
     pub async fn client(&self) -> tokio_postgres::Client {
         self.target.connect_raw("hubspot-sync tests").await.expect("connect to the test database")
@@ -78,7 +95,6 @@ impl TestDb {
         self.url.clone()
     }
 
-    #[allow(dead_code)] // used by the fault scenarios
     /// Where the PostgreSQL server of this database listens (to put a [`super::Proxy`] before it).
     pub fn server_addr(&self) -> std::net::SocketAddr {
         let url = url::Url::parse(&self.url).expect("database url");
@@ -87,7 +103,6 @@ impl TestDb {
         std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).expect("resolve").next().expect("an address")
     }
 
-    #[allow(dead_code)] // used by the fault scenarios
     /// The URL of this database reached through `proxy` instead of directly.
     pub fn url_through(&self, proxy: std::net::SocketAddr) -> String {
         let mut url = url::Url::parse(&self.url).expect("database url");

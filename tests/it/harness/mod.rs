@@ -1,13 +1,22 @@
-//! Test harness: throwaway databases, the `hubspot-sync` binary, a controllable TCP proxy, and
-//! small helpers.
-pub mod compare;
-pub mod db;
-#[allow(dead_code)] // used by the fault scenarios
-pub mod proxy;
+//! Test harness: throwaway databases, a configured app in process ([`TestApp`]) or as the real
+//! binary ([`binary::ServeBinary`]), the simulator's HubSpot, signed webhooks, a controllable TCP
+//! proxy, and waiting for conditions (never for a time: [`wait`]).
+#![allow(dead_code, unused_imports)] // each test file uses its own part of the harness
 
+pub mod app;
+pub mod binary;
+pub mod compare;
+pub mod control;
+pub mod db;
+pub mod hooks;
+pub mod hubspot;
+pub mod proxy;
+pub mod wait;
+
+pub use app::TestApp;
 pub use db::TestDb;
-#[allow(unused_imports)] // used by the fault scenarios
 pub use proxy::Proxy;
+pub use wait::{PATIENCE, eventually, until_some, within};
 
 /// Path of the `hubspot-sync` binary cargo built for these tests.
 pub fn bin() -> &'static str {
