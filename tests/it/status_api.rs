@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::runtime::Background;
-use hubspot_sync::webhook::stats::Rejection;
 use hubspot_sync::store::sync_logs::{self, RunMode, RunTrigger};
+use hubspot_sync::webhook::stats::Rejection;
 
 use crate::harness::binary::ServeBinary;
 use crate::harness::control::{ADMIN_TOKEN, finished, next_run_at};
