@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::CliError;
 use super::serve::ServeArgs;
 use crate::config::{
-    ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, ScheduleSettings, Secret, SecretList,
-    ServerSettings, WebhookSettings,
+    ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, ScheduleSettings, Secret, SecretList, ServerSettings,
+    WebhookSettings,
 };
 use crate::localpg::{LocalPgOptions, LocalPostgres};
 use crate::runtime::{self, RunningServer};
@@ -82,10 +82,8 @@ async fn run_locked(mut args: DemoArgs, demo_dir: &DemoDir, stop: &CancellationT
     check_port_free(args.server.bind, args.server.port, "PORT")?;
     check_port_free(args.server.bind, args.server.metrics_port, "METRICS_PORT")?;
     if std::env::var_os("DATABASE_URL").is_some() {
-        say(
-            "note: DATABASE_URL is set and ignored: the demo always runs on a private PostgreSQL of its own, \
-             so it never writes to a database it did not create",
-        );
+        say("note: DATABASE_URL is set and ignored: the demo always runs on a private PostgreSQL of its own, \
+             so it never writes to a database it did not create");
     }
     let admin_token = match args.server.admin_token.take() {
         Some(token) => token,
@@ -171,7 +169,8 @@ impl DemoDir {
     /// held by a live demo is refused with what to do, one left by a dead process is taken over.
     fn lock(dir: &Path) -> Result<DemoDir, CliError> {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the demo's directory {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the demo's directory {}", dir.display()))?;
         let lock = dir.join("demo.pid");
         for _ in 0..3 {
             let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&lock);
@@ -195,7 +194,9 @@ impl DemoDir {
                     // Left by a demo that was killed: nobody holds it.
                     let _ = std::fs::remove_file(&lock);
                 }
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot create {}", lock.display())).into()),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("cannot create {}", lock.display())).into());
+                }
             }
         }
         Err(anyhow::anyhow!("cannot take the lock {}; delete it if no demo is running", lock.display()).into())

@@ -34,9 +34,7 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode, CliError> {
         print!("{}", table(&rows));
         if rows.is_empty() {
             let missing = ObjectKind::ALL.map(ObjectKind::as_str).join(", ");
-            eprintln!(
-                "no runs recorded yet ({missing}): run `hubspot-sync sync all`, or let `serve` run its schedule"
-            );
+            eprintln!("no runs recorded yet ({missing}): run `hubspot-sync sync all`, or let `serve` run its schedule");
         }
     }
     Ok(ExitCode::SUCCESS)
