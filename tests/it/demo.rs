@@ -148,7 +148,7 @@ async fn await_ready(port: u16) {
 
 /// Waits until at least one contact has reached the demo's database.
 async fn await_contacts(database_url: &str) {
-    let since = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+    let since = chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").unwrap().to_utc();
     let deadline = Instant::now() + Duration::from_secs(120);
     while contacts_written_after(database_url, since).await == 0 {
         assert!(Instant::now() < deadline, "no contact reached the demo's database");
@@ -182,8 +182,9 @@ async fn demo_never_touches_the_database_in_database_url() {
     let client = db.client().await;
     client
         .batch_execute(
-            "INSERT INTO contacts (hubspot_contact_id, email, first_name, archived, synced_at, properties) \
-             VALUES ('real-1', 'real@example.com', 'Real', false, '2020-01-01T00:00:00Z', '{}')",
+            "INSERT INTO contacts (hubspot_contact_id, email, first_name, archived, created_at, updated_at, \
+             synced_at, properties) VALUES ('real-1', 'real@example.com', 'Real', false, '2020-01-01T00:00:00Z', \
+             '2020-01-01T00:00:00Z', '2020-01-01T00:00:00Z', '{}')",
         )
         .await
         .unwrap();
