@@ -269,19 +269,16 @@ async fn demo_differences(database_url: &str, sim_url: &str) -> Vec<String> {
             let line: serde_json::Value = serde_json::from_str(line).unwrap();
             let id = line["id"].as_str().unwrap().to_owned();
             let archived = line["archived"].as_bool().unwrap();
+            let live_row = |values: &Vec<Option<String>>| values.last().unwrap().as_deref() != Some("true");
             match stored.remove(&id) {
                 None if !archived => diffs.push(format!("{kind} {id}: missing")),
-                None => {}
-                Some(values) if archived => {
-                    if values.last().unwrap().as_deref() != Some("true") {
-                        diffs.push(format!("{kind} {id}: archived in HubSpot, live in PostgreSQL"));
-                    }
+                Some(values) if archived && live_row(&values) => {
+                    diffs.push(format!("{kind} {id}: archived in HubSpot, live in PostgreSQL"));
                 }
-                Some(values) => {
-                    if values != expected(kind, &line) {
-                        diffs.push(format!("{kind} {id}: stale"));
-                    }
+                Some(values) if !archived && values != expected(kind, &line) => {
+                    diffs.push(format!("{kind} {id}: stale"));
                 }
+                _ => {}
             }
         }
         for (id, values) in stored {
