@@ -6,12 +6,19 @@
 //! process runs as root, as CI does, `initdb` and `postgres` (which refuse root) run as the
 //! `postgres` system user through `runuser`. A watchdog process stops the server when this
 //! process goes away without dropping the [`LocalPostgres`] (a `static`, a crash, a kill).
+//!
+//! Only the server this process started is ever stopped, by its pid (never `pg_ctl stop -D`,
+//! which stops whoever owns the directory). The server and the watchdog run in process groups
+//! of their own, so a terminal's Ctrl-C or hang-up reaches only this process, which then stops
+//! them in order. A kept cluster whose `postmaster.pid` names a live server is refused with what
+//! to do; one naming a dead pid (left by a killed process) is cleaned up.
 
 mod system;
 
 use std::{
     fs, io,
     os::unix::fs::{MetadataExt, PermissionsExt},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     time::{Duration, Instant},
@@ -32,7 +39,13 @@ pub struct LocalPgOptions {
     pub port: Option<u16>,
     /// Certificate and key to serve TLS with (`ssl=on`); `None` for no TLS.
     pub ssl: Option<SslFiles>,
+    /// Start from an empty cluster: a kept cluster this module created (it carries
+    /// [`MARKER_FILE`]) is deleted first; any other non-empty directory is refused.
+    pub fresh: bool,
 }
+
+/// Written into every cluster this module initialises, so `fresh` deletes only those.
+pub const MARKER_FILE: &str = "hubspot-sync-localpg";
 
 /// A server certificate (chain) and its private key, both PEM.
 #[derive(Clone)]
@@ -64,6 +77,19 @@ pub enum LocalPgError {
     Io { action: String, source: io::Error },
     #[error("{what} failed; its output ends with:\n{output}")]
     Failed { what: String, output: String },
+    #[error(
+        "a PostgreSQL server (pid {pid}) is already running from {}: another process using this \
+         directory started it, or one that was killed left it behind. Stop that process first; if \
+         none is left, stop the server with `kill {pid}` and start again",
+        data_dir.display()
+    )]
+    AlreadyRunning { pid: u32, data_dir: PathBuf },
+    #[error(
+        "{} is not empty and was not created by hubspot-sync (no {MARKER_FILE} file in it), so it \
+         is left alone; delete it yourself or choose another directory",
+        data_dir.display()
+    )]
+    NotOurs { data_dir: PathBuf },
 }
 
 fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> LocalPgError {
@@ -82,6 +108,8 @@ pub struct LocalPostgres {
     /// `(uid, gid)` of the `postgres` user when running as root.
     run_as: Option<(u32, u32)>,
     server: Option<Child>,
+    /// The postmaster's pid (from `postmaster.pid` once it is ready): what `stop` signals.
+    postmaster: Option<u32>,
     /// Closing its stdin makes the watchdog stop the server.
     watchdog: Option<(Child, ChildStdin)>,
 }
@@ -106,11 +134,27 @@ impl LocalPostgres {
             Some(dir) => (std::path::absolute(&dir).unwrap_or(dir), false),
             None => (run_dir.join("data"), true),
         };
-        let mut pg =
-            LocalPostgres { bin_dir, data_dir, run_dir, temporary, port, run_as, server: None, watchdog: None };
+        let mut pg = LocalPostgres {
+            bin_dir,
+            data_dir,
+            run_dir,
+            temporary,
+            port,
+            run_as,
+            server: None,
+            postmaster: None,
+            watchdog: None,
+        };
+        if !temporary {
+            pg.check_not_running()?;
+            if opts.fresh {
+                pg.remove_cluster()?;
+            }
+        }
         pg.prepare_dirs()?;
         if !pg.data_dir.join("PG_VERSION").exists() {
             pg.initdb()?;
+            write_private(&pg.data_dir.join(MARKER_FILE), "created by hubspot-sync\n", pg.run_as)?;
         }
         let ssl_settings = match &opts.ssl {
             Some(files) => pg.write_ssl_files(files)?,
@@ -118,7 +162,38 @@ impl LocalPostgres {
         };
         pg.spawn(&ssl_settings)?;
         pg.wait_ready()?;
+        pg.postmaster = read_postmaster_pid(&pg.data_dir);
+        pg.spawn_watchdog()?;
         Ok(pg)
+    }
+
+    /// Refuses a cluster a live server is using; removes the lock file of a dead one.
+    fn check_not_running(&self) -> Result<(), LocalPgError> {
+        let lock = self.data_dir.join("postmaster.pid");
+        let Some(pid) = read_postmaster_pid(&self.data_dir) else {
+            return Ok(());
+        };
+        if is_postgres(pid) {
+            return Err(LocalPgError::AlreadyRunning { pid, data_dir: self.data_dir.clone() });
+        }
+        fs::remove_file(&lock).map_err(io_error(format!("remove the stale {}", lock.display())))
+    }
+
+    /// Deletes a kept cluster this module created; refuses any other non-empty directory.
+    fn remove_cluster(&self) -> Result<(), LocalPgError> {
+        let empty = fs::read_dir(&self.data_dir).map(|mut d| d.next().is_none()).unwrap_or(true);
+        if empty {
+            return Ok(());
+        }
+        if !self.data_dir.join(MARKER_FILE).is_file() {
+            return Err(LocalPgError::NotOurs { data_dir: self.data_dir.clone() });
+        }
+        fs::remove_dir_all(&self.data_dir).map_err(io_error(format!("delete {}", self.data_dir.display())))
+    }
+
+    /// The postmaster's pid, once the server is ready.
+    pub fn pid(&self) -> Option<u32> {
+        self.postmaster
     }
 
     /// URL of the `postgres` database as the `postgres` superuser (no password, no TLS asked).
@@ -211,21 +286,31 @@ impl LocalPostgres {
             .arg(&self.run_dir)
             .args(settings.iter().copied().flat_map(|s| ["-c", s]))
             .args(ssl_settings.iter().flat_map(|s| ["-c", s.as_str()]))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
             .map_err(io_error("start postgres"))?;
         self.server = Some(server);
-        // Once our end of its stdin closes, however this process ends, the watchdog stops the
-        // server and removes the private directory.
-        let script = "cat >/dev/null; \"$1\" stop -D \"$2\" -m fast -w -t 30; rm -rf \"$3\"";
+        Ok(())
+    }
+
+    /// Once our end of its stdin closes, however this process ends, the watchdog stops the
+    /// server by its pid (fast shutdown, then immediate after 30 s) and removes the private
+    /// directory. It ignores hang-ups and interrupts: only this process decides when to stop.
+    fn spawn_watchdog(&mut self) -> Result<(), LocalPgError> {
+        let script = "trap '' HUP INT TERM; cat >/dev/null; \
+            if [ -n \"$1\" ]; then kill -INT \"$1\" 2>/dev/null; n=0; \
+              while kill -0 \"$1\" 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; \
+              kill -QUIT \"$1\" 2>/dev/null; fi; rm -rf \"$2\"";
+        let pid = self.postmaster.map(|p| p.to_string()).unwrap_or_default();
         let mut watchdog = self
             .command_for(Path::new("sh"))
             .args(["-c", script, "sh"])
-            .arg(self.bin_dir.join("pg_ctl"))
-            .arg(&self.data_dir)
+            .arg(pid)
             .arg(&self.run_dir)
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -293,25 +378,53 @@ impl LocalPostgres {
         command
     }
 
-    fn pg_ctl_stop(&self, mode: &str) -> bool {
-        self.command("pg_ctl")
-            .arg("stop")
-            .arg("-D")
-            .arg(&self.data_dir)
-            .args(["-m", mode, "-w", "-t", "30"])
+    /// Signals our postmaster (`INT`: fast shutdown, `QUIT`: immediate) and waits up to
+    /// `within` for it to exit; true when it is gone.
+    fn signal_and_wait(&self, pid: u32, signal: &str, within: Duration) -> bool {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
+            .status();
+        let started = Instant::now();
+        while is_alive(pid) {
+            if started.elapsed() > within {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
     }
+}
+
+/// The pid on the first line of a cluster's `postmaster.pid`, if any.
+fn read_postmaster_pid(data_dir: &Path) -> Option<u32> {
+    let text = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+fn is_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Whether `pid` is a live PostgreSQL server process.
+fn is_postgres(pid: u32) -> bool {
+    is_alive(pid) && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim().starts_with("postgres"))
 }
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
         if let Some(mut server) = self.server.take() {
-            if !self.pg_ctl_stop("fast") {
-                self.pg_ctl_stop("immediate");
+            if let Some(pid) = self.postmaster {
+                if !self.signal_and_wait(pid, "INT", Duration::from_secs(30)) {
+                    self.signal_and_wait(pid, "QUIT", Duration::from_secs(10));
+                }
             }
             let _ = server.kill();
             let _ = server.wait();

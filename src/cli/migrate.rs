@@ -1,8 +1,13 @@
-//! `hubspot-sync migrate`: applies pending migrations (Fly's release command).
+//! `hubspot-sync migrate`: applies pending migrations (Fly's release command). The other commands
+//! that use the database refuse an unmigrated one with [`refuse_unmigrated`], which says to run it.
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use diesel_async::AsyncPgConnection;
+
 use crate::config::DatabaseSettings;
+use crate::store::connect::DbTarget;
 use crate::store::migrations;
 
 use super::CliError;
@@ -25,4 +30,32 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode, CliError> {
         println!("{} migration(s) applied", applied.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An error saying to run `hubspot-sync migrate` when the schema is missing or behind this build.
+pub async fn check_migrated(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
+    let pending = migrations::pending(conn).await.context("cannot read which migrations are applied")?;
+    let total = migrations::versions().map(|v| v.len()).unwrap_or(0);
+    match pending.len() {
+        0 => Ok(()),
+        n if n == total => anyhow::bail!(
+            "the database has no hubspot-sync tables yet: run `hubspot-sync migrate` (with the same DATABASE_URL) first"
+        ),
+        n => anyhow::bail!(
+            "the database schema is behind this build ({n} of {total} migrations not applied, the first being {}): \
+             run `hubspot-sync migrate` (with the same DATABASE_URL) first",
+            pending[0]
+        ),
+    }
+}
+
+/// For `serve`: refuses an unmigrated database; an unreachable one is left to the readiness
+/// probe (the server starts and answers 503 until the database is back).
+pub async fn refuse_unmigrated(target: &DbTarget, application_name: &str) -> Result<(), CliError> {
+    let Ok(mut conn) = target.connect(application_name).await else {
+        tracing::warn!("the database cannot be reached now; starting anyway (/readyz answers 503 until it can)");
+        return Ok(());
+    };
+    check_migrated(&mut conn).await?;
+    Ok(())
 }

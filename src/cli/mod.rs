@@ -2,7 +2,8 @@
 //! `demo`). Each subcommand flattens the settings it reads, so its `--help` lists them.
 //!
 //! Exit codes: 0 ok; 1 a failed run or an error at run time; 2 bad usage or a missing or invalid
-//! setting (reported by name before anything else happens).
+//! setting (reported by name before anything else happens); 3 a port is already in use (the
+//! message names `PORT` or `METRICS_PORT`).
 
 mod demo;
 mod migrate;
@@ -33,6 +34,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Webhook receiver, batch fetchers, reconciliation poller, status API and page.
@@ -54,6 +57,24 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
+    #[error("{0}")]
+    PortInUse(String),
+}
+
+/// `PortInUse` naming the setting when `error` is "address in use", else `Failed`.
+pub(crate) fn port_in_use(error: anyhow::Error, bind: std::net::IpAddr, port: u16, var: &str) -> CliError {
+    let in_use = error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::AddrInUse);
+    if !in_use {
+        return CliError::Failed(error);
+    }
+    let flag = var.to_lowercase().replace('_', "-");
+    CliError::PortInUse(format!(
+        "port {port} ({var}) is already in use on {bind}, perhaps by another hubspot-sync; stop that program or \
+         set {var} (or --{flag}) to a free port"
+    ))
 }
 
 impl CliError {
@@ -61,6 +82,7 @@ impl CliError {
         match self {
             Self::Config(_) => ExitCode::from(2),
             Self::Failed(_) => ExitCode::from(1),
+            Self::PortInUse(_) => ExitCode::from(3),
         }
     }
 }

@@ -104,7 +104,10 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
-    let server = runtime::start(args.options()?)?;
+    let options = args.options()?;
+    super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve").await?;
+    let server =
+        runtime::start(options).map_err(|e| super::port_in_use(e, args.server.bind, args.server.port, "PORT"))?;
     let token = server.shutdown_token();
     tokio::spawn(async move {
         runtime::termination_signal().await;

@@ -70,6 +70,12 @@ impl SyncArgs {
 pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     let target = args.database.target()?;
     args.hubspot.access_token()?;
+    let mut conn = target
+        .connect("hubspot-sync sync")
+        .await
+        .context("cannot connect to the database (check DATABASE_URL and that PostgreSQL is running)")?;
+    super::migrate::check_migrated(&mut conn).await?;
+    drop(conn);
     let pool = store::build_pool(&target, &args.database.pool_options("hubspot-sync sync"))
         .context("cannot set up the database pool")?;
     let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
@@ -90,7 +96,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
             }
             Err(e) => {
                 failed = true;
-                println!("{kind:<9} not run: {e}");
+                println!("{kind:<9} not run: {e:#}");
             }
         }
     }

@@ -28,6 +28,9 @@ pub enum ConfigError {
     Missing { var: &'static str, hint: &'static str },
     #[error("{var} is invalid: {reason}")]
     Invalid { var: &'static str, reason: String },
+    /// A complete message that already names the variable.
+    #[error("{0}")]
+    Stated(String),
 }
 
 /// Parses a human duration such as `200ms`, `25s` or `5m` (humantime syntax).

@@ -33,7 +33,13 @@ impl FromStr for Schedule {
         if pattern.split_whitespace().count() != 5 {
             return Err(format!("'{pattern}' is not a five-field cron expression (minute hour day month weekday)"));
         }
-        let cron = Cron::from_str(&pattern).map_err(|e| format!("'{pattern}': {e}"))?;
+        // croner's own wording ("Component error: Number out of bounds") names no field.
+        let cron = Cron::from_str(&pattern).map_err(|_| {
+            format!(
+                "'{pattern}' is not a valid cron expression: the fields are minute 0-59, hour 0-23, day of month \
+                 1-31, month 1-12 and day of week 0-6, each a number, a range (1-5), a list (1,3), a step (*/5) or *"
+            )
+        })?;
         Ok(Self { cron, pattern })
     }
 }

@@ -226,7 +226,17 @@ impl Transport {
 
 fn transport_failure(e: &reqwest::Error) -> Failure {
     // Connection errors, timeouts and broken bodies are all worth another try.
-    Failure { error: HubSpotError::Transport { message: e.to_string() }, retry: true, wait: None }
+    // reqwest's own text ("error sending request for url ...") hides the cause: add the chain.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
+        }
+        source = cause.source();
+    }
+    Failure { error: HubSpotError::Transport { message }, retry: true, wait: None }
 }
 
 fn header_u64(response: &Response, name: &str) -> Option<u64> {

@@ -67,5 +67,10 @@ impl ResponseError for ApiError {
 
 /// Answers a query string that does not parse (`?limit=abc`) with a JSON 400.
 pub fn query_error(err: actix_web::error::QueryPayloadError, _: &actix_web::HttpRequest) -> actix_web::Error {
-    ApiError::BadRequest(format!("invalid query string: {err}")).into()
+    // serde's wording ("Query deserialize error: ...") is not ours: keep only its detail.
+    let detail = match &err {
+        actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::BadRequest(format!("invalid query string ({detail}); see /api/openapi.json for the parameters")).into()
 }

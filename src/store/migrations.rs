@@ -49,3 +49,37 @@ fn lock(conn: &mut SyncConn, function: &str) -> Result<(), StoreError> {
     diesel::sql_query(format!("SELECT {function}({MIGRATION_LOCK})")).execute(conn)?;
     Ok(())
 }
+
+/// The versions of this build's migrations not yet applied to the database behind `conn`,
+/// oldest first; every one of them when the migrations table does not exist. Reads only (unlike
+/// diesel's `pending_migrations`, which creates the migrations table).
+pub async fn pending(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
+    use diesel::sql_types::{Bool, Text};
+
+    #[derive(diesel::QueryableByName)]
+    struct Present {
+        #[diesel(sql_type = Bool)]
+        present: bool,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = Text)]
+        version: String,
+    }
+    let ours = versions()?;
+    let query = diesel::sql_query("SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present");
+    let table: Present = diesel_async::RunQueryDsl::get_result(query, conn).await?;
+    if !table.present {
+        return Ok(ours);
+    }
+    let query = diesel::sql_query("SELECT version FROM __diesel_schema_migrations");
+    let applied: Vec<Applied> = diesel_async::RunQueryDsl::load(query, conn).await?;
+    Ok(ours.into_iter().filter(|v| !applied.iter().any(|a| &a.version == v)).collect())
+}
+
+/// The versions of this build's migrations, oldest first.
+pub fn versions() -> Result<Vec<String>, StoreError> {
+    let all = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(all.iter().map(|m| m.name().version().to_string()).collect())
+}

@@ -23,7 +23,14 @@ impl DatabaseSettings {
             var: "DATABASE_URL",
             hint: "set it to the PostgreSQL URL, e.g. postgres://user:password@host:5432/postgres",
         })?;
-        DbTarget::parse(url.expose(), self.database_ca_cert.as_deref())
-            .map_err(|e| ConfigError::Invalid { var: "DATABASE_URL", reason: e.to_string() })
+        DbTarget::parse(url.expose(), self.database_ca_cert.as_deref()).map_err(|e| {
+            let reason = e.to_string();
+            // Most of these already name the variable; say it once.
+            if reason.starts_with("DATABASE_") {
+                ConfigError::Stated(reason)
+            } else {
+                ConfigError::Invalid { var: "DATABASE_URL", reason }
+            }
+        })
     }
 }

@@ -7,7 +7,8 @@
 
 pub mod prometheus;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
 
@@ -17,7 +18,7 @@ use crate::config::LogFormat;
 pub fn init(format: Option<LogFormat>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let format = format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Pretty } else { LogFormat::Json });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| EventWriter(Vec::new()));
     let _already_set = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
@@ -43,5 +44,59 @@ impl std::fmt::Display for ErrorChain<'_> {
             cause = e.source();
         }
         Ok(())
+    }
+}
+/// Lines kept at the bottom of a terminal (a live progress display) below the log lines.
+static STICKY: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Shows `lines` at the bottom of stderr (a terminal), replacing the previous ones; log lines
+/// written meanwhile appear above them instead of being overwritten. An empty list erases them.
+pub fn set_sticky_lines(lines: Vec<String>) {
+    let mut sticky = STICKY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut err = std::io::stderr().lock();
+    erase(&mut err, sticky.len());
+    *sticky = lines;
+    draw(&mut err, &sticky);
+    let _ = err.flush();
+}
+
+fn erase(err: &mut impl Write, lines: usize) {
+    for _ in 0..lines {
+        let _ = write!(err, "\x1b[1A\x1b[2K");
+    }
+    let _ = write!(err, "\r");
+}
+
+fn draw(err: &mut impl Write, lines: &[String]) {
+    for line in lines {
+        let _ = writeln!(err, "\x1b[2K{line}");
+    }
+}
+
+/// One formatted log event, written to stderr in one piece above any sticky lines.
+struct EventWriter(Vec<u8>);
+
+impl Write for EventWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        let sticky = STICKY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut err = std::io::stderr().lock();
+        if !sticky.is_empty() {
+            erase(&mut err, sticky.len());
+        }
+        let _ = err.write_all(&self.0);
+        if !sticky.is_empty() {
+            draw(&mut err, &sticky);
+        }
+        let _ = err.flush();
     }
 }

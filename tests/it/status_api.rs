@@ -186,7 +186,7 @@ async fn status_page_is_served_with_its_assets_inline() {
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = response.text().await.unwrap();
-    assert!(html.contains("name=\"viewport\"") && html.contains("setInterval(load, 30000)"));
+    assert!(html.contains("name=\"viewport\"") && html.contains("const REFRESH_MS = 30000;"));
     assert!(!html.contains("<script src") && !html.contains("<link rel=\"stylesheet\""), "no external assets");
     app.stop().await;
 }

@@ -1,7 +1,8 @@
-//! Progress of running syncs: a line per object redrawn in place on a terminal; a log line per
-//! object every few seconds otherwise.
+//! Progress of running syncs: a line per object redrawn in place at the bottom of a terminal
+//! (log lines appear above it, see `telemetry::set_sticky_lines`); a log line per object every
+//! few seconds otherwise.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -27,7 +28,6 @@ impl Display {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let every = if terminal { TERMINAL_EVERY } else { LOG_EVERY };
-            let mut drawn = 0;
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
@@ -35,16 +35,15 @@ impl Display {
                 }
                 let lines: Vec<String> = kinds.iter().filter_map(|k| status(&poller, *k, started.elapsed())).collect();
                 if terminal {
-                    drawn = redraw(&lines, drawn);
+                    crate::telemetry::set_sticky_lines(lines);
                 } else {
                     for line in &lines {
                         tracing::info!("{line}");
                     }
                 }
             }
-            if terminal && drawn > 0 {
-                redraw(&[], drawn);
-                let _ = write!(std::io::stderr(), "\x1b[{drawn}A");
+            if terminal {
+                crate::telemetry::set_sticky_lines(Vec::new());
             }
         });
         Self { stop, task }
@@ -73,20 +72,4 @@ fn status(poller: &Poller, kind: ObjectKind, elapsed: Duration) -> Option<String
         ));
     }
     Some(line)
-}
-
-/// Rewrites the previous `drawn` lines with `lines`; returns how many are drawn now.
-fn redraw(lines: &[String], drawn: usize) -> usize {
-    let mut err = std::io::stderr().lock();
-    if drawn > 0 {
-        let _ = write!(err, "\x1b[{drawn}A");
-    }
-    for line in lines {
-        let _ = writeln!(err, "\x1b[2K{line}");
-    }
-    for _ in lines.len()..drawn {
-        let _ = writeln!(err, "\x1b[2K");
-    }
-    let _ = err.flush();
-    lines.len().max(drawn)
 }
