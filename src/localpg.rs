@@ -13,10 +13,14 @@
 //! them in order. A kept cluster whose `postmaster.pid` names a live server is refused with what
 //! to do; one naming a dead pid (left by a killed process) is cleaned up.
 
+mod error;
 mod system;
 
+use error::io_error;
+pub use error::{LocalPgError, MARKER_FILE};
+
 use std::{
-    fs, io,
+    fs,
     os::unix::fs::{MetadataExt, PermissionsExt},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
@@ -44,9 +48,6 @@ pub struct LocalPgOptions {
     pub fresh: bool,
 }
 
-/// Written into every cluster this module initialises, so `fresh` deletes only those.
-pub const MARKER_FILE: &str = "hubspot-sync-localpg";
-
 /// A server certificate (chain) and its private key, both PEM.
 #[derive(Clone)]
 pub struct SslFiles {
@@ -58,42 +59,6 @@ impl std::fmt::Debug for SslFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SslFiles { .. }")
     }
-}
-
-/// Why the private server could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalPgError {
-    #[error(
-        "PostgreSQL server binaries not found (looked at `pg_config --bindir` and \
-         /usr/lib/postgresql/*/bin); install the Debian package `postgresql`"
-    )]
-    NotInstalled,
-    #[error(
-        "running as root, but there is no `postgres` system user to run PostgreSQL as; install \
-         the Debian package `postgresql`, or run as an ordinary user"
-    )]
-    NoPostgresUser,
-    #[error("could not {action}: {source}")]
-    Io { action: String, source: io::Error },
-    #[error("{what} failed; its output ends with:\n{output}")]
-    Failed { what: String, output: String },
-    #[error(
-        "a PostgreSQL server (pid {pid}) is already running from {}: another process using this \
-         directory started it, or one that was killed left it behind. Stop that process first; if \
-         none is left, stop the server with `kill {pid}` and start again",
-        data_dir.display()
-    )]
-    AlreadyRunning { pid: u32, data_dir: PathBuf },
-    #[error(
-        "{} is not empty and was not created by hubspot-sync (no {MARKER_FILE} file in it), so it \
-         is left alone; delete it yourself or choose another directory",
-        data_dir.display()
-    )]
-    NotOurs { data_dir: PathBuf },
-}
-
-fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> LocalPgError {
-    move |source| LocalPgError::Io { action: action.into(), source }
 }
 
 /// A running private server; stopped (and its temporary files removed) on `stop` or drop.

@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use hubspot_sim::{Sim, SimHandle, SimOptions, WebhookConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::CliError;
+use super::error::{self, CliError};
 use super::serve::ServeArgs;
 use crate::config::{
     ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, ScheduleSettings, Secret, SecretList, ServerSettings,
@@ -114,7 +114,7 @@ async fn run_with_postgres(
     let sim = start_sim(args, &client_secret).await?;
     let serve = serve_args(args, &sim, &database_url, &client_secret)?;
     let server = match serve.options().and_then(|options| {
-        runtime::start(options).map_err(|e| super::port_in_use(e, args.server.bind, args.server.port, "PORT"))
+        runtime::start(options).map_err(|e| error::port_in_use(e, args.server.bind, args.server.port, "PORT"))
     }) {
         Ok(server) => server,
         Err(e) => {
@@ -246,7 +246,7 @@ fn free_port(bind: IpAddr) -> Result<u16, CliError> {
 fn check_port_free(bind: IpAddr, port: u16, var: &'static str) -> Result<(), CliError> {
     match TcpListener::bind(SocketAddr::new(bind, port)) {
         Ok(_) => Ok(()),
-        Err(e) => Err(super::port_in_use(anyhow::Error::new(e), bind, port, var)),
+        Err(e) => Err(error::port_in_use(anyhow::Error::new(e), bind, port, var)),
     }
 }
 

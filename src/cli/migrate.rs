@@ -10,7 +10,7 @@ use crate::config::DatabaseSettings;
 use crate::store::connect::DbTarget;
 use crate::store::migrations;
 
-use super::CliError;
+use super::error::CliError;
 
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {

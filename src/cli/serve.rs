@@ -23,7 +23,7 @@ use crate::runtime::{self, Background, Realtime, ServeOptions};
 use crate::store;
 use crate::webhook::Intake;
 
-use super::CliError;
+use super::error::{self, CliError};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -107,7 +107,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let options = args.options()?;
     super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve").await?;
     let server =
-        runtime::start(options).map_err(|e| super::port_in_use(e, args.server.bind, args.server.port, "PORT"))?;
+        runtime::start(options).map_err(|e| error::port_in_use(e, args.server.bind, args.server.port, "PORT"))?;
     let token = server.shutdown_token();
     tokio::spawn(async move {
         runtime::termination_signal().await;

@@ -8,7 +8,7 @@ use crate::config::DatabaseSettings;
 use crate::kind::ObjectKind;
 use crate::store::sync_logs::{self, LatestStatus};
 
-use super::CliError;
+use super::error::CliError;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {

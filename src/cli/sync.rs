@@ -18,7 +18,7 @@ use crate::objects::WriteContext;
 use crate::poller::{Mode, Poller, PollerOptions, RunStatus, RunSummary, Trigger};
 use crate::store;
 
-use super::CliError;
+use super::error::CliError;
 
 /// `all` or one object kind.
 #[derive(Clone, Debug, PartialEq, Eq)]

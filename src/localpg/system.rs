@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use super::{LocalPgError, io_error};
+use super::error::{LocalPgError, io_error};
 
 /// `pg_config --bindir` when it holds the server, else the newest `/usr/lib/postgresql/*/bin`.
 pub(super) fn find_bin_dir() -> Result<PathBuf, LocalPgError> {
