@@ -25,6 +25,7 @@ use crate::config::{Schedule, ScheduleSettings};
 use crate::objects::ObjectKind;
 use crate::ops::control::schedule_of;
 use crate::ops::live::WindowCounts;
+use crate::store::sync_logs::RunStatus;
 
 /// Failed records above this share of processed ones raise an alert.
 pub const FAILED_SHARE: f64 = 0.10;
@@ -66,7 +67,7 @@ impl Condition {
 /// The latest finished run of an object, as the checks need it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinishedRun {
-    pub status: String,
+    pub status: RunStatus,
     pub records_processed: i32,
     pub records_failed: i32,
     pub completed_at: DateTime<Utc>,
@@ -100,7 +101,7 @@ pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
     for object in obs.objects {
         let kind = object.kind;
         if let Some(run) = &object.latest {
-            if run.status == "failed" {
+            if run.status == RunStatus::Failed {
                 let reason = run.error.as_deref().map(|e| format!(": {}", truncate(e, 300))).unwrap_or_default();
                 holding.insert(Condition::RunFailed(kind), format!("{kind} sync failed{reason}"));
             }

@@ -24,6 +24,7 @@ use crate::config::ScheduleSettings;
 use crate::objects::ObjectKind;
 use crate::ops::live::WebhookStats;
 use crate::ops::metrics::names;
+use crate::store::sync_logs::{RunMode, RunStatus};
 use crate::store::{Pool, StoreError};
 
 /// How often `serve` checks.
@@ -37,7 +38,7 @@ struct HistoryRow {
     #[diesel(sql_type = Text)]
     sync_type: String,
     #[diesel(sql_type = Nullable<Text>)]
-    status: Option<String>,
+    status: Option<RunStatus>,
     #[diesel(sql_type = Nullable<Integer>)]
     records_processed: Option<i32>,
     #[diesel(sql_type = Nullable<Integer>)]
@@ -57,9 +58,9 @@ struct FinishedRow {
     #[diesel(sql_type = Text)]
     sync_type: String,
     #[diesel(sql_type = Text)]
-    status: String,
+    status: RunStatus,
     #[diesel(sql_type = Text)]
-    mode: String,
+    mode: RunMode,
     #[diesel(sql_type = Nullable<BigInt>)]
     duration_ms: Option<i64>,
     #[diesel(sql_type = Timestamptz)]
@@ -180,10 +181,10 @@ impl Monitor {
                 continue;
             }
             let seconds = run.duration_ms.unwrap_or(0) as f64 / 1000.0;
-            metrics::histogram!(names::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.clone(),
-                "mode" => run.mode)
+            metrics::histogram!(names::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.as_str(),
+                "mode" => run.mode.as_str())
             .record(seconds);
-            metrics::counter!(names::RUNS, "object" => run.sync_type, "status" => run.status).increment(1);
+            metrics::counter!(names::RUNS, "object" => run.sync_type, "status" => run.status.as_str()).increment(1);
         }
         self.cursor = Some(newest);
         self.recorded.retain(|_, at| *at > newest - OVERLAP);
