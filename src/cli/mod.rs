@@ -52,8 +52,27 @@ pub enum Command {
 pub enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0:#}")]
+    #[error("{}", causes(.0))]
     Failed(#[from] anyhow::Error),
+}
+
+/// An error and its causes joined with `: ` (as `{:#}` does), leaving out a cause whose text
+/// its parent already ends with: errors such as `StoreError` print their cause and also return
+/// it as `source()`, and the line should not repeat it.
+fn causes(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut parent = String::new();
+    for cause in error.chain() {
+        let current = cause.to_string();
+        if !parent.ends_with(&current) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&current);
+        }
+        parent = current;
+    }
+    text
 }
 
 impl CliError {
@@ -92,5 +111,22 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Sync(args) => sync::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_printed_by_its_parent_is_not_repeated() {
+        let store = crate::store::StoreError::Migration("relation \"contacts\" already exists".into());
+        let err = CliError::from(anyhow::Error::from(store).context("cannot apply the migrations"));
+        assert_eq!(
+            err.to_string(),
+            "cannot apply the migrations: migration failed: relation \"contacts\" already exists"
+        );
+        let plain = CliError::from(anyhow::anyhow!("inner").context("outer"));
+        assert_eq!(plain.to_string(), "outer: inner");
     }
 }

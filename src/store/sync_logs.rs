@@ -99,11 +99,7 @@ pub async fn start_run(
     mode: RunMode,
 ) -> QueryResult<Uuid> {
     diesel::insert_into(sync_logs::table)
-        .values((
-            sync_logs::sync_type.eq(sync_type),
-            sync_logs::trigger.eq(trigger),
-            sync_logs::mode.eq(mode),
-        ))
+        .values((sync_logs::sync_type.eq(sync_type), sync_logs::trigger.eq(trigger), sync_logs::mode.eq(mode)))
         .returning(sync_logs::id)
         .get_result(conn)
         .await
