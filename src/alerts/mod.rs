@@ -23,6 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::config::{Schedule, ScheduleSettings};
 use crate::kind::ObjectKind;
+use crate::store::sync_logs::RunStatus;
 use crate::webhook::stats::WindowCounts;
 
 /// Failed records above this share of processed ones raise an alert.
@@ -65,7 +66,7 @@ impl Condition {
 /// The latest finished run of an object, as the checks need it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinishedRun {
-    pub status: String,
+    pub status: RunStatus,
     pub records_processed: i32,
     pub records_failed: i32,
     pub completed_at: DateTime<Utc>,
@@ -99,7 +100,7 @@ pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
     for object in obs.objects {
         let kind = object.kind;
         if let Some(run) = &object.latest {
-            if run.status == "failed" {
+            if run.status == RunStatus::Failed {
                 let reason = run.error.as_deref().map(|e| format!(": {}", truncate(e, 300))).unwrap_or_default();
                 holding.insert(Condition::RunFailed(kind), format!("{kind} sync failed{reason}"));
             }

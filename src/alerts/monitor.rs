@@ -122,10 +122,10 @@ impl Monitor {
                 continue;
             }
             let seconds = run.duration_ms.unwrap_or(0) as f64 / 1000.0;
-            metrics::histogram!(metric::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.clone(),
-                "mode" => run.mode)
+            metrics::histogram!(metric::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.as_str(),
+                "mode" => run.mode.as_str())
             .record(seconds);
-            metrics::counter!(metric::RUNS, "object" => run.sync_type, "status" => run.status).increment(1);
+            metrics::counter!(metric::RUNS, "object" => run.sync_type, "status" => run.status.as_str()).increment(1);
         }
         self.cursor = Some(newest);
         self.recorded.retain(|_, at| *at > newest - OVERLAP);

@@ -19,7 +19,7 @@ fn t(minute: i64) -> DateTime<Utc> {
 
 fn run(status: &str, processed: i32, failed: i32, minute: i64) -> FinishedRun {
     FinishedRun {
-        status: status.into(),
+        status: RunStatus::parse(status).unwrap(),
         records_processed: processed,
         records_failed: failed,
         completed_at: t(minute),

@@ -3,13 +3,16 @@
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
+use crate::telemetry::ErrorChain;
 
 /// Why a command did not succeed, and so which exit code it gets.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0:#}")]
+    /// The error and its causes, each said once (errors such as `StoreError` print their cause
+    /// and also return it as `source()`).
+    #[error("{}", ErrorChain(.0.as_ref()))]
     Failed(#[from] anyhow::Error),
     #[error("{0}")]
     PortInUse(String),

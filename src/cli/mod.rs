@@ -81,3 +81,20 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Demo(args) => demo::run(args).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_printed_by_its_parent_is_not_repeated() {
+        let store = crate::store::StoreError::Migration("relation \"contacts\" already exists".into());
+        let err = CliError::from(anyhow::Error::from(store).context("cannot apply the migrations"));
+        assert_eq!(
+            err.to_string(),
+            "cannot apply the migrations: migration failed: relation \"contacts\" already exists"
+        );
+        let plain = CliError::from(anyhow::anyhow!("inner").context("outer"));
+        assert_eq!(plain.to_string(), "outer: inner");
+    }
+}

@@ -78,9 +78,9 @@ impl From<SyncLog> for RunView {
         Self {
             id: log.id,
             sync_type: log.sync_type,
-            status: log.status,
-            trigger: log.trigger,
-            mode: log.mode,
+            status: log.status.as_str().to_owned(),
+            trigger: log.trigger.as_str().to_owned(),
+            mode: log.mode.as_str().to_owned(),
             started_at: log.started_at,
             completed_at: log.completed_at,
             duration_ms: log.duration_ms,
@@ -167,7 +167,7 @@ fn object_status(
         Some(row) => ObjectStatus {
             sync_type: kind.as_str().to_owned(),
             last_sync_time: row.last_sync_time,
-            status: row.status.clone(),
+            status: row.status.as_str().to_owned(),
             records_processed: row.records_processed,
             records_failed: row.records_failed,
             duration_ms: row.duration_ms,

@@ -44,7 +44,7 @@ impl StartNotice {
 /// The id of the run another instance is doing for this object, if visible.
 async fn running_elsewhere(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Option<Uuid> {
     let recent = sync_logs::recent(conn, Some(kind.as_str()), 1).await.ok()?;
-    recent.into_iter().find(|r| r.status == RunStatus::Running.as_str()).map(|r| r.id)
+    recent.into_iter().find(|r| r.status == RunStatus::Running).map(|r| r.id)
 }
 
 /// The mode to run: full when asked, when there is no watermark yet, or when a full pass was

@@ -1,10 +1,12 @@
 //! `calls`: batch upsert (newest HubSpot `updated_at` wins).
 
-use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::sync::LazyLock;
 
-use super::records::{MAX_BATCH, NEWER_WINS, newest_per_id};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel_async::AsyncPgConnection;
+
+use super::records::{Column, Record, RecordTable, column, upsert_rows, upsert_sql};
 
 /// A call as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,48 +25,40 @@ pub struct CallRow {
     pub properties: serde_json::Value,
 }
 
-fn upsert_sql() -> String {
-    format!(
-        "INSERT INTO calls AS t (hubspot_call_id, title, direction, disposition, status, duration_ms, called_at, \
-             owner_id, created_at, updated_at, archived, archived_at, properties, synced_at) \
-         SELECT u.id, u.title, u.direction, u.disposition, u.status, u.duration_ms, u.called_at, u.owner_id, \
-             u.created_at, u.updated_at, u.archived, CASE WHEN u.archived THEN now() END, u.properties, now() \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
-             $7::timestamptz[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::jsonb[]) \
-             AS u(id, title, direction, disposition, status, duration_ms, called_at, owner_id, created_at, \
-             updated_at, archived, properties) \
-         ON CONFLICT (hubspot_call_id) DO UPDATE SET title = excluded.title, direction = excluded.direction, \
-             disposition = excluded.disposition, status = excluded.status, duration_ms = excluded.duration_ms, \
-             called_at = excluded.called_at, owner_id = excluded.owner_id, created_at = excluded.created_at, \
-             updated_at = excluded.updated_at, archived = excluded.archived, \
-             archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \
-             merged_into = CASE WHEN excluded.archived THEN t.merged_into END, \
-             properties = excluded.properties, synced_at = excluded.synced_at \
-         WHERE {NEWER_WINS}"
-    )
+impl Record for CallRow {
+    const TABLE: RecordTable = RecordTable::Calls;
+    const COLUMNS: &'static [Column<Self>] = &[
+        column!("title", "text", Nullable<Text>, |r| r.title.as_deref()),
+        column!("direction", "text", Nullable<Text>, |r| r.direction.as_deref()),
+        column!("disposition", "text", Nullable<Text>, |r| r.disposition.as_deref()),
+        column!("status", "text", Nullable<Text>, |r| r.status.as_deref()),
+        column!("duration_ms", "bigint", Nullable<BigInt>, |r| r.duration_ms),
+        column!("called_at", "timestamptz", Nullable<Timestamptz>, |r| r.called_at),
+        column!("owner_id", "text", Nullable<Text>, |r| r.owner_id.as_deref()),
+    ];
+
+    fn id(&self) -> &str {
+        &self.hubspot_call_id
+    }
+    fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.created_at
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+    fn archived(&self) -> bool {
+        self.archived
+    }
+    fn properties(&self) -> &serde_json::Value {
+        &self.properties
+    }
 }
 
-/// Writes calls in statements of up to [`MAX_BATCH`] rows; see `contacts::upsert_batch`.
+/// The upsert statement, built once.
+static UPSERT: LazyLock<String> = LazyLock::new(upsert_sql::<CallRow>);
+
+/// Writes calls in statements of up to [`MAX_BATCH`](super::records::MAX_BATCH) rows; see
+/// `contacts::upsert_batch`.
 pub async fn upsert_batch(conn: &mut AsyncPgConnection, rows: Vec<CallRow>) -> diesel::QueryResult<usize> {
-    let rows = newest_per_id(rows, |r| &r.hubspot_call_id, |r| r.updated_at);
-    let sql = upsert_sql();
-    let mut written = 0;
-    for chunk in rows.chunks(MAX_BATCH) {
-        written += diesel::sql_query(&sql)
-            .bind::<Array<Text>, _>(chunk.iter().map(|r| r.hubspot_call_id.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.title.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.direction.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.disposition.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.status.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<BigInt>>, _>(chunk.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Timestamptz>>, _>(chunk.iter().map(|r| r.called_at).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.owner_id.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Timestamptz>>, _>(chunk.iter().map(|r| r.created_at).collect::<Vec<_>>())
-            .bind::<Array<Timestamptz>, _>(chunk.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-            .bind::<Array<Bool>, _>(chunk.iter().map(|r| r.archived).collect::<Vec<_>>())
-            .bind::<Array<Jsonb>, _>(chunk.iter().map(|r| &r.properties).collect::<Vec<_>>())
-            .execute(conn)
-            .await?;
-    }
-    Ok(written)
+    upsert_rows(conn, &UPSERT, rows).await
 }

@@ -1,11 +1,13 @@
 //! `contacts`: batch upsert (newest HubSpot `updated_at` wins) and privacy deletion.
 //! Owner changes are recorded in `contact_owner_history` by a trigger (see the migration).
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::records::{MAX_BATCH, NEWER_WINS, newest_per_id};
+use super::records::{Column, Record, RecordTable, column, upsert_rows, upsert_sql};
 
 /// A contact as stored: typed columns plus every fetched property in `properties`.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,54 +27,47 @@ pub struct ContactRow {
     pub properties: serde_json::Value,
 }
 
-fn upsert_sql() -> String {
-    format!(
-        "INSERT INTO contacts AS t (hubspot_contact_id, email, first_name, last_name, phone, owner_id, \
-             lifecycle_stage, status, created_at, updated_at, archived, archived_at, properties, synced_at) \
-         SELECT u.id, u.email, u.first_name, u.last_name, u.phone, u.owner_id, u.lifecycle_stage, u.status, \
-             u.created_at, u.updated_at, u.archived, CASE WHEN u.archived THEN now() END, u.properties, now() \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::jsonb[]) \
-             AS u(id, email, first_name, last_name, phone, owner_id, lifecycle_stage, status, created_at, \
-             updated_at, archived, properties) \
-         WHERE NOT EXISTS (SELECT 1 FROM privacy_deletions p WHERE p.hubspot_contact_id = u.id) \
-         ON CONFLICT (hubspot_contact_id) DO UPDATE SET email = excluded.email, \
-             first_name = excluded.first_name, last_name = excluded.last_name, phone = excluded.phone, \
-             owner_id = excluded.owner_id, lifecycle_stage = excluded.lifecycle_stage, \
-             status = excluded.status, created_at = excluded.created_at, updated_at = excluded.updated_at, \
-             archived = excluded.archived, \
-             archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \
-             merged_into = CASE WHEN excluded.archived THEN t.merged_into END, \
-             properties = excluded.properties, synced_at = excluded.synced_at \
-         WHERE {NEWER_WINS}"
-    )
+impl Record for ContactRow {
+    const TABLE: RecordTable = RecordTable::Contacts;
+    const COLUMNS: &'static [Column<Self>] = &[
+        column!("email", "text", Nullable<Text>, |r| r.email.as_deref()),
+        column!("first_name", "text", Nullable<Text>, |r| r.first_name.as_deref()),
+        column!("last_name", "text", Nullable<Text>, |r| r.last_name.as_deref()),
+        column!("phone", "text", Nullable<Text>, |r| r.phone.as_deref()),
+        column!("owner_id", "text", Nullable<Text>, |r| r.owner_id.as_deref()),
+        column!("lifecycle_stage", "text", Nullable<Text>, |r| r.lifecycle_stage.as_deref()),
+        column!("status", "text", Nullable<Text>, |r| r.status.as_deref()),
+    ];
+    /// Privacy-deleted ids are never written back.
+    const ONLY_IF: Option<&'static str> =
+        Some("NOT EXISTS (SELECT 1 FROM privacy_deletions p WHERE p.hubspot_contact_id = u.id)");
+
+    fn id(&self) -> &str {
+        &self.hubspot_contact_id
+    }
+    fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.created_at
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+    fn archived(&self) -> bool {
+        self.archived
+    }
+    fn properties(&self) -> &serde_json::Value {
+        &self.properties
+    }
 }
 
-/// Writes up to [`MAX_BATCH`] contacts in one statement (larger inputs are split). A row whose
-/// stored `updated_at` is newer is left alone; privacy-deleted ids are never written back.
+/// The upsert statement, built once.
+static UPSERT: LazyLock<String> = LazyLock::new(upsert_sql::<ContactRow>);
+
+/// Writes up to [`MAX_BATCH`](super::records::MAX_BATCH) contacts in one statement (larger
+/// inputs are split). A row whose stored `updated_at` is newer is left alone (see
+/// [`NEWER_WINS`](super::records::NEWER_WINS)); privacy-deleted ids are never written back.
 /// Returns the number of rows inserted or changed.
 pub async fn upsert_batch(conn: &mut AsyncPgConnection, rows: Vec<ContactRow>) -> diesel::QueryResult<usize> {
-    let rows = newest_per_id(rows, |r| &r.hubspot_contact_id, |r| r.updated_at);
-    let sql = upsert_sql();
-    let mut written = 0;
-    for chunk in rows.chunks(MAX_BATCH) {
-        written += diesel::sql_query(&sql)
-            .bind::<Array<Text>, _>(chunk.iter().map(|r| r.hubspot_contact_id.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.email.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.first_name.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.last_name.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.phone.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.owner_id.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.lifecycle_stage.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.status.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Timestamptz>>, _>(chunk.iter().map(|r| r.created_at).collect::<Vec<_>>())
-            .bind::<Array<Timestamptz>, _>(chunk.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-            .bind::<Array<Bool>, _>(chunk.iter().map(|r| r.archived).collect::<Vec<_>>())
-            .bind::<Array<Jsonb>, _>(chunk.iter().map(|r| &r.properties).collect::<Vec<_>>())
-            .execute(conn)
-            .await?;
-    }
-    Ok(written)
+    upsert_rows(conn, &UPSERT, rows).await
 }
 
 /// Removes contacts deleted for privacy (GDPR): their rows, owner history and any rows merged

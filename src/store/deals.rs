@@ -1,10 +1,12 @@
 //! `deals`: batch upsert (newest HubSpot `updated_at` wins).
 
-use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::sync::LazyLock;
 
-use super::records::{MAX_BATCH, NEWER_WINS, newest_per_id};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Nullable, Text, Timestamptz};
+use diesel_async::AsyncPgConnection;
+
+use super::records::{Column, Record, RecordTable, column, upsert_rows, upsert_sql};
 
 /// `deal_status`: derived from `hs_is_closed` and `hs_is_closed_won`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,52 +44,47 @@ pub struct DealRow {
     pub properties: serde_json::Value,
 }
 
-fn upsert_sql() -> String {
-    format!(
-        "INSERT INTO deals AS t (hubspot_deal_id, deal_name, deal_value, stage, status, close_date, closer_id, \
-             pipeline, created_at, updated_at, archived, archived_at, properties, synced_at) \
-         SELECT u.id, u.deal_name, \
-             CASE WHEN u.deal_value ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' THEN u.deal_value::numeric END, \
-             u.stage, u.status::deal_status, u.close_date, u.closer_id, u.pipeline, u.created_at, u.updated_at, \
-             u.archived, CASE WHEN u.archived THEN now() END, u.properties, now() \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], \
-             $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::jsonb[]) \
-             AS u(id, deal_name, deal_value, stage, status, close_date, closer_id, pipeline, created_at, \
-             updated_at, archived, properties) \
-         ON CONFLICT (hubspot_deal_id) DO UPDATE SET deal_name = excluded.deal_name, \
-             deal_value = excluded.deal_value, stage = excluded.stage, status = excluded.status, \
-             close_date = excluded.close_date, closer_id = excluded.closer_id, pipeline = excluded.pipeline, \
-             created_at = excluded.created_at, updated_at = excluded.updated_at, archived = excluded.archived, \
-             archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \
-             merged_into = CASE WHEN excluded.archived THEN t.merged_into END, \
-             properties = excluded.properties, synced_at = excluded.synced_at \
-         WHERE {NEWER_WINS}"
-    )
+impl Record for DealRow {
+    const TABLE: RecordTable = RecordTable::Deals;
+    const COLUMNS: &'static [Column<Self>] = &[
+        column!("deal_name", "text", Nullable<Text>, |r| r.deal_name.as_deref()),
+        // Anything but a decimal literal is stored as NULL rather than failing the batch.
+        column!(
+            "deal_value",
+            "text",
+            sql = "CASE WHEN u.deal_value ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' THEN u.deal_value::numeric END",
+            Nullable<Text>,
+            |r| r.deal_value.as_deref()
+        ),
+        column!("stage", "text", Nullable<Text>, |r| r.stage.as_deref()),
+        column!("status", "text", sql = "u.status::deal_status", Nullable<Text>, |r| r.status.map(DealStatus::as_str)),
+        column!("close_date", "timestamptz", Nullable<Timestamptz>, |r| r.close_date),
+        column!("closer_id", "text", Nullable<Text>, |r| r.closer_id.as_deref()),
+        column!("pipeline", "text", Nullable<Text>, |r| r.pipeline.as_deref()),
+    ];
+
+    fn id(&self) -> &str {
+        &self.hubspot_deal_id
+    }
+    fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.created_at
+    }
+    fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+    fn archived(&self) -> bool {
+        self.archived
+    }
+    fn properties(&self) -> &serde_json::Value {
+        &self.properties
+    }
 }
 
-/// Writes deals in statements of up to [`MAX_BATCH`] rows; see `contacts::upsert_batch`.
+/// The upsert statement, built once.
+static UPSERT: LazyLock<String> = LazyLock::new(upsert_sql::<DealRow>);
+
+/// Writes deals in statements of up to [`MAX_BATCH`](super::records::MAX_BATCH) rows; see
+/// `contacts::upsert_batch`.
 pub async fn upsert_batch(conn: &mut AsyncPgConnection, rows: Vec<DealRow>) -> diesel::QueryResult<usize> {
-    let rows = newest_per_id(rows, |r| &r.hubspot_deal_id, |r| r.updated_at);
-    let sql = upsert_sql();
-    let mut written = 0;
-    for chunk in rows.chunks(MAX_BATCH) {
-        written += diesel::sql_query(&sql)
-            .bind::<Array<Text>, _>(chunk.iter().map(|r| r.hubspot_deal_id.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.deal_name.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.deal_value.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.stage.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(
-                chunk.iter().map(|r| r.status.map(DealStatus::as_str)).collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Timestamptz>>, _>(chunk.iter().map(|r| r.close_date).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.closer_id.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.pipeline.as_deref()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Timestamptz>>, _>(chunk.iter().map(|r| r.created_at).collect::<Vec<_>>())
-            .bind::<Array<Timestamptz>, _>(chunk.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-            .bind::<Array<Bool>, _>(chunk.iter().map(|r| r.archived).collect::<Vec<_>>())
-            .bind::<Array<Jsonb>, _>(chunk.iter().map(|r| &r.properties).collect::<Vec<_>>())
-            .execute(conn)
-            .await?;
-    }
-    Ok(written)
+    upsert_rows(conn, &UPSERT, rows).await
 }

@@ -20,7 +20,7 @@ type SyncConn = AsyncConnectionWrapper<AsyncPgConnection>;
 /// Applies every pending migration and returns the versions applied, oldest first.
 pub async fn run_pending(target: &DbTarget) -> Result<Vec<String>, StoreError> {
     with_sync_connection(target, |conn| {
-        let applied = conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
+        let applied = conn.run_pending_migrations(MIGRATIONS).map_err(StoreError::Migration)?;
         Ok(applied.iter().map(ToString::to_string).collect())
     })
     .await
@@ -33,7 +33,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut SyncConn) -> Result<T, StoreError> + Send + 'static,
 {
-    let conn = target.connect("hubspot-sync migrate").await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let conn = target.connect("hubspot-sync migrate").await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
     tokio::task::spawn_blocking(move || {
         let mut conn = SyncConn::from(conn);
         lock(&mut conn, "pg_advisory_lock")?;
@@ -42,7 +42,7 @@ where
         result
     })
     .await
-    .map_err(|e| StoreError::Migration(format!("migration task failed: {e}")))?
+    .map_err(|e| StoreError::Migration(Box::new(e)))?
 }
 
 fn lock(conn: &mut SyncConn, function: &str) -> Result<(), StoreError> {
@@ -80,6 +80,6 @@ pub async fn pending(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreE
 /// The versions of this build's migrations, oldest first.
 pub fn versions() -> Result<Vec<String>, StoreError> {
     let all = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
-        .map_err(|e| StoreError::Migration(e.to_string()))?;
+        .map_err(StoreError::Migration)?;
     Ok(all.iter().map(|m| m.name().version().to_string()).collect())
 }

@@ -72,7 +72,7 @@ pub fn build_pool(target: &DbTarget, options: &PoolOptions) -> Result<Pool, Stor
             })
         }))
         .build()
-        .map_err(|e| StoreError::Unavailable(format!("cannot build the connection pool: {e}")))
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
 /// Checks that the database answers (`SELECT 1` on a pooled connection).

@@ -8,6 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::sync_logs::{RunMode, RunStatus};
 
 /// One object's run history: its latest finished run (all `Option` when it never finished one)
 /// and when its last good (`success` or `partial`) run finished.
@@ -16,7 +17,7 @@ pub struct HistoryRow {
     #[diesel(sql_type = Text)]
     pub sync_type: String,
     #[diesel(sql_type = Nullable<Text>)]
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     #[diesel(sql_type = Nullable<Integer>)]
     pub records_processed: Option<i32>,
     #[diesel(sql_type = Nullable<Integer>)]
@@ -37,9 +38,9 @@ pub struct FinishedRow {
     #[diesel(sql_type = Text)]
     pub sync_type: String,
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: RunStatus,
     #[diesel(sql_type = Text)]
-    pub mode: String,
+    pub mode: RunMode,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub duration_ms: Option<i64>,
     #[diesel(sql_type = Timestamptz)]

@@ -1,6 +1,9 @@
-// @generated-style: mirrors `diesel print-schema` for the tables in `migrations/` (see
-// `diesel.toml`). Edit the migrations first, then this file; the integration test
-// `store::schema_matches_database` reads every column through it, so a drift fails the suite.
+//! The diesel schema of the tables in `migrations/`, maintained by hand (not generated: the
+//! diesel CLI is not part of the build). Change a migration first, then this file, in the same
+//! commit; the integration test `store::schema_module_matches_the_migrated_database` reads the
+//! tables through it against a freshly migrated database, so a drifted name or type fails the
+//! suite. `diesel.toml` holds the settings should someone regenerate it with `diesel
+//! print-schema`.
 
 pub mod sql_types {
     /// The `deal_status` enum: open, won, lost.

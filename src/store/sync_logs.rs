@@ -6,7 +6,11 @@
 //! every record failed is `failed`.
 
 use chrono::{DateTime, Utc};
+use diesel::deserialize::{FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
+use diesel::serialize::{Output, ToSql};
 use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -14,15 +18,34 @@ use uuid::Uuid;
 
 use super::schema::sync_logs;
 
+/// An enum stored as one of a few `text` values (the column's `CHECK` lists the same ones): it
+/// is written and read as itself through diesel, and serialised as the same text.
 macro_rules! str_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, AsExpression, FromSqlRow)]
+        #[diesel(sql_type = Text)]
         #[serde(rename_all = "lowercase")]
         pub enum $name { $($variant),+ }
         impl $name {
             pub fn as_str(self) -> &'static str { match self { $(Self::$variant => $text),+ } }
             pub fn parse(raw: &str) -> Option<Self> { match raw { $($text => Some(Self::$variant),)+ _ => None } }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.pad(self.as_str()) }
+        }
+        impl ToSql<Text, Pg> for $name {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+                <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+            }
+        }
+        impl FromSql<Text, Pg> for $name {
+            fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let raw = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+                Self::parse(&raw).ok_or_else(|| {
+                    format!(concat!("unknown ", stringify!($name), " {:?} in sync_logs; is the database migrated by a newer version?"), raw).into()
+                })
+            }
         }
     };
 }
@@ -76,11 +99,7 @@ pub async fn start_run(
     mode: RunMode,
 ) -> QueryResult<Uuid> {
     diesel::insert_into(sync_logs::table)
-        .values((
-            sync_logs::sync_type.eq(sync_type),
-            sync_logs::trigger.eq(trigger.as_str()),
-            sync_logs::mode.eq(mode.as_str()),
-        ))
+        .values((sync_logs::sync_type.eq(sync_type), sync_logs::trigger.eq(trigger), sync_logs::mode.eq(mode)))
         .returning(sync_logs::id)
         .get_result(conn)
         .await
@@ -118,7 +137,7 @@ pub async fn finish_run(
          WHERE id = $1 AND status = 'running'",
     )
     .bind::<SqlUuid, _>(id)
-    .bind::<Text, _>(status.as_str())
+    .bind::<Text, _>(status)
     .bind::<Integer, _>(outcome.records_processed)
     .bind::<Integer, _>(outcome.records_failed)
     .bind::<Nullable<Jsonb>, _>(details)
@@ -135,7 +154,7 @@ pub struct LatestStatus {
     #[diesel(sql_type = Nullable<diesel::sql_types::Timestamptz>)]
     pub last_sync_time: Option<DateTime<Utc>>,
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: RunStatus,
     #[diesel(sql_type = Integer)]
     pub records_processed: i32,
     #[diesel(sql_type = Integer)]
@@ -156,9 +175,9 @@ pub struct SyncLog {
     pub id: Uuid,
     pub platform: String,
     pub sync_type: String,
-    pub status: String,
-    pub trigger: String,
-    pub mode: String,
+    pub status: RunStatus,
+    pub trigger: RunTrigger,
+    pub mode: RunMode,
     pub started_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
@@ -182,7 +201,7 @@ pub async fn last_good_run(conn: &mut AsyncPgConnection, sync_type: &str) -> Que
     sync_logs::table
         .select(SyncLog::as_select())
         .filter(sync_logs::sync_type.eq(sync_type))
-        .filter(sync_logs::status.eq_any(["success", "partial"]))
+        .filter(sync_logs::status.eq_any([RunStatus::Success, RunStatus::Partial]))
         .order(sync_logs::started_at.desc())
         .first(conn)
         .await
@@ -218,5 +237,12 @@ mod tests {
         }
         assert_eq!(RunMode::parse("full"), Some(RunMode::Full));
         assert_eq!(RunStatus::parse("bogus"), None);
+        assert_eq!(RunStatus::Partial.to_string(), "partial");
+    }
+
+    #[test]
+    fn serialised_as_the_stored_text() {
+        let json = serde_json::to_value((RunStatus::Running, RunTrigger::Sql, RunMode::Incremental)).unwrap();
+        assert_eq!(json, serde_json::json!(["running", "sql", "incremental"]));
     }
 }

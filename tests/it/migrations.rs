@@ -47,7 +47,7 @@ async fn step(db: &TestDb, forward: bool) {
         } else {
             conn.revert_last_migration(MIGRATIONS).map(|_| ())
         };
-        result.map_err(|e| hubspot_sync::store::StoreError::Migration(e.to_string()))
+        result.map_err(hubspot_sync::store::StoreError::Migration)
     })
     .await
     .unwrap();

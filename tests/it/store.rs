@@ -272,7 +272,10 @@ async fn sync_logs_follow_the_status_rules_and_feed_the_latest_status() {
     assert!(good.is_none(), "a failed run is no history to build on");
     let runs = sync_logs::recent(&mut conn, Some("contacts"), 10).await.unwrap();
     assert_eq!(runs.len(), 2);
-    assert_eq!(runs[0].trigger, "schedule");
+    assert_eq!(
+        (runs[0].status, runs[0].trigger, runs[0].mode),
+        (RunStatus::Partial, RunTrigger::Schedule, RunMode::Incremental)
+    );
     assert_eq!(runs[0].error_details, Some(json!({ "error": null, "details": { "failed_ids": ["13"] } })));
     assert!(runs[1].duration_ms.is_some_and(|ms| ms >= 0));
 }
