@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The source tree reads one way: checks over `src/` that fail when
 //! - a top-level module imports a module on its own layer or above it (the layers are the list
 //!   under "## Layers" in `ARCHITECTURE.md`, so the document and the code cannot drift apart),

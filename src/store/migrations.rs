@@ -79,7 +79,7 @@ pub async fn pending(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreE
 
 /// The versions of this build's migrations, oldest first.
 pub fn versions() -> Result<Vec<String>, StoreError> {
-    let all = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
-        .map_err(StoreError::Migration)?;
+    let all =
+        diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).map_err(StoreError::Migration)?;
     Ok(all.iter().map(|m| m.name().version().to_string()).collect())
 }

@@ -9,8 +9,8 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
-use super::StoreError;
 use super::connect::DbTarget;
+use super::error::StoreError;
 
 pub type Pool = dp::Pool<AsyncPgConnection>;
 pub type PooledConn = dp::Object<AsyncPgConnection>;
@@ -96,4 +96,10 @@ pub async fn db_now(conn: &mut AsyncPgConnection) -> Result<chrono::DateTime<chr
     }
     let row: Now = diesel::sql_query("SELECT now() AS now").get_result(conn).await?;
     Ok(row.now)
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        StoreError::Unavailable(Box::new(e))
+    }
 }
