@@ -7,6 +7,8 @@
 //! at the path `cargo metadata` gives for it. (`cargo metadata` itself is no check: it silently
 //! leaves out a bench whose file is missing, where `cargo build` refuses the manifest.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
