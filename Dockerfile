@@ -4,13 +4,18 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY sim/Cargo.toml sim/Cargo.toml
-# Cache the dependency build: compile against stub sources first.
-RUN mkdir -p src sim/src benches sim/benches tests/it \
- && touch tests/it/main.rs \
- && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && echo 'fn main() {}' > sim/src/main.rs && touch sim/src/lib.rs \
- && echo 'fn main() {}' > benches/upsert.rs && echo 'fn main() {}' > sim/benches/batch_read.rs \
- && cargo build --release --locked -p hubspot-sync --bin hubspot-sync || true
+# Cache the dependency build: compile against stub sources first. Cargo refuses a manifest whose
+# targets have no file, so every [lib], [[bin]], [[bench]] and [[test]] of both manifests gets a
+# stub here; tests/dockerfile.rs runs this step against the manifests and fails when one is missing.
+# (fuzz/ is outside the workspace.)
+RUN set -eu; \
+    for lib in src/lib.rs sim/src/lib.rs; do mkdir -p "$(dirname "$lib")"; : > "$lib"; done; \
+    for main in src/main.rs sim/src/main.rs tests/it/main.rs \
+        benches/upsert.rs benches/sync.rs benches/ingest.rs benches/freshness.rs \
+        sim/benches/batch_read.rs; do \
+      mkdir -p "$(dirname "$main")"; echo 'fn main() {}' > "$main"; \
+    done
+RUN cargo build --release --locked -p hubspot-sync --bin hubspot-sync
 COPY . .
 RUN touch src/main.rs src/lib.rs sim/src/lib.rs sim/src/main.rs \
  && cargo build --release --locked -p hubspot-sync --bin hubspot-sync

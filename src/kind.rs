@@ -50,8 +50,8 @@ impl ObjectKind {
         }
     }
 
-    /// The property HubSpot's search filters on for "last modified" (reference §3.4): contacts
-    /// use `lastmodifieddate`, every other object `hs_lastmodifieddate`.
+    /// The property HubSpot's search filters on for "last modified" (docs/hubspot.md §3.4):
+    /// contacts use `lastmodifieddate`, every other object `hs_lastmodifieddate`.
     pub fn lastmod_property(self) -> &'static str {
         match self {
             Self::Contacts => "lastmodifieddate",

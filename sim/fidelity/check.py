@@ -63,7 +63,7 @@ def widen_nulls(components):
         ap = props.get("properties", {}).get("additionalProperties")
         if isinstance(ap, dict) and ap.get("type") == "string":
             ap["type"] = ["string", "null"]
-    # Reference §3.5: PublicOwner.userId is null for archived/deactivated owners, although the
+    # docs/hubspot.md §3.5: PublicOwner.userId is null for archived/deactivated owners, although the
     # spec types it as a plain integer.
     owner = comps.get("schemas", {}).get("PublicOwner", {}).get("properties", {})
     if owner.get("userId", {}).get("type") == "integer":

@@ -71,7 +71,7 @@ impl ObjectKind {
         }
     }
 
-    /// The property the search docs use as last-modified for this type (reference §3.4).
+    /// The property the search docs use as last-modified for this type (docs/hubspot.md §3.4).
     pub fn lastmod_prop(self) -> &'static str {
         match self {
             Self::Contacts => "lastmodifieddate",
@@ -79,7 +79,7 @@ impl ObjectKind {
         }
     }
 
-    /// Properties returned when a request names none (reference §3.4).
+    /// Properties returned when a request names none (docs/hubspot.md §3.4).
     pub fn default_props(self) -> &'static [&'static str] {
         match self {
             Self::Contacts => &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],

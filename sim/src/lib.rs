@@ -3,7 +3,8 @@
 //! [`Sim::start`] generates a seeded CRM, serves HubSpot's JSON for it over HTTP with HubSpot's
 //! limits and error bodies, and (with a webhook URL) delivers signed webhooks for the changes
 //! made through `/_sim/churn` or [`SimHandle::churn`]. Nothing here depends on `hubspot-sync`:
-//! the shapes come from HubSpot's reference, so a wrong field name in a client fails its tests.
+//! the shapes come from HubSpot's documentation (summed up in `docs/hubspot.md`), so a wrong
+//! field name in a client fails its tests.
 
 pub mod control;
 pub mod data;

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 /// Longest accepted request URI (path + query), in bytes; longer ones get 414. HubSpot's edge
 /// refuses long URLs too; its exact limit is not published, 8 KiB is what common proxies use.
 pub const MAX_URI_BYTES: usize = 8192;
-/// Largest accepted search body (reference §3.4: 3000 characters).
+/// Largest accepted search body (docs/hubspot.md §3.4: 3000 characters).
 pub const MAX_SEARCH_BODY: usize = 3000;
 pub const MAX_BATCH_INPUTS: usize = 100;
 pub const MAX_LIST_LIMIT: usize = 100;

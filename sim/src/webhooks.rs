@@ -58,7 +58,7 @@ impl WebhookConfig {
     }
 }
 
-/// One HubSpot webhook event (reference §2.2).
+/// One HubSpot webhook event (docs/hubspot.md §2.2).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {

@@ -1,7 +1,7 @@
 //! One batch: ids in, one batch read, one upsert, archive what HubSpot no longer has.
 //!
-//! Reading the answer (reference §3.3, §6): records come back by id, in no promised order; an id
-//! answered under another id was merged into that record (found through the survivor's
+//! Reading the answer (docs/hubspot.md §3.3, §6): records come back by id, in no promised order;
+//! an id answered under another id was merged into that record (found through the survivor's
 //! `hs_merged_object_ids`, else by reading the id alone); ids HubSpot does not find live are
 //! read again among archived records: found there, they are written as archived (with HubSpot's
 //! own `updatedAt`); found nowhere (permanently deleted), their rows are marked archived.

@@ -60,7 +60,7 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubSpotError> {
 }
 
 fn decode<'a, T: serde::Deserialize<'a>>(raw: &'a [u8], what: &'static str) -> Result<T, HubSpotError> {
-    serde_json::from_slice(raw).map_err(|e| HubSpotError::Decode { what, message: e.to_string() })
+    serde_json::from_slice(raw).map_err(|source| HubSpotError::Decode { what, source })
 }
 
 /// The length of `properties=a%2Cb...` once encoded (names are `[a-z0-9_]`).
@@ -356,5 +356,14 @@ mod tests {
         let names = vec!["email".to_owned(), "firstname".to_owned()];
         assert_eq!(query_len(&names), "email%2Cfirstname".len());
         assert_eq!(query_len(&[]), 0);
+    }
+
+    #[test]
+    fn unreadable_json_keeps_serde_error_as_source() {
+        let error = decode::<Vec<String>>(b"{\"results\": ", "page").unwrap_err();
+        assert!(matches!(error, HubSpotError::Decode { what: "page", .. }), "{error:?}");
+        let source = std::error::Error::source(&error).expect("the serde_json error is the source");
+        assert!(error.to_string().ends_with(&source.to_string()), "{error}");
+        assert_eq!(error.details()["error"], error.to_string());
     }
 }

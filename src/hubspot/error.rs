@@ -6,6 +6,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::telemetry::ErrorChain;
+
 /// A HubSpot call that did not succeed (after retries, where retrying made sense).
 #[derive(Debug, thiserror::Error)]
 pub enum HubSpotError {
@@ -27,12 +29,21 @@ pub enum HubSpotError {
     /// 5xx or 423 that persisted through every retry.
     #[error("HubSpot answered {status} through every retry: {message}")]
     Server { status: u16, message: String, body: Option<Value> },
-    /// Connection refused, reset, timed out, through every retry.
-    #[error("cannot reach HubSpot: {message}")]
-    Transport { message: String },
+    /// Connection refused, reset, timed out, through every retry. The reqwest error is kept as the
+    /// source: its own text names the request, its causes say why (e.g. `Connection refused`);
+    /// print it with [`ErrorChain`] (as [`HubSpotError::details`] does) to see both.
+    #[error("cannot reach HubSpot: {source}")]
+    Transport {
+        #[source]
+        source: reqwest::Error,
+    },
     /// A 2xx answer whose JSON could not be read.
-    #[error("HubSpot sent an unreadable {what}: {message}")]
-    Decode { what: &'static str, message: String },
+    #[error("HubSpot sent an unreadable {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The client could not be built (bad base URL, TLS setup).
     #[error("invalid HubSpot client configuration: {0}")]
     Config(String),
@@ -47,13 +58,14 @@ impl HubSpotError {
         }
     }
 
-    /// A JSON summary for `sync_logs.error_details`: the message plus HubSpot's body.
+    /// A JSON summary for `sync_logs.error_details`: the message with its chain of causes, plus
+    /// HubSpot's body.
     pub fn details(&self) -> Value {
-        serde_json::json!({ "error": self.to_string(), "hubspot": self.body() })
+        serde_json::json!({ "error": ErrorChain(self).to_string(), "hubspot": self.body() })
     }
 }
 
-/// HubSpot's error body; every field optional (reference §5.1, §4.3).
+/// HubSpot's error body; every field optional (docs/hubspot.md §5.1, §4.3).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ErrorBody {

@@ -11,6 +11,7 @@ use reqwest::{Method, Response, StatusCode};
 use super::error::{ErrorBody, HubSpotError};
 use super::limiter::{Budget, Lane};
 use crate::metric;
+use crate::telemetry::ErrorChain;
 
 /// Retry settings (production defaults; tests shorten them).
 #[derive(Clone, Debug)]
@@ -109,7 +110,7 @@ impl Transport {
                 tracing::warn!(
                     hubspot.endpoint = call.endpoint,
                     retry_in_ms = after.as_millis() as u64,
-                    error = %f.error,
+                    error = %ErrorChain(&f.error),
                     "HubSpot request failed; retrying"
                 );
             })
@@ -134,7 +135,7 @@ impl Transport {
             Err(e) => {
                 metrics::counter!(metric::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => "error")
                     .increment(1);
-                return Err(transport_failure(&e));
+                return Err(transport_failure(e));
             }
         };
         let status = response.status();
@@ -143,7 +144,7 @@ impl Transport {
         record_rate_headers(&response);
         let retry_after = retry_after(&response);
         let interval = header_u64(&response, "x-hubspot-ratelimit-interval-milliseconds").map(Duration::from_millis);
-        let body = response.bytes().await.map_err(|e| transport_failure(&e))?;
+        let body = response.bytes().await.map_err(transport_failure)?;
         if status.is_success() {
             return Ok(body.to_vec());
         }
@@ -224,19 +225,9 @@ impl Transport {
     }
 }
 
-fn transport_failure(e: &reqwest::Error) -> Failure {
+fn transport_failure(e: reqwest::Error) -> Failure {
     // Connection errors, timeouts and broken bodies are all worth another try.
-    // reqwest's own text ("error sending request for url ...") hides the cause: add the chain.
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(&format!(": {text}"));
-        }
-        source = cause.source();
-    }
-    Failure { error: HubSpotError::Transport { message }, retry: true, wait: None }
+    Failure { error: HubSpotError::Transport { source: e }, retry: true, wait: None }
 }
 
 fn header_u64(response: &Response, name: &str) -> Option<u64> {

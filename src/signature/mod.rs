@@ -1,4 +1,4 @@
-//! HubSpot webhook signatures (reference §1), as one pure function: method, URI, raw body,
+//! HubSpot webhook signatures (docs/hubspot.md §1), as one pure function: method, URI, raw body,
 //! headers, the current time and the client secrets in; a typed verdict out. No actix here: the
 //! webhook handler extracts the headers and rebuilds the URI (see [`uri`]) and calls [`verify`]
 //! before it parses anything.

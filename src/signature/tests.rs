@@ -1,7 +1,7 @@
 //! Known-answer vectors and the verdict matrix.
 //!
 //! Two sources of vectors:
-//! - the reference (`shared/reference/hubspot-api.md` §1.7): HubSpot's documented examples (D1-D3),
+//! - `docs/hubspot.md` §1.7: HubSpot's documented examples (D1-D3),
 //!   the Python and Ruby SDK test vectors (P1, R1) and our own (O1-O3);
 //! - vectors computed for this file with HubSpot's official Python client, `pip install
 //!   hubspot-api-client` (version 12.0.0), by

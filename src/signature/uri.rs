@@ -1,7 +1,7 @@
-//! The URI HubSpot signs (reference §1.4 step 2): the full URL it called, scheme + host + path +
-//! query, with exactly twelve percent-encodings decoded (`%3A` `%2F` `%3F` `%40` `%21` `%24` `%27`
-//! `%28` `%29` `%2A` `%2C` `%3B`, uppercase hex only, as the docs' table lists them). Every other
-//! sequence (`%20`, `%26`, lowercase `%3a`) stays as received.
+//! The URI HubSpot signs (docs/hubspot.md §1.4 step 2): the full URL it called, scheme + host +
+//! path + query, with exactly twelve percent-encodings decoded (`%3A` `%2F` `%3F` `%40` `%21` `%24`
+//! `%27` `%28` `%29` `%2A` `%2C` `%3B`, uppercase hex only, as the docs' table lists them). Every
+//! other sequence (`%20`, `%26`, lowercase `%3a`) stays as received.
 //!
 //! The scheme and host come from `PUBLIC_URL` when it is set (the reliable choice behind a proxy);
 //! otherwise from the `X-Forwarded-Proto` header (first value; else the connection's scheme) and

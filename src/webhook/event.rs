@@ -1,4 +1,4 @@
-//! HubSpot webhook events (reference §2) -> what to do about them.
+//! HubSpot webhook events (docs/hubspot.md §2) -> what to do about them.
 //!
 //! Classic `contact.*` and `deal.*` events name their object by prefix; generic `object.*`
 //! events by `objectTypeId` (`0-1` contacts, `0-3` deals, `0-48` calls). Creation, property

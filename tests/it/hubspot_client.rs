@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hubspot_sim::{FaultConfig, Sim, SimHandle, SimOptions};
-use hubspot_sync::config::ApiVersion;
+use hubspot_sync::config::{ApiVersion, HubSpotSettings, Secret};
 use hubspot_sync::hubspot::{ClientOptions, HubSpot, HubSpotError, Lane, SearchWindow};
 use hubspot_sync::objects::ObjectKind;
 
@@ -171,4 +171,26 @@ async fn client_errors_are_not_retried() {
     let read = hubspot.batch_read(ObjectKind::Owners, &["424242".to_owned()], Lane::Realtime).await.unwrap();
     assert_eq!(read.not_found, vec!["424242".to_owned()]);
     assert!(!format!("{hubspot:?}").contains("pat-na1"), "the token never prints");
+}
+
+#[tokio::test]
+async fn an_unreachable_hubspot_is_a_transport_error_that_keeps_its_cause() {
+    // Nothing listens on a port just freed: every attempt is refused.
+    let port = crate::harness::free_port();
+    let settings = HubSpotSettings {
+        hubspot_access_token: Some(Secret::new("pat-na1-test-token")),
+        hubspot_api_base: url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+        hubspot_api_version: ApiVersion::V3,
+        hubspot_requests_per_10s: 100_000,
+    };
+    let hubspot = HubSpot::with_options(&settings, fast_options(Duration::from_secs(10))).unwrap();
+    let error = hubspot.batch_read(ObjectKind::Contacts, &["1".to_owned()], Lane::Realtime).await.unwrap_err();
+    assert!(matches!(error, HubSpotError::Transport { .. }), "{error:?}");
+    assert!(std::error::Error::source(&error).is_some(), "the reqwest error is kept as the source");
+    let display = error.to_string();
+    assert!(display.starts_with("cannot reach HubSpot: "), "{display}");
+    // The details (sync_logs.error_details) carry the whole chain: more than Display says.
+    let details = error.details()["error"].as_str().unwrap().to_owned();
+    assert!(details.starts_with(&display) && details.len() > display.len(), "{details}");
+    assert!(!details.contains("pat-na1-test-token"), "{details}");
 }

@@ -1,4 +1,4 @@
-//! HubSpot's webhook request signatures (reference §1.2-1.4).
+//! HubSpot's webhook request signatures (docs/hubspot.md §1.2-1.4).
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
