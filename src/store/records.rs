@@ -123,7 +123,7 @@ pub fn upsert_sql<R: Record>() -> String {
     let table = R::TABLE;
     let typed = R::COLUMNS;
     let mut sql = String::with_capacity(2_048);
-    let names = |prefix: &str| typed.iter().map(|c| format!("{prefix}{}", c.name)).collect::<Vec<_>>();
+    let names = typed.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
     let _ = write!(
         sql,
         "INSERT INTO {name} AS t ({key}, {columns}, created_at, updated_at, archived, archived_at, properties, \
@@ -131,7 +131,7 @@ pub fn upsert_sql<R: Record>() -> String {
          CASE WHEN u.archived THEN now() END, u.properties, now() FROM unnest($1::text[], ",
         name = table.name(),
         key = table.key(),
-        columns = names("").join(", "),
+        columns = names,
         values = typed
             .iter()
             .map(|c| c.value.map_or_else(|| format!("u.{}", c.name), str::to_owned))
@@ -150,7 +150,7 @@ pub fn upsert_sql<R: Record>() -> String {
         n + 2,
         n + 3,
         n + 4,
-        columns = names("").join(", "),
+        columns = names,
     );
     if let Some(condition) = R::ONLY_IF {
         let _ = write!(sql, "WHERE {condition} ");
