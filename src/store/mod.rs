@@ -16,6 +16,7 @@ pub mod run_history;
 pub mod schema;
 pub mod settings;
 pub mod staff;
+pub mod sync_failures;
 pub mod sync_logs;
 pub mod sync_state;
 
