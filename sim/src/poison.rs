@@ -41,10 +41,13 @@ pub struct BatchErrorRequest {
     pub clear: bool,
 }
 
-/// Ids batch reads answer with an error, per object: id -> (category, message).
+/// A planted per-id error: (category, message).
+pub type PlantedError = (String, String);
+
+/// Ids batch reads answer with an error, per object.
 #[derive(Debug, Default)]
 pub struct BatchErrors {
-    ids: Mutex<HashMap<ObjectKind, HashMap<String, (String, String)>>>,
+    ids: Mutex<HashMap<ObjectKind, HashMap<String, PlantedError>>>,
 }
 
 impl BatchErrors {
@@ -100,8 +103,8 @@ pub fn error_entries(errored: &[(String, (String, String))]) -> Vec<serde_json::
 
 /// Applies a plant request to the CRM; returns the changes (for webhooks).
 pub fn plant(crm: &mut crate::data::Crm, req: &PlantRequest, clock_ms: i64) -> Result<Vec<Change>, String> {
-    let kind =
-        ObjectKind::parse(&req.object).ok_or_else(|| format!("unknown object {:?}: use contacts, deals or calls", req.object))?;
+    let kind = ObjectKind::parse(&req.object)
+        .ok_or_else(|| format!("unknown object {:?}: use contacts, deals or calls", req.object))?;
     let id: u64 = req.id.trim().parse().map_err(|_| format!("invalid id {:?}", req.id))?;
     let mut slots = Vec::new();
     for (name, value) in &req.properties {

@@ -127,7 +127,8 @@ pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
                 );
             }
         }
-        if let Some(oldest) = object.oldest_parked.filter(|t| obs.now - *t > Duration::minutes(PARKED_MAX_AGE_MINUTES)) {
+        if let Some(oldest) = object.oldest_parked.filter(|t| obs.now - *t > Duration::minutes(PARKED_MAX_AGE_MINUTES))
+        {
             holding.insert(
                 Condition::ParkedRecords(kind),
                 format!(

@@ -142,7 +142,8 @@ pub async fn run(
         records::archive_deleted(&mut conn, table, &gone, started).await?;
     }
     let parked: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
-    let mut settled: Vec<String> = ids.iter().chain(updated.keys()).filter(|id| !parked.contains(id.as_str())).cloned().collect();
+    let mut settled: Vec<String> =
+        ids.iter().chain(updated.keys()).filter(|id| !parked.contains(id.as_str())).cloned().collect();
     settled.sort_unstable();
     settled.dedup();
     sync_failures::clear(&mut conn, kind.as_str(), &settled).await?;

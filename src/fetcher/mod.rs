@@ -157,8 +157,14 @@ impl Loop {
                 continue;
             }
             metrics::histogram!(metric::FETCHER_BATCH_SIZE, "object" => object).record(ids.len() as f64);
-            let work =
-                batch::run(self.kind, &ids, &self.hubspot, &self.pool, &self.options.write, self.options.parked_backoff);
+            let work = batch::run(
+                self.kind,
+                &ids,
+                &self.hubspot,
+                &self.pool,
+                &self.options.write,
+                self.options.parked_backoff,
+            );
             let Some(result) = self.cancel.run_until_cancelled(work).await else {
                 self.queue.requeue(self.kind, ids);
                 return;

@@ -1,6 +1,6 @@
 //! HubSpot call -> `calls` row (`hs_call_duration` is already in milliseconds).
 
-use super::values::{integer, properties_json, text, time, storable};
+use super::values::{integer, properties_json, storable, text, time};
 use crate::hubspot::Record;
 use crate::store::calls::CallRow;
 

@@ -1,6 +1,6 @@
 //! HubSpot contact -> `contacts` row.
 
-use super::values::{properties_json, text, storable};
+use super::values::{properties_json, storable, text};
 use crate::hubspot::Record;
 use crate::store::contacts::ContactRow;
 

@@ -1,7 +1,7 @@
 //! HubSpot deal -> `deals` row. The status comes from HubSpot's calculated `hs_is_closed` and
 //! `hs_is_closed_won`; the amount is kept only when it is a plain decimal (the store enforces it).
 
-use super::values::{boolean, properties_json, text, time, storable};
+use super::values::{boolean, properties_json, storable, text, time};
 use crate::hubspot::Record;
 use crate::store::deals::{DealRow, DealStatus};
 

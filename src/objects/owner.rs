@@ -1,6 +1,6 @@
 //! HubSpot owner -> `staff` row (the role comes from `OWNER_ROLE` at write time).
 
-use super::values::{integer, text, storable};
+use super::values::{integer, storable, text};
 use crate::hubspot::Record;
 use crate::store::staff::StaffRow;
 

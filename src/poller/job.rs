@@ -65,9 +65,11 @@ impl Job<'_> {
                 updated_at: updated.get(&f.id).copied(),
             })
             .collect();
-        parked.extend(invalid.iter().filter_map(|r| {
-            Some(NewFailure { hubspot_id: r.id.clone()?, error: r.reason.clone(), updated_at: None })
-        }));
+        parked.extend(
+            invalid.iter().filter_map(|r| {
+                Some(NewFailure { hubspot_id: r.id.clone()?, error: r.reason.clone(), updated_at: None })
+            }),
+        );
         if !failed.is_empty() && crate::store::ping_conn(self.conn).await.is_err() {
             return HashMap::new();
         }

@@ -82,10 +82,8 @@ async fn first_names(db: &TestDb, ids: &[String]) -> Vec<Option<String>> {
     let client = db.client().await;
     let mut out = Vec::new();
     for id in ids {
-        let row = client
-            .query_opt("SELECT first_name FROM contacts WHERE hubspot_contact_id = $1", &[id])
-            .await
-            .unwrap();
+        let row =
+            client.query_opt("SELECT first_name FROM contacts WHERE hubspot_contact_id = $1", &[id]).await.unwrap();
         out.push(row.and_then(|r| r.get(0)));
     }
     out
@@ -171,7 +169,12 @@ async fn nul_bytes_and_impossible_dates_are_stored_with_the_raw_value_kept() {
     let mut args = serve_args(&db, sim.url(), &["--fetch-window", "200ms"]);
     args.server.port = port;
     let (server, _) = start(&args);
-    plant(&sim, "contacts", &contacts[0], &[("firstname", "An\u{0}n"), ("lastname", "\u{0}"), ("signup_source", "a\u{0}b")]);
+    plant(
+        &sim,
+        "contacts",
+        &contacts[0],
+        &[("firstname", "An\u{0}n"), ("lastname", "\u{0}"), ("signup_source", "a\u{0}b")],
+    );
     plant(&sim, "contacts", &contacts[1], &[("firstname", "plain")]);
     plant(&sim, "deals", &deals[0], &[("closedate", "-10000-01-01"), ("dealname", "Big\u{0} deal")]);
     plant(&sim, "deals", &deals[1], &[("closedate", "0000-00-00")]);
@@ -229,8 +232,12 @@ async fn per_id_batch_errors_are_parked_and_retried() {
     seed(&db, &sim).await;
     let ids = live_ids(&sim, "contacts");
     let (bad, good) = (ids[3].clone(), ids[4].clone());
-    sim.set_batch_errors(&BatchErrorRequest { object: "contacts".into(), ids: vec![bad.clone()], ..Default::default() })
-        .unwrap();
+    sim.set_batch_errors(&BatchErrorRequest {
+        object: "contacts".into(),
+        ids: vec![bad.clone()],
+        ..Default::default()
+    })
+    .unwrap();
     let mut args = serve_args(&db, sim.url(), &["--fetch-window", "200ms"]);
     args.server.port = port;
     let (server, _) = start(&args);
@@ -269,9 +276,8 @@ async fn per_id_batch_errors_are_parked_and_retried() {
 #[tokio::test]
 async fn the_watermark_moves_past_a_record_parked_three_times() {
     let db = TestDb::new().await;
-    let sim = Sim::start(SimOptions { contacts: 60, deals: 0, calls: 0, owners: 2, ..SimOptions::default() })
-        .await
-        .unwrap();
+    let sim =
+        Sim::start(SimOptions { contacts: 60, deals: 0, calls: 0, owners: 2, ..SimOptions::default() }).await.unwrap();
     let pool = crate::poller::pool(&db);
     let poller = Poller::new(pool, client(&sim), PollerOptions { skew: Duration::ZERO, ..PollerOptions::default() });
     let first = poller.run(ObjectKind::Contacts, Mode::Full, Trigger::Manual).await.unwrap();
@@ -288,13 +294,20 @@ async fn the_watermark_moves_past_a_record_parked_three_times() {
     for attempt in 1..=3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let run = poller.run(ObjectKind::Contacts, Mode::Incremental, Trigger::Manual).await.unwrap();
-        assert_eq!((run.status, run.records_failed), (RunStatus::Partial, 1), "{run:?}");
-        assert_eq!(parked(&db).await.iter().map(|p| (p.1.clone(), p.3)).collect::<Vec<_>>(), [(poison.clone(), attempt)]);
+        // The only record changed is refused: the run says so (`failed`, as every record failed).
+        assert_eq!((run.status, run.records_processed, run.records_failed), (RunStatus::Failed, 1, 1), "{run:?}");
+        assert_eq!(
+            parked(&db).await.iter().map(|p| (p.1.clone(), p.3)).collect::<Vec<_>>(),
+            [(poison.clone(), attempt)]
+        );
         let mark = sync_state::get(&mut conn, "contacts").await.unwrap().unwrap().watermark.unwrap();
         let details: String = db
             .client()
             .await
-            .query_one("SELECT error_details::text FROM sync_logs WHERE id = $1::text::uuid", &[&run.run_id.to_string()])
+            .query_one(
+                "SELECT error_details::text FROM sync_logs WHERE id = $1::text::uuid",
+                &[&run.run_id.to_string()],
+            )
             .await
             .unwrap()
             .get(0);
