@@ -35,6 +35,10 @@ pub const FETCHER_BATCHES: &str = "hubspot_sync_fetcher_batches_total";
 pub const FETCHER_FAILURES: &str = "hubspot_sync_fetcher_failures_total";
 /// Histogram (ids), label `object`: ids per batch.
 pub const FETCHER_BATCH_SIZE: &str = "hubspot_sync_fetcher_batch_size";
+/// Counter, label `object`: records parked in `sync_failures` (unreadable or refused by the database).
+pub const RECORDS_PARKED: &str = "hubspot_sync_records_parked_total";
+/// Counter, label `object`: parked ids queued again by the retry loop.
+pub const PARKED_RETRIES: &str = "hubspot_sync_parked_retries_total";
 
 // Records (`hubspot`, `objects`).
 /// Counter, label `object`: records read from HubSpot (batch reads and reconciliation pages).

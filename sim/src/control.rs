@@ -1,5 +1,5 @@
 //! Control endpoints outside HubSpot's namespace: `/_sim/churn`, `/_sim/export/{object}`,
-//! `/_sim/stats`, `/_sim/faults`. No auth, no limits, no faults.
+//! `/_sim/stats`, `/_sim/faults`, `/_sim/plant`, `/_sim/batch_errors` (see `poison`). No auth, no limits, no faults.
 
 use crate::data::churn::ChurnRequest;
 use crate::faults::FaultConfig;
@@ -14,7 +14,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/stats", web::get().to(stats))
         .route("/faults", web::post().to(set_faults))
         .route("/faults", web::get().to(get_faults))
-        .route("/faults", web::delete().to(reset_faults));
+        .route("/faults", web::delete().to(reset_faults))
+        .route("/plant", web::post().to(plant))
+        .route("/batch_errors", web::post().to(set_batch_errors))
+        .route("/batch_errors", web::delete().to(clear_batch_errors));
+}
+
+async fn plant(st: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let req: crate::poison::PlantRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("invalid plant body: {e}")),
+    };
+    match st.plant(&req) {
+        Ok(()) => HttpResponse::Ok().json(json!({"object": req.object, "id": req.id, "planted": req.properties.len()})),
+        Err(e) => bad(e),
+    }
+}
+
+async fn set_batch_errors(st: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let req: crate::poison::BatchErrorRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("invalid batch_errors body: {e}")),
+    };
+    match st.batch_errors.set(&req) {
+        Ok(n) => HttpResponse::Ok().json(json!({"erroring_ids": n})),
+        Err(e) => bad(e),
+    }
+}
+
+async fn clear_batch_errors(st: web::Data<AppState>) -> HttpResponse {
+    st.batch_errors.clear_all();
+    HttpResponse::Ok().json(json!({"erroring_ids": 0}))
 }
 
 fn bad(msg: impl std::fmt::Display) -> HttpResponse {

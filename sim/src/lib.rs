@@ -11,6 +11,7 @@ pub mod data;
 pub mod errors;
 pub mod faults;
 pub mod limits;
+pub mod poison;
 pub mod routes;
 pub mod search;
 pub mod state;
@@ -20,6 +21,7 @@ pub mod webhooks;
 pub use data::churn::{ChurnReport, ChurnRequest, MergeReport};
 pub use faults::FaultConfig;
 pub use limits::Clock;
+pub use poison::{BatchErrorRequest, PlantRequest};
 pub use webhooks::WebhookConfig;
 
 use actix_web::{App, HttpResponse, HttpServer, middleware, web};
@@ -149,6 +151,7 @@ impl Sim {
             dispatcher,
             webhook_stats,
             next_event_id: AtomicU64::new(opts.seed % 1000 * 1_000_000 + 1),
+            batch_errors: poison::BatchErrors::default(),
         });
         let workers = match opts.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),
@@ -245,6 +248,16 @@ impl SimHandle {
     /// The export parsed into JSON values.
     pub fn export_json(&self, object: &str) -> Vec<serde_json::Value> {
         self.export(object).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Plants raw property values in a record, as `POST /_sim/plant` does.
+    pub fn plant(&self, req: &PlantRequest) -> Result<(), String> {
+        self.state.plant(req)
+    }
+
+    /// Makes batch reads answer ids with per-id errors (207), as `POST /_sim/batch_errors` does.
+    pub fn set_batch_errors(&self, req: &BatchErrorRequest) -> Result<usize, String> {
+        self.state.batch_errors.set(req)
     }
 
     pub fn set_faults(&self, cfg: FaultConfig) -> Result<(), String> {

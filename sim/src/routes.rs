@@ -172,6 +172,7 @@ async fn batch_read(
     let mut out = String::with_capacity(req.inputs.len() * 500 + 256);
     out.push_str("{\"status\":\"COMPLETE\",\"results\":[");
     let mut missing: Vec<String> = Vec::new();
+    let mut errored: Vec<(String, (String, String))> = Vec::new();
     let mut seen: Vec<u64> = Vec::with_capacity(req.inputs.len());
     {
         let crm = st.read();
@@ -181,6 +182,10 @@ async fn batch_read(
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
+            if let Some(error) = st.batch_errors.get(kind, &key) {
+                errored.push((key, error));
+                continue;
+            }
             match store.lookup(&key, req.id_property.as_deref(), archived) {
                 Some(rec) if seen.contains(&rec.id) => {}
                 Some(rec) => {
@@ -196,18 +201,22 @@ async fn batch_read(
     }
     out.push(']');
     let now = iso(st.clock.now_ms());
-    let status = if missing.is_empty() {
-        actix_web::http::StatusCode::OK
-    } else {
-        let err = serde_json::json!({
+    let mut errors = crate::poison::error_entries(&errored);
+    if !missing.is_empty() {
+        errors.push(serde_json::json!({
             "status": "error",
             "category": "OBJECT_NOT_FOUND",
             "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", kind.upper()),
             "context": {"ids": missing},
             "errors": [],
             "links": {},
-        });
-        let _ = write!(out, ",\"numErrors\":1,\"errors\":[{err}]");
+        }));
+    }
+    let status = if errors.is_empty() {
+        actix_web::http::StatusCode::OK
+    } else {
+        let list = serde_json::Value::Array(errors);
+        let _ = write!(out, ",\"numErrors\":{},\"errors\":{list}", list.as_array().map_or(0, Vec::len));
         actix_web::http::StatusCode::MULTI_STATUS
     };
     let _ = write!(out, ",\"startedAt\":\"{}\",\"completedAt\":\"{now}\"}}", iso(started));

@@ -22,6 +22,8 @@ pub struct AppState {
     pub dispatcher: Option<Dispatcher>,
     pub webhook_stats: Arc<WebhookStats>,
     pub next_event_id: AtomicU64,
+    /// Ids batch reads answer with per-id errors (`poison`).
+    pub batch_errors: crate::poison::BatchErrors,
 }
 
 impl AppState {
@@ -52,6 +54,20 @@ impl AppState {
             report.events = 0;
         }
         Ok(report)
+    }
+
+    /// Plants raw property values in a live record and queues its `propertyChange` events.
+    pub fn plant(&self, req: &crate::poison::PlantRequest) -> Result<(), String> {
+        let kind = ObjectKind::parse(&req.object).ok_or_else(|| format!("unknown object {:?}", req.object))?;
+        let (changes, ts) = {
+            let mut crm = self.write();
+            let changes = crate::poison::plant(&mut crm, req, self.clock.now_ms())?;
+            (changes, crm.last_ts)
+        };
+        if let (Some(cfg), Some(d)) = (&self.webhook_cfg, &self.dispatcher) {
+            d.send(webhooks::events_for(kind, &changes, ts, &self.next_event_id, cfg));
+        }
+        Ok(())
     }
 
     /// NDJSON of every record of `object` (archived and merged-away included), or owners.

@@ -6,6 +6,8 @@
 //! - **failed records**: the latest finished run failed more than 10% of the records it handled;
 //! - **overdue**: no `success` or `partial` run of an object for twice its schedule interval
 //!   (counted from start-up when it never ran, so a fresh install does not alert at once);
+//! - **parked records**: a record of the object has been parked in `sync_failures` (unreadable
+//!   or refused by the database, retried with backoff) for over [`PARKED_MAX_AGE_MINUTES`] minutes;
 //! - **signature failures**: at least [`SPIKE_MIN`] webhook requests in [`SPIKE_WINDOW_MINUTES`]
 //!   minutes were refused for their signature, and they are at least half of all requests (a
 //!   wrong `HUBSPOT_CLIENT_SECRET` after a rotation).
@@ -32,6 +34,8 @@ pub const FAILED_SHARE: f64 = 0.10;
 pub const SPIKE_MIN: u64 = 5;
 /// The signature-spike window.
 pub const SPIKE_WINDOW_MINUTES: usize = 5;
+/// A record parked longer than this raises an alert.
+pub const PARKED_MAX_AGE_MINUTES: i64 = 60;
 
 /// Something worth telling a person about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -39,6 +43,7 @@ pub enum Condition {
     RunFailed(ObjectKind),
     FailedRecords(ObjectKind),
     Overdue(ObjectKind),
+    ParkedRecords(ObjectKind),
     SignatureFailures,
 }
 
@@ -49,6 +54,7 @@ impl Condition {
             Self::RunFailed(kind) => format!("run_failed:{kind}"),
             Self::FailedRecords(kind) => format!("failed_records:{kind}"),
             Self::Overdue(kind) => format!("overdue:{kind}"),
+            Self::ParkedRecords(kind) => format!("parked_records:{kind}"),
             Self::SignatureFailures => "signature_failures".to_owned(),
         }
     }
@@ -58,6 +64,9 @@ impl Condition {
             Self::RunFailed(kind) => format!("{kind} sync recovered: the latest run did not fail"),
             Self::FailedRecords(kind) => format!("{kind} sync: failed records are back under 10%"),
             Self::Overdue(kind) => format!("{kind} sync is on schedule again"),
+            Self::ParkedRecords(kind) => {
+                format!("{kind}: no record has been parked for over {PARKED_MAX_AGE_MINUTES} minutes any more")
+            }
             Self::SignatureFailures => "webhook signature failures are back to normal".to_owned(),
         }
     }
@@ -81,6 +90,9 @@ pub struct ObjectHistory {
     pub latest: Option<FinishedRun>,
     /// When the last `success` or `partial` run finished.
     pub last_good: Option<DateTime<Utc>>,
+    /// Records parked in `sync_failures`, and when the oldest of them first failed.
+    pub parked: i64,
+    pub oldest_parked: Option<DateTime<Utc>>,
 }
 
 /// Everything one check looks at.
@@ -115,6 +127,18 @@ pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
                     ),
                 );
             }
+        }
+        if let Some(oldest) = object.oldest_parked.filter(|t| obs.now - *t > Duration::minutes(PARKED_MAX_AGE_MINUTES))
+        {
+            holding.insert(
+                Condition::ParkedRecords(kind),
+                format!(
+                    "{kind}: {} record(s) could not be stored, the oldest since {} (over {PARKED_MAX_AGE_MINUTES} \
+                     minutes); see GET /api/sync/failures for the ids and errors",
+                    object.parked,
+                    oldest.to_rfc3339()
+                ),
+            );
         }
         let interval = interval_of(obs.schedules.of(kind), obs.now);
         let clock = object.last_good.map_or(obs.since, |good| good.max(obs.since));

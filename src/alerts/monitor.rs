@@ -21,6 +21,7 @@ use crate::config::ScheduleSettings;
 use crate::kind::ObjectKind;
 use crate::metric;
 use crate::store::run_history::{self, HistoryRow};
+use crate::store::sync_failures;
 use crate::store::{self, Pool, StoreError};
 use crate::telemetry::ErrorChain;
 use crate::webhook::stats::WebhookStats;
@@ -77,8 +78,14 @@ impl Monitor {
         self.record_finished_runs(&mut conn).await?;
         let kinds: Vec<String> = ObjectKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
         let rows = run_history::history(&mut conn, kinds).await?;
+        let parked = sync_failures::summary(&mut conn).await?;
         drop(conn);
-        let objects: Vec<ObjectHistory> = rows.into_iter().filter_map(history).collect();
+        let mut objects: Vec<ObjectHistory> = rows.into_iter().filter_map(history).collect();
+        for object in &mut objects {
+            if let Some(p) = parked.iter().find(|p| p.object == object.kind.as_str()) {
+                (object.parked, object.oldest_parked) = (p.parked, Some(p.oldest));
+            }
+        }
         let observation = Observation {
             now,
             since: self.started,
@@ -162,5 +169,5 @@ fn history(row: HistoryRow) -> Option<ObjectHistory> {
         }),
         _ => None,
     };
-    Some(ObjectHistory { kind, latest, last_good: row.last_good })
+    Some(ObjectHistory { kind, latest, last_good: row.last_good, parked: 0, oldest_parked: None })
 }

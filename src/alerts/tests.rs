@@ -34,8 +34,19 @@ fn history(latest: Option<FinishedRun>, last_good: Option<i64>) -> Vec<ObjectHis
             kind,
             latest: if kind == ObjectKind::Contacts { latest.clone() } else { None },
             last_good: last_good.map(t),
+            parked: 0,
+            oldest_parked: None,
         })
         .collect()
+}
+
+#[test]
+fn a_record_parked_over_an_hour_alerts() {
+    let mut objects = history(Some(run("success", 10, 0, 100)), Some(100));
+    objects[1].parked = 2;
+    objects[1].oldest_parked = Some(t(40));
+    assert!(holding(&objects, 100, WindowCounts::default()).is_empty(), "60 minutes is not over");
+    assert_eq!(holding(&objects, 101, WindowCounts::default()), [Condition::ParkedRecords(objects[1].kind)]);
 }
 
 fn holding(objects: &[ObjectHistory], now: i64, webhooks: WindowCounts) -> Vec<Condition> {

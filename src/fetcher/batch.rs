@@ -5,16 +5,23 @@
 //! `hs_merged_object_ids`, else by reading the id alone); ids HubSpot does not find live are
 //! read again among archived records: found there, they are written as archived (with HubSpot's
 //! own `updatedAt`); found nowhere (permanently deleted), their rows are marked archived.
+//!
+//! Poison records never fail the batch: a per-id error in HubSpot's 207 answer (other than
+//! not-found), a record that does not decode, and a record the database refuses are **parked**
+//! in `sync_failures` (retried with backoff by the fetcher's retry loop) while the rest of the
+//! batch is stored; every other asked id is un-parked. Only a failure of the whole read or of
+//! the database itself fails the batch (it then goes back to the queue).
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 
-use crate::hubspot::{HubSpot, Lane, Record};
+use crate::hubspot::{HubSpot, InvalidRecord, Lane, Record};
 use crate::kind::ObjectKind;
 use crate::objects::{self, SyncError, WriteContext};
-use crate::store::Pool;
 use crate::store::records::{self, RecordTable};
+use crate::store::sync_failures::{self, Backoff, NewFailure};
+use crate::store::{Pool, ping_conn};
 
 /// What one batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,6 +36,8 @@ pub struct Outcome {
     pub gone: usize,
     /// HubSpot requests made.
     pub requests: usize,
+    /// Asked ids that could not be read or stored, parked in `sync_failures`.
+    pub parked: usize,
 }
 
 /// Asked ids that came back under another id, paired with that id.
@@ -53,6 +62,17 @@ fn merged_ids(asked: &[String], records: &[Record], not_found: &[String]) -> (Ve
     (merged, unresolved)
 }
 
+/// Per-id read errors and undecodable records as failures to park (those without an id can only
+/// be logged).
+fn unreadable(kind: ObjectKind, invalid: Vec<InvalidRecord>, into: &mut Vec<NewFailure>) {
+    for record in invalid {
+        match record.id {
+            Some(id) => into.push(NewFailure { hubspot_id: id, error: record.reason, updated_at: None }),
+            None => tracing::warn!(object.kind = %kind, reason = %record.reason, "record without id not usable"),
+        }
+    }
+}
+
 /// Fetches and stores one batch of ids of one kind.
 pub async fn run(
     kind: ObjectKind,
@@ -60,6 +80,7 @@ pub async fn run(
     hubspot: &HubSpot,
     pool: &Pool,
     ctx: &WriteContext,
+    backoff: Backoff,
 ) -> Result<Outcome, SyncError> {
     let Some(table) = RecordTable::for_kind(kind) else { return Ok(Outcome::default()) };
     let started = Utc::now();
@@ -67,7 +88,11 @@ pub async fn run(
     // The fetcher loop reserved this call's budget slot before it took the ids.
     let read = hubspot.batch_read_reserved(kind, ids, Lane::Realtime).await?;
     let mut records = read.records;
-    let (mut merged, unresolved) = merged_ids(ids, &records, &read.not_found);
+    let mut failed = Vec::new();
+    unreadable(kind, read.invalid, &mut failed);
+    let unreadable_ids: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
+    let asked: Vec<String> = ids.iter().filter(|id| !unreadable_ids.contains(id.as_str())).cloned().collect();
+    let (mut merged, unresolved) = merged_ids(&asked, &records, &read.not_found);
     // Rare: several ids merged into records that do not list them; ask for each alone.
     for id in unresolved {
         outcome.requests += 1;
@@ -76,6 +101,7 @@ pub async fn run(
             merged.push((id, survivor.id.clone()));
         }
         records.extend(alone.records);
+        unreadable(kind, alone.invalid, &mut failed);
     }
     let mut gone = Vec::new();
     if !read.not_found.is_empty() {
@@ -84,16 +110,27 @@ pub async fn run(
         let (also_merged, _) = merged_ids(&read.not_found, &archived.records, &archived.not_found);
         merged.extend(also_merged);
         records.extend(archived.records);
+        unreadable(kind, archived.invalid, &mut failed);
         gone = archived.not_found;
-    }
-    for invalid in read.invalid {
-        tracing::warn!(object.kind = %kind, hubspot.id = ?invalid.id, reason = %invalid.reason, "record not usable");
     }
     outcome.fetched = records.len();
     outcome.merged = merged.len();
     outcome.gone = gone.len();
+    let updated: BTreeMap<String, chrono::DateTime<Utc>> =
+        records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
     let mut conn = pool.get().await?;
-    outcome.written = objects::write_records(&mut conn, kind, records, ctx).await?;
+    let report = objects::write_isolating(&mut conn, kind, records, ctx).await;
+    if !report.failed.is_empty() {
+        // Records refused one by one while the database itself is gone are not poison: the
+        // batch fails and goes back to the queue.
+        ping_conn(&mut conn).await?;
+    }
+    outcome.written = report.written;
+    failed.extend(report.failed.into_iter().map(|f| NewFailure {
+        updated_at: updated.get(&f.id).copied(),
+        hubspot_id: f.id,
+        error: f.reason,
+    }));
     let mut by_survivor: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (old, survivor) in merged {
         by_survivor.entry(survivor).or_default().push(old);
@@ -103,6 +140,21 @@ pub async fn run(
     }
     if !gone.is_empty() {
         records::archive_deleted(&mut conn, table, &gone, started).await?;
+    }
+    let parked: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
+    let mut settled: Vec<String> =
+        ids.iter().chain(updated.keys()).filter(|id| !parked.contains(id.as_str())).cloned().collect();
+    settled.sort_unstable();
+    settled.dedup();
+    sync_failures::clear(&mut conn, kind.as_str(), &settled).await?;
+    if !failed.is_empty() {
+        let attempts = sync_failures::park(&mut conn, kind.as_str(), &failed, backoff).await?;
+        outcome.parked = failed.len();
+        metrics::counter!(crate::metric::RECORDS_PARKED, "object" => kind.as_str()).increment(failed.len() as u64);
+        for (failure, (_, attempt)) in failed.iter().zip(&attempts) {
+            tracing::warn!(object.kind = %kind, hubspot.id = %failure.hubspot_id, reason = %failure.error, attempts = attempt,
+                "record parked in sync_failures; the rest of the batch is stored");
+        }
     }
     Ok(outcome)
 }

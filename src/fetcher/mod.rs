@@ -8,6 +8,11 @@
 //! that fails goes back to the queue, ahead of newer ids, and its loop backs off (500 ms doubling
 //! to 30 s): ids are never dropped.
 //!
+//! A record that cannot be read or stored is parked in `sync_failures` and the rest of its batch
+//! is stored (see [`batch`]); the retry loop queues parked ids again once their backoff has
+//! elapsed (every [`FetcherOptions::retry_every`]), and a record that finally stores is
+//! un-parked.
+//!
 //! Shutdown ([`Fetchers::drain`]): the queue is closed (webhooks get 503), each loop empties its
 //! lane without waiting for windows, and finishes its batch in flight; what is still queued when
 //! the grace runs out is logged and left to the poller (see `crate::queue`).
@@ -25,6 +30,7 @@ use crate::kind::ObjectKind;
 use crate::objects::WriteContext;
 use crate::queue::Queue;
 use crate::store::Pool;
+use crate::store::sync_failures::{self, Backoff};
 
 /// The kinds webhooks are delivered for (owners have no webhooks).
 pub const KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
@@ -41,6 +47,10 @@ pub struct FetcherOptions {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub write: WriteContext,
+    /// Backoff of parked records (`sync_failures.next_attempt`).
+    pub parked_backoff: Backoff,
+    /// How often the retry loop looks for parked ids that are due.
+    pub retry_every: Duration,
 }
 
 impl FetcherOptions {
@@ -51,6 +61,8 @@ impl FetcherOptions {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             write,
+            parked_backoff: Backoff::default(),
+            retry_every: Duration::from_secs(1),
         }
     }
 }
@@ -88,6 +100,7 @@ impl Fetchers {
             };
             tasks.spawn(drain.run());
         }
+        tasks.spawn(retry_parked(queue.clone(), pool, options.retry_every, cancel.clone()));
         let (ages, stop) = (queue.clone(), cancel.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -144,7 +157,14 @@ impl Loop {
                 continue;
             }
             metrics::histogram!(metric::FETCHER_BATCH_SIZE, "object" => object).record(ids.len() as f64);
-            let work = batch::run(self.kind, &ids, &self.hubspot, &self.pool, &self.options.write);
+            let work = batch::run(
+                self.kind,
+                &ids,
+                &self.hubspot,
+                &self.pool,
+                &self.options.write,
+                self.options.parked_backoff,
+            );
             let Some(result) = self.cancel.run_until_cancelled(work).await else {
                 self.queue.requeue(self.kind, ids);
                 return;
@@ -173,6 +193,46 @@ impl Loop {
     fn backoff(&self, failures: u32) -> Duration {
         let exp = self.options.backoff_min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
         exp.min(self.options.backoff_max)
+    }
+}
+
+/// How long a claimed parked id waits before it is claimed again when its retry never reports
+/// (process stopped, queue full).
+const RETRY_HOLD: Duration = Duration::from_secs(5 * 60);
+
+/// Queues parked ids whose backoff has elapsed, every `every`, until cancelled or the queue
+/// closes (ids claimed while the queue refuses them are due again after [`RETRY_HOLD`]).
+async fn retry_parked(queue: Arc<Queue>, pool: Pool, every: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while cancel.run_until_cancelled(tick.tick()).await.is_some() && !queue.is_closed() {
+        let mut conn = match pool.get().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::debug!(error = %e, "parked records not checked; database unavailable");
+                continue;
+            }
+        };
+        for kind in KINDS {
+            let limit = BATCH_READ_MAX as i64;
+            let ids = match sync_failures::claim_due(&mut conn, kind.as_str(), limit, RETRY_HOLD).await {
+                Ok(ids) if ids.is_empty() => continue,
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(object.kind = %kind, error = %e, "parked records not checked; retrying next tick");
+                    continue;
+                }
+            };
+            let items: Vec<(ObjectKind, String)> = ids.into_iter().map(|id| (kind, id)).collect();
+            match queue.push_batch(&items) {
+                Ok(_) => {
+                    metrics::counter!(metric::PARKED_RETRIES, "object" => kind.as_str()).increment(items.len() as u64);
+                    tracing::info!(object.kind = %kind, ids = items.len(), "parked records queued for another try");
+                }
+                Err(e) => tracing::warn!(object.kind = %kind, ids = items.len(), error = %e,
+                    "parked records not queued; they are due again later"),
+            }
+        }
     }
 }
 

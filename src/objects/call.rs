@@ -1,6 +1,6 @@
 //! HubSpot call -> `calls` row (`hs_call_duration` is already in milliseconds).
 
-use super::values::{integer, properties_json, text, time};
+use super::values::{integer, properties_json, storable, text, time};
 use crate::hubspot::Record;
 use crate::store::calls::CallRow;
 
@@ -14,7 +14,7 @@ pub fn to_row(r: &Record) -> CallRow {
         duration_ms: integer(r, "hs_call_duration"),
         called_at: time(r, "hs_timestamp"),
         owner_id: text(r, "hubspot_owner_id"),
-        created_at: r.created_at,
+        created_at: r.created_at.and_then(storable),
         updated_at: r.updated_at,
         archived: r.archived,
         properties: properties_json(r),

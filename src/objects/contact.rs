@@ -1,6 +1,6 @@
 //! HubSpot contact -> `contacts` row.
 
-use super::values::{properties_json, text};
+use super::values::{properties_json, storable, text};
 use crate::hubspot::Record;
 use crate::store::contacts::ContactRow;
 
@@ -14,7 +14,7 @@ pub fn to_row(r: &Record) -> ContactRow {
         owner_id: text(r, "hubspot_owner_id"),
         lifecycle_stage: text(r, "lifecyclestage"),
         status: text(r, "hs_lead_status"),
-        created_at: r.created_at,
+        created_at: r.created_at.and_then(storable),
         updated_at: r.updated_at,
         archived: r.archived,
         properties: properties_json(r),

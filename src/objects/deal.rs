@@ -1,7 +1,7 @@
 //! HubSpot deal -> `deals` row. The status comes from HubSpot's calculated `hs_is_closed` and
 //! `hs_is_closed_won`; the amount is kept only when it is a plain decimal (the store enforces it).
 
-use super::values::{boolean, properties_json, text, time};
+use super::values::{boolean, properties_json, storable, text, time};
 use crate::hubspot::Record;
 use crate::store::deals::{DealRow, DealStatus};
 
@@ -25,7 +25,7 @@ pub fn to_row(r: &Record) -> DealRow {
         close_date: time(r, "closedate"),
         closer_id: text(r, "hubspot_owner_id"),
         pipeline: text(r, "pipeline"),
-        created_at: r.created_at,
+        created_at: r.created_at.and_then(storable),
         updated_at: r.updated_at,
         archived: r.archived,
         properties: properties_json(r),

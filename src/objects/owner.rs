@@ -1,6 +1,6 @@
 //! HubSpot owner -> `staff` row (the role comes from `OWNER_ROLE` at write time).
 
-use super::values::{integer, text};
+use super::values::{integer, storable, text};
 use crate::hubspot::Record;
 use crate::store::staff::StaffRow;
 
@@ -16,7 +16,7 @@ pub fn to_row(r: &Record) -> StaffRow {
         last_name,
         user_id: integer(r, "userId").or_else(|| integer(r, "userIdIncludingInactive")),
         archived: r.archived,
-        created_at: r.created_at,
+        created_at: r.created_at.and_then(storable),
         updated_at: Some(r.updated_at),
     }
 }

@@ -13,6 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::kind::ObjectKind;
 use crate::poller::control::TriggerError;
 use crate::store::Pool;
+use crate::store::sync_failures::{self, Failure};
 use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
 
 /// Most runs `GET /api/sync/logs` returns at once.
@@ -36,6 +37,10 @@ pub struct ObjectStatus {
     pub duration_ms: Option<i64>,
     /// The next scheduled run; null when the schedule never fires again.
     pub next_run: Option<DateTime<Utc>>,
+    /// Records of this object parked in `sync_failures` (see `GET /api/sync/failures`).
+    pub parked: i64,
+    /// When the oldest parked record of this object first failed; null when none is parked.
+    pub oldest_parked: Option<DateTime<Utc>>,
     /// Process-wide figures, the same in every element.
     pub live: LiveFigures,
 }
@@ -137,6 +142,7 @@ pub struct ForceSyncAccepted {
 pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<web::Json<Vec<ObjectStatus>>, ApiError> {
     let mut conn = pool.get().await.map_err(ApiError::store)?;
     let latest = sync_logs::latest_status(&mut conn).await.map_err(ApiError::store)?;
+    let parked = sync_failures::summary(&mut conn).await.map_err(ApiError::store)?;
     drop(conn);
     let now = Utc::now();
     let webhooks = ops.webhooks.last_hour(now);
@@ -151,7 +157,12 @@ pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<w
         .into_iter()
         .map(|kind| {
             let next_run = next_runs.iter().find(|(k, _)| *k == kind).and_then(|(_, at)| *at);
-            object_status(kind, latest.iter().find(|row| row.sync_type == kind.as_str()), next_run, live.clone())
+            let mut row =
+                object_status(kind, latest.iter().find(|row| row.sync_type == kind.as_str()), next_run, live.clone());
+            if let Some(p) = parked.iter().find(|p| p.object == kind.as_str()) {
+                (row.parked, row.oldest_parked) = (p.parked, Some(p.oldest));
+            }
+            row
         })
         .collect();
     Ok(web::Json(rows))
@@ -172,6 +183,8 @@ fn object_status(
             records_failed: row.records_failed,
             duration_ms: row.duration_ms,
             next_run,
+            parked: 0,
+            oldest_parked: None,
             live,
         },
         None => ObjectStatus {
@@ -182,6 +195,8 @@ fn object_status(
             records_failed: 0,
             duration_ms: None,
             next_run,
+            parked: 0,
+            oldest_parked: None,
             live,
         },
     }
@@ -236,4 +251,80 @@ pub async fn force_sync(
     })?;
     tracing::info!(object.kind = %kind, run.id = %run_id, run.mode = mode.as_str(), "sync started from the API");
     Ok(HttpResponse::Accepted().json(ForceSyncAccepted { run_id }))
+}
+
+/// Most parked records `GET /api/sync/failures` returns at once.
+pub const MAX_FAILURES_LIMIT: i64 = 1000;
+
+/// Filters of `GET /api/sync/failures`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FailuresQuery {
+    /// Only parked records of this object.
+    #[param(inline, value_type = Option<ObjectName>, example = "contacts")]
+    pub object: Option<String>,
+    /// How many, oldest first (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// A record that could not be read or stored, parked and retried with backoff.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FailureView {
+    /// `contacts`, `deals`, `calls` or `owners`.
+    #[schema(example = "contacts")]
+    pub object: String,
+    pub hubspot_id: String,
+    /// Why the last attempt failed.
+    pub error: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// Failed attempts so far.
+    pub attempts: i32,
+    /// When it is tried again.
+    pub next_attempt: DateTime<Utc>,
+    /// HubSpot's last-modified time of the version that failed, when it was read.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<Failure> for FailureView {
+    fn from(f: Failure) -> Self {
+        Self {
+            object: f.object,
+            hubspot_id: f.hubspot_id,
+            error: f.error,
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            attempts: f.attempts,
+            next_attempt: f.next_attempt,
+            updated_at: f.updated_at,
+        }
+    }
+}
+
+/// Parked records (`sync_failures`), oldest first (admin only: errors can quote record values).
+#[utoipa::path(get, path = "/api/sync/failures", tag = "sync", params(FailuresQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Parked records, oldest first", body = [FailureView]),
+        (status = 400, description = "Unknown object or limit out of range", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn failures(
+    _admin: AdminAuth,
+    pool: web::Data<Pool>,
+    query: web::Query<FailuresQuery>,
+) -> Result<web::Json<Vec<FailureView>>, ApiError> {
+    let kind = match query.object.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<ObjectKind>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_FAILURES_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_FAILURES_LIMIT}")));
+    }
+    let mut conn = pool.get().await.map_err(ApiError::store)?;
+    let rows = sync_failures::list(&mut conn, kind.map(ObjectKind::as_str), limit).await.map_err(ApiError::store)?;
+    Ok(web::Json(rows.into_iter().map(FailureView::from).collect()))
 }

@@ -28,11 +28,26 @@ pub struct PollerOptions {
     /// How far before now an incremental window ends (records this fresh wait for the next run).
     pub skew: Duration,
     pub write: WriteContext,
+    /// A parked record holds the incremental watermark for this many failed attempts, then
+    /// stops holding it (it stays parked and is retried; later runs do not re-read everything
+    /// since it).
+    pub hold_watermark_attempts: i32,
+    /// Backoff of parked records (`sync_failures.next_attempt`).
+    pub parked_backoff: crate::store::sync_failures::Backoff,
 }
+
+/// Failed attempts after which a parked record stops holding the watermark.
+pub const HOLD_WATERMARK_ATTEMPTS: i32 = 3;
 
 impl Default for PollerOptions {
     fn default() -> Self {
-        Self { overlap: Duration::from_secs(5 * 60), skew: Duration::from_secs(5), write: WriteContext::default() }
+        Self {
+            overlap: Duration::from_secs(5 * 60),
+            skew: Duration::from_secs(5),
+            write: WriteContext::default(),
+            hold_watermark_attempts: HOLD_WATERMARK_ATTEMPTS,
+            parked_backoff: crate::store::sync_failures::Backoff::default(),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use super::tally::Tally;
 use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
 use crate::kind::ObjectKind;
 use crate::objects::write_isolating;
+use crate::store::sync_failures::{self, NewFailure};
 
 /// One run's working set.
 pub struct Job<'a> {
@@ -24,21 +25,72 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Writes one page; records the database refuses are counted, not fatal.
+    /// Writes one page; records the database refuses are counted, not fatal. Those, and
+    /// unreadable records with an id, are parked in `sync_failures`; stored ones are un-parked.
+    /// A refused record holds the watermark until it has failed
+    /// [`PollerOptions::hold_watermark_attempts`] times.
     pub async fn store(&mut self, page: RecordPage) {
         let updated: HashMap<String, DateTime<Utc>> =
             page.records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
         let handled = page.records.len();
         let report = write_isolating(self.conn, self.kind, page.records, &self.options.write).await;
+        let attempts = self.park(&updated, &report.failed, &page.invalid).await;
         let failures = report
             .failed
             .into_iter()
             .map(|f| {
                 let at = updated.get(&f.id).copied().unwrap_or_else(Utc::now);
-                (f, at)
+                // Unknown attempts (parking failed): the record holds the watermark.
+                let holds = attempts.get(&f.id).is_none_or(|n| *n < self.options.hold_watermark_attempts);
+                (f, at, holds)
             })
             .collect();
         self.tally.page(handled, failures, page.invalid);
+    }
+
+    /// Parks what failed and un-parks what was stored; returns the attempts of each parked id.
+    /// Nothing is parked while the database itself is unreachable (the run fails on its own).
+    async fn park(
+        &mut self,
+        updated: &HashMap<String, DateTime<Utc>>,
+        failed: &[crate::objects::FailedRecord],
+        invalid: &[crate::hubspot::InvalidRecord],
+    ) -> HashMap<String, i32> {
+        let object = self.kind.as_str();
+        let mut parked: Vec<NewFailure> = failed
+            .iter()
+            .map(|f| NewFailure {
+                hubspot_id: f.id.clone(),
+                error: f.reason.clone(),
+                updated_at: updated.get(&f.id).copied(),
+            })
+            .collect();
+        parked.extend(
+            invalid.iter().filter_map(|r| {
+                Some(NewFailure { hubspot_id: r.id.clone()?, error: r.reason.clone(), updated_at: None })
+            }),
+        );
+        if !failed.is_empty() && crate::store::ping_conn(self.conn).await.is_err() {
+            return HashMap::new();
+        }
+        let stored: Vec<String> =
+            updated.keys().filter(|id| !parked.iter().any(|p| &p.hubspot_id == *id)).cloned().collect();
+        if let Err(e) = sync_failures::clear(self.conn, object, &stored).await {
+            tracing::warn!(object.kind = object, error = %e, "stored records not un-parked");
+        }
+        match sync_failures::park(self.conn, object, &parked, self.options.parked_backoff).await {
+            Ok(attempts) => {
+                let n = parked.len() as u64;
+                if n > 0 {
+                    metrics::counter!(crate::metric::RECORDS_PARKED, "object" => object).increment(n);
+                }
+                attempts.into_iter().collect()
+            }
+            Err(e) => {
+                tracing::warn!(object.kind = object, error = %e, "failed records not parked");
+                HashMap::new()
+            }
+        }
     }
 }
 

@@ -39,8 +39,11 @@ pub struct Tally {
     invalid: Vec<InvalidRecord>,
     /// Ids that failed (decode or store), so deletion detection leaves them alone.
     pub failed_ids: Vec<String>,
-    /// The oldest last-modified time among records that failed to store (the watermark stops there).
+    /// The oldest last-modified time among records that failed to store and still hold the
+    /// watermark (it stops there).
     pub earliest_failed: Option<DateTime<Utc>>,
+    /// Parked records that failed too often to hold the watermark any longer (it moves past them).
+    pub released: Vec<String>,
     /// Rows a full pass marked archived because HubSpot no longer returns them.
     pub archived_unseen: u64,
     pub progress: Arc<Progress>,
@@ -51,17 +54,28 @@ impl Tally {
         Self { progress, ..Self::default() }
     }
 
-    /// Counts one page: `handled` records written or attempted, plus the failures.
-    pub fn page(&mut self, handled: usize, failures: Vec<(FailedRecord, DateTime<Utc>)>, invalid: Vec<InvalidRecord>) {
+    /// Counts one page: `handled` records written or attempted, plus the failures, each with its
+    /// last-modified time and whether it still holds the watermark.
+    pub fn page(
+        &mut self,
+        handled: usize,
+        failures: Vec<(FailedRecord, DateTime<Utc>, bool)>,
+        invalid: Vec<InvalidRecord>,
+    ) {
         self.pages += 1;
         let handled = (handled + invalid.len()) as u64;
         self.processed += handled;
         self.failed += (failures.len() + invalid.len()) as u64;
         self.progress.records.fetch_add(handled, Ordering::Relaxed);
         self.progress.pages.fetch_add(1, Ordering::Relaxed);
-        for (failure, updated_at) in failures {
-            tracing::warn!(hubspot.id = %failure.id, reason = %failure.reason, "record could not be stored");
-            self.earliest_failed = Some(self.earliest_failed.map_or(updated_at, |t| t.min(updated_at)));
+        for (failure, updated_at, holds) in failures {
+            tracing::warn!(hubspot.id = %failure.id, reason = %failure.reason, holds_watermark = holds,
+                "record could not be stored; parked");
+            if holds {
+                self.earliest_failed = Some(self.earliest_failed.map_or(updated_at, |t| t.min(updated_at)));
+            } else if self.released.len() < MAX_LISTED {
+                self.released.push(failure.id.clone());
+            }
             self.failed_ids.push(failure.id.clone());
             if self.failures.len() < MAX_LISTED {
                 self.failures.push(failure);
@@ -84,6 +98,8 @@ impl Tally {
                 "pages": self.pages,
                 "archived_unseen": self.archived_unseen,
                 "failed_ids": self.failed_ids.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+                "parked": self.failed_ids.len(),
+                "watermark_released_ids": self.released,
                 "store_failures": self.failures,
                 "unreadable_records": self.invalid,
                 "hubspot": fatal.as_ref().map(|(_, d)| d.clone()),

@@ -17,6 +17,7 @@ pub mod run_history;
 pub mod schema;
 pub mod settings;
 pub mod staff;
+pub mod sync_failures;
 pub mod sync_logs;
 pub mod sync_state;
 

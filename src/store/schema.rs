@@ -131,6 +131,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Parked records (`store::sync_failures`).
+    sync_failures (object, hubspot_id) {
+        object -> Text,
+        hubspot_id -> Text,
+        error -> Text,
+        first_seen -> Timestamptz,
+        last_seen -> Timestamptz,
+        attempts -> Int4,
+        next_attempt -> Timestamptz,
+        updated_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     sync_state (sync_type) {
         sync_type -> Text,
         watermark -> Nullable<Timestamptz>,
@@ -148,6 +162,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     deals,
     privacy_deletions,
     staff,
+    sync_failures,
     sync_logs,
     sync_state,
 );

@@ -13,6 +13,7 @@ mod harness;
 mod hubspot_client;
 mod listen;
 mod migrations;
+mod poison;
 mod poller;
 mod pool;
 mod realtime;

@@ -98,6 +98,7 @@ async fn migrate_applies_everything_on_an_empty_database() {
             "deals",
             "privacy_deletions",
             "staff",
+            "sync_failures",
             "sync_logs",
             "sync_state"
         ]

@@ -45,8 +45,9 @@ pub enum Merges {
     Archived,
 }
 
+/// A text column as stored: NUL characters dropped (PostgreSQL text cannot hold them).
 fn text(v: &Value) -> Option<String> {
-    v.as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned)
+    v.as_str().map(|s| s.replace('\0', "")).filter(|s| !s.trim().is_empty())
 }
 
 fn ms(v: &Value) -> Option<String> {
@@ -148,9 +149,12 @@ impl Stored {
     }
 }
 
+/// String properties as `properties` keeps them: NUL written as the text `\u0000`
+/// (`objects::values::NUL_ESCAPE`; jsonb cannot hold NUL).
 fn string_props(value: &Value) -> BTreeMap<String, String> {
     let map = value.as_object().cloned().unwrap_or_default();
-    map.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned()))).collect()
+    let escape = |s: &str| s.replace('\0', hubspot_sync::objects::values::NUL_ESCAPE);
+    map.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (escape(&k), escape(s)))).collect()
 }
 
 /// Rows of a record table by HubSpot id.
