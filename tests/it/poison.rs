@@ -6,7 +6,6 @@
 //! one id (any value the mapping does not foresee).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use hubspot_sim::{BatchErrorRequest, PlantRequest, Sim, SimHandle, SimOptions};
