@@ -4,7 +4,8 @@
 //! answered under another id was merged into that record (found through the survivor's
 //! `hs_merged_object_ids`, else by reading the id alone); ids HubSpot does not find live are
 //! read again among archived records: found there, they are written as archived (with HubSpot's
-//! own `updatedAt`); found nowhere (permanently deleted), their rows are marked archived.
+//! own `updatedAt`); found nowhere (permanently deleted), their rows are marked archived, unless
+//! only association changes named them (an association event proves nothing about its ends).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -53,10 +54,12 @@ fn merged_ids(asked: &[String], records: &[Record], not_found: &[String]) -> (Ve
     (merged, unresolved)
 }
 
-/// Fetches and stores one batch of ids of one kind.
+/// Fetches and stores one batch of ids of one kind. Ids in `associated` were named only by
+/// association changes: one HubSpot does not find is left alone, never archived.
 pub async fn run(
     kind: ObjectKind,
     ids: &[String],
+    associated: &HashSet<String>,
     hubspot: &HubSpot,
     pool: &Pool,
     ctx: &WriteContext,
@@ -85,6 +88,7 @@ pub async fn run(
         merged.extend(also_merged);
         records.extend(archived.records);
         gone = archived.not_found;
+        gone.retain(|id| !associated.contains(id));
     }
     for invalid in read.invalid {
         tracing::warn!(object.kind = %kind, hubspot.id = ?invalid.id, reason = %invalid.reason, "record not usable");
