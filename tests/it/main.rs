@@ -14,6 +14,7 @@ mod hubspot_client;
 mod listen;
 mod migrations;
 mod poller;
+mod privacy;
 mod pool;
 mod realtime;
 mod routes;
