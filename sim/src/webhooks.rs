@@ -232,7 +232,16 @@ pub fn events_for(
             }),
             Change::Restored { id } => push("restore", 5, *id, &mut |_| {}),
             Change::Associated { from, to_kind, to, removed } => {
-                associations.extend(association_events(kind, *from, *to_kind, *to, *removed, occurred_at, next_event_id, cfg));
+                associations.extend(association_events(
+                    kind,
+                    *from,
+                    *to_kind,
+                    *to,
+                    *removed,
+                    occurred_at,
+                    next_event_id,
+                    cfg,
+                ));
             }
             Change::PrivacyDeleted { id } => {
                 push("privacyDeletion", 6, *id, &mut |e| e.change_source = "GDPR");

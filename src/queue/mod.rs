@@ -8,6 +8,9 @@
 //!   as a whole ([`QueueError::Full`]), the handler answers 503 and HubSpot retries it later.
 //!   Ids put back after a failed fetch ([`Queue::requeue`]) ignore the bound: they were accepted
 //!   once and are never dropped.
+//! - **Association ends are marked**: an id queued only by association changes
+//!   ([`Queue::push_marked`]) is handed out marked ([`Queue::take_ready_marked`]), and its fetch
+//!   never archives it when HubSpot does not find it; any other event naming it clears the mark.
 //! - **Fair across kinds**: one lane per object kind, each drained by its own fetcher, so a flood
 //!   of contact changes never delays a deal's fetch behind it. Within a lane, oldest first.
 //! - **Metrics** (names in `crate::metric`): `hubspot_sync_queue_depth`,

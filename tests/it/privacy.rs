@@ -219,9 +219,7 @@ async fn an_upsert_overlapping_a_privacy_deletion_never_brings_the_contact_back(
     let mut purge = db.conn().await;
     let mut upsert = db.conn().await;
     let upsert_pid = backend_pid(&mut upsert).await;
-    contacts::upsert_batch(&mut purge, vec![contact("1", 10, json!({"email": "person-1@example.org"}))])
-        .await
-        .unwrap();
+    contacts::upsert_batch(&mut purge, vec![contact("1", 10, json!({"email": "person-1@example.org"}))]).await.unwrap();
 
     // 1. The purge runs first and stays uncommitted; the upsert starts and waits; the purge commits.
     AnsiTransactionManager::begin_transaction(&mut purge).await.unwrap();
@@ -287,8 +285,11 @@ async fn a_batch_refused_by_a_full_queue_still_has_its_deletions_written() {
         properties: json!({}),
     };
     deals::upsert_batch(&mut conn, vec![deal]).await.unwrap();
-    let args =
-        serve_args(&db, "http://127.0.0.1:1", &["--queue-capacity", "2", "--fetch-window", "1h", "--shutdown-grace", "1s"]);
+    let args = serve_args(
+        &db,
+        "http://127.0.0.1:1",
+        &["--queue-capacity", "2", "--fetch-window", "1h", "--shutdown-grace", "1s"],
+    );
     let (server, url) = start(&args);
     assert_eq!(post_changes(&url, "contact", &[1, 2]).await, 204, "the queue is now full");
     let now = Utc::now().timestamp_millis();
@@ -371,9 +372,8 @@ async fn an_association_event_naming_another_kinds_id_archives_nothing() {
     let (server, _url) = start(&args);
     let mut pairs = HashSet::new();
     for object in ["contacts", "deals", "calls"] {
-        let report = sim
-            .churn(&ChurnRequest { object: object.into(), association_changes: 10, ..Default::default() })
-            .unwrap();
+        let report =
+            sim.churn(&ChurnRequest { object: object.into(), association_changes: 10, ..Default::default() }).unwrap();
         assert_eq!(report.associations.len(), 10, "{report:?}");
         assert!(report.events >= 20, "an event per direction: {report:?}");
         pairs.extend(report.associations.into_iter().map(|a| (a.from, a.to)));

@@ -77,15 +77,38 @@ pub struct AssociationReport {
 /// One change, the input to webhook event generation.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Created { id: u64 },
-    PropertyChanged { id: u64, name: &'static str, value: String, bulk: bool },
-    Deleted { id: u64 },
-    Merged { primary: u64, merged: Vec<u64>, new: u64, moved: u32 },
-    Restored { id: u64 },
-    PrivacyDeleted { id: u64 },
+    Created {
+        id: u64,
+    },
+    PropertyChanged {
+        id: u64,
+        name: &'static str,
+        value: String,
+        bulk: bool,
+    },
+    Deleted {
+        id: u64,
+    },
+    Merged {
+        primary: u64,
+        merged: Vec<u64>,
+        new: u64,
+        moved: u32,
+    },
+    Restored {
+        id: u64,
+    },
+    PrivacyDeleted {
+        id: u64,
+    },
     /// An association between `from` (of the churned kind) and `to` (of `to_kind`) was added or
     /// removed.
-    Associated { from: u64, to_kind: ObjectKind, to: u64, removed: bool },
+    Associated {
+        from: u64,
+        to_kind: ObjectKind,
+        to: u64,
+        removed: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
