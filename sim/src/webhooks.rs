@@ -89,6 +89,56 @@ pub struct Event {
     pub new_object_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub number_of_properties_moved: Option<u32>,
+    /// `associationChange`, legacy form: `CONTACT_TO_DEAL` and the like.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub association_type: Option<String>,
+    /// `associationChange`, generic form (`object.associationChange`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_object_type_id: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_object_type_id: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub association_type_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub association_category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_object_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_object_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub association_removed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_primary_association: Option<bool>,
+}
+
+fn type_id(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Contacts => "0-1",
+        ObjectKind::Deals => "0-3",
+        ObjectKind::Calls => "0-48",
+    }
+}
+
+/// HubSpot-defined association type ids between the standard objects (one per direction).
+fn association_type_id(from: ObjectKind, to: ObjectKind) -> u32 {
+    match (from, to) {
+        (ObjectKind::Contacts, ObjectKind::Deals) => 4,
+        (ObjectKind::Deals, ObjectKind::Contacts) => 3,
+        (ObjectKind::Calls, ObjectKind::Contacts) => 194,
+        (ObjectKind::Contacts, ObjectKind::Calls) => 193,
+        (ObjectKind::Calls, ObjectKind::Deals) => 206,
+        (ObjectKind::Deals, ObjectKind::Calls) => 205,
+        _ => 0,
+    }
+}
+
+/// The name of a kind in a legacy `associationType` (`CONTACT_TO_DEAL`); calls have none.
+fn legacy_name(kind: ObjectKind) -> Option<&'static str> {
+    match kind {
+        ObjectKind::Contacts => Some("CONTACT"),
+        ObjectKind::Deals => Some("DEAL"),
+        ObjectKind::Calls => None,
+    }
 }
 
 /// Delivery counters, shared with `/_sim/stats`.
@@ -145,10 +195,20 @@ pub fn events_for(
             merged_object_ids: None,
             new_object_id: None,
             number_of_properties_moved: None,
+            association_type: None,
+            from_object_type_id: None,
+            to_object_type_id: None,
+            association_type_id: None,
+            association_category: None,
+            from_object_id: None,
+            to_object_id: None,
+            association_removed: None,
+            is_primary_association: None,
         };
         f(&mut e);
         out.push(e);
     };
+    let mut associations = Vec::new();
     for c in changes {
         match c {
             Change::Created { id } => push("creation", 1, *id, &mut |e| {
@@ -171,6 +231,18 @@ pub fn events_for(
                 e.number_of_properties_moved = Some(*moved);
             }),
             Change::Restored { id } => push("restore", 5, *id, &mut |_| {}),
+            Change::Associated { from, to_kind, to, removed } => {
+                associations.extend(association_events(
+                    kind,
+                    *from,
+                    *to_kind,
+                    *to,
+                    *removed,
+                    occurred_at,
+                    next_event_id,
+                    cfg,
+                ));
+            }
             Change::PrivacyDeleted { id } => {
                 push("privacyDeletion", 6, *id, &mut |e| e.change_source = "GDPR");
                 push("deletion", 3, *id, &mut |e| {
@@ -178,6 +250,74 @@ pub fn events_for(
                     e.change_source = "GDPR";
                 });
             }
+        }
+    }
+    out.extend(associations);
+    out
+}
+
+/// The events of one association change: HubSpot fires one per direction, on the subscription
+/// of each end. Contacts and deals use the legacy form (`contact.associationChange` with
+/// `associationType`, `fromObjectId`, `toObjectId`, `associationRemoved`,
+/// `isPrimaryAssociation`); calls only have the generic one (`object.associationChange` with
+/// `fromObjectTypeId`/`toObjectTypeId`, `associationTypeId`, `associationCategory`). `objectId`
+/// is the `from` end, so half of the events on a subscription name another kind's id there.
+#[allow(clippy::too_many_arguments)]
+fn association_events(
+    kind: ObjectKind,
+    from: u64,
+    to_kind: ObjectKind,
+    to: u64,
+    removed: bool,
+    occurred_at: i64,
+    next_event_id: &AtomicU64,
+    cfg: &WebhookConfig,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    let directions = [(kind, from, to_kind, to), (to_kind, to, kind, from)];
+    for subscribed in [kind, to_kind] {
+        for (f_kind, f, t_kind, t) in directions {
+            let legacy = match (subscribed, legacy_name(f_kind), legacy_name(t_kind)) {
+                (ObjectKind::Calls, _, _) => None,
+                (_, Some(f_name), Some(t_name)) => Some(format!("{f_name}_TO_{t_name}")),
+                // No legacy association type names calls: a contact subscription hears nothing.
+                _ => continue,
+            };
+            let (subscription_type, object_type_id, base_sub) = match subscribed {
+                ObjectKind::Contacts => ("contact.associationChange", None, 1_000_000),
+                ObjectKind::Deals => ("deal.associationChange", None, 2_000_000),
+                ObjectKind::Calls => ("object.associationChange", Some("0-48"), 3_000_000),
+            };
+            let generic = legacy.is_none();
+            out.push(Event {
+                event_id: next_event_id.fetch_add(1, Ordering::Relaxed),
+                subscription_id: base_sub + 7,
+                portal_id: cfg.portal_id,
+                app_id: cfg.app_id,
+                occurred_at,
+                subscription_type: subscription_type.to_string(),
+                attempt_number: 0,
+                object_id: f,
+                object_type_id,
+                property_name: None,
+                property_value: None,
+                change_source: "CRM_UI",
+                source_id: Some("userId:2000001".to_string()),
+                change_flag: None,
+                primary_object_id: None,
+                merged_object_ids: None,
+                new_object_id: None,
+                number_of_properties_moved: None,
+                is_primary_association: (!generic).then_some(false),
+                association_type: legacy,
+                from_object_type_id: generic.then(|| type_id(f_kind)),
+                to_object_type_id: generic.then(|| type_id(t_kind)),
+                association_type_id: generic.then(|| association_type_id(f_kind, t_kind)),
+                association_category: generic.then_some("HUBSPOT_DEFINED"),
+                from_object_id: Some(f),
+                to_object_id: Some(t),
+                association_removed: Some(removed),
+            });
         }
     }
     out

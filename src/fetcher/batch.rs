@@ -4,7 +4,8 @@
 //! an id answered under another id was merged into that record (found through the survivor's
 //! `hs_merged_object_ids`, else by reading the id alone); ids HubSpot does not find live are
 //! read again among archived records: found there, they are written as archived (with HubSpot's
-//! own `updatedAt`); found nowhere (permanently deleted), their rows are marked archived.
+//! own `updatedAt`); found nowhere (permanently deleted), their rows are marked archived, unless
+//! only association changes named them (an association event proves nothing about its ends).
 //!
 //! Poison records never fail the batch: a per-id error in HubSpot's 207 answer (other than
 //! not-found), a record that does not decode, and a record the database refuses are **parked**
@@ -73,10 +74,12 @@ fn unreadable(kind: ObjectKind, invalid: Vec<InvalidRecord>, into: &mut Vec<NewF
     }
 }
 
-/// Fetches and stores one batch of ids of one kind.
+/// Fetches and stores one batch of ids of one kind. Ids in `associated` were named only by
+/// association changes: one HubSpot does not find is left alone, never archived.
 pub async fn run(
     kind: ObjectKind,
     ids: &[String],
+    associated: &HashSet<String>,
     hubspot: &HubSpot,
     pool: &Pool,
     ctx: &WriteContext,
@@ -112,6 +115,7 @@ pub async fn run(
         records.extend(archived.records);
         unreadable(kind, archived.invalid, &mut failed);
         gone = archived.not_found;
+        gone.retain(|id| !associated.contains(id));
     }
     outcome.fetched = records.len();
     outcome.merged = merged.len();

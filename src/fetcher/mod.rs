@@ -152,7 +152,7 @@ impl Loop {
             if self.cancel.run_until_cancelled(self.hubspot.reserve(Lane::Realtime)).await.is_none() {
                 return;
             }
-            let ids = self.queue.take_ready(self.kind, self.options.max_batch);
+            let (ids, associated) = self.queue.take_ready_marked(self.kind, self.options.max_batch);
             if ids.is_empty() {
                 continue;
             }
@@ -160,13 +160,14 @@ impl Loop {
             let work = batch::run(
                 self.kind,
                 &ids,
+                &associated,
                 &self.hubspot,
                 &self.pool,
                 &self.options.write,
                 self.options.parked_backoff,
             );
             let Some(result) = self.cancel.run_until_cancelled(work).await else {
-                self.queue.requeue(self.kind, ids);
+                self.queue.requeue_marked(self.kind, ids, &associated);
                 return;
             };
             match result {
@@ -181,7 +182,7 @@ impl Loop {
                     metrics::counter!(metric::FETCHER_FAILURES, "object" => object).increment(1);
                     tracing::warn!(object.kind = object, ids = ids.len(), error = %e, retry_in_ms = delay.as_millis() as u64,
                         "batch failed; ids put back");
-                    self.queue.requeue(self.kind, ids);
+                    self.queue.requeue_marked(self.kind, ids, &associated);
                     if self.cancel.run_until_cancelled(tokio::time::sleep(delay)).await.is_none() {
                         return;
                     }

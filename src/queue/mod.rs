@@ -8,6 +8,9 @@
 //!   as a whole ([`QueueError::Full`]), the handler answers 503 and HubSpot retries it later.
 //!   Ids put back after a failed fetch ([`Queue::requeue`]) ignore the bound: they were accepted
 //!   once and are never dropped.
+//! - **Association ends are marked**: an id queued only by association changes
+//!   ([`Queue::push_marked`]) is handed out marked ([`Queue::take_ready_marked`]), and its fetch
+//!   never archives it when HubSpot does not find it; any other event naming it clears the mark.
 //! - **Fair across kinds**: one lane per object kind, each drained by its own fetcher, so a flood
 //!   of contact changes never delays a deal's fetch behind it. Within a lane, oldest first.
 //! - **Metrics** (names in `crate::metric`): `hubspot_sync_queue_depth`,
@@ -68,6 +71,9 @@ pub struct QueueSnapshot {
 struct Lane {
     order: VecDeque<(String, Instant)>,
     waiting: HashSet<String>,
+    /// Waiting ids queued only by association changes (a subset of `waiting`): the fetcher
+    /// reads them but never archives them when HubSpot does not find them.
+    associated: HashSet<String>,
     notify: std::sync::Arc<Notify>,
 }
 
@@ -101,12 +107,24 @@ impl Queue {
 
     /// Queues every id of a webhook batch, or none of them when they would not fit.
     pub fn push_batch(&self, items: &[(ObjectKind, String)]) -> Result<Pushed, QueueError> {
+        self.push_marked(items, &[])
+    }
+
+    /// Queues `items` and `associated` (ids named by association changes, see
+    /// [`Queue::take_ready_marked`]), all or none. An id queued by any other event is not an
+    /// associated one, whichever came first.
+    pub fn push_marked(
+        &self,
+        items: &[(ObjectKind, String)],
+        associated: &[(ObjectKind, String)],
+    ) -> Result<Pushed, QueueError> {
         let mut state = self.lock();
         if state.closed {
             return Err(QueueError::Closed);
         }
+        let all = || items.iter().map(|item| (item, false)).chain(associated.iter().map(|item| (item, true)));
         let mut fresh: HashSet<(ObjectKind, &str)> = HashSet::new();
-        for (kind, id) in items {
+        for ((kind, id), _) in all() {
             let waiting = state.lanes.get(kind).is_some_and(|lane| lane.waiting.contains(id));
             if !waiting {
                 fresh.insert((*kind, id.as_str()));
@@ -116,17 +134,24 @@ impl Queue {
             return Err(QueueError::Full);
         }
         let now = Instant::now();
-        let pushed = Pushed { added: fresh.len(), deduplicated: items.len() - fresh.len() };
-        for (kind, id) in items {
+        let offered = items.len() + associated.len();
+        let pushed = Pushed { added: fresh.len(), deduplicated: offered - fresh.len() };
+        let firm: HashSet<(ObjectKind, &str)> = items.iter().map(|(kind, id)| (*kind, id.as_str())).collect();
+        for ((kind, id), by_association) in all() {
+            let lane = state.lanes.entry(*kind).or_default();
             if fresh.remove(&(*kind, id.as_str())) {
-                let lane = state.lanes.entry(*kind).or_default();
                 lane.waiting.insert(id.clone());
                 lane.order.push_back((id.clone(), now));
                 lane.notify.notify_one();
+                if by_association && !firm.contains(&(*kind, id.as_str())) {
+                    lane.associated.insert(id.clone());
+                }
+            } else if !by_association {
+                lane.associated.remove(id);
             }
         }
         state.depth += pushed.added;
-        state.offered += items.len() as u64;
+        state.offered += offered as u64;
         state.deduplicated += pushed.deduplicated as u64;
         Self::publish(&state, pushed);
         Ok(pushed)
@@ -134,14 +159,26 @@ impl Queue {
 
     /// Puts ids back after a failed fetch, ahead of newer ones, whatever the bound or shutdown.
     pub fn requeue(&self, kind: ObjectKind, ids: Vec<String>) {
+        self.requeue_marked(kind, ids, &HashSet::new());
+    }
+
+    /// [`Queue::requeue`] keeping which ids came from association changes only (as
+    /// [`Queue::take_ready_marked`] gave them).
+    pub fn requeue_marked(&self, kind: ObjectKind, ids: Vec<String>, associated: &HashSet<String>) {
         let mut state = self.lock();
         let lane = state.lanes.entry(kind).or_default();
         let now = Instant::now();
         let mut added = 0;
         for id in ids.into_iter().rev() {
+            let by_association = associated.contains(&id);
             if lane.waiting.insert(id.clone()) {
+                if by_association {
+                    lane.associated.insert(id.clone());
+                }
                 lane.order.push_front((id, now));
                 added += 1;
+            } else if !by_association {
+                lane.associated.remove(&id);
             }
         }
         lane.notify.notify_one();
@@ -194,23 +231,33 @@ impl Queue {
 
     /// Takes up to `max` ids of `kind` now (none when its lane is empty).
     pub fn take_ready(&self, kind: ObjectKind, max: usize) -> Vec<String> {
+        self.take_ready_marked(kind, max).0
+    }
+
+    /// [`Queue::take_ready`], also telling which of the ids were queued only by association
+    /// changes: those must never be archived when HubSpot does not find them.
+    pub fn take_ready_marked(&self, kind: ObjectKind, max: usize) -> (Vec<String>, HashSet<String>) {
         let mut state = self.lock();
         self.take_now(&mut state, kind, max)
     }
 
-    fn take_now(&self, state: &mut State, kind: ObjectKind, max: usize) -> Vec<String> {
+    fn take_now(&self, state: &mut State, kind: ObjectKind, max: usize) -> (Vec<String>, HashSet<String>) {
         let lane = state.lanes.entry(kind).or_default();
         let n = lane.order.len().min(max.max(1));
         let ids: Vec<String> = lane.order.drain(..n).map(|(id, _)| id).collect();
+        let mut associated = HashSet::new();
         for id in &ids {
             lane.waiting.remove(id);
+            if lane.associated.remove(id) {
+                associated.insert(id.clone());
+            }
         }
         if !lane.order.is_empty() {
             lane.notify.notify_one();
         }
         state.depth -= ids.len();
         Self::publish(state, Pushed::default());
-        ids
+        (ids, associated)
     }
 
     /// Stops intake: later pushes fail with [`QueueError::Closed`]; fetchers drain what waits.

@@ -109,3 +109,27 @@ async fn a_due_batch_keeps_growing_until_it_is_taken() {
     q.close();
     assert!(!q.wait_ready(ObjectKind::Calls, 100, Duration::ZERO).await, "closed and empty: the fetcher is done");
 }
+
+#[test]
+fn ids_queued_only_by_association_changes_are_marked_until_another_event_names_them() {
+    let q = Queue::new(10);
+    let assoc = ids(ObjectKind::Deals, &["1", "2", "3"]);
+    q.push_marked(&ids(ObjectKind::Deals, &["3"]), &assoc).unwrap();
+    q.push_batch(&ids(ObjectKind::Deals, &["2"])).unwrap();
+    let (taken, associated) = q.take_ready_marked(ObjectKind::Deals, 100);
+    assert_eq!(taken, ["3", "1", "2"]);
+    assert_eq!(associated, ["1".to_owned()].into_iter().collect());
+    // A failed batch keeps its marks when put back.
+    q.requeue_marked(ObjectKind::Deals, taken, &associated);
+    let (_, again) = q.take_ready_marked(ObjectKind::Deals, 100);
+    assert_eq!(again, associated);
+    // All or nothing against the bound, counting both kinds of ids.
+    assert_eq!(
+        q.push_marked(
+            &ids(ObjectKind::Deals, &["a"; 1]),
+            &ids(ObjectKind::Calls, &["b", "c", "d", "e", "f", "g", "h", "i", "j", "k"])
+        ),
+        Err(QueueError::Full)
+    );
+    assert_eq!(q.depth(), 0);
+}

@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Nullable, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::{Nullable, Text};
+use diesel_async::AsyncPgConnection;
 
 use super::records::{Column, Record, RecordTable, column, upsert_rows, upsert_sql};
 
@@ -64,33 +64,13 @@ static UPSERT: LazyLock<String> = LazyLock::new(upsert_sql::<ContactRow>);
 
 /// Writes up to [`MAX_BATCH`](super::records::MAX_BATCH) contacts in one statement (larger
 /// inputs are split). A row whose stored `updated_at` is newer is left alone (see
-/// [`NEWER_WINS`](super::records::NEWER_WINS)); privacy-deleted ids are never written back.
+/// [`NEWER_WINS`](super::records::NEWER_WINS)); privacy-deleted ids are never written back (the
+/// statement skips them, and the `contacts_refuse_erased` trigger does so even for a purge that
+/// commits while the statement runs: see [`super::privacy`]).
 /// Returns the number of rows inserted or changed.
 pub async fn upsert_batch(conn: &mut AsyncPgConnection, rows: Vec<ContactRow>) -> diesel::QueryResult<usize> {
     upsert_rows(conn, &UPSERT, rows).await
 }
 
-/// Removes contacts deleted for privacy (GDPR): their rows, owner history and any rows merged
-/// into them go, and their ids are remembered so no later write can bring them back.
-/// Idempotent: the second of HubSpot's two events for one deletion changes nothing.
-pub async fn privacy_delete(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::QueryResult<usize> {
-    let ids = ids.to_vec();
-    conn.transaction(async move |conn| {
-        diesel::sql_query(
-            "INSERT INTO privacy_deletions (hubspot_contact_id) SELECT unnest($1::text[]) \
-                 ON CONFLICT DO NOTHING",
-        )
-        .bind::<Array<Text>, _>(&ids)
-        .execute(conn)
-        .await?;
-        diesel::sql_query("DELETE FROM contact_owner_history WHERE hubspot_contact_id = ANY($1)")
-            .bind::<Array<Text>, _>(&ids)
-            .execute(conn)
-            .await?;
-        diesel::sql_query("DELETE FROM contacts WHERE hubspot_contact_id = ANY($1) OR merged_into = ANY($1)")
-            .bind::<Array<Text>, _>(&ids)
-            .execute(conn)
-            .await
-    })
-    .await
-}
+/// Erases contacts for privacy (GDPR) with every id merged into them; see [`super::privacy`].
+pub use super::privacy::erase as privacy_delete;

@@ -12,6 +12,7 @@ pub mod locks;
 pub mod migrations;
 pub mod notify;
 pub mod pool;
+pub mod privacy;
 pub mod records;
 pub mod run_history;
 pub mod schema;

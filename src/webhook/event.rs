@@ -2,7 +2,9 @@
 //!
 //! Classic `contact.*` and `deal.*` events name their object by prefix; generic `object.*`
 //! events by `objectTypeId` (`0-1` contacts, `0-3` deals, `0-48` calls). Creation, property
-//! change, restore and association change ask for a fetch; deletion archives without a fetch;
+//! change and restore ask for a fetch; an association change asks for a fetch of each end as the
+//! kind its own type id names, one that archives nothing when not found; deletion archives
+//! without a fetch;
 //! merge archives the merged-away ids (and a superseded primary) with a pointer to the survivor
 //! and fetches the survivor; privacy deletion (or a deletion whose `changeSource` is `GDPR`,
 //! whichever of the pair arrives first) removes the contact's personal data. Everything else is
@@ -32,8 +34,17 @@ pub struct RawEvent {
     pub merged_object_ids: Vec<String>,
     #[serde(deserialize_with = "id::opt")]
     pub new_object_id: Option<String>,
+    /// `associationChange`: the two ends, each with its object type id (generic events) or
+    /// named by `associationType` (`CONTACT_TO_DEAL`, legacy events).
     #[serde(deserialize_with = "id::opt")]
     pub from_object_id: Option<String>,
+    #[serde(deserialize_with = "id::opt")]
+    pub to_object_id: Option<String>,
+    #[serde(deserialize_with = "id::opt")]
+    pub from_object_type_id: Option<String>,
+    #[serde(deserialize_with = "id::opt")]
+    pub to_object_type_id: Option<String>,
+    pub association_type: Option<String>,
 }
 
 /// A merge: `merged` (and a superseded primary) now point at `survivor`.
@@ -57,6 +68,10 @@ pub struct Deletion {
 pub struct Plan {
     /// Ids to fetch (queued).
     pub fetch: Vec<(ObjectKind, String)>,
+    /// Ids named by association changes, to fetch but never to archive when HubSpot does not
+    /// find them: an association event says nothing about whether its ends still exist, and an
+    /// id read as the wrong kind would archive an unrelated record with the same number.
+    pub fetch_associated: Vec<(ObjectKind, String)>,
     pub deletions: Vec<Deletion>,
     pub merges: Vec<Merge>,
     /// Contact ids whose personal data goes now.
@@ -94,15 +109,18 @@ pub fn plan(events: Vec<RawEvent>) -> Plan {
 }
 
 fn add(plan: &mut Plan, event: RawEvent) -> bool {
-    let Some(subscription) = event.subscription_type.as_deref().or(event.event_type.as_deref()) else {
+    let Some(subscription) = event.subscription_type.clone().or(event.event_type.clone()) else {
         return false;
     };
     let Some((prefix, action)) = subscription.split_once('.') else { return false };
-    let Some(kind) = kind_of(prefix, event.object_type_id.as_deref()) else { return false };
+    let kind = kind_of(prefix, event.object_type_id.as_deref());
+    if action == "associationChange" {
+        return push_associated(plan, prefix, kind, event);
+    }
+    let Some(kind) = kind else { return false };
     let object_id = event.object_id.clone();
     match action {
         "creation" | "propertyChange" | "restore" => push_fetch(plan, kind, object_id),
-        "associationChange" => push_fetch(plan, kind, object_id.or(event.from_object_id)),
         "deletion" if kind == ObjectKind::Contacts && event.change_source.as_deref() == Some("GDPR") => {
             push_privacy(plan, object_id)
         }
@@ -130,6 +148,48 @@ fn add(plan: &mut Plan, event: RawEvent) -> bool {
 
 fn push_fetch(plan: &mut Plan, kind: ObjectKind, id: Option<String>) -> bool {
     id.map(|id| plan.fetch.push((kind, id))).is_some()
+}
+
+/// An association change: each end is fetched as the kind its own type id names
+/// (`fromObjectTypeId`, `toObjectTypeId`; legacy events: the two halves of `associationType`),
+/// never as the subscription's kind, and marked so that a not-found read archives nothing. An
+/// end of a kind we do not keep, or of no known kind, is left alone. `kind` (the subscription's)
+/// is used only for a legacy event without `associationType` (its `from` end is the subscribed
+/// object) and for an event naming no ends but an `objectId`.
+fn push_associated(plan: &mut Plan, prefix: &str, kind: Option<ObjectKind>, event: RawEvent) -> bool {
+    let legacy = event.association_type.as_deref().and_then(|t| t.split_once("_TO_"));
+    let typed = event.from_object_type_id.is_some() || event.to_object_type_id.is_some();
+    let end = |type_id: Option<&str>, legacy_end: Option<&str>| match (type_id, legacy_end) {
+        (Some(id), _) => ObjectKind::from_type_id(id),
+        (None, Some(name)) => legacy_kind(name),
+        (None, None) => None,
+    };
+    let mut from = end(event.from_object_type_id.as_deref(), legacy.map(|(f, _)| f));
+    if from.is_none() && !typed && legacy.is_none() && prefix != "object" {
+        from = kind;
+    }
+    let to = end(event.to_object_type_id.as_deref(), legacy.map(|(_, t)| t));
+    let before = plan.fetch_associated.len();
+    for (end, id) in [(from, event.from_object_id), (to, event.to_object_id)] {
+        if let (Some(end), Some(id)) = (end, id) {
+            plan.fetch_associated.push((end, id));
+        }
+    }
+    if plan.fetch_associated.len() == before && !typed && legacy.is_none() {
+        if let (Some(kind), Some(id)) = (kind, event.object_id) {
+            plan.fetch_associated.push((kind, id));
+        }
+    }
+    plan.fetch_associated.len() > before
+}
+
+/// The kind a legacy `associationType` end names (`CONTACT` in `CONTACT_TO_DEAL`).
+fn legacy_kind(name: &str) -> Option<ObjectKind> {
+    match name {
+        "CONTACT" => Some(ObjectKind::Contacts),
+        "DEAL" => Some(ObjectKind::Deals),
+        _ => None,
+    }
 }
 
 fn push_privacy(plan: &mut Plan, id: Option<String>) -> bool {
@@ -186,10 +246,41 @@ mod tests {
             (ObjectKind::Contacts, "1".to_owned()),
             (ObjectKind::Deals, "2".to_owned()),
             (ObjectKind::Calls, "3".to_owned()),
-            (ObjectKind::Contacts, "4".to_owned()),
         ];
         assert_eq!(p.fetch, want);
+        // Without `associationType`, only the subscribed end's kind is known.
+        assert_eq!(p.fetch_associated, [(ObjectKind::Contacts, "4".to_owned())]);
         assert_eq!(p.ignored, 0);
+        assert!(!p.writes());
+    }
+
+    #[test]
+    fn association_ends_are_fetched_as_the_kind_their_type_ids_name() {
+        let p = parse(
+            r#"[{"subscriptionType":"object.associationChange","objectTypeId":"0-1","objectId":5,
+                 "fromObjectTypeId":"0-3","fromObjectId":70,"toObjectTypeId":"0-1","toObjectId":5,
+                 "associationTypeId":3,"associationCategory":"HUBSPOT_DEFINED","associationRemoved":false},
+                {"subscriptionType":"contact.associationChange","associationType":"CONTACT_TO_DEAL",
+                 "fromObjectId":6,"toObjectId":71,"associationRemoved":true,"isPrimaryAssociation":false},
+                {"subscriptionType":"deal.associationChange","associationType":"DEAL_TO_COMPANY",
+                 "fromObjectId":72,"toObjectId":900},
+                {"subscriptionType":"object.associationChange","fromObjectTypeId":"0-2","fromObjectId":901,
+                 "toObjectTypeId":"0-48","toObjectId":80},
+                {"subscriptionType":"contact.associationChange","associationType":"COMPANY_TO_TICKET",
+                 "fromObjectId":902,"toObjectId":903}]"#,
+        );
+        assert!(p.fetch.is_empty(), "association ends are never plain fetches");
+        let want = [
+            (ObjectKind::Deals, "70"),
+            (ObjectKind::Contacts, "5"),
+            (ObjectKind::Contacts, "6"),
+            (ObjectKind::Deals, "71"),
+            (ObjectKind::Deals, "72"),
+            (ObjectKind::Calls, "80"),
+        ];
+        let want: Vec<_> = want.iter().map(|(k, id)| (*k, (*id).to_owned())).collect();
+        assert_eq!(p.fetch_associated, want);
+        assert_eq!(p.ignored, 1, "companies and tickets are not kept");
         assert!(!p.writes());
     }
 

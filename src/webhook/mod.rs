@@ -1,10 +1,12 @@
 //! Real-time intake: `POST /webhooks/hubspot`.
 //!
 //! Read the raw body (at most 1 MiB, else 413) -> check the signature on those exact bytes
-//! ([`crate::signature`], else 401) -> parse the event array ([`event`], else 400) -> queue the
-//! ids to fetch ([`crate::queue`]; full or shutting down: 503, and HubSpot retries) -> write
-//! deletions, merges and privacy deletions ([`apply`]; database down: 503) -> 204. Events we do
-//! not keep are counted and accepted: a 4xx would make HubSpot retry them for a day.
+//! ([`crate::signature`], else 401) -> parse the event array ([`event`], else 400) -> write
+//! deletions, merges and privacy deletions ([`apply`]; database down: 503) -> queue the ids to
+//! fetch ([`crate::queue`]; full or shutting down: 503, and HubSpot retries the batch, whose
+//! writes are idempotent) -> 204. Writing before queueing means a full queue never loses a
+//! deletion. Events we do not keep are counted and accepted: a 4xx would make HubSpot retry them
+//! for a day.
 //!
 //! Most batches (creations, property changes) touch no database: they are answered as soon as
 //! their ids are queued, in well under a millisecond of work.
@@ -171,13 +173,20 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     verify(req, &body, intake).map_err(Refusal::Signature)?;
     let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let count = events.len();
-    let queue = intake.queue.as_ref().ok_or(Refusal::NotFetching)?;
-    if queue.is_closed() {
-        return Err(Refusal::Queue(QueueError::Closed));
-    }
     let plan = event::plan(events);
     if plan.ignored > 0 {
         metrics::counter!(metric::WEBHOOK_EVENTS_IGNORED).increment(plan.ignored as u64);
+    }
+    // Deletions, merges and privacy deletions are written first, whatever the queue says: a
+    // batch the queue then refuses (full, closed, real-time fetching off) is answered 503 and
+    // retried by HubSpot, and writing them again is harmless. Queued first, a queue that stayed
+    // full through HubSpot's day of retries would lose them.
+    if plan.writes() {
+        apply::apply(pool, &plan).await.map_err(Refusal::Store)?;
+    }
+    let queue = intake.queue.as_ref().ok_or(Refusal::NotFetching)?;
+    if queue.is_closed() {
+        return Err(Refusal::Queue(QueueError::Closed));
     }
     // A merge or deletion can overtake a fetch of the same record already in flight: read just
     // before the change, written just after it, when no row existed yet for the change to
@@ -186,11 +195,8 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     let reread = plan.merges.iter().flat_map(|m| m.merged.iter().map(|id| (m.kind, id.clone())));
     let fetch: Vec<_> =
         plan.fetch.iter().cloned().chain(reread).chain(plan.deletions.iter().map(|d| (d.kind, d.id.clone()))).collect();
-    if !fetch.is_empty() {
-        queue.push_batch(&fetch).map_err(Refusal::Queue)?;
-    }
-    if plan.writes() {
-        apply::apply(pool, &plan).await.map_err(Refusal::Store)?;
+    if !(fetch.is_empty() && plan.fetch_associated.is_empty()) {
+        queue.push_marked(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
     }
     Ok(count)
 }

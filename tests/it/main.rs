@@ -16,6 +16,7 @@ mod migrations;
 mod poison;
 mod poller;
 mod pool;
+mod privacy;
 mod realtime;
 mod routes;
 mod serve;

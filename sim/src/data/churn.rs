@@ -22,6 +22,20 @@ pub struct ChurnRequest {
     pub privacy_deletions: usize,
     /// Records updated together with ONE identical last-modified timestamp.
     pub bulk_updates: usize,
+    /// Merge chains: A and B merged into a new C, then C and D into a new E (two merges each).
+    pub chain_merges: usize,
+    /// Merges (plain and chained) send no webhook: the sync learns of them only by reading
+    /// (a full pass no longer lists the old ids; the survivor names them in
+    /// `hs_merged_object_ids`).
+    pub merges_without_webhook: bool,
+    /// Contacts erased for privacy by id (the ids the report's merges named, say), after the
+    /// random ones. An id merged away is erased with the record it now resolves to.
+    pub privacy_delete_ids: Vec<String>,
+    /// Association changes between records of this object and records of another kind
+    /// (contacts with deals, deals with contacts, calls with contacts). Each fires an event per
+    /// direction on each end's subscription, with HubSpot's fields; records are not changed
+    /// (association changes do not move `updatedAt`).
+    pub association_changes: usize,
 }
 
 /// What a churn call did, by id.
@@ -35,6 +49,8 @@ pub struct ChurnReport {
     pub restored: Vec<String>,
     pub privacy_deleted: Vec<String>,
     pub bulk_updated: Vec<String>,
+    /// The association changes made: (this object's id, the other kind, the other record's id).
+    pub associations: Vec<AssociationReport>,
     /// The shared `updatedAt` of the bulk-updated records.
     pub bulk_timestamp: Option<String>,
     /// Webhook events generated (delivered only with a webhook URL).
@@ -49,15 +65,50 @@ pub struct MergeReport {
     pub new: String,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AssociationReport {
+    pub from: String,
+    /// `contacts`, `deals` or `calls`.
+    pub to_object: String,
+    pub to: String,
+    pub removed: bool,
+}
+
 /// One change, the input to webhook event generation.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Created { id: u64 },
-    PropertyChanged { id: u64, name: &'static str, value: String, bulk: bool },
-    Deleted { id: u64 },
-    Merged { primary: u64, merged: Vec<u64>, new: u64, moved: u32 },
-    Restored { id: u64 },
-    PrivacyDeleted { id: u64 },
+    Created {
+        id: u64,
+    },
+    PropertyChanged {
+        id: u64,
+        name: &'static str,
+        value: String,
+        bulk: bool,
+    },
+    Deleted {
+        id: u64,
+    },
+    Merged {
+        primary: u64,
+        merged: Vec<u64>,
+        new: u64,
+        moved: u32,
+    },
+    Restored {
+        id: u64,
+    },
+    PrivacyDeleted {
+        id: u64,
+    },
+    /// An association between `from` (of the churned kind) and `to` (of `to_kind`) was added or
+    /// removed.
+    Associated {
+        from: u64,
+        to_kind: ObjectKind,
+        to: u64,
+        removed: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,16 +269,23 @@ pub fn apply(
             ch.push(Change::Deleted { id });
         }
     }
+    let merge = |s: &mut ObjectStore, a: u64, b: u64, rep: &mut ChurnReport, ch: &mut Vec<Change>| {
+        let (new, moved) = merge_pair(s, a, b, ts)?;
+        rep.merged.push(MergeReport { primary: a.to_string(), merged: vec![b.to_string()], new: new.to_string() });
+        if !req.merges_without_webhook {
+            ch.push(Change::Merged { primary: a, merged: vec![b], new, moved });
+        }
+        Some(new)
+    };
     for _ in 0..req.merges {
-        let pair = pick_many(&s.live, 2, rng);
-        if let [a, b] = pair[..] {
-            if let Some((new, moved)) = merge_pair(s, a, b, ts) {
-                rep.merged.push(MergeReport {
-                    primary: a.to_string(),
-                    merged: vec![b.to_string()],
-                    new: new.to_string(),
-                });
-                ch.push(Change::Merged { primary: a, merged: vec![b], new, moved });
+        if let [a, b] = pick_many(&s.live, 2, rng)[..] {
+            merge(s, a, b, &mut rep, &mut ch);
+        }
+    }
+    for _ in 0..req.chain_merges {
+        if let [a, b, d] = pick_many(&s.live, 3, rng)[..] {
+            if let Some(c) = merge(s, a, b, &mut rep, &mut ch) {
+                merge(s, c, d, &mut rep, &mut ch);
             }
         }
     }
@@ -237,9 +295,13 @@ pub fn apply(
             ch.push(Change::Restored { id });
         }
     }
-    for id in pick_many(&s.live, req.privacy_deletions, rng) {
+    let chosen = req.privacy_delete_ids.iter().filter_map(|id| id.trim().parse::<u64>().ok());
+    let mut erase: Vec<u64> = pick_many(&s.live, req.privacy_deletions, rng);
+    erase.extend(chosen.filter_map(|id| s.resolve(id)));
+    for id in erase {
         if s.take(id).is_some() {
-            let aliases: Vec<u64> = s.aliases.iter().filter(|(_, t)| **t == id).map(|(a, _)| *a).collect();
+            // Everything merged into it, along whole chains, goes with it.
+            let aliases: Vec<u64> = s.aliases.keys().copied().filter(|a| s.resolve(*a).is_none()).collect();
             for a in aliases {
                 s.take(a);
             }
@@ -258,6 +320,24 @@ pub fn apply(
             rep.bulk_updated.push(id.to_string());
         }
         rep.bulk_timestamp = Some(iso(ts));
+    }
+    if req.association_changes > 0 {
+        let other = match kind {
+            ObjectKind::Contacts => ObjectKind::Deals,
+            ObjectKind::Deals | ObjectKind::Calls => ObjectKind::Contacts,
+        };
+        let targets = pick_many(&crm.store(other).live, req.association_changes, rng);
+        let s = crm.store_mut(kind);
+        for (from, to) in pick_many(&s.live, req.association_changes, rng).into_iter().zip(targets) {
+            let removed = rng.random_bool(0.3);
+            rep.associations.push(AssociationReport {
+                from: from.to_string(),
+                to_object: other.name().to_string(),
+                to: to.to_string(),
+                removed,
+            });
+            ch.push(Change::Associated { from, to_kind: other, to, removed });
+        }
     }
     Ok((rep, ch))
 }

@@ -36,6 +36,8 @@ enum HubSpotSide {
     Unreachable,
     /// A simulator started for the app.
     Sim(Box<SimOptions>),
+    /// A simulator the test started (and prepared) itself.
+    Started(Box<SimHandle>),
 }
 
 type Hooks = Box<dyn FnOnce(&mut WebhookConfig)>;
@@ -160,6 +162,13 @@ impl AppBuilder {
         self
     }
 
+    /// A simulator the test already started and prepared (its webhooks, if any, go to the port
+    /// given with [`AppBuilder::port`]); with a token.
+    pub fn started_sim(mut self, sim: SimHandle) -> Self {
+        self.hubspot = HubSpotSide::Started(Box::new(sim));
+        self
+    }
+
     /// The simulator delivers its webhooks to the app, signed with [`SECRET`]; `tune` adjusts the
     /// delivery (retries, duplicates...). The app listens on a port chosen up front.
     pub fn sim_webhooks(mut self, tune: impl FnOnce(&mut WebhookConfig) + 'static) -> Self {
@@ -250,6 +259,7 @@ impl AppBuilder {
                 }
                 Some(Sim::start(*options).await.expect("start the simulator"))
             }
+            HubSpotSide::Started(sim) => Some(*sim),
             _ => None,
         };
         if self.seeded {
