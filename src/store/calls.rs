@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::AsyncPgConnection;
 
-use super::records::{Column, Record, RecordTable, column, upsert_rows, upsert_sql};
+use super::records::{Column, Record, RecordTable, column, row_accessors, upsert_rows, upsert_sql};
 
 /// A call as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,21 +37,7 @@ impl Record for CallRow {
         column!("owner_id", "text", Nullable<Text>, |r| r.owner_id.as_deref()),
     ];
 
-    fn id(&self) -> &str {
-        &self.hubspot_call_id
-    }
-    fn created_at(&self) -> Option<DateTime<Utc>> {
-        self.created_at
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-    fn archived(&self) -> bool {
-        self.archived
-    }
-    fn properties(&self) -> &serde_json::Value {
-        &self.properties
-    }
+    row_accessors!(hubspot_call_id);
 }
 
 /// The upsert statement, built once.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Nullable, Text};
 use diesel_async::AsyncPgConnection;
 
-use super::records::{Column, Record, RecordTable, column, upsert_rows, upsert_sql};
+use super::records::{Column, Record, RecordTable, column, row_accessors, upsert_rows, upsert_sql};
 
 /// A contact as stored: typed columns plus every fetched property in `properties`.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,21 +42,7 @@ impl Record for ContactRow {
     const ONLY_IF: Option<&'static str> =
         Some("NOT EXISTS (SELECT 1 FROM privacy_deletions p WHERE p.hubspot_contact_id = u.id)");
 
-    fn id(&self) -> &str {
-        &self.hubspot_contact_id
-    }
-    fn created_at(&self) -> Option<DateTime<Utc>> {
-        self.created_at
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-    fn archived(&self) -> bool {
-        self.archived
-    }
-    fn properties(&self) -> &serde_json::Value {
-        &self.properties
-    }
+    row_accessors!(hubspot_contact_id);
 }
 
 /// The upsert statement, built once.

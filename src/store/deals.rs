@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Nullable, Text, Timestamptz};
 use diesel_async::AsyncPgConnection;
 
-use super::records::{Column, Record, RecordTable, column, upsert_rows, upsert_sql};
+use super::records::{Column, Record, RecordTable, column, row_accessors, upsert_rows, upsert_sql};
 
 /// `deal_status`: derived from `hs_is_closed` and `hs_is_closed_won`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,21 +63,7 @@ impl Record for DealRow {
         column!("pipeline", "text", Nullable<Text>, |r| r.pipeline.as_deref()),
     ];
 
-    fn id(&self) -> &str {
-        &self.hubspot_deal_id
-    }
-    fn created_at(&self) -> Option<DateTime<Utc>> {
-        self.created_at
-    }
-    fn updated_at(&self) -> DateTime<Utc> {
-        self.updated_at
-    }
-    fn archived(&self) -> bool {
-        self.archived
-    }
-    fn properties(&self) -> &serde_json::Value {
-        &self.properties
-    }
+    row_accessors!(hubspot_deal_id);
 }
 
 /// The upsert statement, built once.

@@ -216,6 +216,28 @@ macro_rules! column {
 }
 pub(crate) use column;
 
+/// The [`Record`] accessors every synced row has in common, given the field holding its id.
+macro_rules! row_accessors {
+    ($id:ident) => {
+        fn id(&self) -> &str {
+            &self.$id
+        }
+        fn created_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+            self.created_at
+        }
+        fn updated_at(&self) -> chrono::DateTime<chrono::Utc> {
+            self.updated_at
+        }
+        fn archived(&self) -> bool {
+            self.archived
+        }
+        fn properties(&self) -> &serde_json::Value {
+            &self.properties
+        }
+    };
+}
+pub(crate) use row_accessors;
+
 /// Marks rows archived (deleted in HubSpot, or merged away into `merged_into`). Rows not stored
 /// yet are left alone: there is nothing to hide. Returns the number of rows changed.
 pub async fn mark_archived(
