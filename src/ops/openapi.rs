@@ -6,13 +6,13 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::status::{ForceSyncAccepted, LiveFigures, ObjectName, ObjectStatus, RunView};
+use super::status::{AuditStatus, ForceSyncAccepted, LiveFigures, ObjectName, ObjectStatus, RunView};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "hubspot-sync status API", description = "Sync status, run history and force sync."),
     paths(super::status::status, super::status::logs, super::status::force_sync),
-    components(schemas(ObjectStatus, LiveFigures, RunView, ForceSyncAccepted, ErrorBody, ObjectName)),
+    components(schemas(ObjectStatus, AuditStatus, LiveFigures, RunView, ForceSyncAccepted, ErrorBody, ObjectName)),
     modifiers(&AdminToken),
     tags((name = "sync", description = "Reconciliation runs"))
 )]

@@ -13,6 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::kind::ObjectKind;
 use crate::poller::control::TriggerError;
 use crate::store::Pool;
+use crate::store::audit::{self, LastAudit};
 use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
 
 /// Most runs `GET /api/sync/logs` returns at once.
@@ -36,8 +37,50 @@ pub struct ObjectStatus {
     pub duration_ms: Option<i64>,
     /// The next scheduled run; null when the schedule never fires again.
     pub next_run: Option<DateTime<Utc>>,
+    /// The latest finished drift audit of this object (`hubspot-sync audit`, `SCHEDULE_AUDIT`);
+    /// null when none ran.
+    pub last_audit: Option<AuditStatus>,
     /// Process-wide figures, the same in every element.
     pub live: LiveFigures,
+}
+
+/// The latest drift audit of one object, with its counts.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct AuditStatus {
+    /// The audit's `sync_logs` row.
+    pub run_id: Uuid,
+    pub completed_at: DateTime<Utc>,
+    /// `success` (no drift left), `partial` (drift left) or `failed` (could not complete).
+    pub status: String,
+    /// Live in HubSpot, absent or archived here (found, before any repair).
+    pub missing: i64,
+    /// Live here, not live in HubSpot.
+    pub extra: i64,
+    /// Older here than in HubSpot.
+    pub stale: i64,
+    /// Parked in `sync_failures`.
+    pub parked: i64,
+    /// Found drift the audit's repair fixed.
+    pub repaired: i64,
+    /// Missing, extra and stale ids still differing at its end.
+    pub drift_left: i64,
+}
+
+impl From<&LastAudit> for AuditStatus {
+    fn from(a: &LastAudit) -> Self {
+        let n = |key: &str| a.details.as_ref().and_then(|d| d.get(key)).and_then(serde_json::Value::as_i64).unwrap_or(0);
+        Self {
+            run_id: a.id,
+            completed_at: a.completed_at,
+            status: a.status.as_str().to_owned(),
+            missing: n("missing"),
+            extra: n("extra"),
+            stale: n("stale"),
+            parked: n("parked"),
+            repaired: n("repaired"),
+            drift_left: n("drift_left"),
+        }
+    }
 }
 
 /// Live figures of this process.
@@ -62,7 +105,7 @@ pub struct RunView {
     pub status: String,
     /// `schedule`, `manual`, `startup` or `sql`.
     pub trigger: String,
-    /// `incremental` or `full`.
+    /// `incremental` or `full`, or `audit` for a drift audit (its counts in `error_details`).
     pub mode: String,
     pub started_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -137,6 +180,7 @@ pub struct ForceSyncAccepted {
 pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<web::Json<Vec<ObjectStatus>>, ApiError> {
     let mut conn = pool.get().await.map_err(ApiError::store)?;
     let latest = sync_logs::latest_status(&mut conn).await.map_err(ApiError::store)?;
+    let audits = audit::latest(&mut conn).await.map_err(ApiError::store)?;
     drop(conn);
     let now = Utc::now();
     let webhooks = ops.webhooks.last_hour(now);
@@ -151,7 +195,10 @@ pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<w
         .into_iter()
         .map(|kind| {
             let next_run = next_runs.iter().find(|(k, _)| *k == kind).and_then(|(_, at)| *at);
-            object_status(kind, latest.iter().find(|row| row.sync_type == kind.as_str()), next_run, live.clone())
+            let mut row =
+                object_status(kind, latest.iter().find(|row| row.sync_type == kind.as_str()), next_run, live.clone());
+            row.last_audit = audits.iter().find(|a| a.sync_type == kind.as_str()).map(AuditStatus::from);
+            row
         })
         .collect();
     Ok(web::Json(rows))
@@ -172,6 +219,7 @@ fn object_status(
             records_failed: row.records_failed,
             duration_ms: row.duration_ms,
             next_run,
+            last_audit: None,
             live,
         },
         None => ObjectStatus {
@@ -182,6 +230,7 @@ fn object_status(
             records_failed: 0,
             duration_ms: None,
             next_run,
+            last_audit: None,
             live,
         },
     }
