@@ -6,6 +6,8 @@
 //! - **failed records**: the latest finished run failed more than 10% of the records it handled;
 //! - **overdue**: no `success` or `partial` run of an object for twice its schedule interval
 //!   (counted from start-up when it never ran, so a fresh install does not alert at once);
+//! - **audit drift**: the latest drift audit of an object repaired and still left drift
+//!   ([`audit_conditions`]: missing, extra or stale ids its repair could not fix);
 //! - **signature failures**: at least [`SPIKE_MIN`] webhook requests in [`SPIKE_WINDOW_MINUTES`]
 //!   minutes were refused for their signature, and they are at least half of all requests (a
 //!   wrong `HUBSPOT_CLIENT_SECRET` after a rotation).
@@ -39,6 +41,7 @@ pub enum Condition {
     RunFailed(ObjectKind),
     FailedRecords(ObjectKind),
     Overdue(ObjectKind),
+    AuditDrift(ObjectKind),
     SignatureFailures,
 }
 
@@ -49,6 +52,7 @@ impl Condition {
             Self::RunFailed(kind) => format!("run_failed:{kind}"),
             Self::FailedRecords(kind) => format!("failed_records:{kind}"),
             Self::Overdue(kind) => format!("overdue:{kind}"),
+            Self::AuditDrift(kind) => format!("audit_drift:{kind}"),
             Self::SignatureFailures => "signature_failures".to_owned(),
         }
     }
@@ -58,6 +62,7 @@ impl Condition {
             Self::RunFailed(kind) => format!("{kind} sync recovered: the latest run did not fail"),
             Self::FailedRecords(kind) => format!("{kind} sync: failed records are back under 10%"),
             Self::Overdue(kind) => format!("{kind} sync is on schedule again"),
+            Self::AuditDrift(kind) => format!("{kind}: the latest drift audit left no drift"),
             Self::SignatureFailures => "webhook signature failures are back to normal".to_owned(),
         }
     }
@@ -141,6 +146,35 @@ pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
         );
     }
     holding
+}
+
+/// The latest finished drift audit of an object, as the audit alert needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditResult {
+    pub kind: ObjectKind,
+    /// Whether it repaired what it found.
+    pub repaired: bool,
+    /// Missing, extra and stale ids left at its end.
+    pub drift_left: i64,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// The audit conditions that hold: drift left after a repair.
+pub fn audit_conditions(audits: &[AuditResult]) -> BTreeMap<Condition, String> {
+    audits
+        .iter()
+        .filter(|a| a.repaired && a.drift_left > 0)
+        .map(|a| {
+            let text = format!(
+                "{} drift audit at {}: {} ids still differ from HubSpot after its repair (see the audit's \
+                 sync_logs row for their ids, and GET /api/sync/failures for parked records)",
+                a.kind,
+                a.completed_at.to_rfc3339(),
+                a.drift_left
+            );
+            (Condition::AuditDrift(a.kind), text)
+        })
+        .collect()
 }
 
 /// The longest gap between the next few firings of a schedule (cron gaps can be uneven).

@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::slack::Notifier;
-use super::{AlertState, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition, evaluate};
+use super::{AlertState, AuditResult, FinishedRun, audit_conditions, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition, evaluate};
 use crate::config::ScheduleSettings;
 use crate::kind::ObjectKind;
 use crate::metric;
+use crate::store::audit::{self, LastAudit};
 use crate::store::run_history::{self, HistoryRow};
 use crate::store::{self, Pool, StoreError};
 use crate::telemetry::ErrorChain;
@@ -77,6 +78,7 @@ impl Monitor {
         self.record_finished_runs(&mut conn).await?;
         let kinds: Vec<String> = ObjectKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
         let rows = run_history::history(&mut conn, kinds).await?;
+        let audits: Vec<AuditResult> = audit::latest(&mut conn).await?.iter().filter_map(audit_result).collect();
         drop(conn);
         let objects: Vec<ObjectHistory> = rows.into_iter().filter_map(history).collect();
         let observation = Observation {
@@ -86,7 +88,9 @@ impl Monitor {
             schedules: &self.schedules,
             webhooks: self.webhooks.window(now, SPIKE_WINDOW_MINUTES),
         };
-        let owed = self.state.transitions(&evaluate(&observation));
+        let mut holding = evaluate(&observation);
+        holding.extend(audit_conditions(&audits));
+        let owed = self.state.transitions(&holding);
         let mut delivered = Vec::new();
         for transition in owed {
             let condition = transition.condition.name();
@@ -148,6 +152,16 @@ impl Monitor {
             }
         })
     }
+}
+
+fn audit_result(row: &LastAudit) -> Option<AuditResult> {
+    let details = row.details.as_ref()?;
+    Some(AuditResult {
+        kind: row.sync_type.parse().ok()?,
+        repaired: details.get("repair").and_then(serde_json::Value::as_bool).unwrap_or(false),
+        drift_left: details.get("drift_left").and_then(serde_json::Value::as_i64).unwrap_or(0),
+        completed_at: row.completed_at,
+    })
 }
 
 fn history(row: HistoryRow) -> Option<ObjectHistory> {
