@@ -193,7 +193,7 @@ async fn the_scheduled_audit_runs_in_serve_and_records_its_rows() {
     let client = db.client().await;
     let rows = client
         .query(
-            "SELECT DISTINCT ON (sync_type) sync_type, status, trigger, error_details FROM sync_logs \
+            "SELECT DISTINCT ON (sync_type) sync_type, status, trigger, error_details::text FROM sync_logs \
              WHERE mode = 'audit' ORDER BY sync_type, started_at",
             &[],
         )
@@ -201,7 +201,7 @@ async fn the_scheduled_audit_runs_in_serve_and_records_its_rows() {
         .unwrap();
     for row in &rows {
         let (object, status, trigger, details) =
-            (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2), row.get::<_, Value>(3));
+            (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2), serde_json::from_str::<Value>(row.get::<_, &str>(3)).unwrap());
         assert_eq!((status.as_str(), trigger.as_str()), ("success", "schedule"), "{object}: {details}");
         assert_eq!(details["repair"], true, "{object}: {details}");
         assert_eq!(details["drift_left"], 0, "{object}: {details}");
