@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::slack::Notifier;
-use super::{AlertState, AuditResult, FinishedRun, audit_conditions, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition, evaluate};
+use super::{
+    AlertState, AuditResult, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition,
+    audit_conditions, evaluate,
+};
 use crate::config::ScheduleSettings;
 use crate::kind::ObjectKind;
 use crate::metric;

@@ -47,9 +47,7 @@ pub enum Scope<'a> {
 /// Compares the listing with the stored rows.
 pub fn compare(listed: &Listing, stored: &[StoredRow], scope: Scope<'_>) -> Drift {
     let in_scope = |id: &str, synced_at: Option<DateTime<Utc>>, updated_at: Option<DateTime<Utc>>| match scope {
-        Scope::Everything { since } => {
-            synced_at.is_none_or(|t| t < since) && updated_at.is_none_or(|t| t < since)
-        }
+        Scope::Everything { since } => synced_at.is_none_or(|t| t < since) && updated_at.is_none_or(|t| t < since),
         Scope::Only(ids) => ids.binary_search_by(|probe| probe.as_str().cmp(id)).is_ok(),
     };
     let by_id: HashMap<&str, &StoredRow> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -60,11 +58,8 @@ pub fn compare(listed: &Listing, stored: &[StoredRow], scope: Scope<'_>) -> Drif
             None => {}
             Some(row) if !in_scope(id, Some(row.synced_at), None) => {}
             Some(row) if row.archived => drift.missing.push(id.clone()),
-            Some(row) => {
-                if row.updated_at.is_some_and(|here| here < *hubspot_updated) {
-                    drift.stale.push(id.clone());
-                }
-            }
+            Some(row) if row.updated_at.is_some_and(|here| here < *hubspot_updated) => drift.stale.push(id.clone()),
+            Some(_) => {}
         }
     }
     for row in stored {
@@ -100,12 +95,12 @@ mod tests {
     fn each_kind_of_drift() {
         let listed = listing(&[("1", 10), ("2", 10), ("3", 10), ("4", 10), ("6", 10)]);
         let stored = vec![
-            row("1", 10, false, 50),  // equal: fine
-            row("2", 5, false, 50),   // older here: stale
-            row("3", 10, true, 50),   // archived here: missing
-            row("5", 10, false, 50),  // not in HubSpot: extra
-            row("7", 10, true, 50),   // archived in both: fine
-            row("6", 20, false, 50),  // newer here (a change after the listing): fine
+            row("1", 10, false, 50), // equal: fine
+            row("2", 5, false, 50),  // older here: stale
+            row("3", 10, true, 50),  // archived here: missing
+            row("5", 10, false, 50), // not in HubSpot: extra
+            row("7", 10, true, 50),  // archived in both: fine
+            row("6", 20, false, 50), // newer here (a change after the listing): fine
         ];
         let drift = compare(&listed, &stored, Scope::Everything { since: t(100) });
         assert_eq!(drift.missing, ["3", "4"]);

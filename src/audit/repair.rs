@@ -58,7 +58,8 @@ async fn repair_records(
     let read = hubspot.batch_read(kind, ids, Lane::Background).await?;
     let asked: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let not_found: HashSet<&str> = read.not_found.iter().map(String::as_str).collect();
-    let live: Vec<String> = read.records.iter().filter(|r| asked.contains(r.id.as_str())).map(|r| r.id.clone()).collect();
+    let live: Vec<String> =
+        read.records.iter().filter(|r| asked.contains(r.id.as_str())).map(|r| r.id.clone()).collect();
     for record in read.records.iter().filter(|r| asked.contains(r.id.as_str())) {
         listing.insert(record.id.clone(), record.updated_at);
     }

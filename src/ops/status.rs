@@ -68,7 +68,8 @@ pub struct AuditStatus {
 
 impl From<&LastAudit> for AuditStatus {
     fn from(a: &LastAudit) -> Self {
-        let n = |key: &str| a.details.as_ref().and_then(|d| d.get(key)).and_then(serde_json::Value::as_i64).unwrap_or(0);
+        let n =
+            |key: &str| a.details.as_ref().and_then(|d| d.get(key)).and_then(serde_json::Value::as_i64).unwrap_or(0);
         Self {
             run_id: a.id,
             completed_at: a.completed_at,

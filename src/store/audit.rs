@@ -65,9 +65,8 @@ struct Exists {
 
 /// Records of `object` parked in `sync_failures`; 0 while that table does not exist.
 pub async fn parked_count(conn: &mut AsyncPgConnection, object: &str) -> Result<i64, StoreError> {
-    let table: Exists = diesel::sql_query("SELECT to_regclass('sync_failures') IS NOT NULL AS present")
-        .get_result(conn)
-        .await?;
+    let table: Exists =
+        diesel::sql_query("SELECT to_regclass('sync_failures') IS NOT NULL AS present").get_result(conn).await?;
     if !table.present {
         return Ok(0);
     }

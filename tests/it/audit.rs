@@ -76,7 +76,10 @@ async fn audit_reports_each_kind_of_drift_and_repair_clears_it() {
         .unwrap());
     assert_eq!(live.len(), 9);
     client.execute("DELETE FROM contacts WHERE hubspot_contact_id = ANY($1)", &[&&live[0..3]]).await.unwrap();
-    client.execute("UPDATE contacts SET archived = true WHERE hubspot_contact_id = ANY($1)", &[&&live[3..7]]).await.unwrap();
+    client
+        .execute("UPDATE contacts SET archived = true WHERE hubspot_contact_id = ANY($1)", &[&&live[3..7]])
+        .await
+        .unwrap();
     client
         .execute(
             "UPDATE contacts SET updated_at = updated_at - interval '1 day' WHERE hubspot_contact_id = ANY($1)",
@@ -185,7 +188,9 @@ async fn the_scheduled_audit_runs_in_serve_and_records_its_rows() {
         .spawn()
         .await;
     let finished = until_some(PATIENCE * 2, "the scheduled audit of every object", || async {
-        let n = db.count("SELECT count(DISTINCT sync_type) FROM sync_logs WHERE mode = 'audit' AND status <> 'running'").await;
+        let n = db
+            .count("SELECT count(DISTINCT sync_type) FROM sync_logs WHERE mode = 'audit' AND status <> 'running'")
+            .await;
         (n == 4).then_some(n)
     })
     .await;
@@ -200,8 +205,12 @@ async fn the_scheduled_audit_runs_in_serve_and_records_its_rows() {
         .await
         .unwrap();
     for row in &rows {
-        let (object, status, trigger, details) =
-            (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2), serde_json::from_str::<Value>(row.get::<_, &str>(3)).unwrap());
+        let (object, status, trigger, details) = (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2),
+            serde_json::from_str::<Value>(row.get::<_, &str>(3)).unwrap(),
+        );
         assert_eq!((status.as_str(), trigger.as_str()), ("success", "schedule"), "{object}: {details}");
         assert_eq!(details["repair"], true, "{object}: {details}");
         assert_eq!(details["drift_left"], 0, "{object}: {details}");
@@ -210,8 +219,7 @@ async fn the_scheduled_audit_runs_in_serve_and_records_its_rows() {
     }
     compare::assert_converged(&db, &sim, Merges::Archived, true).await;
     // The status API shows the last audit per object.
-    let status: Vec<Value> =
-        reqwest::get(serve.url("/api/sync/status")).await.unwrap().json().await.unwrap();
+    let status: Vec<Value> = reqwest::get(serve.url("/api/sync/status")).await.unwrap().json().await.unwrap();
     for row in &status {
         let audit = &row["last_audit"];
         assert!(audit["completed_at"].is_string(), "{row}");
