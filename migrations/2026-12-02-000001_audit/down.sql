@@ -23,3 +23,4 @@ DROP INDEX sync_logs_audit_idx;
 DELETE FROM sync_logs WHERE mode = 'audit';
 ALTER TABLE sync_logs DROP CONSTRAINT sync_logs_mode_check;
 ALTER TABLE sync_logs ADD CONSTRAINT sync_logs_mode_check CHECK (mode IN ('incremental', 'full'));
+COMMENT ON COLUMN sync_logs.mode IS NULL;
