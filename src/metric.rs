@@ -70,6 +70,13 @@ pub const RUN_DURATION: &str = "hubspot_sync_run_duration_seconds";
 /// Counter, labels `object`, `status`: finished reconciliation runs.
 pub const RUNS: &str = "hubspot_sync_runs_total";
 
+// Drift audits (`audit`).
+/// Gauge, labels `object`, `kind` (`missing`, `extra`, `stale`, `parked`): drift the latest audit
+/// of the object found (before any repair).
+pub const AUDIT_DRIFT: &str = "hubspot_sync_audit_drift";
+/// Gauge, label `object`: drift left after the latest audit of the object (after its repair).
+pub const AUDIT_DRIFT_LEFT: &str = "hubspot_sync_audit_drift_left";
+
 // Operations (`alerts`, `ops`).
 /// Gauge, label `condition`: 1 while an alert condition holds.
 pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";

@@ -8,6 +8,8 @@
 //!   (counted from start-up when it never ran, so a fresh install does not alert at once);
 //! - **parked records**: a record of the object has been parked in `sync_failures` (unreadable
 //!   or refused by the database, retried with backoff) for over [`PARKED_MAX_AGE_MINUTES`] minutes;
+//! - **audit drift**: the latest drift audit of an object repaired and still left drift
+//!   ([`audit_conditions`]: missing, extra or stale ids its repair could not fix);
 //! - **signature failures**: at least [`SPIKE_MIN`] webhook requests in [`SPIKE_WINDOW_MINUTES`]
 //!   minutes were refused for their signature, and they are at least half of all requests (a
 //!   wrong `HUBSPOT_CLIENT_SECRET` after a rotation).
@@ -44,6 +46,7 @@ pub enum Condition {
     FailedRecords(ObjectKind),
     Overdue(ObjectKind),
     ParkedRecords(ObjectKind),
+    AuditDrift(ObjectKind),
     SignatureFailures,
 }
 
@@ -55,6 +58,7 @@ impl Condition {
             Self::FailedRecords(kind) => format!("failed_records:{kind}"),
             Self::Overdue(kind) => format!("overdue:{kind}"),
             Self::ParkedRecords(kind) => format!("parked_records:{kind}"),
+            Self::AuditDrift(kind) => format!("audit_drift:{kind}"),
             Self::SignatureFailures => "signature_failures".to_owned(),
         }
     }
@@ -67,6 +71,7 @@ impl Condition {
             Self::ParkedRecords(kind) => {
                 format!("{kind}: no record has been parked for over {PARKED_MAX_AGE_MINUTES} minutes any more")
             }
+            Self::AuditDrift(kind) => format!("{kind}: the latest drift audit left no drift"),
             Self::SignatureFailures => "webhook signature failures are back to normal".to_owned(),
         }
     }
@@ -165,6 +170,35 @@ pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
         );
     }
     holding
+}
+
+/// The latest finished drift audit of an object, as the audit alert needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditResult {
+    pub kind: ObjectKind,
+    /// Whether it repaired what it found.
+    pub repaired: bool,
+    /// Missing, extra and stale ids left at its end.
+    pub drift_left: i64,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// The audit conditions that hold: drift left after a repair.
+pub fn audit_conditions(audits: &[AuditResult]) -> BTreeMap<Condition, String> {
+    audits
+        .iter()
+        .filter(|a| a.repaired && a.drift_left > 0)
+        .map(|a| {
+            let text = format!(
+                "{} drift audit at {}: {} ids still differ from HubSpot after its repair (see the audit's \
+                 sync_logs row for their ids, and GET /api/sync/failures for parked records)",
+                a.kind,
+                a.completed_at.to_rfc3339(),
+                a.drift_left
+            );
+            (Condition::AuditDrift(a.kind), text)
+        })
+        .collect()
 }
 
 /// The longest gap between the next few firings of a schedule (cron gaps can be uneven).

@@ -16,10 +16,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::slack::Notifier;
-use super::{AlertState, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition, evaluate};
+use super::{
+    AlertState, AuditResult, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition,
+    audit_conditions, evaluate,
+};
 use crate::config::ScheduleSettings;
 use crate::kind::ObjectKind;
 use crate::metric;
+use crate::store::audit::{self, LastAudit};
 use crate::store::run_history::{self, HistoryRow};
 use crate::store::sync_failures;
 use crate::store::{self, Pool, StoreError};
@@ -79,6 +83,7 @@ impl Monitor {
         let kinds: Vec<String> = ObjectKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
         let rows = run_history::history(&mut conn, kinds).await?;
         let parked = sync_failures::summary(&mut conn).await?;
+        let audits: Vec<AuditResult> = audit::latest(&mut conn).await?.iter().filter_map(audit_result).collect();
         drop(conn);
         let mut objects: Vec<ObjectHistory> = rows.into_iter().filter_map(history).collect();
         for object in &mut objects {
@@ -93,7 +98,9 @@ impl Monitor {
             schedules: &self.schedules,
             webhooks: self.webhooks.window(now, SPIKE_WINDOW_MINUTES),
         };
-        let owed = self.state.transitions(&evaluate(&observation));
+        let mut holding = evaluate(&observation);
+        holding.extend(audit_conditions(&audits));
+        let owed = self.state.transitions(&holding);
         let mut delivered = Vec::new();
         for transition in owed {
             let condition = transition.condition.name();
@@ -155,6 +162,16 @@ impl Monitor {
             }
         })
     }
+}
+
+fn audit_result(row: &LastAudit) -> Option<AuditResult> {
+    let details = row.details.as_ref()?;
+    Some(AuditResult {
+        kind: row.sync_type.parse().ok()?,
+        repaired: details.get("repair").and_then(serde_json::Value::as_bool).unwrap_or(false),
+        drift_left: details.get("drift_left").and_then(serde_json::Value::as_i64).unwrap_or(0),
+        completed_at: row.completed_at,
+    })
 }
 
 fn history(row: HistoryRow) -> Option<ObjectHistory> {

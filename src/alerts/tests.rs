@@ -128,3 +128,16 @@ fn undelivered_messages_are_owed_again() {
     assert_eq!(state.transitions(&now).len(), 1);
     assert_eq!(state.transitions(&now).len(), 1, "not delivered, so still owed");
 }
+
+#[test]
+fn drift_left_after_a_repair_alerts_until_an_audit_leaves_none() {
+    use super::{AuditResult, audit_conditions};
+    let at = Utc::now();
+    let audit = |repaired, drift_left| AuditResult { kind: ObjectKind::Deals, repaired, drift_left, completed_at: at };
+    let holding = audit_conditions(&[audit(true, 2)]);
+    let text = holding.get(&Condition::AuditDrift(ObjectKind::Deals)).expect("drift left after a repair alerts");
+    assert!(text.contains("2 ids still differ"), "{text}");
+    assert!(audit_conditions(&[audit(false, 2)]).is_empty(), "an audit without repair only reports");
+    assert!(audit_conditions(&[audit(true, 0)]).is_empty());
+    assert_eq!(Condition::AuditDrift(ObjectKind::Deals).name(), "audit_drift:deals");
+}

@@ -1,10 +1,11 @@
-//! The command line: one binary, roles as subcommands (`serve`, `migrate`, `sync`, `status`,
-//! `demo`). Each subcommand flattens the settings it reads, so its `--help` lists them.
+//! The command line: one binary, roles as subcommands (`serve`, `migrate`, `sync`, `audit`,
+//! `status`, `demo`). Each subcommand flattens the settings it reads, so its `--help` lists them.
 //!
 //! Exit codes: 0 ok; 1 a failed run or an error at run time; 2 bad usage or a missing or invalid
 //! setting (reported by name before anything else happens); 3 a port is already in use (the
 //! message names `PORT` or `METRICS_PORT`).
 
+mod audit;
 mod demo;
 mod error;
 mod migrate;
@@ -46,6 +47,8 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// One reconciliation run per object now, recorded in sync_logs.
     Sync(sync::SyncArgs),
+    /// Compares HubSpot's ids and updatedAt with PostgreSQL: missing, extra, stale, parked per object.
+    Audit(audit::AuditArgs),
     /// Latest run per object, as a table or JSON.
     Status(status::StatusArgs),
     /// serve plus a bundled simulator emitting signed webhooks, with a private PostgreSQL.
@@ -77,6 +80,7 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Sync(args) => sync::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }

@@ -68,6 +68,9 @@ pub struct ScheduleSettings {
     /// Cron (UTC) for the weekly full pass over every object (catches missed deletions).
     #[arg(long, env = "SCHEDULE_FULL", value_name = "SCHEDULE_FULL", default_value = "0 3 * * 0")]
     pub schedule_full: Schedule,
+    /// Cron (UTC) for the drift audit of every object (with repair; see `hubspot-sync audit`).
+    #[arg(long, env = "SCHEDULE_AUDIT", value_name = "SCHEDULE_AUDIT", default_value = "0 4 * * *")]
+    pub schedule_audit: Schedule,
 }
 
 impl ScheduleSettings {

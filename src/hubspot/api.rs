@@ -203,6 +203,35 @@ impl HubSpot {
         self.complete(kind, records, invalid, next, None, archived, lane).await
     }
 
+    /// One page of live ids with their `updatedAt`, as cheap as a list call gets: 100 records
+    /// asking for `hs_object_id` alone (without `properties` HubSpot adds its default ones), no
+    /// property discovery. For the drift audit; owners come from [`HubSpot::owners_page`].
+    pub async fn list_ids_page(
+        &self,
+        kind: ObjectKind,
+        after: Option<&str>,
+        lane: Lane,
+    ) -> Result<RecordPage, HubSpotError> {
+        if kind == ObjectKind::Owners {
+            return self.owners_page(after, false, lane).await;
+        }
+        let mut query = vec![
+            ("limit", LIST_LIMIT.to_string()),
+            ("archived", "false".to_owned()),
+            ("properties", "hs_object_id".to_owned()),
+        ];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let url = self.inner.paths.objects(kind);
+        let endpoint = format!("{kind}.list_ids");
+        let raw = self.send(Call::get(&url, &query, lane, &endpoint)).await?;
+        let page: Page = decode(&raw, "list page")?;
+        let next = page.next_after();
+        let (records, invalid) = decode_all(page.results, decode_object);
+        Ok(RecordPage { records, invalid, next, total: None })
+    }
+
     /// Reads the full records behind a page fetched with ids only.
     #[allow(clippy::too_many_arguments)]
     async fn complete(

@@ -326,7 +326,8 @@ mod tests {
         assert!(admitted.len() >= 150, "the search budget is used");
     }
 
-    #[tokio::test]
+    // A paused clock: time moves only when every task waits, so no bound depends on the machine.
+    #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_caller() {
         let gate = PauseGate::default();
         gate.pause(Duration::from_millis(80));
@@ -339,7 +340,7 @@ mod tests {
         assert!(again.elapsed() < Duration::from_millis(80), "a shorter pause does not shorten nor extend");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn realtime_goes_before_background() {
         // One request per 50 ms; the background caller queues first, then a real-time caller.
         let budget = std::sync::Arc::new(Budget::new(&BudgetOptions {

@@ -6,13 +6,22 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::status::{FailureView, ForceSyncAccepted, LiveFigures, ObjectName, ObjectStatus, RunView};
+use super::status::{AuditStatus, FailureView, ForceSyncAccepted, LiveFigures, ObjectName, ObjectStatus, RunView};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "hubspot-sync status API", description = "Sync status, run history and force sync."),
     paths(super::status::status, super::status::logs, super::status::failures, super::status::force_sync),
-    components(schemas(ObjectStatus, LiveFigures, RunView, FailureView, ForceSyncAccepted, ErrorBody, ObjectName)),
+    components(schemas(
+        ObjectStatus,
+        AuditStatus,
+        LiveFigures,
+        RunView,
+        FailureView,
+        ForceSyncAccepted,
+        ErrorBody,
+        ObjectName
+    )),
     modifiers(&AdminToken),
     tags((name = "sync", description = "Reconciliation runs"))
 )]

@@ -14,6 +14,7 @@ use crate::kind::ObjectKind;
 use crate::poller::control::TriggerError;
 use crate::store::Pool;
 use crate::store::sync_failures::{self, Failure};
+use crate::store::audit::{self, LastAudit};
 use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
 
 /// Most runs `GET /api/sync/logs` returns at once.
@@ -41,8 +42,51 @@ pub struct ObjectStatus {
     pub parked: i64,
     /// When the oldest parked record of this object first failed; null when none is parked.
     pub oldest_parked: Option<DateTime<Utc>>,
+    /// The latest finished drift audit of this object (`hubspot-sync audit`, `SCHEDULE_AUDIT`);
+    /// null when none ran.
+    pub last_audit: Option<AuditStatus>,
     /// Process-wide figures, the same in every element.
     pub live: LiveFigures,
+}
+
+/// The latest drift audit of one object, with its counts.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct AuditStatus {
+    /// The audit's `sync_logs` row.
+    pub run_id: Uuid,
+    pub completed_at: DateTime<Utc>,
+    /// `success` (no drift left), `partial` (drift left) or `failed` (could not complete).
+    pub status: String,
+    /// Live in HubSpot, absent or archived here (found, before any repair).
+    pub missing: i64,
+    /// Live here, not live in HubSpot.
+    pub extra: i64,
+    /// Older here than in HubSpot.
+    pub stale: i64,
+    /// Parked in `sync_failures`.
+    pub parked: i64,
+    /// Found drift the audit's repair fixed.
+    pub repaired: i64,
+    /// Missing, extra and stale ids still differing at its end.
+    pub drift_left: i64,
+}
+
+impl From<&LastAudit> for AuditStatus {
+    fn from(a: &LastAudit) -> Self {
+        let n =
+            |key: &str| a.details.as_ref().and_then(|d| d.get(key)).and_then(serde_json::Value::as_i64).unwrap_or(0);
+        Self {
+            run_id: a.id,
+            completed_at: a.completed_at,
+            status: a.status.as_str().to_owned(),
+            missing: n("missing"),
+            extra: n("extra"),
+            stale: n("stale"),
+            parked: n("parked"),
+            repaired: n("repaired"),
+            drift_left: n("drift_left"),
+        }
+    }
 }
 
 /// Live figures of this process.
@@ -67,7 +111,7 @@ pub struct RunView {
     pub status: String,
     /// `schedule`, `manual`, `startup` or `sql`.
     pub trigger: String,
-    /// `incremental` or `full`.
+    /// `incremental` or `full`, or `audit` for a drift audit (its counts in `error_details`).
     pub mode: String,
     pub started_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -143,6 +187,7 @@ pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<w
     let mut conn = pool.get().await.map_err(ApiError::store)?;
     let latest = sync_logs::latest_status(&mut conn).await.map_err(ApiError::store)?;
     let parked = sync_failures::summary(&mut conn).await.map_err(ApiError::store)?;
+    let audits = audit::latest(&mut conn).await.map_err(ApiError::store)?;
     drop(conn);
     let now = Utc::now();
     let webhooks = ops.webhooks.last_hour(now);
@@ -162,6 +207,7 @@ pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<w
             if let Some(p) = parked.iter().find(|p| p.object == kind.as_str()) {
                 (row.parked, row.oldest_parked) = (p.parked, Some(p.oldest));
             }
+            row.last_audit = audits.iter().find(|a| a.sync_type == kind.as_str()).map(AuditStatus::from);
             row
         })
         .collect();
@@ -185,6 +231,7 @@ fn object_status(
             next_run,
             parked: 0,
             oldest_parked: None,
+            last_audit: None,
             live,
         },
         None => ObjectStatus {
@@ -197,6 +244,7 @@ fn object_status(
             next_run,
             parked: 0,
             oldest_parked: None,
+            last_audit: None,
             live,
         },
     }

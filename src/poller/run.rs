@@ -148,7 +148,8 @@ async fn work(
             return owners::run(&mut job).await;
         }
         match mode {
-            RunMode::Full => full::run(&mut job).await,
+            // Audits are not poller runs (`crate::audit`); asked for one, the poller does a full pass.
+            RunMode::Full | RunMode::Audit => full::run(&mut job).await,
             RunMode::Incremental => {
                 let state = sync_state::get(job.conn, kind.as_str()).await?;
                 match state.and_then(|s| s.watermark) {

@@ -1,4 +1,5 @@
-//! Cron schedules: each object's incremental run, and the weekly full pass over every object.
+//! Cron schedules: each object's incremental run, the weekly full pass over every object, and
+//! the daily drift audit of every object (with repair, `crate::audit`).
 //!
 //! When several instances share a database only one schedules: the one holding the leader
 //! advisory lock on a dedicated connection (checked every 30 s; if that connection dies, so does
@@ -13,6 +14,7 @@ use diesel_async::AsyncPgConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::{Mode, Poller, Trigger};
+use crate::audit::Auditor;
 use crate::config::{Schedule, ScheduleSettings};
 use crate::kind::ObjectKind;
 use crate::store::{self, locks, sync_logs};
@@ -27,6 +29,8 @@ pub enum Target {
     Object(ObjectKind),
     /// A full pass over every object.
     FullPass,
+    /// A drift audit of every object, with repair (not a run: no slot, no run lock).
+    Audit,
 }
 
 /// The cron schedules, from `SCHEDULE_*`.
@@ -44,6 +48,7 @@ impl From<&ScheduleSettings> for Schedules {
                 (Target::Object(ObjectKind::Calls), s.schedule_calls.clone()),
                 (Target::Object(ObjectKind::Owners), s.schedule_owners.clone()),
                 (Target::FullPass, s.schedule_full.clone()),
+                (Target::Audit, s.schedule_audit.clone()),
             ],
         }
     }
@@ -82,6 +87,7 @@ pub fn runs_of(target: Target) -> Vec<(ObjectKind, Mode)> {
     match target {
         Target::Object(kind) => vec![(kind, Mode::Incremental)],
         Target::FullPass => ObjectKind::ALL.iter().map(|k| (*k, Mode::Full)).collect(),
+        Target::Audit => Vec::new(),
     }
 }
 
@@ -149,6 +155,18 @@ fn start(poller: &Poller, kind: ObjectKind, mode: Mode, trigger: Trigger) {
     });
 }
 
+/// Starts the drift audit of every object, one after the other, in the background.
+fn start_audit(poller: &Poller) {
+    let auditor = Auditor::new(poller.pool().clone(), poller.hubspot().clone(), poller.inner.options.write.clone());
+    poller.spawn(async move {
+        for kind in ObjectKind::ALL {
+            if let Err(e) = auditor.audit(kind, true, Trigger::Schedule).await {
+                tracing::warn!(object.kind = %kind, error = %e, "scheduled drift audit did not run");
+            }
+        }
+    });
+}
+
 /// Fires the schedules while the leader connection lives.
 async fn lead(poller: &Poller, schedules: &Schedules, leader: &mut AsyncPgConnection, shutdown: &CancellationToken) {
     let mut next = schedules.next_after(Utc::now());
@@ -166,6 +184,9 @@ async fn lead(poller: &Poller, schedules: &Schedules, leader: &mut AsyncPgConnec
         let now = Utc::now();
         for (target, at) in &mut next {
             if at.is_some_and(|t| t <= now) {
+                if *target == Target::Audit {
+                    start_audit(poller);
+                }
                 for (kind, mode) in runs_of(*target) {
                     start(poller, kind, mode, Trigger::Schedule);
                 }

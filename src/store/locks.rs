@@ -12,6 +12,8 @@ use crate::kind::ObjectKind;
 const NAMESPACE: i32 = 0x4853;
 /// Second key of the scheduler's leader lock.
 const LEADER: i32 = 100;
+/// Base of the second keys of the audit locks (one per object).
+const AUDIT: i32 = 200;
 
 fn object_key(kind: ObjectKind) -> i32 {
     match kind {
@@ -46,6 +48,12 @@ async fn try_lock(conn: &mut AsyncPgConnection, key: i32) -> Result<bool, StoreE
 /// Takes the run lock of one object on `conn`; false when another session holds it.
 pub async fn try_lock_object(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<bool, StoreError> {
     try_lock(conn, object_key(kind)).await
+}
+
+/// Takes the drift-audit lock of one object on `conn` (audits never wait for runs, nor runs for
+/// audits); false when another session audits it.
+pub async fn try_lock_audit(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<bool, StoreError> {
+    try_lock(conn, AUDIT + object_key(kind)).await
 }
 
 /// Takes the scheduling leader lock on `conn`; false when another instance leads.

@@ -55,8 +55,9 @@ str_enum!(
     RunTrigger { Schedule => "schedule", Manual => "manual", Startup => "startup", Sql => "sql" }
 );
 str_enum!(
-    /// Whether a run fetched only changes or everything.
-    RunMode { Incremental => "incremental", Full => "full" }
+    /// Whether a run fetched only changes or everything; `audit` rows are drift audits (see
+    /// `store::audit`), not runs, and the run queries here leave them out.
+    RunMode { Incremental => "incremental", Full => "full", Audit => "audit" }
 );
 str_enum!(
     /// The state of a run.
@@ -112,7 +113,7 @@ pub async fn fail_abandoned(conn: &mut AsyncPgConnection, sync_type: &str) -> Qu
     diesel::sql_query(
         "UPDATE sync_logs SET status = 'failed', completed_at = now(), error_details = jsonb_build_object( \
            'error', 'interrupted: the process stopped or lost the database before recording the end of the run') \
-         WHERE sync_type = $1 AND status = 'running'",
+         WHERE sync_type = $1 AND status = 'running' AND mode <> 'audit'",
     )
     .bind::<Text, _>(sync_type)
     .execute(conn)
@@ -196,11 +197,12 @@ pub async fn recent(conn: &mut AsyncPgConnection, sync_type: Option<&str>, limit
     query.load(conn).await
 }
 
-/// The last successful (or partial) run of a type, if any: "no history" means a full sync.
+/// The last successful (or partial) run of a type (audits are not runs), if any: "no history" means a full sync.
 pub async fn last_good_run(conn: &mut AsyncPgConnection, sync_type: &str) -> QueryResult<Option<SyncLog>> {
     sync_logs::table
         .select(SyncLog::as_select())
         .filter(sync_logs::sync_type.eq(sync_type))
+        .filter(sync_logs::mode.ne(RunMode::Audit))
         .filter(sync_logs::status.eq_any([RunStatus::Success, RunStatus::Partial]))
         .order(sync_logs::started_at.desc())
         .first(conn)

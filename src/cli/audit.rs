@@ -1,0 +1,121 @@
+//! `hubspot-sync audit <object>... [--repair] [--json]`: compares HubSpot's live ids and
+//! `updatedAt` with PostgreSQL and reports `missing`, `extra`, `stale` and `parked` per object
+//! (see `crate::audit`); `--repair` reads again and stores what differs. One `sync_logs` row per
+//! object (mode `audit`, trigger `manual`). Exit 0 when no drift is left, 1 when some is (or an
+//! audit could not be done), 2 on bad usage.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::audit::{Auditor, Report};
+use crate::config::{DatabaseSettings, HubSpotSettings, OwnerSettings};
+use crate::hubspot::HubSpot;
+use crate::kind::ObjectKind;
+use crate::objects::WriteContext;
+use crate::store;
+use crate::store::sync_logs::RunTrigger;
+
+use super::error::CliError;
+
+/// The objects one argument names: `all`, or one object kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Objects(Vec<ObjectKind>);
+
+fn parse_target(raw: &str) -> Result<Objects, String> {
+    if raw == "all" {
+        return Ok(Objects(ObjectKind::ALL.to_vec()));
+    }
+    raw.parse::<ObjectKind>().map(|kind| Objects(vec![kind])).map_err(|e| format!("{e}, or all"))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Objects to audit: contacts, deals, calls, owners, or all.
+    #[arg(required = true, value_name = "OBJECT", value_parser = parse_target)]
+    pub objects: Vec<Objects>,
+    /// Read again and store every id that differs (batch reads of 100), then check them again.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print a JSON array of {"object", "missing", "extra", "stale", "parked", "repaired", ...}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub hubspot: HubSpotSettings,
+    #[command(flatten)]
+    pub owners: OwnerSettings,
+}
+
+impl AuditArgs {
+    /// The objects named, in a stable order, each once.
+    pub fn kinds(&self) -> Vec<ObjectKind> {
+        let mut kinds: Vec<ObjectKind> = self.objects.iter().flat_map(|o| o.0.iter().copied()).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+}
+
+pub async fn run(args: AuditArgs) -> Result<ExitCode, CliError> {
+    let target = args.database.target()?;
+    args.hubspot.access_token()?;
+    let mut conn = target
+        .connect("hubspot-sync audit")
+        .await
+        .context("cannot connect to the database (check DATABASE_URL and that PostgreSQL is running)")?;
+    super::migrate::check_migrated(&mut conn).await?;
+    drop(conn);
+    let pool = store::build_pool(&target, &args.database.pool_options("hubspot-sync audit"))
+        .context("cannot set up the database pool")?;
+    let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
+    let write = WriteContext { owner_role: args.owners.owner_role.clone() };
+    let auditor = Auditor::new(pool, hubspot, write);
+    let kinds = args.kinds();
+    let audits = kinds.iter().map(|kind| auditor.audit(*kind, args.repair, RunTrigger::Manual));
+    let results = futures_util::future::join_all(audits).await;
+    let mut reports = Vec::new();
+    let mut clean = true;
+    for (kind, result) in kinds.iter().zip(results) {
+        match result {
+            Ok(report) => {
+                clean &= report.drift_left == 0 && report.error.is_none();
+                reports.push(report);
+            }
+            Err(e) => {
+                clean = false;
+                let error = format!("{e:#}");
+                eprintln!("{kind:<9} not audited: {error}");
+                reports.push(Report { object: kind.as_str().to_owned(), error: Some(error), ..Report::default() });
+            }
+        }
+    }
+    if args.json {
+        let text = serde_json::to_string_pretty(&reports).context("cannot print the reports as JSON")?;
+        println!("{text}");
+    } else {
+        for report in &reports {
+            println!("{}", line(report, args.repair));
+        }
+    }
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The text line of one object's audit.
+fn line(r: &Report, repair: bool) -> String {
+    let mut out = format!(
+        "{:<9} missing {:>6}  extra {:>6}  stale {:>6}  parked {:>6}",
+        r.object, r.missing, r.extra, r.stale, r.parked
+    );
+    if repair {
+        out.push_str(&format!("  repaired {:>6}", r.repaired));
+    }
+    out.push_str(&format!("  left {:>6}  ({} ids in HubSpot)", r.drift_left, r.hubspot_ids));
+    if let Some(error) = &r.error {
+        out.push_str(&format!("\n          error: {error}"));
+    } else if r.drift_left > 0 && !repair {
+        out.push_str("\n          run again with --repair to fetch what differs");
+    }
+    out
+}
