@@ -14,6 +14,7 @@ mod hubspot_client;
 mod listen;
 mod migrations;
 mod poller;
+mod poller_harsh;
 mod pool;
 mod realtime;
 mod routes;
