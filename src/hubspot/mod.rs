@@ -72,8 +72,11 @@ impl Default for ClientOptions {
 /// fixed by the options (never re-read).
 #[derive(Default)]
 struct PropertyCache {
-    lists: Mutex<HashMap<ObjectKind, (Arc<Vec<String>>, Option<std::time::Instant>)>>,
+    lists: Mutex<HashMap<ObjectKind, CachedList>>,
 }
+
+/// A property list and when it was discovered (`None`: fixed by the options).
+type CachedList = (Arc<Vec<String>>, Option<std::time::Instant>);
 
 impl PropertyCache {
     /// The list, unless it was discovered more than `fresh` ago.

@@ -51,8 +51,12 @@ async fn write_slice(
         ObjectKind::Contacts => {
             contacts::upsert_read(conn, records.iter().map(contact::to_row).collect(), ctx.read_since).await?
         }
-        ObjectKind::Deals => deals::upsert_read(conn, records.iter().map(deal::to_row).collect(), ctx.read_since).await?,
-        ObjectKind::Calls => calls::upsert_read(conn, records.iter().map(call::to_row).collect(), ctx.read_since).await?,
+        ObjectKind::Deals => {
+            deals::upsert_read(conn, records.iter().map(deal::to_row).collect(), ctx.read_since).await?
+        }
+        ObjectKind::Calls => {
+            calls::upsert_read(conn, records.iter().map(call::to_row).collect(), ctx.read_since).await?
+        }
         ObjectKind::Owners => {
             let rows: Vec<_> = records.iter().map(owner::to_row).collect();
             staff::upsert_batch(conn, &rows, &ctx.owner_role).await?

@@ -194,9 +194,7 @@ async fn start_missed(poller: &Poller, schedules: &Schedules, already: &[ObjectK
             }
         }
     }
-    let last_started = |kind: ObjectKind, mode: Mode| {
-        last.get(&(kind, mode == Mode::Full)).copied().flatten()
-    };
+    let last_started = |kind: ObjectKind, mode: Mode| last.get(&(kind, mode == Mode::Full)).copied().flatten();
     for (kind, mode, due) in missed(schedules, last_started, now) {
         if already.contains(&kind) {
             continue;
@@ -300,7 +298,10 @@ mod tests {
             },
             now,
         );
-        assert_eq!(owed, vec![(ObjectKind::Contacts, Mode::Incremental, Utc.with_ymd_and_hms(2026, 1, 5, 9, 55, 0).unwrap())]);
+        assert_eq!(
+            owed,
+            vec![(ObjectKind::Contacts, Mode::Incremental, Utc.with_ymd_and_hms(2026, 1, 5, 9, 55, 0).unwrap())]
+        );
         // No history: nothing is owed (a never-synced object gets its startup run instead).
         assert!(missed(&schedules(), |_, _| None, now).is_empty());
     }

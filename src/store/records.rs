@@ -34,7 +34,9 @@ pub const NEWER_WINS: &str = "t.merged_into IS NULL AND (excluded.updated_at > t
 /// live incoming one read by a request that started after the row was archived; parameter
 /// `$param` is that start (`NULL`: unknown, the rule does not apply).
 pub fn revived(param: usize) -> String {
-    format!("(t.merged_into IS NULL AND t.archived AND NOT excluded.archived AND t.archived_at < ${param}::timestamptz)")
+    format!(
+        "(t.merged_into IS NULL AND t.archived AND NOT excluded.archived AND t.archived_at < ${param}::timestamptz)"
+    )
 }
 
 /// Most rows one upsert statement takes (PostgreSQL arrays have no practical limit; this bounds

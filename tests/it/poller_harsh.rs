@@ -48,7 +48,10 @@ async fn details(db: &TestDb, summary: &RunSummary) -> Value {
     let raw: Option<String> = db
         .client()
         .await
-        .query_one("SELECT error_details::text FROM sync_logs WHERE id = $1::text::uuid", &[&summary.run_id.to_string()])
+        .query_one(
+            "SELECT error_details::text FROM sync_logs WHERE id = $1::text::uuid",
+            &[&summary.run_id.to_string()],
+        )
         .await
         .unwrap()
         .get(0);
@@ -192,7 +195,8 @@ async fn a_property_created_at_run_time_is_fetched_without_restart() {
     compare::assert_converged(&db, &sim, Merges::Archived, false).await;
 
     // Between full passes the list is re-read on a timer (here 300 ms instead of 15 minutes).
-    let options = ClientOptions { properties_refresh: Duration::from_millis(300), ..fast_options(Duration::from_secs(10)) };
+    let options =
+        ClientOptions { properties_refresh: Duration::from_millis(300), ..fast_options(Duration::from_secs(10)) };
     let hubspot = HubSpot::with_options(&settings(&sim, 100_000, ApiVersion::V3), options).unwrap();
     let timed = poller(&db, hubspot);
     assert_eq!(run(&timed, ObjectKind::Contacts, Mode::Incremental).await.status, RunStatus::Success);
