@@ -1,7 +1,8 @@
-//! Control endpoints outside HubSpot's namespace: `/_sim/churn`, `/_sim/export/{object}`,
-//! `/_sim/stats`, `/_sim/faults`, `/_sim/plant`, `/_sim/batch_errors` (see `poison`). No auth, no limits, no faults.
+//! Control endpoints outside HubSpot's namespace: `/_sim/churn`, `/_sim/properties`,
+//! `/_sim/export/{object}`, `/_sim/stats`, `/_sim/faults`, `/_sim/plant`, `/_sim/batch_errors`
+//! (see `poison`). No auth, no limits, no faults.
 
-use crate::data::churn::ChurnRequest;
+use crate::data::churn::{ChurnRequest, PropertyRequest};
 use crate::faults::FaultConfig;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/churn", web::post().to(churn))
+        .route("/properties", web::post().to(create_property))
         .route("/export/{object}", web::get().to(export))
         .route("/stats", web::get().to(stats))
         .route("/faults", web::post().to(set_faults))
@@ -62,6 +64,17 @@ async fn churn(st: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
         Ok(Err(e)) => bad(e),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}
+
+async fn create_property(st: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let req: PropertyRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("invalid property body: {e}")),
+    };
+    match st.create_property(&req) {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => bad(e),
     }
 }
 

@@ -22,11 +22,21 @@ pub struct FaultConfig {
     pub retry_after: Option<u64>,
     /// Fail exactly the next N calls, then fall back to `error_rate`.
     pub fail_next: u32,
+    /// Every list page (`GET /crm/.../objects/{type}`, live or archived) whose `after` cursor is
+    /// at or past this id fails with `status`, on every attempt: a page that never loads.
+    pub fail_list_after: Option<u64>,
 }
 
 impl Default for FaultConfig {
     fn default() -> Self {
-        FaultConfig { error_rate: 0.0, status: 500, latency_ms: None, retry_after: None, fail_next: 0 }
+        FaultConfig {
+            error_rate: 0.0,
+            status: 500,
+            latency_ms: None,
+            retry_after: None,
+            fail_next: 0,
+            fail_list_after: None,
+        }
     }
 }
 
@@ -65,6 +75,16 @@ impl Faults {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
     }
 
+    /// The status a list page starting at cursor `after` fails with, if it must.
+    pub fn list_page_fails(&self, after: Option<u64>) -> Option<u16> {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let cfg = &st.0;
+        match (cfg.fail_list_after, after) {
+            (Some(from), Some(after)) if after >= from => Some(cfg.status),
+            _ => None,
+        }
+    }
+
     pub fn decide(&self) -> Decision {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (cfg, rng) = &mut *st;
@@ -93,6 +113,17 @@ mod tests {
         f.set(FaultConfig { error_rate: 1.0, status: 429, retry_after: Some(2), ..Default::default() }).unwrap();
         assert_eq!(f.decide().fail, Some((429, Some(2))));
         assert!(f.set(FaultConfig { error_rate: 1.5, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn list_pages_past_a_cursor_always_fail() {
+        let f = Faults::new(0, 1);
+        f.set(FaultConfig { fail_list_after: Some(500), status: 502, ..Default::default() }).unwrap();
+        assert_eq!(f.list_page_fails(None), None);
+        assert_eq!(f.list_page_fails(Some(499)), None);
+        assert_eq!(f.list_page_fails(Some(500)), Some(502));
+        assert_eq!(f.list_page_fails(Some(900)), Some(502), "every time");
+        assert_eq!(f.decide().fail, None, "other calls are not affected");
     }
 
     #[test]

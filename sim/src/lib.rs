@@ -18,7 +18,7 @@ pub mod state;
 pub mod stats;
 pub mod webhooks;
 
-pub use data::churn::{ChurnReport, ChurnRequest, MergeReport};
+pub use data::churn::{ChurnReport, ChurnRequest, MergeReport, PropertyReport, PropertyRequest};
 pub use faults::FaultConfig;
 pub use limits::Clock;
 pub use poison::{BatchErrorRequest, PlantRequest};
@@ -238,6 +238,11 @@ impl SimHandle {
     /// Changes data (and queues webhooks) exactly as `POST /_sim/churn` does.
     pub fn churn(&self, req: &ChurnRequest) -> Result<ChurnReport, data::churn::ChurnError> {
         self.state.churn(req)
+    }
+
+    /// Creates a custom property at run time, exactly as `POST /_sim/properties` does.
+    pub fn create_property(&self, req: &PropertyRequest) -> Result<PropertyReport, data::churn::ChurnError> {
+        self.state.create_property(req)
     }
 
     /// NDJSON export of `contacts`, `deals`, `calls` or `owners`.

@@ -81,9 +81,13 @@ async fn list(
         None | Some("") => 0,
         Some(s) => s.trim().parse::<u64>().map_err(|_| ApiError::Validation(format!("Invalid after cursor: {s}")))?,
     };
-    let sel = PropSel::new(kind, &p.list("properties"), &p.list("propertiesWithHistory"));
+    if let Some(status) = st.faults.list_page_fails(p.get("after").map(|_| after)) {
+        crate::stats::Stats::incr(&st.stats.faults_injected);
+        return Err(ApiError::Injected { status, retry_after: None });
+    }
     let crm = st.read();
     let store = crm.store(kind);
+    let sel = PropSel::new(store, &p.list("properties"), &p.list("propertiesWithHistory"));
     let set = if p.flag("archived") { &store.archived } else { &store.live };
     let mut out = String::with_capacity(limit * 400 + 64);
     out.push_str("{\"results\":[");
@@ -124,8 +128,8 @@ async fn read_one(
     let kind = kind_of(&t)?;
     let p = Params(q.into_inner());
     st.stats.operation(&format!("{}.read", kind.name()));
-    let sel = PropSel::new(kind, &p.list("properties"), &p.list("propertiesWithHistory"));
     let crm = st.read();
+    let sel = PropSel::new(crm.store(kind), &p.list("properties"), &p.list("propertiesWithHistory"));
     let rec = crm
         .store(kind)
         .lookup(&id, p.get("idProperty"), p.flag("archived"))
@@ -167,7 +171,6 @@ async fn batch_read(
             req.inputs.len()
         )));
     }
-    let sel = PropSel::new(kind, &req.properties, &req.properties_with_history);
     let archived = p.flag("archived");
     let mut out = String::with_capacity(req.inputs.len() * 500 + 256);
     out.push_str("{\"status\":\"COMPLETE\",\"results\":[");
@@ -177,6 +180,7 @@ async fn batch_read(
     {
         let crm = st.read();
         let store = crm.store(kind);
+        let sel = PropSel::new(store, &req.properties, &req.properties_with_history);
         for input in &req.inputs {
             let key = match &input.id {
                 serde_json::Value::String(s) => s.clone(),
@@ -234,9 +238,9 @@ async fn search(st: web::Data<AppState>, path: web::Path<String>, body: web::Byt
     }
     let req: SearchRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("Invalid input JSON: {e}")))?;
-    let sel = PropSel::new(kind, &req.properties, &[]);
     let crm = st.read();
     let store = crm.store(kind);
+    let sel = PropSel::new(store, &req.properties, &[]);
     let page = search::run(store, &req)?;
     let mut out = String::with_capacity(page.ids.len() * 400 + 64);
     let _ = write!(out, "{{\"total\":{},\"results\":[", page.total);

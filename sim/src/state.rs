@@ -1,6 +1,6 @@
 //! Shared state of one simulator, passed to handlers as `web::Data<AppState>`.
 
-use crate::data::churn::{self, ChurnError, ChurnReport, ChurnRequest};
+use crate::data::churn::{self, ChurnError, ChurnReport, ChurnRequest, PropertyReport, PropertyRequest};
 use crate::data::json::{PropSel, export_line};
 use crate::data::{Crm, ObjectKind};
 use crate::faults::Faults;
@@ -70,6 +70,26 @@ impl AppState {
         Ok(())
     }
 
+    /// Creates a custom property (it then appears in the properties API, on records and in the
+    /// export) and queues the webhook events of the records it was set on.
+    pub fn create_property(&self, req: &PropertyRequest) -> Result<PropertyReport, ChurnError> {
+        let kind = ObjectKind::parse(&req.object).ok_or_else(|| ChurnError::UnknownObject(req.object.clone()))?;
+        let (mut report, changes, ts) = {
+            let mut crm = self.write();
+            let mut rng = self.churn_rng.lock().unwrap_or_else(PoisonError::into_inner);
+            let (r, c) = churn::create_property(&mut crm, req, &mut rng, self.clock.now_ms())?;
+            (r, c, crm.last_ts)
+        };
+        if let Some(cfg) = &self.webhook_cfg {
+            let events = webhooks::events_for(kind, &changes, ts, &self.next_event_id, cfg);
+            report.events = events.len();
+            if let Some(d) = &self.dispatcher {
+                d.send(events);
+            }
+        }
+        Ok(report)
+    }
+
     /// NDJSON of every record of `object` (archived and merged-away included), or owners.
     pub fn export(&self, object: &str) -> Option<String> {
         let crm = self.read();
@@ -83,7 +103,7 @@ impl AppState {
         }
         let kind = ObjectKind::parse(object)?;
         let store = crm.store(kind);
-        let all = PropSel::all(kind);
+        let all = PropSel::all(store);
         let mut ids: Vec<u64> = store.records.keys().copied().collect();
         ids.sort_unstable();
         out.reserve(ids.len() * 600);

@@ -385,3 +385,59 @@ async fn owners_and_properties() {
     assert!(disp["options"].as_array().unwrap().iter().any(|o| o["value"] == "f240bbac-87c9-4f6e-bf70-924b57d47db7"));
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn harsh_quirks_restores_keeping_updated_at_runtime_properties_and_a_stuck_list_page() {
+    let h = sim(SimOptions { contacts: 250, deals: 0, calls: 0, ..Default::default() }).await;
+    // A restore that keeps `updatedAt`.
+    h.churn(&ChurnRequest { object: "contacts".into(), deletes: 3, ..Default::default() }).unwrap();
+    let before = h.export_json("contacts");
+    let restored = h
+        .churn(&ChurnRequest {
+            object: "contacts".into(),
+            restores: 3,
+            restore_keeps_updated_at: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(restored.restored.len(), 3);
+    let after = h.export_json("contacts");
+    for id in &restored.restored {
+        let find = |lines: &[Value]| lines.iter().find(|l| l["id"] == id.as_str()).unwrap().clone();
+        let (was, is) = (find(&before), find(&after));
+        assert_eq!((was["archived"].clone(), is["archived"].clone()), (json!(true), json!(false)));
+        assert_eq!(is["updatedAt"], was["updatedAt"], "the restore kept updatedAt");
+    }
+
+    // A property created at run time: in the properties API, on records, in the export.
+    let report = h
+        .create_property(&hubspot_sim::PropertyRequest {
+            object: "contacts".into(),
+            name: "coach_note".into(),
+            set_on: 5,
+            value: "call back".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(report.updated.len(), 5);
+    let (s, _, b) = get(&h, "/crm/v3/properties/contacts/coach_note").await;
+    assert_eq!((s, b["hubspotDefined"].clone()), (200, json!(false)), "{b}");
+    let (_, _, b) = get(&h, "/crm/v3/properties/contacts").await;
+    assert!(b["results"].as_array().unwrap().iter().any(|p| p["name"] == "coach_note"));
+    let (_, _, b) = get(&h, &format!("/crm/v3/objects/contacts/{}?properties=coach_note", report.updated[0])).await;
+    assert_eq!(b["properties"]["coach_note"], "call back", "{b}");
+    let line = h.export_json("contacts").into_iter().find(|l| l["id"] == report.updated[0].as_str()).unwrap();
+    assert_eq!(line["properties"]["coach_note"], "call back");
+    let (s, _, _) = post(&h, "/_sim/properties", json!({"object": "contacts", "name": "coach_note"})).await;
+    assert_eq!(s, 400, "a property is created once");
+
+    // A list page past a cursor never loads; earlier pages do.
+    h.set_faults(FaultConfig { fail_list_after: Some(1), status: 502, ..Default::default() }).unwrap();
+    let (s, _, first) = get(&h, "/crm/v3/objects/contacts?limit=100").await;
+    assert_eq!(s, 200);
+    let after = first["paging"]["next"]["after"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let (s, _, _) = get(&h, &format!("/crm/v3/objects/contacts?limit=100&after={after}")).await;
+        assert_eq!(s, 502);
+    }
+}

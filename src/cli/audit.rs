@@ -70,7 +70,7 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, CliError> {
     let pool = store::build_pool(&target, &args.database.pool_options("hubspot-sync audit"))
         .context("cannot set up the database pool")?;
     let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
-    let write = WriteContext { owner_role: args.owners.owner_role.clone() };
+    let write = WriteContext { owner_role: args.owners.owner_role.clone(), ..WriteContext::default() };
     let auditor = Auditor::new(pool, hubspot, write);
     let kinds = args.kinds();
     let audits = kinds.iter().map(|kind| auditor.audit(*kind, args.repair, RunTrigger::Manual));

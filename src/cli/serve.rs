@@ -84,7 +84,7 @@ impl ServeArgs {
 
     /// The reconciliation poller (its scheduler starts with the server).
     fn poller(&self, pool: store::Pool, hubspot: HubSpot) -> crate::poller::Poller {
-        let write = WriteContext { owner_role: self.owners.owner_role.clone() };
+        let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
         crate::poller::Poller::new(pool, hubspot, crate::poller::PollerOptions { write, ..Default::default() })
     }
 
@@ -97,7 +97,7 @@ impl ServeArgs {
         }
         let hubspot = HubSpot::new(&self.hubspot).map_err(anyhow::Error::from)?;
         let queue = Arc::new(Queue::new(self.server.queue_capacity as usize));
-        let write = WriteContext { owner_role: self.owners.owner_role.clone() };
+        let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
         let options = FetcherOptions::new(self.server.fetch_window, write);
         Ok((Intake::new(&self.webhooks, Some(queue)), Some(Realtime { hubspot, options })))
     }

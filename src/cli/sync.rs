@@ -79,7 +79,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     let pool = store::build_pool(&target, &args.database.pool_options("hubspot-sync sync"))
         .context("cannot set up the database pool")?;
     let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
-    let write = WriteContext { owner_role: args.owners.owner_role.clone() };
+    let write = WriteContext { owner_role: args.owners.owner_role.clone(), ..WriteContext::default() };
     let poller = Poller::new(pool, hubspot, PollerOptions { write, ..PollerOptions::default() });
     let mode = if args.full { Mode::Full } else { Mode::Incremental };
     let kinds = args.kinds();

@@ -69,12 +69,33 @@ fn query_len(properties: &[String]) -> usize {
 }
 
 impl HubSpot {
-    /// Every property name of an object type, discovered once (custom ones included), unless the
-    /// options narrow the list.
+    /// Every property name of an object type (custom ones included), discovered on first use and
+    /// again once older than `ClientOptions::properties_refresh`, unless the options fix the list.
+    /// When a re-read fails, the last list is used.
     pub async fn properties(&self, kind: ObjectKind) -> Result<std::sync::Arc<Vec<String>>, HubSpotError> {
-        if let Some(list) = self.inner.properties.get(kind) {
+        if let Some(list) = self.inner.properties.get(kind, self.inner.options.properties_refresh) {
             return Ok(list);
         }
+        match (self.discover_properties(kind).await, self.inner.properties.last(kind)) {
+            (Ok(list), _) => Ok(list),
+            (Err(e), Some(last)) => {
+                tracing::warn!(object.kind = %kind, error = %e, "cannot re-read the HubSpot property list; using the last one");
+                Ok(last)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Reads the property list now (a full pass does at its start, so properties created since
+    /// the last read are fetched), unless the options fix it; returns how many names it has.
+    pub async fn refresh_properties(&self, kind: ObjectKind) -> Result<usize, HubSpotError> {
+        if kind == ObjectKind::Owners || self.inner.properties.fixed(kind) {
+            return Ok(0);
+        }
+        Ok(self.discover_properties(kind).await?.len())
+    }
+
+    async fn discover_properties(&self, kind: ObjectKind) -> Result<std::sync::Arc<Vec<String>>, HubSpotError> {
         let url = self.inner.paths.properties(kind);
         let endpoint = format!("{kind}.properties");
         let raw = self.send(Call::get(&url, &[], Lane::Background, &endpoint)).await?;
@@ -83,8 +104,11 @@ impl HubSpot {
             response.results.into_iter().filter(|p| !p.archived && !p.name.is_empty()).map(|p| p.name).collect();
         names.sort();
         names.dedup();
-        tracing::info!(object.kind = %kind, properties = names.len(), "discovered HubSpot properties");
-        Ok(self.inner.properties.put(kind, names))
+        let known = self.inner.properties.last(kind).map_or(0, |l| l.len());
+        if known != names.len() {
+            tracing::info!(object.kind = %kind, properties = names.len(), before = known, "discovered HubSpot properties");
+        }
+        Ok(self.inner.properties.put(kind, names, true))
     }
 
     /// Batch read by id, every discovered property; split into calls of at most 100 ids.

@@ -43,6 +43,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Property lists per object, instead of discovering every property.
     pub properties: HashMap<ObjectKind, Vec<String>>,
+    /// How long a discovered property list is used before it is read again (custom properties
+    /// created in HubSpot meanwhile are then fetched too); a full pass re-reads it at its start.
+    pub properties_refresh: Duration,
     /// Longest `properties=` query value on a list call; longer lists go through batch read.
     pub max_query_bytes: usize,
     /// Largest search body (HubSpot: 3000 characters).
@@ -58,26 +61,45 @@ impl Default for ClientOptions {
             retry: RetryOptions::default(),
             request_timeout: Duration::from_secs(30),
             properties: HashMap::new(),
+            properties_refresh: Duration::from_secs(15 * 60),
             max_query_bytes: 2000,
             max_search_body: 3000,
         }
     }
 }
 
-/// Property names per object: discovered once, or fixed by the options.
+/// Property names per object: discovered (and re-read once older than the refresh interval), or
+/// fixed by the options (never re-read).
 #[derive(Default)]
 struct PropertyCache {
-    lists: Mutex<HashMap<ObjectKind, Arc<Vec<String>>>>,
+    lists: Mutex<HashMap<ObjectKind, CachedList>>,
 }
 
+/// A property list and when it was discovered (`None`: fixed by the options).
+type CachedList = (Arc<Vec<String>>, Option<std::time::Instant>);
+
 impl PropertyCache {
-    fn get(&self, kind: ObjectKind) -> Option<Arc<Vec<String>>> {
-        self.lists.lock().unwrap_or_else(PoisonError::into_inner).get(&kind).cloned()
+    /// The list, unless it was discovered more than `fresh` ago.
+    fn get(&self, kind: ObjectKind, fresh: Duration) -> Option<Arc<Vec<String>>> {
+        let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        let (names, discovered) = lists.get(&kind)?;
+        discovered.is_none_or(|at| at.elapsed() < fresh).then(|| names.clone())
     }
 
-    fn put(&self, kind: ObjectKind, names: Vec<String>) -> Arc<Vec<String>> {
+    /// The list whatever its age, if any.
+    fn last(&self, kind: ObjectKind) -> Option<Arc<Vec<String>>> {
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner).get(&kind).map(|(names, _)| names.clone())
+    }
+
+    /// Whether the options fix the list (it is never re-read).
+    fn fixed(&self, kind: ObjectKind) -> bool {
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner).get(&kind).is_some_and(|(_, at)| at.is_none())
+    }
+
+    fn put(&self, kind: ObjectKind, names: Vec<String>, discovered: bool) -> Arc<Vec<String>> {
         let names = Arc::new(names);
-        self.lists.lock().unwrap_or_else(PoisonError::into_inner).insert(kind, names.clone());
+        let at = discovered.then(std::time::Instant::now);
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner).insert(kind, (names.clone(), at));
         names
     }
 }
@@ -118,7 +140,7 @@ impl HubSpot {
         });
         let properties = PropertyCache::default();
         for (kind, names) in &options.properties {
-            properties.put(*kind, names.clone());
+            properties.put(*kind, names.clone(), false);
         }
         let transport = Transport { http, budget, retry: options.retry.clone(), window: options.window };
         let paths = Paths::new(&settings.hubspot_api_base, settings.hubspot_api_version.clone());

@@ -11,11 +11,15 @@ use crate::store::{StoreError, calls, contacts, deals, staff};
 pub struct WriteContext {
     /// `OWNER_ROLE`: the role new owners get in `staff`.
     pub owner_role: String,
+    /// When the reads that returned the records started (database clock), if the writer knows:
+    /// a live record then revives a row archived before it, whatever its `updatedAt` (HubSpot
+    /// may restore a record without moving it; `store::records::revived`).
+    pub read_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Default for WriteContext {
     fn default() -> Self {
-        Self { owner_role: "coach".to_owned() }
+        Self { owner_role: "coach".to_owned(), read_since: None }
     }
 }
 
@@ -44,9 +48,15 @@ async fn write_slice(
         return Ok(0);
     }
     let written = match kind {
-        ObjectKind::Contacts => contacts::upsert_batch(conn, records.iter().map(contact::to_row).collect()).await?,
-        ObjectKind::Deals => deals::upsert_batch(conn, records.iter().map(deal::to_row).collect()).await?,
-        ObjectKind::Calls => calls::upsert_batch(conn, records.iter().map(call::to_row).collect()).await?,
+        ObjectKind::Contacts => {
+            contacts::upsert_read(conn, records.iter().map(contact::to_row).collect(), ctx.read_since).await?
+        }
+        ObjectKind::Deals => {
+            deals::upsert_read(conn, records.iter().map(deal::to_row).collect(), ctx.read_since).await?
+        }
+        ObjectKind::Calls => {
+            calls::upsert_read(conn, records.iter().map(call::to_row).collect(), ctx.read_since).await?
+        }
         ObjectKind::Owners => {
             let rows: Vec<_> = records.iter().map(owner::to_row).collect();
             staff::upsert_batch(conn, &rows, &ctx.owner_role).await?

@@ -13,8 +13,8 @@ use super::error::{ApiError, ErrorBody};
 use crate::kind::ObjectKind;
 use crate::poller::control::TriggerError;
 use crate::store::Pool;
-use crate::store::sync_failures::{self, Failure};
 use crate::store::audit::{self, LastAudit};
+use crate::store::sync_failures::{self, Failure};
 use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
 
 /// Most runs `GET /api/sync/logs` returns at once.

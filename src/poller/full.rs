@@ -5,7 +5,12 @@
 //! Deletions: archived records come back with `archived = true` and are stored so. Records
 //! HubSpot no longer returns at all (merged away, permanently deleted) are found at the end:
 //! every record the pass saw was written after the pass started (or is newer already), so a
-//! live row not written since then was not seen, and is marked archived.
+//! live row not written since then was not seen, and is marked archived, except the ids the pass
+//! could not read or store. Those are saved with each checkpoint, so a resumed pass knows the
+//! failures of the runs before it too (it never archives them, and says `partial`).
+//!
+//! The property list is read again at the start of every pass, so custom properties created
+//! since the last read are fetched.
 
 use chrono::{DateTime, Utc};
 
@@ -50,13 +55,21 @@ impl Position {
     }
 }
 
-/// Where to start: a saved checkpoint, or the beginning (saved as one).
+/// Where to start: a saved checkpoint (with the failures before it, carried into the tally), or
+/// the beginning (saved as one).
 async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Position), SyncError> {
     let kind = job.kind.as_str();
     let state = sync_state::get(job.conn, kind).await?;
-    let saved = state.and_then(|s| Some((s.full_started_at?, Position::decode(s.full_cursor.as_deref()?)?)));
-    if let Some((started, position)) = saved {
-        tracing::info!(object.kind = kind, position = %position.encode(), "resuming an interrupted full sync");
+    let saved = state.and_then(|s| {
+        let position = Position::decode(s.full_cursor.as_deref()?)?;
+        Some((s.full_started_at?, position, s.full_failed_ids, s.full_earliest_failed))
+    });
+    if let Some((started, position, failed_ids, earliest_failed)) = saved {
+        tracing::info!(
+            object.kind = kind, position = %position.encode(), failed_before = failed_ids.len(),
+            "resuming an interrupted full sync"
+        );
+        job.tally.carry(failed_ids, earliest_failed);
         return Ok((started, position));
     }
     let started = crate::store::db_now(job.conn).await?;
@@ -66,6 +79,9 @@ async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Position), SyncError
 
 /// Runs (or resumes) a full pass.
 pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
+    if let Err(e) = job.hubspot.refresh_properties(job.kind).await {
+        tracing::warn!(object.kind = %job.kind, error = %e, "cannot re-read the property list before a full sync");
+    }
     let (started, first) = start(job).await?;
     let (kind, hubspot) = (job.kind, job.hubspot.clone());
     let (mut pages, _fetcher) = fetch_ahead(first, move |position: Position| {
@@ -78,9 +94,12 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     });
     while let Some(fetched) = pages.recv().await {
         let (page, next) = fetched?;
+        let failed_before = job.tally.failed_ids.len();
         job.store(page).await;
         if let Some(next) = next {
-            sync_state::save_full_checkpoint(job.conn, kind.as_str(), Some(&next.encode()), started).await?;
+            let failed = &job.tally.failed_ids[failed_before..];
+            let earliest = job.tally.earliest_failed;
+            sync_state::advance_full_checkpoint(job.conn, kind.as_str(), &next.encode(), failed, earliest).await?;
         }
     }
     finish(job, started).await

@@ -12,7 +12,7 @@ use super::core::PollerOptions;
 use super::tally::Tally;
 use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
 use crate::kind::ObjectKind;
-use crate::objects::write_isolating;
+use crate::objects::{WriteContext, write_isolating};
 use crate::store::sync_failures::{self, NewFailure};
 
 /// One run's working set.
@@ -21,6 +21,9 @@ pub struct Job<'a> {
     pub hubspot: &'a HubSpot,
     pub conn: &'a mut AsyncPgConnection,
     pub options: &'a PollerOptions,
+    /// The options' write context, with `read_since` the run's start (database clock): every
+    /// page this run writes was read after it, so a live record revives a row archived before.
+    pub write: WriteContext,
     pub tally: Tally,
 }
 
@@ -33,7 +36,7 @@ impl Job<'_> {
         let updated: HashMap<String, DateTime<Utc>> =
             page.records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
         let handled = page.records.len();
-        let report = write_isolating(self.conn, self.kind, page.records, &self.options.write).await;
+        let report = write_isolating(self.conn, self.kind, page.records, &self.write).await;
         let attempts = self.park(&updated, &report.failed, &page.invalid).await;
         let failures = report
             .failed

@@ -1,5 +1,10 @@
 //! One run from start to finish: the object's advisory lock, the `sync_logs` row, the mode
 //! actually run (no history, or an interrupted full pass, means full), the work, the outcome.
+//!
+//! An interrupted full pass is resumed by the next run whatever it was asked to do, unless the
+//! pass is stuck: after [`STUCK_AFTER`] runs in a row failed without moving its checkpoint (a
+//! list page that never loads), incremental runs run incrementally again, so changes keep
+//! arriving, and only full runs (the schedule's, a forced one) keep trying the pass.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,8 +52,12 @@ async fn running_elsewhere(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Op
     recent.into_iter().find(|r| r.status == RunStatus::Running).map(|r| r.id)
 }
 
+/// Runs in a row that fail without moving an interrupted full pass's checkpoint before incremental
+/// runs stop resuming it.
+pub const STUCK_AFTER: i32 = 3;
+
 /// The mode to run: full when asked, when there is no watermark yet, or when a full pass was
-/// interrupted (it resumes).
+/// interrupted (it resumes) and is not stuck.
 async fn effective_mode(
     conn: &mut AsyncPgConnection,
     kind: ObjectKind,
@@ -58,9 +67,24 @@ async fn effective_mode(
         return Ok(RunMode::Full);
     }
     let state = sync_state::get(conn, kind.as_str()).await.map_err(StoreError::from)?;
-    let unfinished_full = state.as_ref().is_some_and(|s| s.full_cursor.is_some());
-    let no_history = state.as_ref().and_then(|s| s.watermark).is_none();
-    Ok(if no_history || (unfinished_full && kind != ObjectKind::Owners) { RunMode::Full } else { RunMode::Incremental })
+    let Some(state) = state else { return Ok(RunMode::Full) };
+    let unfinished_full = state.full_cursor.is_some() && kind != ObjectKind::Owners;
+    if unfinished_full && state.full_stuck_runs < STUCK_AFTER {
+        return Ok(RunMode::Full);
+    }
+    if unfinished_full {
+        tracing::warn!(
+            object.kind = %kind, failed_runs = state.full_stuck_runs, position = state.full_cursor.as_deref(),
+            "an interrupted full sync is stuck; this incremental run goes ahead without it, and full runs keep retrying it"
+        );
+    }
+    Ok(if incremental_from(&state).is_none() { RunMode::Full } else { RunMode::Incremental })
+}
+
+/// Where an incremental run starts: the watermark; while the first full pass is stuck, its
+/// start (changes made since are fetched; the pass still owes the rest).
+fn incremental_from(state: &sync_state::SyncState) -> Option<chrono::DateTime<chrono::Utc>> {
+    state.watermark.or(state.full_started_at.filter(|_| state.full_stuck_runs >= STUCK_AFTER))
 }
 
 /// Takes the object's lock and opens the `sync_logs` row.
@@ -113,6 +137,9 @@ pub async fn execute(
     );
     let progress = inner.track(kind, run_id);
     let (tally, result) = work(inner, &mut conn, kind, mode, progress).await;
+    if mode == RunMode::Full && result.is_err() && kind != ObjectKind::Owners {
+        note_full_failure(&mut conn, kind).await;
+    }
     let fatal = result.err().map(|e| (e.to_string(), e.details()));
     let outcome = tally.outcome(fatal);
     let status = finish(inner, &mut conn, run_id, &outcome).await;
@@ -134,6 +161,19 @@ pub async fn execute(
     Ok(summary)
 }
 
+/// Counts a failed full run against its unfinished pass; says so when the pass is stuck.
+async fn note_full_failure(conn: &mut AsyncPgConnection, kind: ObjectKind) {
+    match sync_state::note_full_failure(conn, kind.as_str()).await {
+        Ok(Some(runs)) if runs >= STUCK_AFTER => tracing::error!(
+            object.kind = %kind, failed_runs = runs,
+            "the interrupted full sync failed {runs} runs in a row at the same position; incremental runs no longer \
+             resume it, full runs keep retrying it: see the failed runs' errors in sync_logs"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(object.kind = %kind, error = %e, "cannot count the failed full sync run"),
+    }
+}
+
 /// The mode-specific work; the tally survives a failure so the counts are kept.
 async fn work(
     inner: &Inner,
@@ -142,7 +182,19 @@ async fn work(
     mode: RunMode,
     progress: Arc<Progress>,
 ) -> (Tally, Result<(), SyncError>) {
-    let mut job = Job { kind, hubspot: &inner.hubspot, conn, options: &inner.options, tally: Tally::new(progress) };
+    let tally = Tally::new(progress);
+    let read_since = match crate::store::db_now(conn).await {
+        Ok(now) => now,
+        Err(e) => return (tally, Err(e.into())),
+    };
+    // A search may answer from an index a few seconds behind (the skew covers that lag): a row
+    // archived within it is not revived by what the search returns.
+    let lag = match mode {
+        RunMode::Incremental => chrono::Duration::from_std(inner.options.skew).unwrap_or_default(),
+        RunMode::Full | RunMode::Audit => chrono::Duration::zero(),
+    };
+    let write = crate::objects::WriteContext { read_since: Some(read_since - lag), ..inner.options.write.clone() };
+    let mut job = Job { kind, hubspot: &inner.hubspot, conn, options: &inner.options, write, tally };
     let result = async {
         if kind == ObjectKind::Owners {
             return owners::run(&mut job).await;
@@ -152,7 +204,7 @@ async fn work(
             RunMode::Full | RunMode::Audit => full::run(&mut job).await,
             RunMode::Incremental => {
                 let state = sync_state::get(job.conn, kind.as_str()).await?;
-                match state.and_then(|s| s.watermark) {
+                match state.as_ref().and_then(incremental_from) {
                     Some(mark) => incremental::run(&mut job, mark).await,
                     None => full::run(&mut job).await,
                 }

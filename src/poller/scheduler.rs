@@ -4,7 +4,9 @@
 //! When several instances share a database only one schedules: the one holding the leader
 //! advisory lock on a dedicated connection (checked every 30 s; if that connection dies, so does
 //! the lock, and another instance takes over). On becoming leader it first starts a run for
-//! every object that never had a successful one.
+//! every object that never had a successful one, then catches up every schedule that fired
+//! since the object's last run (of that mode, for the full pass) while no instance led: a
+//! deploy or a leader change never skips a run, the weekly full pass included.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -101,7 +103,8 @@ pub async fn run_scheduler(poller: Poller, schedules: Schedules, shutdown: Cance
         };
         tracing::info!("this instance now schedules the reconciliation runs");
         let mut leader = leader;
-        start_never_synced(&poller).await;
+        let started = start_never_synced(&poller).await;
+        start_missed(&poller, &schedules, &started, Utc::now()).await;
         lead(&poller, &schedules, &mut leader, &shutdown).await;
         if shutdown.is_cancelled() {
             return;
@@ -130,18 +133,83 @@ async fn become_leader(poller: &Poller) -> AsyncPgConnection {
     }
 }
 
-/// A startup run for every object without a successful run yet.
-async fn start_never_synced(poller: &Poller) {
+/// A startup run for every object without a successful run yet; returns those objects.
+async fn start_never_synced(poller: &Poller) -> Vec<ObjectKind> {
+    let mut started = Vec::new();
     let mut conn = match poller.pool().get().await {
         Ok(c) => c,
-        Err(e) => return tracing::warn!(error = %e, "cannot check for objects never synced"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check for objects never synced");
+            return started;
+        }
     };
     for kind in ObjectKind::ALL {
         match sync_logs::last_good_run(&mut conn, kind.as_str()).await {
             Ok(Some(_)) => {}
-            Ok(None) => start(poller, kind, Mode::Incremental, Trigger::Startup),
+            Ok(None) => {
+                start(poller, kind, Mode::Incremental, Trigger::Startup);
+                started.push(kind);
+            }
             Err(e) => tracing::warn!(object.kind = %kind, error = %e, "cannot read the last good run"),
         }
+    }
+    started
+}
+
+/// The run a missed firing owes per object: a schedule is missed when it fired after the
+/// object's last run started (any run for its own schedule, a full one for the full pass) and
+/// before `now`. A missed full pass is owed rather than its incremental run. An object with no
+/// such run yet is left to [`start_never_synced`].
+pub fn missed(
+    schedules: &Schedules,
+    last_started: impl Fn(ObjectKind, Mode) -> Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Vec<(ObjectKind, Mode, DateTime<Utc>)> {
+    let mut owed: Vec<(ObjectKind, Mode, DateTime<Utc>)> = Vec::new();
+    for (target, schedule) in &schedules.entries {
+        for (kind, mode) in runs_of(*target) {
+            let Some(last) = last_started(kind, mode) else { continue };
+            let Some(due) = schedule.next_after(last).filter(|due| *due <= now) else { continue };
+            match owed.iter_mut().find(|(k, _, _)| *k == kind) {
+                Some(entry) if mode == Mode::Full => *entry = (kind, mode, due),
+                Some(_) => {}
+                None => owed.push((kind, mode, due)),
+            }
+        }
+    }
+    owed
+}
+
+/// Starts now the runs whose schedule fired while no instance led (see [`missed`]), except for
+/// the objects `already` started.
+async fn start_missed(poller: &Poller, schedules: &Schedules, already: &[ObjectKind], now: DateTime<Utc>) {
+    let mut conn = match poller.pool().get().await {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(error = %e, "cannot check for missed scheduled runs"),
+    };
+    let mut last = HashMap::new();
+    for kind in ObjectKind::ALL {
+        for mode in [None, Some(Mode::Full)] {
+            match sync_logs::last_started(&mut conn, kind.as_str(), mode).await {
+                Ok(at) => {
+                    last.insert((kind, mode.is_some()), at);
+                }
+                Err(e) => {
+                    return tracing::warn!(object.kind = %kind, error = %e, "cannot check for missed scheduled runs");
+                }
+            }
+        }
+    }
+    let last_started = |kind: ObjectKind, mode: Mode| last.get(&(kind, mode == Mode::Full)).copied().flatten();
+    for (kind, mode, due) in missed(schedules, last_started, now) {
+        if already.contains(&kind) {
+            continue;
+        }
+        tracing::info!(
+            object.kind = %kind, run.mode = mode.as_str(), due = %due,
+            "a scheduled run was missed while no instance was scheduling; running it now"
+        );
+        start(poller, kind, mode, Trigger::Schedule);
     }
 }
 
@@ -226,6 +294,37 @@ mod tests {
         let next = next_per_object(&schedules().next_after(monday));
         assert_eq!(next[&ObjectKind::Owners], Utc.with_ymd_and_hms(2026, 1, 5, 6, 0, 0).unwrap());
         assert_eq!(next[&ObjectKind::Deals], Utc.with_ymd_and_hms(2026, 1, 5, 6, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn schedules_that_fired_since_the_last_run_are_owed() {
+        // Monday 2026-01-05 10:07; the weekly full pass fired Sunday 03:00.
+        let now = Utc.with_ymd_and_hms(2026, 1, 5, 10, 7, 0).unwrap();
+        let recent = now - chrono::Duration::seconds(30);
+        let last_week = Utc.with_ymd_and_hms(2025, 12, 29, 3, 0, 5).unwrap();
+        let owed = missed(&schedules(), |_, mode| Some(if mode == Mode::Full { last_week } else { recent }), now);
+        assert_eq!(owed.len(), ObjectKind::ALL.len(), "{owed:?}");
+        assert!(owed.iter().all(|(_, mode, due)| *mode == Mode::Full
+            && *due == Utc.with_ymd_and_hms(2026, 1, 4, 3, 0, 0).unwrap()));
+        // Full pass done since Sunday; contacts' 5-minute schedule fired at 09:55 after a 09:50 run
+        // (the others ran after their last firing).
+        let full_done = Utc.with_ymd_and_hms(2026, 1, 4, 3, 0, 1).unwrap();
+        let at_0950 = Utc.with_ymd_and_hms(2026, 1, 5, 9, 50, 30).unwrap();
+        let owed = missed(
+            &schedules(),
+            |kind, mode| match (kind, mode) {
+                (_, Mode::Full) => Some(full_done),
+                (ObjectKind::Contacts, _) => Some(at_0950),
+                _ => Some(recent),
+            },
+            now,
+        );
+        assert_eq!(
+            owed,
+            vec![(ObjectKind::Contacts, Mode::Incremental, Utc.with_ymd_and_hms(2026, 1, 5, 9, 55, 0).unwrap())]
+        );
+        // No history: nothing is owed (a never-synced object gets its startup run instead).
+        assert!(missed(&schedules(), |_, _| None, now).is_empty());
     }
 
     #[test]

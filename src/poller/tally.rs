@@ -46,6 +46,8 @@ pub struct Tally {
     pub released: Vec<String>,
     /// Rows a full pass marked archived because HubSpot no longer returns them.
     pub archived_unseen: u64,
+    /// Failures of the earlier runs of a resumed full pass, counted in `failed` ([`Tally::carry`]).
+    pub carried: u64,
     pub progress: Arc<Progress>,
 }
 
@@ -90,6 +92,20 @@ impl Tally {
         }
     }
 
+    /// Counts what the earlier runs of a resumed full pass could not read or store (before its
+    /// checkpoint): this pass did not see them either, so they stay failed (the run is
+    /// `partial`, deletion detection leaves them alone, the watermark stops at them).
+    pub fn carry(&mut self, failed_ids: Vec<String>, earliest_failed: Option<DateTime<Utc>>) {
+        let n = failed_ids.len() as u64;
+        self.processed += n;
+        self.failed += n;
+        self.carried += n;
+        if let Some(at) = earliest_failed {
+            self.earliest_failed = Some(self.earliest_failed.map_or(at, |t| t.min(at)));
+        }
+        self.failed_ids.extend(failed_ids);
+    }
+
     /// The `sync_logs` outcome; `fatal` is the error that stopped the run, with its details.
     pub fn outcome(&self, fatal: Option<(String, Value)>) -> RunOutcome {
         let has_details = fatal.is_some() || self.failed > 0 || self.archived_unseen > 0;
@@ -97,6 +113,7 @@ impl Tally {
             json!({
                 "pages": self.pages,
                 "archived_unseen": self.archived_unseen,
+                "failed_before_resume": self.carried,
                 "failed_ids": self.failed_ids.iter().take(MAX_LISTED).collect::<Vec<_>>(),
                 "parked": self.failed_ids.len(),
                 "watermark_released_ids": self.released,

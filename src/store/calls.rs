@@ -46,5 +46,15 @@ static UPSERT: LazyLock<String> = LazyLock::new(upsert_sql::<CallRow>);
 /// Writes calls in statements of up to [`MAX_BATCH`](super::records::MAX_BATCH) rows; see
 /// `contacts::upsert_batch`.
 pub async fn upsert_batch(conn: &mut AsyncPgConnection, rows: Vec<CallRow>) -> diesel::QueryResult<usize> {
-    upsert_rows(conn, &UPSERT, rows).await
+    upsert_rows(conn, &UPSERT, rows, None).await
+}
+
+/// [`upsert_batch`] of rows HubSpot returned by reads that started at or after `read_since`:
+/// a live one also revives a row archived before then (see [`upsert_sql`]).
+pub async fn upsert_read(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<CallRow>,
+    read_since: Option<chrono::DateTime<chrono::Utc>>,
+) -> diesel::QueryResult<usize> {
+    upsert_rows(conn, &UPSERT, rows, read_since).await
 }

@@ -55,7 +55,17 @@ static UPSERT: LazyLock<String> = LazyLock::new(upsert_sql::<ContactRow>);
 /// commits while the statement runs: see [`super::privacy`]).
 /// Returns the number of rows inserted or changed.
 pub async fn upsert_batch(conn: &mut AsyncPgConnection, rows: Vec<ContactRow>) -> diesel::QueryResult<usize> {
-    upsert_rows(conn, &UPSERT, rows).await
+    upsert_rows(conn, &UPSERT, rows, None).await
+}
+
+/// [`upsert_batch`] of rows HubSpot returned by reads that started at or after `read_since`:
+/// a live one also revives a row archived before then (see [`upsert_sql`]).
+pub async fn upsert_read(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<ContactRow>,
+    read_since: Option<chrono::DateTime<chrono::Utc>>,
+) -> diesel::QueryResult<usize> {
+    upsert_rows(conn, &UPSERT, rows, read_since).await
 }
 
 /// Erases contacts for privacy (GDPR) with every id merged into them; see [`super::privacy`].

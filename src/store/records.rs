@@ -8,6 +8,11 @@
 //! reading a merged-away id answers with the survivor, so the only row that can arrive under that
 //! id is one read before the merge). So a stale batch from a slow fetch never regresses a row,
 //! and a fetch that read a record just before it was deleted or merged cannot bring it back.
+//!
+//! One exception ([`revived`]): HubSpot does not promise to move `updatedAt` when it restores a
+//! record, so a live row from a read that started after the stored row was archived replaces it
+//! whatever its `updated_at`: HubSpot said it is live after the deletion we recorded. Merged
+//! rows stay final.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -24,6 +29,15 @@ use crate::kind::ObjectKind;
 /// stored row, `excluded` the incoming one.
 pub const NEWER_WINS: &str = "t.merged_into IS NULL AND (excluded.updated_at > t.updated_at \
      OR (excluded.updated_at = t.updated_at AND NOT t.archived))";
+
+/// The second condition of the record upserts: an archived, unmerged stored row is revived by a
+/// live incoming one read by a request that started after the row was archived; parameter
+/// `$param` is that start (`NULL`: unknown, the rule does not apply).
+pub fn revived(param: usize) -> String {
+    format!(
+        "(t.merged_into IS NULL AND t.archived AND NOT excluded.archived AND t.archived_at < ${param}::timestamptz)"
+    )
+}
 
 /// Most rows one upsert statement takes (PostgreSQL arrays have no practical limit; this bounds
 /// statement size and lock time).
@@ -116,9 +130,10 @@ pub trait Record: Sized + Sync + 'static {
 
 /// The multi-row upsert of a record table, derived from its description: one `unnest` of an
 /// array parameter per column (id, [`Record::COLUMNS`], `created_at`, `updated_at`, `archived`,
-/// `properties`), and on conflict every column replaced under [`NEWER_WINS`]. A stored row that
-/// is archived keeps its first `archived_at` and its `merged_into` only while the incoming row
-/// is archived too; a live incoming row clears both.
+/// `properties`), and on conflict every column replaced under [`NEWER_WINS`] or [`revived`] (the
+/// last parameter is the reads' start). A stored row that is archived keeps its first
+/// `archived_at` and its `merged_into` only while the incoming row is archived too; a live
+/// incoming row clears both.
 pub fn upsert_sql<R: Record>() -> String {
     let table = R::TABLE;
     let typed = R::COLUMNS;
@@ -161,19 +176,22 @@ pub fn upsert_sql<R: Record>() -> String {
          updated_at = excluded.updated_at, archived = excluded.archived, \
          archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \
          merged_into = CASE WHEN excluded.archived THEN t.merged_into END, \
-         properties = excluded.properties, synced_at = excluded.synced_at WHERE {NEWER_WINS}",
+         properties = excluded.properties, synced_at = excluded.synced_at WHERE ({NEWER_WINS}) OR {revived}",
         key = table.key(),
         updates = typed.iter().map(|c| format!("{0} = excluded.{0}", c.name)).collect::<Vec<_>>().join(", "),
+        revived = revived(n + 5),
     );
     sql
 }
 
 /// Writes `rows` with `sql` (the table's [`upsert_sql`]) in statements of up to [`MAX_BATCH`]
-/// rows, after [`newest_per_id`]. Returns the number of rows inserted or changed.
+/// rows, after [`newest_per_id`]; `read_since` is when the reads that returned them started, if
+/// known ([`revived`]). Returns the number of rows inserted or changed.
 pub async fn upsert_rows<R: Record>(
     conn: &mut AsyncPgConnection,
     sql: &str,
     rows: Vec<R>,
+    read_since: Option<DateTime<Utc>>,
 ) -> diesel::QueryResult<usize> {
     let rows = newest_per_id(rows, R::id, R::updated_at);
     let mut written = 0;
@@ -188,6 +206,7 @@ pub async fn upsert_rows<R: Record>(
             .bind::<Array<Timestamptz>, _>(chunk.iter().map(R::updated_at).collect::<Vec<_>>())
             .bind::<Array<Bool>, _>(chunk.iter().map(R::archived).collect::<Vec<_>>())
             .bind::<Array<Jsonb>, _>(chunk.iter().map(R::properties).collect::<Vec<_>>())
+            .bind::<Nullable<Timestamptz>, _>(read_since)
             .execute(conn)
             .await?;
     }
@@ -338,7 +357,8 @@ mod tests {
              archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \
              merged_into = CASE WHEN excluded.archived THEN t.merged_into END, \
              properties = excluded.properties, synced_at = excluded.synced_at \
-         WHERE {NEWER_WINS}"
+         WHERE ({NEWER_WINS}) OR (t.merged_into IS NULL AND t.archived AND NOT excluded.archived \
+             AND t.archived_at < $13::timestamptz)"
             ),
             RecordTable::Deals => format!(
                 "INSERT INTO deals AS t (hubspot_deal_id, deal_name, deal_value, stage, status, close_date, closer_id, \
@@ -358,7 +378,8 @@ mod tests {
              archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \
              merged_into = CASE WHEN excluded.archived THEN t.merged_into END, \
              properties = excluded.properties, synced_at = excluded.synced_at \
-         WHERE {NEWER_WINS}"
+         WHERE ({NEWER_WINS}) OR (t.merged_into IS NULL AND t.archived AND NOT excluded.archived \
+             AND t.archived_at < $13::timestamptz)"
             ),
             RecordTable::Calls => format!(
                 "INSERT INTO calls AS t (hubspot_call_id, title, direction, disposition, status, duration_ms, called_at, \
@@ -376,7 +397,8 @@ mod tests {
              archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \
              merged_into = CASE WHEN excluded.archived THEN t.merged_into END, \
              properties = excluded.properties, synced_at = excluded.synced_at \
-         WHERE {NEWER_WINS}"
+         WHERE ({NEWER_WINS}) OR (t.merged_into IS NULL AND t.archived AND NOT excluded.archived \
+             AND t.archived_at < $13::timestamptz)"
             ),
         }
     }
@@ -403,10 +425,10 @@ mod tests {
         ] {
             assert!(sql.starts_with(&format!("INSERT INTO {} AS t ({}, ", table.name(), table.key())), "{sql}");
             assert!(sql.contains(&format!("ON CONFLICT ({}) DO UPDATE SET ", table.key())), "{sql}");
-            assert!(sql.ends_with(&format!("WHERE {NEWER_WINS}")), "{sql}");
-            // One array parameter per bound column, numbered in order, and no more.
+            assert!(sql.ends_with(&format!("WHERE ({NEWER_WINS}) OR {}", revived(params + 1))), "{sql}");
+            // One array parameter per bound column, numbered in order, then the reads' start.
             assert!(sql.contains(&format!("${params}::jsonb[])")), "{sql}");
-            assert!(!sql.contains(&format!("${}", params + 1)), "{sql}");
+            assert!(!sql.contains(&format!("${}", params + 2)), "{sql}");
             // A merged-away row keeps its survivor only while it stays archived.
             assert!(sql.contains("merged_into = CASE WHEN excluded.archived THEN t.merged_into END"), "{sql}");
             assert!(!sql.contains("merged_into = excluded"), "{sql}");

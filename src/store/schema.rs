@@ -152,6 +152,9 @@ diesel::table! {
         full_started_at -> Nullable<Timestamptz>,
         full_completed_at -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
+        full_failed_ids -> Array<Text>,
+        full_earliest_failed -> Nullable<Timestamptz>,
+        full_stuck_runs -> Int4,
     }
 }
 

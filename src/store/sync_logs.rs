@@ -210,6 +210,22 @@ pub async fn last_good_run(conn: &mut AsyncPgConnection, sync_type: &str) -> Que
         .optional()
 }
 
+/// When the newest run of a type (of one mode only, with `mode`) started, whatever its outcome.
+pub async fn last_started(
+    conn: &mut AsyncPgConnection,
+    sync_type: &str,
+    mode: Option<RunMode>,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    let mut query = sync_logs::table
+        .select(diesel::dsl::max(sync_logs::started_at))
+        .filter(sync_logs::sync_type.eq(sync_type.to_owned()))
+        .into_boxed();
+    if let Some(mode) = mode {
+        query = query.filter(sync_logs::mode.eq(mode));
+    }
+    query.first(conn).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

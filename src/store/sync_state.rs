@@ -1,9 +1,10 @@
 //! `sync_state`: per-object progress of the reconciliation poller: the incremental watermark
-//! (which only ever moves forward) and the checkpoint of an unfinished full sync.
+//! (which only ever moves forward) and the checkpoint of an unfinished full sync, with what that
+//! sync could not read or store so far and how many runs in a row failed without moving it.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::sync_state;
@@ -18,6 +19,12 @@ pub struct SyncState {
     pub full_started_at: Option<DateTime<Utc>>,
     pub full_completed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// Ids the unfinished full sync could not read or store before its checkpoint.
+    pub full_failed_ids: Vec<String>,
+    /// The oldest last-modified time among those that failed to store.
+    pub full_earliest_failed: Option<DateTime<Utc>>,
+    /// Runs in a row that failed without moving the checkpoint.
+    pub full_stuck_runs: i32,
 }
 
 /// The stored progress of one object, if it ever ran.
@@ -49,7 +56,8 @@ pub async fn advance_watermark(
     Ok(row.watermark)
 }
 
-/// Records how far an unfinished full sync got, so an interrupted one resumes there.
+/// Starts the checkpoint of a full sync that started at `started_at` (nothing failed yet), so an
+/// interrupted one resumes there.
 pub async fn save_full_checkpoint(
     conn: &mut AsyncPgConnection,
     sync_type: &str,
@@ -59,7 +67,8 @@ pub async fn save_full_checkpoint(
     diesel::sql_query(
         "INSERT INTO sync_state (sync_type, full_cursor, full_started_at) VALUES ($1, $2, $3) \
          ON CONFLICT (sync_type) DO UPDATE SET full_cursor = excluded.full_cursor, \
-             full_started_at = excluded.full_started_at, updated_at = now()",
+             full_started_at = excluded.full_started_at, full_failed_ids = '{}', full_earliest_failed = NULL, \
+             full_stuck_runs = 0, updated_at = now()",
     )
     .bind::<Text, _>(sync_type)
     .bind::<Nullable<Text>, _>(cursor)
@@ -67,6 +76,51 @@ pub async fn save_full_checkpoint(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Moves the checkpoint of the unfinished full sync to `cursor`, adding the ids the pages before
+/// it could not read or store (and the oldest last-modified time among those that failed to
+/// store), in one statement: a pass interrupted at any point resumes knowing every failure
+/// before its checkpoint. The sync is no longer stuck.
+pub async fn advance_full_checkpoint(
+    conn: &mut AsyncPgConnection,
+    sync_type: &str,
+    cursor: &str,
+    failed_ids: &[String],
+    earliest_failed: Option<DateTime<Utc>>,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE sync_state SET full_cursor = $2, \
+             full_failed_ids = ARRAY(SELECT DISTINCT unnest(full_failed_ids || $3::text[])), \
+             full_earliest_failed = least(full_earliest_failed, $4), full_stuck_runs = 0, updated_at = now() \
+         WHERE sync_type = $1",
+    )
+    .bind::<Text, _>(sync_type)
+    .bind::<Text, _>(cursor)
+    .bind::<Array<Text>, _>(failed_ids)
+    .bind::<Nullable<Timestamptz>, _>(earliest_failed)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts a run that failed while a full sync is unfinished; returns the runs in a row that failed
+/// without moving its checkpoint (`None` when no full sync is unfinished).
+pub async fn note_full_failure(conn: &mut AsyncPgConnection, sync_type: &str) -> QueryResult<Option<i32>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        full_stuck_runs: i32,
+    }
+    let row: Option<Row> = diesel::sql_query(
+        "UPDATE sync_state SET full_stuck_runs = full_stuck_runs + 1, updated_at = now() \
+         WHERE sync_type = $1 AND full_cursor IS NOT NULL RETURNING full_stuck_runs",
+    )
+    .bind::<Text, _>(sync_type)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|r| r.full_stuck_runs))
 }
 
 /// Closes a full sync that started at `started_at`: the checkpoint is cleared and the watermark
@@ -80,6 +134,7 @@ pub async fn complete_full_sync(
         "INSERT INTO sync_state (sync_type, watermark, full_started_at, full_completed_at) \
          VALUES ($1, $2, $2, now()) \
          ON CONFLICT (sync_type) DO UPDATE SET full_cursor = NULL, full_completed_at = now(), \
+             full_failed_ids = '{}', full_earliest_failed = NULL, full_stuck_runs = 0, \
              watermark = greatest(sync_state.watermark, excluded.watermark), updated_at = now()",
     )
     .bind::<Text, _>(sync_type)

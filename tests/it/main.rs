@@ -16,6 +16,7 @@ mod listen;
 mod migrations;
 mod poison;
 mod poller;
+mod poller_harsh;
 mod pool;
 mod privacy;
 mod realtime;

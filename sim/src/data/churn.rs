@@ -36,6 +36,9 @@ pub struct ChurnRequest {
     /// direction on each end's subscription, with HubSpot's fields; records are not changed
     /// (association changes do not move `updatedAt`).
     pub association_changes: usize,
+    /// Restores keep the record's `updatedAt` (HubSpot does not promise to move it), so neither
+    /// a last-modified search nor a newer-wins rule notices them.
+    pub restore_keeps_updated_at: bool,
 }
 
 /// What a churn call did, by id.
@@ -117,6 +120,96 @@ pub enum ChurnError {
     UnknownObject(String),
     #[error("privacy deletions exist only for contacts")]
     PrivacyNotContacts,
+    #[error("invalid property: {0}")]
+    InvalidProperty(String),
+}
+
+/// Body of `POST /_sim/properties`: a custom property created at run time (as a portal admin
+/// does in HubSpot's settings), then set on some live records.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PropertyRequest {
+    pub object: String,
+    /// Internal name: lower-case letters, digits and `_`.
+    pub name: String,
+    /// HubSpot `type` (default `string`).
+    #[serde(rename = "type")]
+    pub ptype: Option<String>,
+    /// How many live records get `value` (their `updatedAt` moves, as any edit moves it).
+    pub set_on: usize,
+    pub value: String,
+}
+
+/// What a property creation did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PropertyReport {
+    pub object: String,
+    pub name: String,
+    /// Ids of the records the value was set on.
+    pub updated: Vec<String>,
+    pub events: usize,
+}
+
+/// Creates a custom property and sets it on `req.set_on` live records, at clock time `clock_ms`.
+pub fn create_property(
+    crm: &mut Crm,
+    req: &PropertyRequest,
+    rng: &mut StdRng,
+    clock_ms: i64,
+) -> Result<(PropertyReport, Vec<Change>), ChurnError> {
+    let kind = ObjectKind::parse(&req.object).ok_or_else(|| ChurnError::UnknownObject(req.object.clone()))?;
+    let valid = !req.name.is_empty()
+        && req.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && req.name.as_bytes()[0].is_ascii_lowercase();
+    if !valid {
+        return Err(ChurnError::InvalidProperty(format!(
+            "name {:?}: use lower-case letters, digits and _, starting with a letter",
+            req.name
+        )));
+    }
+    let ts = crm.now(clock_ms);
+    let s = crm.store_mut(kind);
+    if s.prop_index(&req.name).is_some() {
+        return Err(ChurnError::InvalidProperty(format!("{} already exists on {}", req.name, kind.name())));
+    }
+    let group = match kind {
+        ObjectKind::Contacts => "contactinformation",
+        ObjectKind::Deals => "dealinformation",
+        ObjectKind::Calls => "call",
+    };
+    // Property definitions are `'static` (the schema is); the few created in a simulator's life
+    // are leaked on purpose.
+    let name: &'static str = Box::leak(req.name.clone().into_boxed_str());
+    let ptype: &'static str = Box::leak(req.ptype.clone().unwrap_or_else(|| "string".into()).into_boxed_str());
+    let field_type = if ptype == "number" { "number" } else { "text" };
+    s.created.push(super::PropDef {
+        name,
+        label: name,
+        ptype,
+        field_type,
+        group,
+        description: "Created at run time",
+        options: &[],
+        custom: true,
+        read_only: false,
+    });
+    let idx = s.prop_index(name).ok_or_else(|| ChurnError::InvalidProperty("not stored".into()))?;
+    let mut rep = PropertyReport { object: kind.name().to_string(), name: req.name.clone(), ..Default::default() };
+    let mut ch = Vec::new();
+    for id in pick_many(&s.live, req.set_on, rng) {
+        let value = req.value.clone();
+        let changed = s.modify(id, ts, |rec| {
+            if rec.values.len() <= idx {
+                rec.values.resize(idx + 1, None);
+            }
+            rec.set_raw(idx, Some(&value));
+        });
+        if changed {
+            rep.updated.push(id.to_string());
+            ch.push(Change::PropertyChanged { id, name, value: req.value.clone(), bulk: false });
+        }
+    }
+    Ok((rep, ch))
 }
 
 /// Merges `other` into `primary`: a NEW record (new id) takes the primary's values, filling gaps
@@ -290,7 +383,8 @@ pub fn apply(
         }
     }
     for id in pick_many(&s.archived, req.restores, rng) {
-        if s.restore(id, ts) {
+        let at = if req.restore_keeps_updated_at { None } else { Some(ts) };
+        if s.restore(id, at) {
             rep.restored.push(id.to_string());
             ch.push(Change::Restored { id });
         }

@@ -1,6 +1,6 @@
 //! Hand-written, allocation-light JSON for records: the hot path of list, batch read and search.
 
-use super::{Derived, ObjectKind, Record, iso};
+use super::{Derived, ObjectStore, Record, iso};
 use std::fmt::Write as _;
 
 /// Encodes a raw string as a JSON string literal (with quotes).
@@ -45,9 +45,11 @@ pub enum Source {
 }
 
 impl PropSel {
-    /// Resolves requested names; unknown names are ignored (as HubSpot does). An empty request
-    /// means the object's default properties.
-    pub fn new(kind: ObjectKind, requested: &[String], history: &[String]) -> Self {
+    /// Resolves requested names against the object's properties (its schema and those created
+    /// at run time); unknown names are ignored (as HubSpot does). An empty request means the
+    /// object's default properties.
+    pub fn new(store: &ObjectStore, requested: &[String], history: &[String]) -> Self {
+        let kind = store.kind;
         let resolve = |names: &mut dyn Iterator<Item = &str>| {
             let mut out: Vec<(&'static str, Source)> = Vec::new();
             for n in names {
@@ -55,8 +57,7 @@ impl PropSel {
                 if out.iter().any(|(k, _)| *k == n) {
                     continue;
                 }
-                if let Some(i) = kind.prop_index(n) {
-                    let def = &kind.schema()[i];
+                if let Some((i, def)) = store.prop_index(n).and_then(|i| Some((i, store.prop_def(i)?))) {
                     let src = match kind.derived(def.name) {
                         Some(d) => Source::Derived(d),
                         None => Source::Stored(i),
@@ -76,9 +77,9 @@ impl PropSel {
     }
 
     /// Every property of the object (for the export).
-    pub fn all(kind: ObjectKind) -> Self {
-        let names: Vec<String> = kind.schema().iter().map(|d| d.name.to_string()).collect();
-        Self::new(kind, &names, &[])
+    pub fn all(store: &ObjectStore) -> Self {
+        let names: Vec<String> = store.props().map(|d| d.name.to_string()).collect();
+        Self::new(store, &names, &[])
     }
 }
 

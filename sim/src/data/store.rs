@@ -3,7 +3,7 @@
 //! Indexes: `live` and `archived` id sets (list paging by id), `by_updated` and `by_created`
 //! ordered sets of `(ms, id)` over live records (search), merge aliases, and an email index.
 
-use super::{ObjectKind, Record};
+use super::{ObjectKind, PropDef, Record};
 use std::collections::{BTreeSet, HashMap};
 
 /// A HubSpot owner (`PublicOwner`).
@@ -59,6 +59,9 @@ pub struct ObjectStore {
     pub emails: HashMap<String, u64>,
     pub next_id: u64,
     email_idx: Option<usize>,
+    /// Custom properties created at run time (`/_sim/properties`), after the kind's schema: the
+    /// one at position `j` keeps its values at `schema().len() + j` of each record.
+    pub created: Vec<PropDef>,
 }
 
 impl ObjectStore {
@@ -77,7 +80,28 @@ impl ObjectStore {
                 ObjectKind::Contacts => kind.prop_index("email"),
                 _ => None,
             },
+            created: Vec::new(),
         }
+    }
+
+    /// Index of a property: the kind's schema, then the properties created at run time.
+    pub fn prop_index(&self, name: &str) -> Option<usize> {
+        let fixed = self.kind.schema();
+        fixed
+            .iter()
+            .position(|p| p.name == name)
+            .or_else(|| self.created.iter().position(|p| p.name == name).map(|j| fixed.len() + j))
+    }
+
+    /// The property at `idx` (see [`ObjectStore::prop_index`]).
+    pub fn prop_def(&self, idx: usize) -> Option<&PropDef> {
+        let fixed = self.kind.schema();
+        fixed.get(idx).or_else(|| self.created.get(idx.checked_sub(fixed.len())?))
+    }
+
+    /// Every property of the object, the schema's first.
+    pub fn props(&self) -> impl Iterator<Item = &PropDef> {
+        self.kind.schema().iter().chain(self.created.iter())
     }
 
     pub fn alloc_id(&mut self) -> u64 {
@@ -186,15 +210,18 @@ impl ObjectStore {
         }
     }
 
-    /// Brings an archived record back.
-    pub fn restore(&mut self, id: u64, ts: i64) -> bool {
+    /// Brings an archived record back; its last-modified time moves to `ts`, or stays as it
+    /// was when `ts` is `None`.
+    pub fn restore(&mut self, id: u64, ts: Option<i64>) -> bool {
         if !self.archived.contains(&id) {
             return false;
         }
         match self.take(id) {
             Some(mut rec) => {
                 rec.archived_ms = None;
-                rec.updated_ms = ts.max(rec.updated_ms);
+                if let Some(ts) = ts {
+                    rec.updated_ms = ts.max(rec.updated_ms);
+                }
                 self.insert(rec);
                 true
             }

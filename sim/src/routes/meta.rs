@@ -73,8 +73,9 @@ async fn read_owner(st: web::Data<AppState>, path: web::Path<String>, q: Query) 
 async fn list_properties(st: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let kind = kind_of(&path)?;
     st.stats.operation(&format!("{}.properties", kind.name()));
+    let crm = st.read();
     let results: Vec<serde_json::Value> =
-        kind.schema().iter().enumerate().map(|(i, d)| schema::to_json(d, i)).collect();
+        crm.store(kind).props().enumerate().map(|(i, d)| schema::to_json(d, i)).collect();
     Ok(json(StatusCode::OK, serde_json::json!({ "results": results }).to_string()))
 }
 
@@ -82,8 +83,10 @@ async fn read_property(st: web::Data<AppState>, path: web::Path<(String, String)
     let (t, name) = path.into_inner();
     let kind = kind_of(&t)?;
     st.stats.operation(&format!("{}.property", kind.name()));
-    match kind.prop_index(&name) {
-        Some(i) => Ok(json(StatusCode::OK, schema::to_json(&kind.schema()[i], i).to_string())),
+    let crm = st.read();
+    let store = crm.store(kind);
+    match store.prop_index(&name).and_then(|i| Some((i, store.prop_def(i)?))) {
+        Some((i, def)) => Ok(json(StatusCode::OK, schema::to_json(def, i).to_string())),
         None => Err(ApiError::NotFound { id: name }),
     }
 }
