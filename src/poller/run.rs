@@ -22,6 +22,7 @@ use crate::kind::ObjectKind;
 use crate::objects::SyncError;
 use crate::store::sync_logs::{self, RunMode, RunStatus, RunTrigger};
 use crate::store::{StoreError, locks, sync_state};
+use crate::telemetry::ErrorChain;
 
 /// Tells whoever waits for the run's id (a `trigger` call) how the run started.
 pub struct StartNotice {
@@ -140,7 +141,7 @@ pub async fn execute(
     if mode == RunMode::Full && result.is_err() && kind != ObjectKind::Owners {
         note_full_failure(&mut conn, kind).await;
     }
-    let fatal = result.err().map(|e| (e.to_string(), e.details()));
+    let fatal = result.err().map(|e| (ErrorChain(&e).to_string(), e.details()));
     let outcome = tally.outcome(fatal);
     let status = finish(inner, &mut conn, run_id, &outcome).await;
     inner.untrack(kind, run_id);

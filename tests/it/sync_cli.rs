@@ -67,3 +67,31 @@ async fn a_failed_run_exits_1() {
     let status: String = db.client().await.query_one("SELECT status FROM sync_logs", &[]).await.unwrap().get(0);
     assert_eq!(status, "failed");
 }
+
+/// HubSpot unreachable: the run fails (exit 1) and both the output and `sync_logs` say why, down
+/// to the operating system's "connection refused", not only reqwest's "error sending request".
+#[tokio::test]
+async fn an_unreachable_hubspot_is_reported_with_its_cause() {
+    let db = TestDb::new().await;
+    let port = crate::harness::free_port();
+    let output = crate::harness::binary::command()
+        .env("DATABASE_URL", db.url())
+        .env("HUBSPOT_ACCESS_TOKEN", ACCESS_TOKEN)
+        .env("HUBSPOT_API_BASE", format!("http://127.0.0.1:{port}"))
+        .args(["sync", "owners"])
+        .output()
+        .await
+        .unwrap();
+    let text = out(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.to_lowercase().contains("refused"), "the cause is shown: {text}");
+    assert!(!text.contains(ACCESS_TOKEN), "the token is never printed");
+    let error: Option<String> = db
+        .client()
+        .await
+        .query_one("SELECT error_details->>'error' FROM sync_logs WHERE sync_type = 'owners'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(error.unwrap_or_default().to_lowercase().contains("refused"), "sync_logs keeps the cause");
+}
