@@ -25,6 +25,10 @@ pub struct FaultConfig {
     /// Every list page (`GET /crm/.../objects/{type}`, live or archived) whose `after` cursor is
     /// at or past this id fails with `status`, on every attempt: a page that never loads.
     pub fail_list_after: Option<u64>,
+    /// Search index lag, in ms: a record changed less than this long ago is not matched or
+    /// returned by searches yet (HubSpot's index trails writes by a few seconds). Absent: the
+    /// simulator's `--search-lag-ms` (0 unless set).
+    pub search_lag_ms: Option<u64>,
 }
 
 impl Default for FaultConfig {
@@ -36,6 +40,7 @@ impl Default for FaultConfig {
             retry_after: None,
             fail_next: 0,
             fail_list_after: None,
+            search_lag_ms: None,
         }
     }
 }
@@ -51,12 +56,28 @@ pub struct Decision {
 #[derive(Debug)]
 pub struct Faults {
     base_latency_ms: u64,
+    base_search_lag_ms: u64,
     state: Mutex<(FaultConfig, StdRng)>,
 }
 
 impl Faults {
     pub fn new(base_latency_ms: u64, seed: u64) -> Self {
-        Faults { base_latency_ms, state: Mutex::new((FaultConfig::default(), StdRng::seed_from_u64(seed ^ 0xFA17))) }
+        Faults {
+            base_latency_ms,
+            base_search_lag_ms: 0,
+            state: Mutex::new((FaultConfig::default(), StdRng::seed_from_u64(seed ^ 0xFA17))),
+        }
+    }
+
+    /// The search index lag used while the fault settings name none (`--search-lag-ms`).
+    pub fn with_search_lag(mut self, ms: u64) -> Self {
+        self.base_search_lag_ms = ms;
+        self
+    }
+
+    /// The current search index lag, in ms (0: searches see every change at once).
+    pub fn search_lag_ms(&self) -> u64 {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0.search_lag_ms.unwrap_or(self.base_search_lag_ms)
     }
 
     /// Replaces the configuration (validated: rate within 0..=1, status 400..=599).
@@ -124,6 +145,16 @@ mod tests {
         assert_eq!(f.list_page_fails(Some(500)), Some(502));
         assert_eq!(f.list_page_fails(Some(900)), Some(502), "every time");
         assert_eq!(f.decide().fail, None, "other calls are not affected");
+    }
+
+    #[test]
+    fn search_lag_defaults_to_the_base_and_can_be_set() {
+        let f = Faults::new(0, 1).with_search_lag(3000);
+        assert_eq!(f.search_lag_ms(), 3000);
+        f.set(FaultConfig { search_lag_ms: Some(500), ..Default::default() }).unwrap();
+        assert_eq!(f.search_lag_ms(), 500);
+        f.set(FaultConfig::default()).unwrap();
+        assert_eq!(f.search_lag_ms(), 3000, "{{}} resets to the base");
     }
 
     #[test]

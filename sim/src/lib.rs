@@ -62,6 +62,12 @@ pub struct SimOptions {
     pub workers: usize,
     /// The clock for limits and timestamps; the system clock when `None`.
     pub clock: Option<Clock>,
+    /// Search index lag in ms: records changed less than this long ago are not matched or
+    /// returned by searches yet (HubSpot's index trails writes by a few seconds); 0 is none.
+    pub search_lag_ms: u64,
+    /// Custom properties of mixed types added to each object's schema (with values on about
+    /// half the records), as real portals with several hundred properties have; 0 is none.
+    pub extra_properties: usize,
 }
 
 impl Default for SimOptions {
@@ -83,6 +89,8 @@ impl Default for SimOptions {
             churn_per_s: 0.0,
             workers: 0,
             clock: None,
+            search_lag_ms: 0,
+            extra_properties: 0,
         }
     }
 }
@@ -126,7 +134,13 @@ impl Sim {
             owners: opts.owners,
             seed: opts.seed,
         };
-        let crm = tokio::task::spawn_blocking(move || generate(&seed_cfg)).await?;
+        let extra = opts.extra_properties;
+        let crm = tokio::task::spawn_blocking(move || {
+            let mut crm = generate(&seed_cfg);
+            data::seed::add_extra_properties(&mut crm, extra, seed_cfg.seed);
+            crm
+        })
+        .await?;
         let clock = opts.clock.clone().unwrap_or_else(Clock::system);
         let webhook_stats = Arc::new(webhooks::WebhookStats::default());
         let dispatcher = match &opts.webhook {
@@ -143,7 +157,7 @@ impl Sim {
                 search_per_second: opts.search_per_second,
                 daily: opts.requests_per_day,
             }),
-            faults: faults::Faults::new(opts.latency_ms, opts.seed),
+            faults: faults::Faults::new(opts.latency_ms, opts.seed).with_search_lag(opts.search_lag_ms),
             stats: stats::Stats::default(),
             clock,
             churn_rng: std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed.wrapping_add(1))),

@@ -55,6 +55,12 @@ struct Cli {
     /// Background changes per second (with webhooks), for the demo.
     #[arg(long, default_value_t = 0.0)]
     churn_per_s: f64,
+    /// Search index lag in ms: records changed more recently are not found by searches yet.
+    #[arg(long, default_value_t = 0)]
+    search_lag_ms: u64,
+    /// Custom properties of mixed types added to every object (several hundred, as real portals).
+    #[arg(long, default_value_t = 0)]
+    extra_properties: usize,
     /// HTTP worker threads (0: one per core, at most 4).
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -92,6 +98,8 @@ async fn main() -> anyhow::Result<()> {
         webhook,
         churn_per_s: cli.churn_per_s,
         workers: cli.workers,
+        search_lag_ms: cli.search_lag_ms,
+        extra_properties: cli.extra_properties,
         ..SimOptions::default()
     })
     .await?;

@@ -241,7 +241,9 @@ async fn search(st: web::Data<AppState>, path: web::Path<String>, body: web::Byt
     let crm = st.read();
     let store = crm.store(kind);
     let sel = PropSel::new(store, &req.properties, &[]);
-    let page = search::run(store, &req)?;
+    let lag = st.faults.search_lag_ms();
+    let visible_until = if lag == 0 { i64::MAX } else { st.clock.now_ms().saturating_sub(lag as i64) };
+    let page = search::run(store, &req, visible_until)?;
     let mut out = String::with_capacity(page.ids.len() * 400 + 64);
     let _ = write!(out, "{{\"total\":{},\"results\":[", page.total);
     let mut first = true;

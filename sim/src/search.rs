@@ -5,6 +5,10 @@
 //! those candidates are checked against the group's other filters. A group with no such filter
 //! (only NEQ / NOT_IN / HAS_PROPERTY or filters on ordinary properties) scans live records.
 //! Archived and merged-away records are never in the indexes, so never returned.
+//!
+//! Index lag: a search sees only records whose last change is at or before its `visible_until`
+//! (now minus the configured lag); a record changed since is neither matched nor returned until
+//! the index catches up, as HubSpot's search trails writes by a few seconds.
 
 use crate::data::{Derived, ObjectKind, ObjectStore, Record};
 use crate::errors::ApiError;
@@ -244,8 +248,9 @@ fn candidates(store: &ObjectStore, filters: &[Compiled]) -> Vec<u64> {
     }
 }
 
-/// Runs a search against live records.
-pub fn run(store: &ObjectStore, req: &SearchRequest) -> Result<SearchPage, ApiError> {
+/// Runs a search against live records last changed at or before `visible_until` (epoch ms;
+/// `i64::MAX` when the index does not lag).
+pub fn run(store: &ObjectStore, req: &SearchRequest, visible_until: i64) -> Result<SearchPage, ApiError> {
     let kind = store.kind;
     if req.query.as_deref().is_some_and(|q| !q.trim().is_empty()) {
         return Err(bad("hubspot-sim does not support full-text \"query\" searches"));
@@ -286,15 +291,19 @@ pub fn run(store: &ObjectStore, req: &SearchRequest) -> Result<SearchPage, ApiEr
         .iter()
         .map(|g| g.filters.iter().map(|f| compile(kind, f)).collect::<Result<Vec<_>, _>>())
         .collect::<Result<Vec<_>, _>>()?;
+    let indexed = |id: &u64| store.records.get(id).is_some_and(|r| r.updated_ms <= visible_until);
     let mut hits: Vec<u64> = if groups.is_empty() {
-        store.live.iter().copied().collect()
+        store.live.iter().copied().filter(indexed).collect()
     } else {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for g in &groups {
             for id in candidates(store, g) {
                 let Some(rec) = store.records.get(&id) else { continue };
-                if g.iter().all(|c| matches(rec, c)) && (groups.len() == 1 || seen.insert(id)) {
+                if rec.updated_ms <= visible_until
+                    && g.iter().all(|c| matches(rec, c))
+                    && (groups.len() == 1 || seen.insert(id))
+                {
                     out.push(id);
                 }
             }

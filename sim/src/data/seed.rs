@@ -251,3 +251,77 @@ pub(crate) fn call(rng: &mut StdRng, created: i64, owner: Option<Box<str>>) -> V
         maybe(rng, 0.5, follow),
     ]
 }
+
+/// Types of the extra custom properties, in turn: (HubSpot `type`, `fieldType`, name suffix).
+const EXTRA_TYPES: &[(&str, &str, &str)] = &[
+    ("string", "text", "text"),
+    ("number", "number", "count"),
+    ("datetime", "date", "at"),
+    ("date", "date", "on"),
+    ("enumeration", "select", "choice"),
+    ("bool", "booleancheckbox", "flag"),
+    ("string", "textarea", "notes"),
+];
+const EXTRA_CHOICES: &[(&str, &str)] = &[("Alpha", "alpha"), ("Beta", "beta"), ("Gamma", "gamma"), ("Delta", "delta")];
+
+/// Adds `n` custom properties of mixed types to every object (after its schema, as properties
+/// created at run time are) and gives about half of each object's records a value for each:
+/// the several hundred properties of a real portal. Deterministic for a seed; `n == 0` changes
+/// nothing. Names are long enough that asking for all of them in a URL passes the 414 limit.
+pub fn add_extra_properties(crm: &mut Crm, n: usize, seed: u64) {
+    if n == 0 {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_E47A);
+    for kind in ObjectKind::ALL {
+        let group = match kind {
+            ObjectKind::Contacts => "contactinformation",
+            ObjectKind::Deals => "dealinformation",
+            ObjectKind::Calls => "call",
+        };
+        let s = crm.store_mut(kind);
+        let base = kind.schema().len() + s.created.len();
+        for i in 0..n {
+            let (ptype, field_type, suffix) = EXTRA_TYPES[i % EXTRA_TYPES.len()];
+            // Property definitions are `'static` (the schema is): leaked once per simulator.
+            let name: &'static str = Box::leak(format!("portal_custom_field_{i:03}_{suffix}").into_boxed_str());
+            let label: &'static str = Box::leak(format!("Portal custom field {i} ({suffix})").into_boxed_str());
+            let options: &'static [(&'static str, &'static str)] = match ptype {
+                "enumeration" => EXTRA_CHOICES,
+                "bool" => super::schema::BOOL,
+                _ => &[],
+            };
+            s.created.push(super::PropDef {
+                name,
+                label,
+                ptype,
+                field_type,
+                group,
+                description: "One of a real portal's many custom properties",
+                options,
+                custom: true,
+                read_only: false,
+            });
+        }
+        let mut ids: Vec<u64> = s.records.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(rec) = s.records.get_mut(&id) else { continue };
+            rec.values.resize(base + n, None);
+            for i in 0..n {
+                if rng.random::<bool>() {
+                    continue;
+                }
+                let value = match EXTRA_TYPES[i % EXTRA_TYPES.len()].0 {
+                    "number" => rng.random_range(-1000..100_000).to_string(),
+                    "datetime" => iso(rec.created_ms + rng.random_range(0..86_400_000 * 30)),
+                    "date" => iso(rec.created_ms)[..10].to_string(),
+                    "enumeration" => pick(&mut rng, EXTRA_CHOICES).1.to_string(),
+                    "bool" => if rng.random::<bool>() { "true" } else { "false" }.to_string(),
+                    _ => format!("{} #{}", pick(&mut rng, PLANS), rng.random_range(0..10_000)),
+                };
+                rec.values[base + i] = Some(lit(&value));
+            }
+        }
+    }
+}
