@@ -441,3 +441,99 @@ async fn harsh_quirks_restores_keeping_updated_at_runtime_properties_and_a_stuck
         assert_eq!(s, 502);
     }
 }
+
+#[tokio::test]
+async fn search_index_lag_hides_recent_changes_until_it_passes() {
+    let clock = Clock::manual(T0);
+    let h = sim(SimOptions {
+        contacts: 200,
+        deals: 0,
+        calls: 0,
+        search_per_second: 0,
+        search_lag_ms: 3_000,
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    let report =
+        h.churn(&ChurnRequest { object: "contacts".into(), creates: 2, updates: 3, ..Default::default() }).unwrap();
+    let changed: Vec<String> = report.created.iter().chain(&report.updated).cloned().collect();
+    let body = json!({
+        "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": (T0 - 60_000).to_string()}]}],
+        "limit": 200,
+    });
+    let ids = |b: &Value| -> Vec<String> {
+        b["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let (s, _, b) = post(&h, "/crm/v3/objects/contacts/search", body.clone()).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["total"], 0, "changes younger than the lag are not indexed yet: {b}");
+    let (_, _, b) = post(&h, "/crm/v3/objects/contacts/search", json!({"limit": 200})).await;
+    assert!(ids(&b).iter().all(|id| !changed.contains(id)), "nor returned by an unfiltered search");
+    // A batch read sees them at once: only search lags.
+    let (s, _, b) = get(&h, &format!("/crm/v3/objects/contacts/{}", report.created[0])).await;
+    assert_eq!(s, 200, "{b}");
+
+    clock.advance(3_000);
+    let (_, _, b) = post(&h, "/crm/v3/objects/contacts/search", body.clone()).await;
+    let mut got = ids(&b);
+    got.sort();
+    let mut want = changed.clone();
+    want.sort();
+    assert_eq!(got, want, "the lag has passed");
+
+    // The faults endpoint overrides the lag; `{}` goes back to the option.
+    let (s, _, b) = post(&h, "/_sim/faults", json!({"search_lag_ms": 0})).await;
+    assert_eq!((s, b["search_lag_ms"].clone()), (200, json!(0)));
+    h.churn(&ChurnRequest { object: "contacts".into(), updates: 1, ..Default::default() }).unwrap();
+    let (_, _, b) = post(&h, "/crm/v3/objects/contacts/search", body.clone()).await;
+    assert_eq!(b["total"].as_u64(), Some(want.len() as u64 + 1), "{b}");
+    post(&h, "/_sim/faults", json!({})).await;
+    assert_eq!(h.state().faults.search_lag_ms(), 3_000);
+}
+
+#[tokio::test]
+async fn extra_properties_are_served_on_records_and_exported() {
+    let h = sim(SimOptions { contacts: 60, deals: 20, calls: 30, extra_properties: 400, ..Default::default() }).await;
+    let base = sim(SimOptions { contacts: 60, deals: 20, calls: 30, ..Default::default() }).await;
+    for object in ["contacts", "deals", "calls"] {
+        let (_, _, all) = get(&h, &format!("/crm/v3/properties/{object}")).await;
+        let (_, _, few) = get(&base, &format!("/crm/v3/properties/{object}")).await;
+        let names: Vec<&str> = all["results"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names.len(), few["results"].as_array().unwrap().len() + 400, "{object}");
+        let custom: Vec<&Value> =
+            all["results"].as_array().unwrap().iter().filter(|p| p["hubspotDefined"] == false).collect();
+        let types: std::collections::BTreeSet<&str> = custom.iter().map(|p| p["type"].as_str().unwrap()).collect();
+        assert!(types.len() >= 5, "mixed types: {types:?}");
+        let export = h.export_json(object);
+        let with_values = export
+            .iter()
+            .map(|l| {
+                l["properties"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, v)| k.starts_with("portal_") && v.is_string())
+                    .count()
+            })
+            .sum::<usize>();
+        assert!(with_values > export.len() * 100, "about half of 400 set per record: {with_values}");
+        // The base records are untouched by the extra properties.
+        let (a, b) = (&export[0]["properties"], &base.export_json(object)[0]["properties"]);
+        for (k, v) in b.as_object().unwrap() {
+            assert_eq!(&a[k], v, "{object} {k}");
+        }
+    }
+    let id = h.export_json("contacts")[0]["id"].as_str().unwrap().to_owned();
+    let line = h.export_json("contacts").into_iter().next().unwrap();
+    let (name, value) = line["properties"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, v)| k.starts_with("portal_") && v.is_string())
+        .unwrap();
+    let (s, _, b) =
+        post(&h, "/crm/v3/objects/contacts/batch/read", json!({"inputs": [{"id": id}], "properties": [name]})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(&b["results"][0]["properties"][name.as_str()], value);
+}
