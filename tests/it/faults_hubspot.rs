@@ -59,7 +59,15 @@ fn limited_client(sim: &SimHandle) -> HubSpot {
 }
 
 fn faults(error_rate: f64, status: u16, latency_ms: Option<u64>, retry_after: Option<u64>) -> FaultConfig {
-    FaultConfig { error_rate, status, latency_ms, retry_after, fail_next: 0, fail_list_after: None }
+    FaultConfig {
+        error_rate,
+        status,
+        latency_ms,
+        retry_after,
+        fail_next: 0,
+        fail_list_after: None,
+        search_lag_ms: None,
+    }
 }
 
 /// Runs every object once (concurrently, as the scheduler may), each within [`NEVER_HANGS`].

@@ -23,6 +23,7 @@ mod realtime;
 mod routes;
 mod serve;
 mod shutdown;
+mod sim_harsh;
 mod soak;
 mod status_api;
 mod status_page;
