@@ -13,7 +13,6 @@ use crate::config::{DatabaseSettings, HubSpotSettings, OwnerSettings};
 use crate::hubspot::HubSpot;
 use crate::kind::ObjectKind;
 use crate::objects::WriteContext;
-use crate::store;
 use crate::store::sync_logs::RunTrigger;
 
 use super::error::CliError;
@@ -61,14 +60,7 @@ impl AuditArgs {
 pub async fn run(args: AuditArgs) -> Result<ExitCode, CliError> {
     let target = args.database.target()?;
     args.hubspot.access_token()?;
-    let mut conn = target
-        .connect("hubspot-sync audit")
-        .await
-        .context("cannot connect to the database (check DATABASE_URL and that PostgreSQL is running)")?;
-    super::migrate::check_migrated(&mut conn).await?;
-    drop(conn);
-    let pool = store::build_pool(&target, &args.database.pool_options("hubspot-sync audit"))
-        .context("cannot set up the database pool")?;
+    let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync audit").await?;
     let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
     let write = WriteContext { owner_role: args.owners.owner_role.clone(), ..WriteContext::default() };
     let auditor = Auditor::new(pool, hubspot, write);

@@ -8,7 +8,7 @@ use diesel_async::AsyncPgConnection;
 
 use crate::config::DatabaseSettings;
 use crate::store::connect::DbTarget;
-use crate::store::migrations;
+use crate::store::{self, migrations};
 
 use super::error::CliError;
 
@@ -58,4 +58,21 @@ pub async fn refuse_unmigrated(target: &DbTarget, application_name: &str) -> Res
     };
     check_migrated(&mut conn).await?;
     Ok(())
+}
+
+/// A pool on `target` once the schema is known to be current: a connection is tried first, so an
+/// unreachable or unmigrated database is reported (with what to do) before any work starts.
+pub async fn migrated_pool(
+    target: &DbTarget,
+    database: &DatabaseSettings,
+    application_name: &str,
+) -> Result<store::Pool, CliError> {
+    let mut conn = target
+        .connect(application_name)
+        .await
+        .context("cannot connect to the database (check DATABASE_URL and that PostgreSQL is running)")?;
+    check_migrated(&mut conn).await?;
+    drop(conn);
+    Ok(store::build_pool(target, &database.pool_options(application_name))
+        .context("cannot set up the database pool")?)
 }

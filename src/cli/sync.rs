@@ -16,7 +16,6 @@ use crate::hubspot::HubSpot;
 use crate::kind::ObjectKind;
 use crate::objects::WriteContext;
 use crate::poller::{Mode, Poller, PollerOptions, RunStatus, RunSummary, Trigger};
-use crate::store;
 
 use super::error::CliError;
 
@@ -70,14 +69,7 @@ impl SyncArgs {
 pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     let target = args.database.target()?;
     args.hubspot.access_token()?;
-    let mut conn = target
-        .connect("hubspot-sync sync")
-        .await
-        .context("cannot connect to the database (check DATABASE_URL and that PostgreSQL is running)")?;
-    super::migrate::check_migrated(&mut conn).await?;
-    drop(conn);
-    let pool = store::build_pool(&target, &args.database.pool_options("hubspot-sync sync"))
-        .context("cannot set up the database pool")?;
+    let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync sync").await?;
     let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
     let write = WriteContext { owner_role: args.owners.owner_role.clone(), ..WriteContext::default() };
     let poller = Poller::new(pool, hubspot, PollerOptions { write, ..PollerOptions::default() });

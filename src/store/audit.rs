@@ -1,8 +1,6 @@
-//! What the drift audit reads and writes (`crate::audit`): every stored id with its HubSpot
+//! What the drift audit (the `audit` module) reads and writes: every stored id with its HubSpot
 //! `updated_at`, the parked count of an object, the audit's own `sync_logs` row (mode `audit`,
 //! its counts in `error_details`) and the latest audit per object.
-//!
-//! `sync_failures` is created by another migration; until it exists, nothing is parked.
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
