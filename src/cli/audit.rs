@@ -16,23 +16,13 @@ use crate::objects::WriteContext;
 use crate::store::sync_logs::RunTrigger;
 
 use super::error::CliError;
-
-/// The objects one argument names: `all`, or one object kind.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Objects(Vec<ObjectKind>);
-
-fn parse_target(raw: &str) -> Result<Objects, String> {
-    if raw == "all" {
-        return Ok(Objects(ObjectKind::ALL.to_vec()));
-    }
-    raw.parse::<ObjectKind>().map(|kind| Objects(vec![kind])).map_err(|e| format!("{e}, or all"))
-}
+use super::sync::{SyncTarget, kinds_of, parse_target};
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
     /// Objects to audit: contacts, deals, calls, owners, or all.
     #[arg(required = true, value_name = "OBJECT", value_parser = parse_target)]
-    pub objects: Vec<Objects>,
+    pub objects: Vec<SyncTarget>,
     /// Read again and store every id that differs (batch reads of 100), then check them again.
     #[arg(long)]
     pub repair: bool,
@@ -50,10 +40,7 @@ pub struct AuditArgs {
 impl AuditArgs {
     /// The objects named, in a stable order, each once.
     pub fn kinds(&self) -> Vec<ObjectKind> {
-        let mut kinds: Vec<ObjectKind> = self.objects.iter().flat_map(|o| o.0.iter().copied()).collect();
-        kinds.sort();
-        kinds.dedup();
-        kinds
+        kinds_of(&self.objects)
     }
 }
 

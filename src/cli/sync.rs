@@ -26,7 +26,8 @@ pub enum SyncTarget {
     One(ObjectKind),
 }
 
-fn parse_target(raw: &str) -> Result<SyncTarget, String> {
+/// Parses one `OBJECT` argument (`sync` and `audit` take the same ones).
+pub(super) fn parse_target(raw: &str) -> Result<SyncTarget, String> {
     if raw == "all" {
         return Ok(SyncTarget::All);
     }
@@ -52,18 +53,22 @@ pub struct SyncArgs {
 impl SyncArgs {
     /// The objects named, in a stable order, each once.
     pub fn kinds(&self) -> Vec<ObjectKind> {
-        let mut kinds: Vec<ObjectKind> = self
-            .objects
-            .iter()
-            .flat_map(|t| match t {
-                SyncTarget::All => ObjectKind::ALL.to_vec(),
-                SyncTarget::One(kind) => vec![*kind],
-            })
-            .collect();
-        kinds.sort();
-        kinds.dedup();
-        kinds
+        kinds_of(&self.objects)
     }
+}
+
+/// The objects `targets` name, in a stable order, each once.
+pub(super) fn kinds_of(targets: &[SyncTarget]) -> Vec<ObjectKind> {
+    let mut kinds: Vec<ObjectKind> = targets
+        .iter()
+        .flat_map(|t| match t {
+            SyncTarget::All => ObjectKind::ALL.to_vec(),
+            SyncTarget::One(kind) => vec![*kind],
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
 }
 
 pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
