@@ -152,7 +152,10 @@ impl Auditor {
         let mut failed = Vec::new();
         if repair && found.total() > 0 {
             let ids = found.ids();
-            let done = repair::repair(kind, &ids, &mut listing, &owners, &self.hubspot, conn, &self.write).await?;
+            // Its reads start after the listing: a row archived here before it that HubSpot answers
+            // live was restored, whatever its `updatedAt`.
+            let write = WriteContext { read_since: Some(started), ..self.write.clone() };
+            let done = repair::repair(kind, &ids, &mut listing, &owners, &self.hubspot, conn, &write).await?;
             failed = done.failed;
             let stored = audit_store::stored(conn, kind).await?;
             left = compare::compare(&listing, &stored, Scope::Only(&ids));

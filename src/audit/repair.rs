@@ -63,10 +63,13 @@ async fn repair_records(
     for record in read.records.iter().filter(|r| asked.contains(r.id.as_str())) {
         listing.insert(record.id.clone(), record.updated_at);
     }
-    // Merged away: asked, answered by a survivor under its own id.
+    // Merged away: asked, answered by a survivor under its own id. An id HubSpot answered with
+    // an error (or undecodable) was not answered at all: it stays drift, never archived.
     let returned: HashSet<&str> = read.records.iter().map(|r| r.id.as_str()).collect();
+    let unreadable: HashSet<&str> = read.invalid.iter().filter_map(|r| r.id.as_deref()).collect();
+    let unanswered = |id: &&String| !returned.contains(id.as_str()) && !not_found.contains(id.as_str());
     let mut merged: Vec<(String, Option<String>)> = Vec::new();
-    for id in ids.iter().filter(|id| !returned.contains(id.as_str()) && !not_found.contains(id.as_str())) {
+    for id in ids.iter().filter(unanswered).filter(|id| !unreadable.contains(id.as_str())) {
         let survivor = read.records.iter().find(|r| {
             r.prop("hs_merged_object_ids").is_some_and(|list| list.split(';').any(|old| old.trim() == id.as_str()))
         });

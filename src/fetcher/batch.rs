@@ -74,6 +74,13 @@ fn unreadable(kind: ObjectKind, invalid: Vec<InvalidRecord>, into: &mut Vec<NewF
     }
 }
 
+/// The database's clock now, on a connection given back at once (the read that follows may be
+/// slow).
+async fn db_clock(pool: &Pool) -> Result<chrono::DateTime<Utc>, SyncError> {
+    let mut conn = pool.get().await?;
+    Ok(crate::store::db_now(&mut conn).await?)
+}
+
 /// Fetches and stores one batch of ids of one kind. Ids in `associated` were named only by
 /// association changes: one HubSpot does not find is left alone, never archived.
 pub async fn run(
@@ -86,7 +93,10 @@ pub async fn run(
     backoff: Backoff,
 ) -> Result<Outcome, SyncError> {
     let Some(table) = RecordTable::for_kind(kind) else { return Ok(Outcome::default()) };
-    let started = Utc::now();
+    // When this batch's reads start, on the database's clock: a row archived before it that
+    // HubSpot answers live was restored, whatever its `updatedAt` (HubSpot need not move it).
+    let started = db_clock(pool).await?;
+    let ctx = &WriteContext { read_since: Some(started), ..ctx.clone() };
     let mut outcome = Outcome { requests: 1, ..Outcome::default() };
     // The fetcher loop reserved this call's budget slot before it took the ids.
     let read = hubspot.batch_read_reserved(kind, ids, Lane::Realtime).await?;

@@ -1,6 +1,7 @@
 //! Alerts against a local Slack-compatible receiver: each condition is announced once when it
 //! starts to hold and once when it clears; undelivered messages are retried. Also checks that the
-//! monitor records finished runs in the run-duration histogram.
+//! monitor records finished runs in the run-duration histogram, and that drift a real audit's
+//! repair could not clear alerts until a later repair does.
 
 use std::sync::Arc;
 
@@ -15,8 +16,12 @@ use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::webhook::stats::{Rejection, WebhookStats};
 use tokio::sync::mpsc;
 
-use crate::harness::TestApp;
+use hubspot_sim::{BatchErrorRequest, Sim, SimOptions};
+
+use crate::harness::binary::command_for;
+use crate::harness::compare::{self, Merges};
 use crate::harness::control::finished;
+use crate::harness::{TestApp, TestDb};
 
 #[derive(Parser)]
 struct Schedules {
@@ -160,4 +165,69 @@ async fn finished_runs_reach_the_duration_histogram() {
     assert!(text.contains("hubspot_sync_runs_total{object=\"owners\",status=\"success\"}"), "{text}");
     hook.server.stop(true).await;
     app.stop().await;
+}
+
+#[tokio::test]
+async fn drift_left_by_a_real_audit_repair_alerts_until_a_repair_clears_it() {
+    let mut hook = receiver(200).await;
+    let db = TestDb::new().await;
+    let sim =
+        Sim::start(SimOptions { contacts: 60, deals: 5, calls: 5, owners: 2, workers: 1, ..SimOptions::default() })
+            .await
+            .unwrap();
+    compare::seed(&db, &sim).await;
+    let schedules = Schedules::parse_from(["x"]).schedules;
+    let webhooks = Arc::new(WebhookStats::new());
+    let mut monitor = Monitor::new(db.pool(), webhooks, schedules, Some(Notifier::new(hook.url.clone())), Utc::now());
+    assert!(monitor.tick(Utc::now()).await.unwrap().is_empty(), "nothing holds yet");
+
+    // Five contacts vanish here behind the copy's back, and HubSpot cannot read them back for now.
+    let client = db.client().await;
+    let gone: Vec<String> = client
+        .query("DELETE FROM contacts WHERE hubspot_contact_id IN (SELECT hubspot_contact_id FROM contacts ORDER BY 1 LIMIT 5) RETURNING hubspot_contact_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(gone.len(), 5);
+    // And one row here is older than HubSpot's: stale, also unreadable for now.
+    let stale: String = client
+        .query_one(
+            "UPDATE contacts SET updated_at = updated_at - interval '1 day' WHERE hubspot_contact_id = \
+             (SELECT max(hubspot_contact_id) FROM contacts WHERE NOT archived) RETURNING hubspot_contact_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let unreadable = [gone.clone(), vec![stale.clone()]].concat();
+    let errors = BatchErrorRequest { object: "contacts".into(), ids: unreadable, ..BatchErrorRequest::default() };
+    sim.set_batch_errors(&errors).unwrap();
+    let audit = command_for(&db, &sim).args(["audit", "contacts", "--repair"]).output().await.unwrap();
+    assert_eq!(audit.status.code(), Some(1), "drift left: {}", String::from_utf8_lossy(&audit.stdout));
+
+    let live: bool = client
+        .query_one("SELECT NOT archived FROM contacts WHERE hubspot_contact_id = $1", &[&stale])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(live, "a record HubSpot could not read is not taken for merged away");
+
+    let fired = firing(&monitor.tick(Utc::now()).await.unwrap());
+    assert_eq!(fired, [(Condition::AuditDrift(ObjectKind::Contacts), true)]);
+    let sent = hook.drain();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("contacts drift audit") && sent[0].contains("6 ids still differ"), "{sent:?}");
+    assert!(monitor.tick(Utc::now()).await.unwrap().is_empty(), "once while it holds");
+
+    // HubSpot answers again: the next repair leaves nothing, and the alert clears.
+    sim.set_batch_errors(&BatchErrorRequest { clear: true, ..errors }).unwrap();
+    let audit = command_for(&db, &sim).args(["audit", "contacts", "--repair"]).output().await.unwrap();
+    assert_eq!(audit.status.code(), Some(0), "{}", String::from_utf8_lossy(&audit.stdout));
+    let fired = firing(&monitor.tick(Utc::now()).await.unwrap());
+    assert_eq!(fired, [(Condition::AuditDrift(ObjectKind::Contacts), false)]);
+    assert!(hook.drain()[0].contains("resolved"));
+    compare::assert_converged(&db, &sim, Merges::Archived, false).await;
+    hook.server.stop(true).await;
 }

@@ -160,3 +160,43 @@ async fn a_change_reaches_postgresql_through_its_webhook() {
     println!("change -> row: p50 {:?}, max {:?} (FETCH_WINDOW 200ms)", latencies[5], latencies[9]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_restore_that_keeps_updated_at_is_live_after_its_webhook_read() {
+    let opts = SimOptions { contacts: 120, deals: 5, calls: 5, owners: 2, ..SimOptions::default() };
+    let mut app =
+        TestApp::builder().sim(opts).sim_webhooks(|_| {}).seeded().arg("--fetch-window", "100ms").start().await;
+    let sim = app.sim.take().unwrap();
+    let deleted = sim.churn(&churn("contacts", 0, 0, 10, 0, 0)).unwrap().deleted;
+    let archived = |ids: Vec<String>| {
+        let db = app.db.clone();
+        async move {
+            let rows = db
+                .client()
+                .await
+                .query("SELECT count(*) FROM contacts WHERE archived AND hubspot_contact_id = ANY($1)", &[&ids])
+                .await
+                .unwrap();
+            rows[0].get::<_, i64>(0)
+        }
+    };
+    eventually(PATIENCE, "the deletions are applied", || {
+        let n = archived(deleted.clone());
+        async move { n.await == 10 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    // HubSpot restores them without moving `updatedAt`: only the read that follows the restore
+    // webhook can tell they are live again.
+    let restore = ChurnRequest { restore_keeps_updated_at: true, ..churn("contacts", 0, 0, 0, 0, 10) };
+    let restored = sim.churn(&restore).unwrap().restored;
+    assert_eq!(restored.len(), 10);
+    eventually(PATIENCE, "the restored records are live", || {
+        let n = archived(restored.clone());
+        async move { n.await == 0 }
+    })
+    .await;
+    assert!(sim.wait_webhooks_idle(PATIENCE).await, "webhooks still pending");
+    app.stop().await;
+    assert_converged(&app.db, &sim, Merges::Pointer, false).await;
+}
