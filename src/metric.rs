@@ -27,6 +27,8 @@ pub const QUEUE_OFFERED: &str = "hubspot_sync_queue_offered_total";
 pub const QUEUE_DEDUPLICATED: &str = "hubspot_sync_queue_deduplicated_total";
 /// Gauge: share of offered ids that were already waiting.
 pub const QUEUE_DEDUP_RATIO: &str = "hubspot_sync_queue_dedup_ratio";
+/// Counter, label `object`: waiting ids dropped because a read returned their change.
+pub const QUEUE_COVERED: &str = "hubspot_sync_queue_covered_total";
 
 // Batch fetchers (`fetcher`).
 /// Counter, label `object`: batches fetched and stored.

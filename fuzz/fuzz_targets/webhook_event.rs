@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
             + plan.deletions.len()
             + plan.merges.len()
             + plan.privacy.len()
+            + plan.association_events
             + plan.ignored,
         count,
         "every event is planned or ignored exactly once: {plan:?}"
@@ -23,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let ids = plan
         .fetch
         .iter()
-        .map(|(_, id)| id)
+        .map(|c| &c.id)
+        .chain(plan.fetch_associated.iter().map(|(_, id)| id))
         .chain(plan.deletions.iter().map(|d| &d.id))
         .chain(plan.privacy.iter())
         .chain(plan.merges.iter().flat_map(|m| m.merged.iter().chain([&m.survivor])));

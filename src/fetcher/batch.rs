@@ -39,6 +39,9 @@ pub struct Outcome {
     pub requests: usize,
     /// Asked ids that could not be read or stored, parked in `sync_failures`.
     pub parked: usize,
+    /// `(id, updatedAt in Unix ms)` of every record read and stored: the changes they cover
+    /// need no other read (`crate::queue::Queue::settle`).
+    pub versions: Vec<(String, i64)>,
 }
 
 /// Asked ids that came back under another id, paired with that id.
@@ -156,6 +159,11 @@ pub async fn run(
         records::archive_deleted(&mut conn, table, &gone, started).await?;
     }
     let parked: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
+    outcome.versions = updated
+        .iter()
+        .filter(|(id, _)| !parked.contains(id.as_str()))
+        .map(|(id, at)| (id.clone(), at.timestamp_millis()))
+        .collect();
     let mut settled: Vec<String> =
         ids.iter().chain(updated.keys()).filter(|id| !parked.contains(id.as_str())).cloned().collect();
     settled.sort_unstable();

@@ -173,6 +173,10 @@ impl Loop {
             match result {
                 Ok(outcome) => {
                     failures = 0;
+                    let covered = self.queue.settle(self.kind, &outcome.versions);
+                    if covered > 0 {
+                        metrics::counter!(metric::QUEUE_COVERED, "object" => object).increment(covered as u64);
+                    }
                     metrics::counter!(metric::FETCHER_BATCHES, "object" => object).increment(1);
                     tracing::debug!(object.kind = object, ids = ids.len(), ?outcome, "batch stored");
                 }

@@ -8,6 +8,12 @@
 //!   as a whole ([`QueueError::Full`]), the handler answers 503 and HubSpot retries it later.
 //!   Ids put back after a failed fetch ([`Queue::requeue`]) ignore the bound: they were accepted
 //!   once and are never dropped.
+//! - **A change already read costs nothing**: an event says when its change happened
+//!   (`occurredAt`); an id whose last read returned an `updatedAt` at or after that time is not
+//!   queued, and one waiting is dropped as soon as a read covers every change that queued it
+//!   ([`Queue::settle`]). So a delivery HubSpot repeats, or one that arrives while its record's
+//!   read is in flight, costs no second read. Changes without a time (restores, merges,
+//!   deletions read back as archived) are always read.
 //! - **Association ends are marked**: an id queued only by association changes
 //!   ([`Queue::push_marked`]) is handed out marked ([`Queue::take_ready_marked`]), and its fetch
 //!   never archives it when HubSpot does not find it; any other event naming it clears the mark.
@@ -52,8 +58,57 @@ pub enum QueueError {
 pub struct Pushed {
     /// Ids newly waiting.
     pub added: usize,
-    /// Ids that were already waiting (or repeated within the push).
+    /// Ids that were already waiting (or repeated within the push), or whose change a read has
+    /// already covered.
     pub deduplicated: usize,
+}
+
+/// A record to read because it changed: its kind, its id, and when HubSpot says the change
+/// happened (Unix ms), when it says (a read returning an `updatedAt` at or after it covers it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Change {
+    pub kind: ObjectKind,
+    pub id: String,
+    pub changed_at: Option<i64>,
+}
+
+impl Change {
+    /// A change that must be read whatever was read before (no time, or not a plain change).
+    pub fn untimed(kind: ObjectKind, id: impl Into<String>) -> Self {
+        Self { kind, id: id.into(), changed_at: None }
+    }
+}
+
+/// Most ids per kind whose last read `updatedAt` is remembered (two generations of half this).
+const REMEMBERED: usize = 200_000;
+
+/// The `updatedAt` (Unix ms) the latest reads returned, per id: a bounded memory in two
+/// generations (the older one is dropped when the newer fills), so recent reads are always
+/// remembered and memory stays bounded.
+#[derive(Default)]
+struct ReadVersions {
+    current: HashMap<String, i64>,
+    previous: HashMap<String, i64>,
+}
+
+impl ReadVersions {
+    fn get(&self, id: &str) -> Option<i64> {
+        self.current.get(id).or_else(|| self.previous.get(id)).copied()
+    }
+
+    fn covers(&self, id: &str, changed_at: i64) -> bool {
+        self.get(id).is_some_and(|read| read >= changed_at)
+    }
+
+    fn record(&mut self, id: &str, updated_at: i64) {
+        if self.get(id).is_some_and(|known| known >= updated_at) {
+            return;
+        }
+        if self.current.len() >= REMEMBERED / 2 {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(id.to_owned(), updated_at);
+    }
 }
 
 /// A point-in-time view for the status API.
@@ -74,6 +129,10 @@ struct Lane {
     /// Waiting ids queued only by association changes (a subset of `waiting`): the fetcher
     /// reads them but never archives them when HubSpot does not find them.
     associated: HashSet<String>,
+    /// Waiting ids every one of whose queuing events carried a time: the newest. A read
+    /// returning an `updatedAt` at or after it makes the wait pointless.
+    changed_at: HashMap<String, i64>,
+    read: ReadVersions,
     notify: std::sync::Arc<Notify>,
 }
 
@@ -110,44 +169,79 @@ impl Queue {
         self.push_marked(items, &[])
     }
 
-    /// Queues `items` and `associated` (ids named by association changes, see
-    /// [`Queue::take_ready_marked`]), all or none. An id queued by any other event is not an
-    /// associated one, whichever came first.
+    /// [`Queue::push_changes`] of changes without a time.
     pub fn push_marked(
         &self,
         items: &[(ObjectKind, String)],
         associated: &[(ObjectKind, String)],
     ) -> Result<Pushed, QueueError> {
+        let changes: Vec<Change> = items.iter().map(|(kind, id)| Change::untimed(*kind, id.clone())).collect();
+        self.push_changes(&changes, associated)
+    }
+
+    /// Queues `changes` and `associated` (ids named by association changes, see
+    /// [`Queue::take_ready_marked`]), all or none. An id queued by any other event is not an
+    /// associated one, whichever came first. A timed change a read has already covered is not
+    /// queued (counted as deduplicated).
+    pub fn push_changes(&self, changes: &[Change], associated: &[(ObjectKind, String)]) -> Result<Pushed, QueueError> {
         let mut state = self.lock();
         if state.closed {
             return Err(QueueError::Closed);
         }
-        let all = || items.iter().map(|item| (item, false)).chain(associated.iter().map(|item| (item, true)));
+        let covered = |state: &State, c: &Change| {
+            c.changed_at.is_some_and(|at| state.lanes.get(&c.kind).is_some_and(|lane| lane.read.covers(&c.id, at)))
+        };
+        let wanted: Vec<&Change> = changes.iter().filter(|c| !covered(&state, c)).collect();
+        let all = || {
+            wanted
+                .iter()
+                .map(|c| (c.kind, c.id.as_str(), c.changed_at, false))
+                .chain(associated.iter().map(|(kind, id)| (*kind, id.as_str(), None, true)))
+        };
         let mut fresh: HashSet<(ObjectKind, &str)> = HashSet::new();
-        for ((kind, id), _) in all() {
-            let waiting = state.lanes.get(kind).is_some_and(|lane| lane.waiting.contains(id));
+        for (kind, id, _, _) in all() {
+            let waiting = state.lanes.get(&kind).is_some_and(|lane| lane.waiting.contains(id));
             if !waiting {
-                fresh.insert((*kind, id.as_str()));
+                fresh.insert((kind, id));
             }
         }
         if state.depth + fresh.len() > self.capacity {
             return Err(QueueError::Full);
         }
         let now = Instant::now();
-        let offered = items.len() + associated.len();
+        let offered = changes.len() + associated.len();
         let pushed = Pushed { added: fresh.len(), deduplicated: offered - fresh.len() };
-        let firm: HashSet<(ObjectKind, &str)> = items.iter().map(|(kind, id)| (*kind, id.as_str())).collect();
-        for ((kind, id), by_association) in all() {
-            let lane = state.lanes.entry(*kind).or_default();
-            if fresh.remove(&(*kind, id.as_str())) {
-                lane.waiting.insert(id.clone());
-                lane.order.push_back((id.clone(), now));
+        let firm: HashSet<(ObjectKind, &str)> = wanted.iter().map(|c| (c.kind, c.id.as_str())).collect();
+        for (kind, id, changed_at, by_association) in all() {
+            let lane = state.lanes.entry(kind).or_default();
+            let is_fresh = fresh.remove(&(kind, id));
+            if is_fresh {
+                lane.waiting.insert(id.to_owned());
+                lane.order.push_back((id.to_owned(), now));
                 lane.notify.notify_one();
-                if by_association && !firm.contains(&(*kind, id.as_str())) {
-                    lane.associated.insert(id.clone());
+                if by_association && !firm.contains(&(kind, id)) {
+                    lane.associated.insert(id.to_owned());
                 }
             } else if !by_association {
                 lane.associated.remove(id);
+            }
+            if by_association {
+                continue;
+            }
+            // The newest time of every change waiting for this id; one without a time wins (an
+            // id waiting without an entry is read whatever).
+            match changed_at {
+                Some(at) if is_fresh => {
+                    lane.changed_at.insert(id.to_owned(), at);
+                }
+                Some(at) => {
+                    if let Some(known) = lane.changed_at.get_mut(id) {
+                        *known = (*known).max(at);
+                    }
+                }
+                None => {
+                    lane.changed_at.remove(id);
+                }
             }
         }
         state.depth += pushed.added;
@@ -155,6 +249,30 @@ impl Queue {
         state.deduplicated += pushed.deduplicated as u64;
         Self::publish(&state, pushed);
         Ok(pushed)
+    }
+
+    /// Records what reads of `kind` returned (`(id, updatedAt)` in Unix ms): later changes they
+    /// cover are not queued, and waiting ids whose every change they cover stop waiting.
+    /// Returns how many stopped waiting.
+    pub fn settle(&self, kind: ObjectKind, versions: &[(String, i64)]) -> usize {
+        let mut state = self.lock();
+        let lane = state.lanes.entry(kind).or_default();
+        let mut dropped = HashSet::new();
+        for (id, updated_at) in versions {
+            lane.read.record(id, *updated_at);
+            if lane.changed_at.get(id).is_some_and(|at| at <= updated_at) {
+                lane.changed_at.remove(id);
+                lane.waiting.remove(id);
+                lane.associated.remove(id);
+                dropped.insert(id.as_str());
+            }
+        }
+        if !dropped.is_empty() {
+            lane.order.retain(|(id, _)| !dropped.contains(id.as_str()));
+            state.depth -= dropped.len();
+            Self::publish(&state, Pushed::default());
+        }
+        dropped.len()
     }
 
     /// Puts ids back after a failed fetch, ahead of newer ones, whatever the bound or shutdown.
@@ -171,6 +289,7 @@ impl Queue {
         let mut added = 0;
         for id in ids.into_iter().rev() {
             let by_association = associated.contains(&id);
+            lane.changed_at.remove(&id);
             if lane.waiting.insert(id.clone()) {
                 if by_association {
                     lane.associated.insert(id.clone());
@@ -248,6 +367,7 @@ impl Queue {
         let mut associated = HashSet::new();
         for id in &ids {
             lane.waiting.remove(id);
+            lane.changed_at.remove(id);
             if lane.associated.remove(id) {
                 associated.insert(id.clone());
             }

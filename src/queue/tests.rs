@@ -133,3 +133,48 @@ fn ids_queued_only_by_association_changes_are_marked_until_another_event_names_t
     );
     assert_eq!(q.depth(), 0);
 }
+
+fn change(id: &str, at: Option<i64>) -> Change {
+    Change { kind: ObjectKind::Contacts, id: id.to_owned(), changed_at: at }
+}
+
+#[tokio::test]
+async fn a_change_a_read_already_covered_is_not_queued() {
+    let q = Queue::new(100);
+    q.push_changes(&[change("1", Some(1_000)), change("2", Some(1_000))], &[]).unwrap();
+    let taken = q.take(ObjectKind::Contacts, 100, Duration::ZERO).await.unwrap();
+    assert_eq!(taken, ["1", "2"]);
+    // While the read is in flight the same deliveries come again, and a newer change of 2.
+    q.push_changes(&[change("1", Some(1_000)), change("2", Some(2_000))], &[]).unwrap();
+    assert_eq!(q.depth(), 2, "in flight: nothing is known yet");
+    // The read returns 1 at 1000 and 2 at 1500: 1 is covered and stops waiting, 2 is not.
+    assert_eq!(q.settle(ObjectKind::Contacts, &[("1".into(), 1_000), ("2".into(), 1_500)]), 1);
+    assert_eq!(q.depth(), 1);
+    assert_eq!(q.take(ObjectKind::Contacts, 100, Duration::ZERO).await.unwrap(), ["2"]);
+    // A thousand more deliveries of the covered change queue nothing.
+    for _ in 0..1000 {
+        assert_eq!(q.push_changes(&[change("1", Some(900))], &[]), Ok(Pushed { added: 0, deduplicated: 1 }));
+    }
+    assert_eq!(q.depth(), 0);
+    // A change without a time (a restore, say) is always read; a later timed one does not
+    // make it skippable.
+    q.push_changes(&[change("1", None), change("1", Some(500))], &[]).unwrap();
+    assert_eq!(q.settle(ObjectKind::Contacts, &[("1".into(), 1_000)]), 0);
+    assert_eq!(q.depth(), 1);
+    // Deals are another lane with their own memory.
+    let deal = Change { kind: ObjectKind::Deals, ..change("1", Some(900)) };
+    assert_eq!(q.push_changes(&[deal], &[]).unwrap().added, 1);
+}
+
+#[test]
+fn remembered_versions_are_bounded_and_keep_the_newest() {
+    let mut read = ReadVersions::default();
+    for i in 0..(REMEMBERED as i64 * 2) {
+        read.record(&i.to_string(), i);
+    }
+    assert!(read.current.len() + read.previous.len() <= REMEMBERED);
+    let last = (REMEMBERED as i64 * 2 - 1).to_string();
+    assert!(read.covers(&last, 10));
+    read.record(&last, 5);
+    assert_eq!(read.get(&last), Some(REMEMBERED as i64 * 2 - 1), "an older read never lowers it");
+}

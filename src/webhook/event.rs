@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::kind::ObjectKind;
+use crate::queue::Change;
 
 /// One event, read leniently: every field optional, ids as numbers or strings.
 #[derive(Debug, Default, Deserialize)]
@@ -66,12 +67,15 @@ pub struct Deletion {
 /// Everything one webhook batch asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// Ids to fetch (queued).
-    pub fetch: Vec<(ObjectKind, String)>,
+    /// Ids to fetch (queued), with when their change happened for creations and property
+    /// changes (a read that already returned a newer `updatedAt` covers them).
+    pub fetch: Vec<Change>,
     /// Ids named by association changes, to fetch but never to archive when HubSpot does not
     /// find them: an association event says nothing about whether its ends still exist, and an
     /// id read as the wrong kind would archive an unrelated record with the same number.
     pub fetch_associated: Vec<(ObjectKind, String)>,
+    /// Association-change events planned (each named one or two ends in `fetch_associated`).
+    pub association_events: usize,
     pub deletions: Vec<Deletion>,
     pub merges: Vec<Merge>,
     /// Contact ids whose personal data goes now.
@@ -115,12 +119,16 @@ fn add(plan: &mut Plan, event: RawEvent) -> bool {
     let Some((prefix, action)) = subscription.split_once('.') else { return false };
     let kind = kind_of(prefix, event.object_type_id.as_deref());
     if action == "associationChange" {
-        return push_associated(plan, prefix, kind, event);
+        let planned = push_associated(plan, prefix, kind, event);
+        plan.association_events += usize::from(planned);
+        return planned;
     }
     let Some(kind) = kind else { return false };
     let object_id = event.object_id.clone();
     match action {
-        "creation" | "propertyChange" | "restore" => push_fetch(plan, kind, object_id),
+        "creation" | "propertyChange" => push_fetch(plan, kind, object_id, event.occurred_at),
+        // A restore need not move `updatedAt`: never taken as covered by an earlier read.
+        "restore" => push_fetch(plan, kind, object_id, None),
         "deletion" if kind == ObjectKind::Contacts && event.change_source.as_deref() == Some("GDPR") => {
             push_privacy(plan, object_id)
         }
@@ -138,7 +146,7 @@ fn add(plan: &mut Plan, event: RawEvent) -> bool {
             merged.retain(|id| *id != survivor);
             merged.sort();
             merged.dedup();
-            plan.fetch.push((kind, survivor.clone()));
+            plan.fetch.push(Change::untimed(kind, survivor.clone()));
             plan.merges.push(Merge { kind, merged, survivor });
             true
         }
@@ -146,8 +154,8 @@ fn add(plan: &mut Plan, event: RawEvent) -> bool {
     }
 }
 
-fn push_fetch(plan: &mut Plan, kind: ObjectKind, id: Option<String>) -> bool {
-    id.map(|id| plan.fetch.push((kind, id))).is_some()
+fn push_fetch(plan: &mut Plan, kind: ObjectKind, id: Option<String>, changed_at: Option<i64>) -> bool {
+    id.map(|id| plan.fetch.push(Change { kind, id, changed_at })).is_some()
 }
 
 /// An association change: each end is fetched as the kind its own type id names
@@ -234,6 +242,11 @@ mod tests {
         plan(serde_json::from_str(json).unwrap())
     }
 
+    /// The fetched ids of a plan, without their times.
+    fn fetched(p: &Plan) -> Vec<(ObjectKind, String)> {
+        p.fetch.iter().map(|c| (c.kind, c.id.clone())).collect()
+    }
+
     #[test]
     fn fetches_for_creation_change_restore_and_association() {
         let p = parse(
@@ -247,7 +260,7 @@ mod tests {
             (ObjectKind::Deals, "2".to_owned()),
             (ObjectKind::Calls, "3".to_owned()),
         ];
-        assert_eq!(p.fetch, want);
+        assert_eq!(fetched(&p), want);
         // Without `associationType`, only the subscribed end's kind is known.
         assert_eq!(p.fetch_associated, [(ObjectKind::Contacts, "4".to_owned())]);
         assert_eq!(p.ignored, 0);
@@ -292,7 +305,7 @@ mod tests {
                 {"subscriptionType":"object.creation","objectTypeId":"0-2","objectId":3},
                 {"subscriptionType":"object.creation","objectId":4}]"#,
         );
-        assert_eq!(p.fetch, vec![(ObjectKind::Contacts, "1".into()), (ObjectKind::Deals, "2".into())]);
+        assert_eq!(fetched(&p), vec![(ObjectKind::Contacts, "1".into()), (ObjectKind::Deals, "2".into())]);
         assert_eq!(p.ignored, 2, "companies and events without a type are counted, not refused");
     }
 
@@ -310,7 +323,7 @@ mod tests {
             r#"[{"subscriptionType":"contact.merge","objectId":10,"primaryObjectId":10,
                  "mergedObjectIds":[11,"12"],"newObjectId":20,"numberOfPropertiesMoved":3}]"#,
         );
-        assert_eq!(p.fetch, vec![(ObjectKind::Contacts, "20".into())]);
+        assert_eq!(fetched(&p), vec![(ObjectKind::Contacts, "20".into())]);
         let merged = vec!["10".to_owned(), "11".into(), "12".into()];
         assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Contacts, merged, survivor: "20".into() }]);
         // Without a new record, the primary survives and is not archived.
@@ -340,7 +353,7 @@ mod tests {
                 {"eventType":"deal.creation","objectId":3},
                 {"subscriptionType":"nodot"}, {}]"#,
         );
-        assert_eq!(p.fetch, vec![(ObjectKind::Deals, "3".into())]);
+        assert_eq!(fetched(&p), vec![(ObjectKind::Deals, "3".into())]);
         assert_eq!(p.ignored, 5);
     }
 }

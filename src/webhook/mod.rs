@@ -25,7 +25,7 @@ use futures_util::StreamExt as _;
 use url::Url;
 
 use crate::config::{SecretList, WebhookSettings};
-use crate::queue::{Queue, QueueError};
+use crate::queue::{Change, Queue, QueueError};
 use crate::signature::uri::{UriSource, signed_uri};
 use crate::signature::{self, SignatureHeaders, SignedRequest};
 use crate::store::Pool;
@@ -192,11 +192,11 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     // before the change, written just after it, when no row existed yet for the change to
     // archive. So the ids it touched are read again (the fetcher resolves merged-away ids to
     // their survivor and reads deleted ones as archived).
-    let reread = plan.merges.iter().flat_map(|m| m.merged.iter().map(|id| (m.kind, id.clone())));
-    let fetch: Vec<_> =
-        plan.fetch.iter().cloned().chain(reread).chain(plan.deletions.iter().map(|d| (d.kind, d.id.clone()))).collect();
+    let reread = plan.merges.iter().flat_map(|m| m.merged.iter().map(|id| Change::untimed(m.kind, id.clone())));
+    let deleted = plan.deletions.iter().map(|d| Change::untimed(d.kind, d.id.clone()));
+    let fetch: Vec<Change> = plan.fetch.iter().cloned().chain(reread).chain(deleted).collect();
     if !(fetch.is_empty() && plan.fetch_associated.is_empty()) {
-        queue.push_marked(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
+        queue.push_changes(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
     }
     Ok(count)
 }

@@ -12,7 +12,7 @@ use crate::harness::app::AppBuilder;
 use crate::harness::binary::ServeBinary;
 use crate::harness::compare::{Merges, assert_converged};
 use crate::harness::control::quiet_poller;
-use crate::harness::hooks::{SECRET, post, post_changes, signed};
+use crate::harness::hooks::{SECRET, post, post_changes, post_signed, signed};
 use crate::harness::{PATIENCE, TestApp, TestDb, eventually};
 
 /// A small simulator delivering webhooks to the app, with many duplicates and reorderings; the
@@ -110,6 +110,40 @@ async fn one_event_delivered_1000_times_costs_one_batch_read() {
     let reads = app.sim().stats()["operations"]["contacts.batch_read"].as_u64().unwrap_or(0);
     println!("1000 deliveries of one event -> {reads} batch reads");
     assert_eq!(reads, 1, "{reads} batch reads for 1000 deliveries");
+    assert_eq!(app.db.count("SELECT count(*) FROM contacts").await, 1);
+}
+
+#[tokio::test]
+async fn a_delivery_repeated_after_its_read_costs_no_other_read() {
+    let small = SimOptions { contacts: 50, deals: 5, calls: 5, owners: 2, ..SimOptions::default() };
+    let mut app = TestApp::builder().sim(small).quiet_poller().arg("--fetch-window", "20ms").start().await;
+    let url = app.webhook_url.clone();
+    let record = app.sim().export_json("contacts").into_iter().find(|r| r["archived"] == false).unwrap();
+    let id: u64 = record["id"].as_str().unwrap().parse().unwrap();
+    let changed_at = chrono::DateTime::parse_from_rfc3339(record["updatedAt"].as_str().unwrap()).unwrap();
+    // HubSpot repeats a delivery with the same event: same id, same `occurredAt`.
+    let event = serde_json::json!([{"eventId": 77, "subscriptionType": "contact.propertyChange", "objectId": id,
+        "occurredAt": changed_at.timestamp_millis(), "propertyName": "firstname", "propertyValue": "x",
+        "portalId": 62515, "appId": 54321, "attemptNumber": 0}]);
+    let body = serde_json::to_vec(&event).unwrap();
+    let deliver = || post_signed(&url, body.clone());
+    assert_eq!(deliver().await, 204);
+    let sim = app.sim.take().unwrap();
+    let reads = || sim.stats()["operations"]["contacts.batch_read"].as_u64().unwrap_or(0);
+    eventually(PATIENCE, "the first delivery is read", || async { reads() == 1 }).await;
+    // Repeats while the row is being written and long after, each past the fetch window.
+    for _ in 0..50 {
+        let codes = futures_util::future::join_all((0..20).map(|_| deliver())).await;
+        assert!(codes.iter().all(|c| *c == 204), "{codes:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // A new change of the same record is read again.
+    let newer = serde_json::json!([{"eventId": 78, "subscriptionType": "contact.propertyChange", "objectId": id,
+        "occurredAt": changed_at.timestamp_millis() + 1, "propertyName": "firstname", "propertyValue": "y"}]);
+    assert_eq!(post_signed(&url, serde_json::to_vec(&newer).unwrap()).await, 204);
+    eventually(PATIENCE, "the newer change is read", || async { reads() >= 2 }).await;
+    app.stop().await;
+    assert_eq!(reads(), 2, "1,000 repeats of one delivery cost no read");
     assert_eq!(app.db.count("SELECT count(*) FROM contacts").await, 1);
 }
 
