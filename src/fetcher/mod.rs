@@ -152,7 +152,8 @@ impl Loop {
             if self.cancel.run_until_cancelled(self.hubspot.reserve(Lane::Realtime)).await.is_none() {
                 return;
             }
-            let (ids, associated) = self.queue.take_ready_marked(self.kind, self.options.max_batch);
+            let crate::queue::Taken { ids, associated, queued } =
+                self.queue.take_ready_timed(self.kind, self.options.max_batch);
             if ids.is_empty() {
                 continue;
             }
@@ -173,6 +174,8 @@ impl Loop {
             match result {
                 Ok(outcome) => {
                     failures = 0;
+                    let now = tokio::time::Instant::now();
+                    self.queue.freshness().stored(self.kind, &queued, outcome.requests as u64, now);
                     let covered = self.queue.settle(self.kind, &outcome.versions);
                     if covered > 0 {
                         metrics::counter!(metric::QUEUE_COVERED, "object" => object).increment(covered as u64);

@@ -44,6 +44,9 @@ use crate::kind::ObjectKind;
 
 use crate::metric;
 
+pub mod freshness;
+pub use freshness::Freshness;
+
 /// Why ids were not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
@@ -149,6 +152,17 @@ struct State {
 pub struct Queue {
     state: Mutex<State>,
     capacity: usize,
+    freshness: Freshness,
+}
+
+/// Ids taken for one batch read.
+#[derive(Clone, Debug, Default)]
+pub struct Taken {
+    pub ids: Vec<String>,
+    /// Those queued only by association changes (never archived when not found).
+    pub associated: HashSet<String>,
+    /// When each id was queued, in the order of `ids`.
+    pub queued: Vec<Instant>,
 }
 
 impl Queue {
@@ -157,7 +171,7 @@ impl Queue {
         for kind in ObjectKind::ALL {
             state.lanes.insert(kind, Lane::default());
         }
-        Self { state: Mutex::new(state), capacity: capacity.max(1) }
+        Self { state: Mutex::new(state), capacity: capacity.max(1), freshness: Freshness::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -210,6 +224,13 @@ impl Queue {
         }
         let now = Instant::now();
         let offered = changes.len() + associated.len();
+        for kind in ObjectKind::ALL {
+            let of_kind = changes.iter().filter(|c| c.kind == kind).count()
+                + associated.iter().filter(|(k, _)| *k == kind).count();
+            if of_kind > 0 {
+                self.freshness.events(kind, of_kind as u64, now);
+            }
+        }
         let pushed = Pushed { added: fresh.len(), deduplicated: offered - fresh.len() };
         let firm: HashSet<(ObjectKind, &str)> = wanted.iter().map(|c| (c.kind, c.id.as_str())).collect();
         for (kind, id, changed_at, by_association) in all() {
@@ -356,14 +377,25 @@ impl Queue {
     /// [`Queue::take_ready`], also telling which of the ids were queued only by association
     /// changes: those must never be archived when HubSpot does not find them.
     pub fn take_ready_marked(&self, kind: ObjectKind, max: usize) -> (Vec<String>, HashSet<String>) {
+        let taken = self.take_ready_timed(kind, max);
+        (taken.ids, taken.associated)
+    }
+
+    /// [`Queue::take_ready_marked`], also telling when each id was queued.
+    pub fn take_ready_timed(&self, kind: ObjectKind, max: usize) -> Taken {
         let mut state = self.lock();
         self.take_now(&mut state, kind, max)
     }
 
-    fn take_now(&self, state: &mut State, kind: ObjectKind, max: usize) -> (Vec<String>, HashSet<String>) {
+    /// The real-time path's freshness figures (fetchers record what they stored).
+    pub fn freshness(&self) -> &Freshness {
+        &self.freshness
+    }
+
+    fn take_now(&self, state: &mut State, kind: ObjectKind, max: usize) -> Taken {
         let lane = state.lanes.entry(kind).or_default();
         let n = lane.order.len().min(max.max(1));
-        let ids: Vec<String> = lane.order.drain(..n).map(|(id, _)| id).collect();
+        let (ids, queued): (Vec<String>, Vec<Instant>) = lane.order.drain(..n).unzip();
         let mut associated = HashSet::new();
         for id in &ids {
             lane.waiting.remove(id);
@@ -377,7 +409,7 @@ impl Queue {
         }
         state.depth -= ids.len();
         Self::publish(state, Pushed::default());
-        (ids, associated)
+        Taken { ids, associated, queued }
     }
 
     /// Stops intake: later pushes fail with [`QueueError::Closed`]; fetchers drain what waits.
