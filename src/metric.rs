@@ -9,7 +9,7 @@
 /// Counter: webhook events accepted (a request carries a batch of events).
 pub const WEBHOOK_EVENTS_RECEIVED: &str = "hubspot_sync_webhook_events_received_total";
 /// Counter, label `reason` (`signature`, `malformed`, `queue_full`, `database`, `not_configured`,
-/// `shutting_down`): webhook requests refused.
+/// `shutting_down`, `busy`): webhook requests refused.
 pub const WEBHOOK_REQUESTS_REJECTED: &str = "hubspot_sync_webhook_requests_rejected_total";
 /// Counter, label `reason`: signature failures by cause.
 pub const WEBHOOK_SIGNATURE_FAILURES: &str = "hubspot_sync_webhook_signature_failures_total";
@@ -51,7 +51,8 @@ pub const OBJECTS_UPSERTED: &str = "hubspot_sync_objects_upserted_total";
 // The HubSpot client (`hubspot`).
 /// Counter, label `status` (HTTP status, or `error` for transport failures): HubSpot API calls.
 pub const HUBSPOT_REQUESTS: &str = "hubspot_sync_hubspot_requests_total";
-/// Counter: HubSpot answers with status 429.
+/// Counter, label `policy` (`TEN_SECONDLY_ROLLING`, `SECONDLY`, `DAILY`, `UNKNOWN` when HubSpot
+/// names none, `other` for any other name): HubSpot answers with status 429.
 pub const HUBSPOT_RATE_LIMITED: &str = "hubspot_sync_hubspot_rate_limited_total";
 /// Gauge: requests left in HubSpot's current 10-second window (`X-HubSpot-RateLimit-Remaining`).
 pub const HUBSPOT_BUDGET_REMAINING: &str = "hubspot_sync_hubspot_budget_remaining";
@@ -82,7 +83,8 @@ pub const AUDIT_DRIFT_LEFT: &str = "hubspot_sync_audit_drift_left";
 // Operations (`alerts`, `ops`).
 /// Gauge, label `condition`: 1 while an alert condition holds.
 pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";
-/// Counter, labels `method`, `status`: HTTP requests served on the public port.
+/// Counter, labels `method` (`GET`, `POST`, `HEAD`, `PUT`, `DELETE`, `PATCH`, `OPTIONS` or
+/// `other`: never the method as sent), `status`: HTTP requests served on the public port.
 pub const HTTP_REQUESTS: &str = "hubspot_sync_http_requests_total";
 
 /// Histogram buckets for run durations, in seconds (50 ms to 30 min).

@@ -93,13 +93,17 @@ impl ServeArgs {
     fn realtime(&self) -> Result<(Intake, Option<Realtime>), CliError> {
         if self.hubspot.hubspot_access_token.is_none() {
             tracing::warn!("HUBSPOT_ACCESS_TOKEN is not set: webhooks are answered 503 until it is");
-            return Ok((Intake::new(&self.webhooks, None), None));
+            return Ok((self.intake(None), None));
         }
         let hubspot = HubSpot::new(&self.hubspot).map_err(anyhow::Error::from)?;
         let queue = Arc::new(Queue::new(self.server.queue_capacity as usize));
         let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
         let options = FetcherOptions::new(self.server.fetch_window, write);
-        Ok((Intake::new(&self.webhooks, Some(queue)), Some(Realtime { hubspot, options })))
+        Ok((self.intake(Some(queue)), Some(Realtime { hubspot, options })))
+    }
+
+    fn intake(&self, queue: Option<Arc<Queue>>) -> Intake {
+        Intake::new(&self.webhooks, queue).with_max_concurrent(self.server.webhook_max_concurrent as usize)
     }
 }
 

@@ -17,7 +17,7 @@ pub use database::DatabaseSettings;
 pub use hubspot::{ApiVersion, HubSpotSettings, WebhookSettings};
 pub use schedule::{Schedule, ScheduleSettings};
 pub use secret::{Secret, SecretList};
-pub use server::{LogFormat, ServerSettings};
+pub use server::{DEFAULT_WEBHOOK_MAX_CONCURRENT, LogFormat, ServerSettings};
 
 use std::time::Duration;
 

@@ -7,6 +7,11 @@ use url::Url;
 
 use super::{Secret, parse_duration};
 
+/// Default of `WEBHOOK_MAX_CONCURRENT`: HubSpot sends at most 10 requests at once per account
+/// (its default `maxConcurrentRequests`), so 64 leaves room for several accounts and a burst of
+/// retries, and 64 bodies of 256 KiB hold at most 16 MiB.
+pub const DEFAULT_WEBHOOK_MAX_CONCURRENT: u32 = 64;
+
 /// Log output format (`LOG_FORMAT`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -30,6 +35,12 @@ pub struct ServerSettings {
     #[arg(long, env = "QUEUE_CAPACITY", value_name = "QUEUE_CAPACITY", default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub queue_capacity: u64,
+    /// Most webhook requests handled at once (bodies being read, checked or applied); beyond it
+    /// webhooks get 503 at once, unread, and HubSpot retries them. Bounds the memory held by
+    /// bodies not yet authenticated: this many times the 256 KiB body limit.
+    #[arg(long, env = "WEBHOOK_MAX_CONCURRENT", value_name = "WEBHOOK_MAX_CONCURRENT",
+          default_value_t = DEFAULT_WEBHOOK_MAX_CONCURRENT, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub webhook_max_concurrent: u32,
     /// Bearer token for the admin endpoints; when unset they answer 401.
     #[arg(long, env = "ADMIN_TOKEN", value_name = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,

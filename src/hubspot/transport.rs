@@ -204,7 +204,7 @@ impl Transport {
         is_search: bool,
     ) -> Failure {
         let policy = body.policy_name.clone().unwrap_or_else(|| "UNKNOWN".to_owned());
-        metrics::counter!(metric::HUBSPOT_RATE_LIMITED, "policy" => policy.clone()).increment(1);
+        metrics::counter!(metric::HUBSPOT_RATE_LIMITED, "policy" => policy_label(&policy)).increment(1);
         let error = HubSpotError::RateLimited { policy: policy.clone(), body: value };
         if policy == "DAILY" && retry_after.is_none() {
             tracing::error!("HubSpot daily request quota reached; giving up until it resets");
@@ -270,4 +270,16 @@ pub fn http_client(token: &str, timeout: Duration) -> Result<reqwest::Client, Hu
         .pool_max_idle_per_host(16)
         .build()
         .map_err(|e| HubSpotError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// The `policy` label of a 429: HubSpot's documented policy names, else `other`, so a label is
+/// never taken verbatim from an answer (`docs/hubspot.md §4.3`; the error keeps the name as sent).
+fn policy_label(policy: &str) -> &'static str {
+    match policy {
+        "TEN_SECONDLY_ROLLING" => "TEN_SECONDLY_ROLLING",
+        "SECONDLY" => "SECONDLY",
+        "DAILY" => "DAILY",
+        "UNKNOWN" => "UNKNOWN",
+        _ => "other",
+    }
 }

@@ -1,7 +1,11 @@
 //! The operations HTTP surface on the public port: health probes, the status API and its OpenAPI
-//! document, the status page, force sync, the admin guard, request ids and the HTTP request
-//! counter. Background work (metrics listener, `LISTEN`, alerts) is started by `runtime`; alerts
-//! live in `crate::alerts`, live webhook figures in `crate::webhook::stats`.
+//! document, the status page, force sync, the admin guard, request ids, the HTTP request
+//! counter and the security headers of every response. Background work (metrics listener,
+//! `LISTEN`, alerts) is started by `runtime`; alerts live in `crate::alerts`, live webhook
+//! figures in `crate::webhook::stats`.
+//!
+//! Without the admin token the status API shows summaries only (status, counts, times,
+//! figures); ids, error texts and `error_details` need it ([`admin::Access`]).
 //!
 //! `ops` reads the store and live figures and asks the poller for runs through
 //! [`crate::poller::control::SyncControl`]; nothing here writes synced data. Handlers extract only what they use:
@@ -9,6 +13,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod headers;
 pub mod health;
 pub mod openapi;
 pub mod page;

@@ -1,6 +1,11 @@
 //! The status API: `GET /api/sync/status`, `GET /api/sync/logs` and the admin-only
-//! `POST /api/sync/{object}`. Each handler is annotated for the OpenAPI document
-//! (`ops::openapi`), so the document is generated from this code.
+//! `GET /api/sync/failures` and `POST /api/sync/{object}`. Each handler is annotated for the
+//! OpenAPI document (`ops::openapi`), so the document is generated from this code.
+//!
+//! The reads are public but show summaries only (status, counts, times, figures): run ids, the
+//! failed records' ids and the error texts in `error_details` (PostgreSQL errors, HubSpot error
+//! bodies) are shown only with the admin token ([`Access`]), and left out of the JSON without
+//! it.
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -8,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::OpsState;
-use super::admin::AdminAuth;
+use super::admin::{Access, AdminAuth};
 use super::error::{ApiError, ErrorBody};
 use crate::kind::ObjectKind;
 use crate::poller::control::TriggerError;
@@ -52,8 +57,9 @@ pub struct ObjectStatus {
 /// The latest drift audit of one object, with its counts.
 #[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct AuditStatus {
-    /// The audit's `sync_logs` row.
-    pub run_id: Uuid,
+    /// The audit's `sync_logs` row; only with the admin token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
     pub completed_at: DateTime<Utc>,
     /// `success` (no drift left), `partial` (drift left) or `failed` (could not complete).
     pub status: String,
@@ -76,7 +82,7 @@ impl From<&LastAudit> for AuditStatus {
         let n =
             |key: &str| a.details.as_ref().and_then(|d| d.get(key)).and_then(serde_json::Value::as_i64).unwrap_or(0);
         Self {
-            run_id: a.id,
+            run_id: Some(a.id),
             completed_at: a.completed_at,
             status: a.status.as_str().to_owned(),
             missing: n("missing"),
@@ -102,10 +108,12 @@ pub struct LiveFigures {
     pub last_webhook_time: Option<DateTime<Utc>>,
 }
 
-/// One reconciliation run.
+/// One reconciliation run. `id` and `error_details` are left out without the admin token.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunView {
-    pub id: Uuid,
+    /// The run's `sync_logs` row; only with the admin token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
     pub sync_type: String,
     /// `running`, `success`, `partial` or `failed`.
     pub status: String,
@@ -118,14 +126,28 @@ pub struct RunView {
     pub duration_ms: Option<i64>,
     pub records_processed: i32,
     pub records_failed: i32,
-    /// HubSpot error bodies and failed ids, when there were any.
-    pub error_details: Option<serde_json::Value>,
+    /// HubSpot error bodies, PostgreSQL errors and failed ids (null when there were none); only
+    /// with the admin token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, nullable)]
+    pub error_details: Option<Option<serde_json::Value>>,
+}
+
+impl RunView {
+    /// The run as `access` may see it.
+    pub fn of(log: SyncLog, access: Access) -> Self {
+        let mut run = Self::from(log);
+        if !access.details() {
+            (run.id, run.error_details) = (None, None);
+        }
+        run
+    }
 }
 
 impl From<SyncLog> for RunView {
     fn from(log: SyncLog) -> Self {
         Self {
-            id: log.id,
+            id: Some(log.id),
             sync_type: log.sync_type,
             status: log.status.as_str().to_owned(),
             trigger: log.trigger.as_str().to_owned(),
@@ -135,7 +157,7 @@ impl From<SyncLog> for RunView {
             duration_ms: log.duration_ms,
             records_processed: log.records_processed,
             records_failed: log.records_failed,
-            error_details: log.error_details,
+            error_details: Some(log.error_details),
         }
     }
 }
@@ -177,13 +199,20 @@ pub struct ForceSyncAccepted {
     pub run_id: Uuid,
 }
 
-/// Latest run per object, with the live queue and webhook figures.
+/// Latest run per object, with the live queue and webhook figures (the audit's run id only with
+/// the admin token).
 #[utoipa::path(get, path = "/api/sync/status", tag = "sync",
+    security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "One element per object", body = [ObjectStatus]),
+        (status = 401, description = "A bearer token that is not the admin token", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<web::Json<Vec<ObjectStatus>>, ApiError> {
+pub async fn status(
+    access: Access,
+    pool: web::Data<Pool>,
+    ops: web::Data<OpsState>,
+) -> Result<web::Json<Vec<ObjectStatus>>, ApiError> {
     let mut conn = pool.get().await.map_err(ApiError::store)?;
     let latest = sync_logs::latest_status(&mut conn).await.map_err(ApiError::store)?;
     let parked = sync_failures::summary(&mut conn).await.map_err(ApiError::store)?;
@@ -207,7 +236,10 @@ pub async fn status(pool: web::Data<Pool>, ops: web::Data<OpsState>) -> Result<w
             if let Some(p) = parked.iter().find(|p| p.object == kind.as_str()) {
                 (row.parked, row.oldest_parked) = (p.parked, Some(p.oldest));
             }
-            row.last_audit = audits.iter().find(|a| a.sync_type == kind.as_str()).map(AuditStatus::from);
+            row.last_audit = audits
+                .iter()
+                .find(|a| a.sync_type == kind.as_str())
+                .map(|a| AuditStatus { run_id: access.details().then_some(a.id), ..AuditStatus::from(a) });
             row
         })
         .collect();
@@ -250,14 +282,20 @@ fn object_status(
     }
 }
 
-/// Recent runs, newest first.
+/// Recent runs, newest first (ids and `error_details` only with the admin token).
 #[utoipa::path(get, path = "/api/sync/logs", tag = "sync", params(LogsQuery),
+    security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "Runs, newest first", body = [RunView]),
         (status = 400, description = "Unknown object or limit out of range", body = ErrorBody),
+        (status = 401, description = "A bearer token that is not the admin token", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
-pub async fn logs(pool: web::Data<Pool>, query: web::Query<LogsQuery>) -> Result<web::Json<Vec<RunView>>, ApiError> {
+pub async fn logs(
+    access: Access,
+    pool: web::Data<Pool>,
+    query: web::Query<LogsQuery>,
+) -> Result<web::Json<Vec<RunView>>, ApiError> {
     let kind = match query.object.as_deref() {
         None => None,
         Some(raw) => Some(raw.parse::<ObjectKind>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
@@ -268,7 +306,7 @@ pub async fn logs(pool: web::Data<Pool>, query: web::Query<LogsQuery>) -> Result
     }
     let mut conn = pool.get().await.map_err(ApiError::store)?;
     let runs = sync_logs::recent(&mut conn, kind.map(ObjectKind::as_str), limit).await.map_err(ApiError::store)?;
-    Ok(web::Json(runs.into_iter().map(RunView::from).collect()))
+    Ok(web::Json(runs.into_iter().map(|run| RunView::of(run, access)).collect()))
 }
 
 /// Starts a run of one object now (admin only).

@@ -13,7 +13,7 @@ pub mod background;
 
 use crate::app::{self, AppState};
 use crate::fetcher::Fetchers;
-use crate::ops::request_log;
+use crate::ops::{headers, request_log};
 pub use background::Background;
 
 /// How long a client has to send a request head before it is answered 408 and disconnected.
@@ -87,6 +87,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(request_log::middleware))
+            .wrap(headers::security())
             .configure(|cfg| state.register(cfg))
             .configure(app::configure)
     })

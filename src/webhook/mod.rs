@@ -1,6 +1,8 @@
 //! Real-time intake: `POST /webhooks/hubspot`.
 //!
-//! Read the raw body (at most 1 MiB, else 413) -> check the signature on those exact bytes
+//! Refuse a declared length over 256 KiB (413) -> take a place ([`limits::Gate`]; too many
+//! requests at once: 503, the body unread) -> read the raw body (at most 256 KiB within 5 s, else
+//! 413 or 408: [`limits`]) -> check the signature on those exact bytes
 //! ([`crate::signature`], else 401) -> parse the event array ([`event`], else 400) -> write
 //! deletions, merges and privacy deletions ([`apply`]; database down: 503) -> queue the ids to
 //! fetch ([`crate::queue`]; full or shutting down: 503, and HubSpot retries the batch, whose
@@ -13,32 +15,25 @@
 
 pub mod apply;
 pub mod event;
+pub mod limits;
 pub mod stats;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt as _;
 use url::Url;
 
-use crate::config::{SecretList, WebhookSettings};
+use crate::config::{DEFAULT_WEBHOOK_MAX_CONCURRENT, SecretList, WebhookSettings};
 use crate::queue::{Change, Queue, QueueError};
 use crate::signature::uri::{UriSource, signed_uri};
 use crate::signature::{self, SignatureHeaders, SignedRequest};
 use crate::store::Pool;
 use crate::telemetry::ErrorChain;
+pub use limits::{BODY_TIMEOUT, MAX_BODY_BYTES};
+use limits::{BodyError, Gate};
 use stats::{Rejection as Refused, WebhookStats};
-
-/// Largest accepted body (HubSpot sends at most 100 small events).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Longest a client may take to send the body once its request head arrived (actix times out
-/// the head itself, but not the body): a slow-loris client trickling a body is cut off with 408.
-/// HubSpot sends its few kilobytes at once.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 use crate::metric;
 
@@ -49,6 +44,7 @@ use crate::metric;
 pub struct Intake {
     inner: Arc<IntakeInner>,
     stats: Arc<WebhookStats>,
+    gate: Gate,
 }
 
 struct IntakeInner {
@@ -68,7 +64,13 @@ impl Intake {
                 queue,
             }),
             stats: Arc::new(WebhookStats::new()),
+            gate: Gate::new(DEFAULT_WEBHOOK_MAX_CONCURRENT as usize),
         }
+    }
+
+    /// The same intake handling at most `places` requests at once (`WEBHOOK_MAX_CONCURRENT`).
+    pub fn with_max_concurrent(self, places: usize) -> Self {
+        Self { gate: Gate::new(places), ..self }
     }
 
     /// The same intake recording its figures into `stats` (shared with the status API).
@@ -89,6 +91,8 @@ impl Intake {
 /// Why a request was not accepted.
 #[derive(Debug)]
 enum Refusal {
+    /// Every place was taken ([`Gate`]).
+    Busy,
     TooLarge,
     /// The body did not arrive within [`BODY_TIMEOUT`].
     SlowBody,
@@ -102,6 +106,7 @@ enum Refusal {
 impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::SlowBody => StatusCode::REQUEST_TIMEOUT,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
@@ -112,6 +117,7 @@ impl Refusal {
 
     fn kind(&self) -> Refused {
         match self {
+            Self::Busy => Refused::Busy,
             Self::TooLarge | Self::SlowBody | Self::Malformed(_) => Refused::Malformed,
             Self::Signature(_) => Refused::Signature,
             Self::Queue(QueueError::Full) => Refused::QueueFull,
@@ -124,7 +130,8 @@ impl Refusal {
     /// The body sent back: a short reason, never the cause's details.
     fn message(&self) -> &'static str {
         match self {
-            Self::TooLarge => "body over 1 MiB",
+            Self::Busy => "too many webhook requests at once, retry later",
+            Self::TooLarge => "body over 256 KiB",
             Self::SlowBody => "body not received in time",
             Self::Signature(_) => "missing, forged or stale signature",
             Self::Malformed(_) => "body is not a JSON array of events",
@@ -132,6 +139,16 @@ impl Refusal {
             Self::Queue(QueueError::Closed) => "shutting down, retry later",
             Self::NotFetching => "real-time sync is not configured (HUBSPOT_ACCESS_TOKEN)",
             Self::Store(_) => "database unavailable, retry later",
+        }
+    }
+}
+
+impl From<BodyError> for Refusal {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge => Self::TooLarge,
+            BodyError::Slow => Self::SlowBody,
+            BodyError::Unreadable(why) => Self::Malformed(why),
         }
     }
 }
@@ -168,8 +185,11 @@ pub async fn receive(
 
 /// Everything but the answer; returns the number of events accepted.
 async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool: &Pool) -> Result<usize, Refusal> {
+    limits::check_declared(req).map_err(Refusal::from)?;
+    // Held until the request is answered: its body, parsed events and writes count against it.
+    let _place = intake.gate.enter().ok_or(Refusal::Busy)?;
     let intake = &intake.inner;
-    let body = tokio::time::timeout(BODY_TIMEOUT, read_body(req, payload)).await.map_err(|_| Refusal::SlowBody)??;
+    let body = limits::read_body(req, payload).await.map_err(Refusal::from)?;
     verify(req, &body, intake).map_err(Refusal::Signature)?;
     let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let count = events.len();
@@ -199,26 +219,6 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
         queue.push_changes(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
     }
     Ok(count)
-}
-
-async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Bytes, Refusal> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(Refusal::TooLarge);
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(MAX_BODY_BYTES));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Refusal::Malformed(format!("cannot read the body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(Refusal::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 fn verify(req: &HttpRequest, body: &[u8], intake: &IntakeInner) -> Result<signature::Verified, signature::Rejection> {
@@ -255,6 +255,8 @@ mod tests {
         assert_eq!(Refusal::Queue(QueueError::Closed).kind(), Refused::ShuttingDown);
         assert_eq!(Refusal::NotFetching.kind(), Refused::NotConfigured);
         assert_eq!(Refusal::TooLarge.kind(), Refused::Malformed);
+        assert_eq!(Refusal::Busy.kind(), Refused::Busy);
+        assert_eq!(Refusal::Busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         let reasons: std::collections::HashSet<_> =
             [database.kind(), Refused::QueueFull, Refused::ShuttingDown, Refused::NotConfigured]
                 .iter()

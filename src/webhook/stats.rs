@@ -30,6 +30,8 @@ pub enum Rejection {
     NotConfigured,
     /// The process is shutting down (503).
     ShuttingDown,
+    /// As many webhook requests as `WEBHOOK_MAX_CONCURRENT` were already being handled (503).
+    Busy,
 }
 
 impl Rejection {
@@ -41,6 +43,7 @@ impl Rejection {
             Self::Database => "database",
             Self::NotConfigured => "not_configured",
             Self::ShuttingDown => "shutting_down",
+            Self::Busy => "busy",
         }
     }
 }

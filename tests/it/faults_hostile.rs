@@ -2,7 +2,8 @@
 //! length, truncated (the connection stalls or closes mid-body), deeply nested, not UTF-8, or
 //! headers that are not UTF-8; and slow-loris clients trickling the request head or the body.
 //! Each gets its documented refusal or a closed connection, never a panic or a hang, and the
-//! server keeps answering everyone else throughout. The fuzz targets in `fuzz/` cover the
+//! server keeps answering everyone else throughout; 500 bodies trickled at once hold a bounded
+//! amount of memory (`WEBHOOK_MAX_CONCURRENT` places, the rest refused at once). The fuzz targets in `fuzz/` cover the
 //! signature check and the event parser; their crashing inputs, if any, are replayed here.
 
 use std::time::{Duration, Instant};
@@ -11,8 +12,10 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::harness::TestApp;
-use crate::harness::hooks::{SECRET, post, signed};
+use crate::harness::binary::ServeBinary;
+use crate::harness::control::quiet_poller;
+use crate::harness::hooks::{SECRET, post, post_changes, signed};
+use crate::harness::{TestApp, TestDb, within};
 
 /// Whatever a hostile client does, the server is done with it within this (it cuts a trickled
 /// head off after 5 s; the bound is generous for a busy machine, and far below the 200+ s a
@@ -238,4 +241,115 @@ async fn fuzz_seeds_and_regressions_replay_through_the_server() {
     assert!(replayed >= 10, "the seed corpus is there ({replayed} files)");
     assert!(healthy(app.addr).await);
     app.stop().await;
+}
+
+/// A figure of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(&format!("{field}:"))).unwrap_or_else(|| panic!("{field}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// One client trickling a body of `len` bytes in `pieces` pieces (one every 300 ms), unsigned;
+/// the status the server answered with (`None`: closed without an answer). It stops sending as
+/// soon as the server has answered.
+async fn trickle(addr: std::net::SocketAddr, len: usize, pieces: usize) -> Option<u16> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let (mut from, mut to) = stream.into_split();
+    let answer = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let line = String::from_utf8_lossy(&answer).into_owned();
+        line.split(' ').nth(1).and_then(|code| code.parse::<u16>().ok())
+    });
+    let head = format!(
+        "POST /webhooks/hubspot HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let piece = vec![b' '; len / pieces];
+    if to.write_all(head.as_bytes()).await.is_ok() {
+        for _ in 0..pieces {
+            if answer.is_finished() || to.write_all(&piece).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    within(PATIENCE, "the server answers or closes a trickled body", answer).await.unwrap()
+}
+
+/// 500 clients at once trickle bodies just under the 256 KiB limit into the real binary: the
+/// first `WEBHOOK_MAX_CONCURRENT` (64) are read (and refused, unsigned), the rest get 503 at once,
+/// so the server's resident memory grows by at most about 64 bodies, never 500; `/healthz`
+/// answers throughout and a real delivery is accepted afterwards. Before the concurrency cap every
+/// body was buffered at once (over 120 MiB).
+#[tokio::test]
+async fn five_hundred_trickled_bodies_leave_memory_bounded_and_the_server_answering() {
+    const CLIENTS: usize = 500;
+    const PIECES: usize = 10;
+    const BODY: usize = 250 * 1024;
+    /// Generous: 64 bodies of 256 KiB are 16 MiB; 500 are 125 MiB.
+    const GROWTH_BOUND_KIB: u64 = 64 * 1024;
+    let db = TestDb::new().await;
+    quiet_poller(&db).await;
+    // HubSpot unreachable and a long fetch window: ids stay queued, nothing needs HubSpot here.
+    let serve = ServeBinary::new(&db.url())
+        .quiet_schedules()
+        .env("HUBSPOT_ACCESS_TOKEN", "pat-test")
+        .env("HUBSPOT_API_BASE", "http://127.0.0.1:1")
+        .env("HUBSPOT_CLIENT_SECRET", SECRET)
+        .env("FETCH_WINDOW", "1h")
+        .spawn()
+        .await;
+    let (pid, addr) = (serve.pid(), std::net::SocketAddr::from(([127, 0, 0, 1], serve.port)));
+    let rss_before = proc_kib(pid, "VmRSS");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let status = trickle(addr, BODY, PIECES).await;
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                status
+            })
+        })
+        .collect();
+    // Meanwhile `/healthz` answers (each probe awaited up to `PATIENCE`), and memory is sampled.
+    let (mut probes, mut slowest, mut rss_peak) = (0, Duration::ZERO, rss_before);
+    while done.load(std::sync::atomic::Ordering::SeqCst) < CLIENTS {
+        let started = Instant::now();
+        assert!(healthy(addr).await, "the server answers /healthz during the flood");
+        (probes, slowest) = (probes + 1, slowest.max(started.elapsed()));
+        rss_peak = rss_peak.max(proc_kib(pid, "VmRSS"));
+        tokio::time::sleep(Duration::from_millis(100)).await; // pacing of the probes, not a wait for a result
+    }
+    let mut answers = std::collections::BTreeMap::<Option<u16>, usize>::new();
+    for client in clients {
+        *answers.entry(client.await.unwrap()).or_default() += 1;
+    }
+    // The kernel's high-water mark, or the highest sample if that is higher (RSS is counted
+    // lazily per CPU, so the two can differ by a little).
+    let hwm = proc_kib(pid, "VmHWM");
+    let peak = hwm.max(rss_peak);
+    println!(
+        "flood of {CLIENTS} trickled {BODY}-byte bodies: answers {answers:?}; server VmRSS {rss_before} KiB before, \
+         {rss_peak} KiB sampled peak, VmHWM {hwm} KiB; /healthz answered {probes} probes, slowest {slowest:?}"
+    );
+    assert!(answers.get(&Some(503)).is_some_and(|n| *n > 0), "beyond the places: 503 at once: {answers:?}");
+    for (status, n) in &answers {
+        assert!(matches!(status, Some(401 | 503 | 408)), "{n} clients got {status:?}: {answers:?}");
+    }
+    assert!(
+        peak.saturating_sub(rss_before) < GROWTH_BOUND_KIB,
+        "resident memory grew by {} KiB (peak {peak} KiB, {rss_before} KiB before)",
+        peak.saturating_sub(rss_before)
+    );
+    // The places are given back: HubSpot's next delivery is accepted.
+    assert_eq!(post_changes(&serve.url("/webhooks/hubspot"), "contact", &[1, 2]).await, 204);
+    serve.kill().await;
 }

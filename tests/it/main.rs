@@ -6,6 +6,7 @@ mod alerts;
 mod audit;
 mod cli;
 mod demo;
+mod exposure;
 mod faults_database;
 mod faults_deploy;
 mod faults_hostile;

@@ -17,6 +17,12 @@ async fn get_json(url: &str) -> (u16, serde_json::Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// `get_json` with the admin token: run ids and error details are shown.
+async fn get_admin(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new().get(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 #[tokio::test]
 async fn status_has_one_element_per_object_with_live_figures() {
     let mut app = TestApp::builder().recording_control().start().await;
@@ -50,12 +56,12 @@ async fn status_has_one_element_per_object_with_live_figures() {
 
 #[tokio::test]
 async fn logs_filter_by_object_and_validate_their_input() {
-    let mut app = TestApp::builder().recording_control().start().await;
+    let mut app = TestApp::builder().recording_control().admin_token(ADMIN_TOKEN).start().await;
     let first = finished(&app.db, "contacts", 1, 0, None).await;
     let second = finished(&app.db, "contacts", 2, 1, None).await;
     finished(&app.db, "deals", 3, 0, None).await;
 
-    let (status, body) = get_json(&format!("{}/api/sync/logs?object=contacts", app.base)).await;
+    let (status, body) = get_admin(&format!("{}/api/sync/logs?object=contacts", app.base)).await;
     assert_eq!(status, 200);
     let ids: Vec<_> = body.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, [second.to_string(), first.to_string()], "newest first, contacts only");
@@ -104,7 +110,7 @@ async fn force_sync_needs_the_admin_token() {
     let unknown_anon = http.post(format!("{}/api/sync/companies", app.base)).send().await.unwrap();
     assert_eq!(unknown_anon.status().as_u16(), 401, "the guard answers before the path is looked at");
 
-    let (_, logs) = get_json(&format!("{}/api/sync/logs", app.base)).await;
+    let (_, logs) = get_admin(&format!("{}/api/sync/logs", app.base)).await;
     assert!(logs.as_array().unwrap().iter().any(|r| r["id"] == body["run_id"] && r["trigger"] == "manual"));
     app.stop().await;
 }
@@ -322,7 +328,7 @@ async fn serve_logs_are_json_with_request_ids_and_hold_no_secrets() {
 /// Polls `/api/sync/logs` until the run is finished (a hang guard, not a timing assertion).
 async fn wait_for_run(base: &str, run_id: &str) -> serde_json::Value {
     until_some(PATIENCE, &format!("run {run_id} did not finish"), || async {
-        let (_, runs) = get_json(&format!("{base}/api/sync/logs?limit=50")).await;
+        let (_, runs) = get_admin(&format!("{base}/api/sync/logs?limit=50")).await;
         runs.as_array().unwrap().iter().find(|r| r["id"] == run_id && r["status"] != "running").cloned()
     })
     .await
