@@ -57,7 +57,7 @@ impl ServeArgs {
         };
         let mut ops = OpsState::new(self.server.admin_token.clone(), control);
         if let Some(queue) = webhooks.queue().cloned() {
-            ops = ops.with_queue_depth(move || queue.depth() as u64);
+            ops = ops.with_queue(queue);
         }
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use crate::config::Secret;
 use crate::poller::control::SharedControl;
+use crate::queue::Queue;
 use crate::telemetry::prometheus::DepthSource;
 use crate::webhook::stats::WebhookStats;
 
@@ -38,13 +39,21 @@ pub struct OpsState {
     pub webhooks: Arc<WebhookStats>,
     /// The webhook queue's depth.
     pub queue_depth: DepthSource,
+    /// The webhook queue, for its freshness figures; none while real-time fetching is off.
+    pub queue: Option<Arc<Queue>>,
 }
 
 impl OpsState {
     /// Fresh webhook figures and a queue depth of 0 until a queue is attached with
     /// [`OpsState::with_queue_depth`].
     pub fn new(admin_token: Option<Secret>, control: SharedControl) -> Self {
-        Self { admin_token, control, webhooks: Arc::new(WebhookStats::new()), queue_depth: Arc::new(|| 0) }
+        Self { admin_token, control, webhooks: Arc::new(WebhookStats::new()), queue_depth: Arc::new(|| 0), queue: None }
+    }
+
+    /// Reads the queue depth and the real-time freshness figures from `queue`.
+    pub fn with_queue(self, queue: Arc<Queue>) -> Self {
+        let depth = queue.clone();
+        Self { queue: Some(queue), ..self.with_queue_depth(move || depth.depth() as u64) }
     }
 
     /// Reads the queue depth from `depth`.

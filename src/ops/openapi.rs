@@ -6,7 +6,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::status::{AuditStatus, FailureView, ForceSyncAccepted, LiveFigures, ObjectName, ObjectStatus, RunView};
+use super::status::{
+    AuditStatus, FailureView, ForceSyncAccepted, LiveFigures, ObjectName, ObjectStatus, RealtimeFreshness, RunView,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +18,7 @@ use super::status::{AuditStatus, FailureView, ForceSyncAccepted, LiveFigures, Ob
         ObjectStatus,
         AuditStatus,
         LiveFigures,
+        RealtimeFreshness,
         RunView,
         FailureView,
         ForceSyncAccepted,

@@ -17,6 +17,8 @@ use super::admin::{Access, AdminAuth};
 use super::error::{ApiError, ErrorBody};
 use crate::kind::ObjectKind;
 use crate::poller::control::TriggerError;
+use crate::queue::Queue;
+use crate::queue::freshness::Figures;
 use crate::store::Pool;
 use crate::store::audit::{self, LastAudit};
 use crate::store::sync_failures::{self, Failure};
@@ -50,8 +52,42 @@ pub struct ObjectStatus {
     /// The latest finished drift audit of this object (`hubspot-sync audit`, `SCHEDULE_AUDIT`);
     /// null when none ran.
     pub last_audit: Option<AuditStatus>,
+    /// How fresh webhooks keep this object, over the last five minutes; null for owners (no
+    /// webhooks) and while real-time fetching is off.
+    pub realtime: Option<RealtimeFreshness>,
     /// Process-wide figures, the same in every element.
     pub live: LiveFigures,
+}
+
+/// The real-time path of one object over the last five minutes.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct RealtimeFreshness {
+    /// From a webhook's arrival to its record stored: the median and the 99th percentile, in
+    /// milliseconds; null without samples.
+    pub change_to_row_p50_ms: Option<u64>,
+    pub change_to_row_p99_ms: Option<u64>,
+    /// Records stored by the fetchers.
+    pub records_stored: u64,
+    /// Events that asked for a read (repeats included).
+    pub events: u64,
+    /// HubSpot requests the fetchers made.
+    pub reads: u64,
+    /// `reads / events`; null before any event.
+    pub reads_per_event: Option<f64>,
+}
+
+impl From<Figures> for RealtimeFreshness {
+    fn from(f: Figures) -> Self {
+        let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+        Self {
+            change_to_row_p50_ms: ms(f.p50),
+            change_to_row_p99_ms: ms(f.p99),
+            records_stored: f.stored as u64,
+            events: f.events,
+            reads: f.reads,
+            reads_per_event: f.reads_per_event(),
+        }
+    }
 }
 
 /// The latest drift audit of one object, with its counts.
@@ -240,10 +276,17 @@ pub async fn status(
                 .iter()
                 .find(|a| a.sync_type == kind.as_str())
                 .map(|a| AuditStatus { run_id: access.details().then_some(a.id), ..AuditStatus::from(a) });
+            row.realtime = realtime(ops.queue.as_deref(), kind);
             row
         })
         .collect();
     Ok(web::Json(rows))
+}
+
+/// The freshness figures of `kind`, when webhooks feed it.
+fn realtime(queue: Option<&Queue>, kind: ObjectKind) -> Option<RealtimeFreshness> {
+    let queue = queue.filter(|_| kind != ObjectKind::Owners)?;
+    Some(queue.freshness().figures(kind, tokio::time::Instant::now()).into())
 }
 
 fn object_status(
@@ -264,6 +307,7 @@ fn object_status(
             parked: 0,
             oldest_parked: None,
             last_audit: None,
+            realtime: None,
             live,
         },
         None => ObjectStatus {
@@ -277,6 +321,7 @@ fn object_status(
             parked: 0,
             oldest_parked: None,
             last_audit: None,
+            realtime: None,
             live,
         },
     }

@@ -13,7 +13,7 @@ use crate::harness::binary::ServeBinary;
 use crate::harness::compare::{Merges, assert_converged};
 use crate::harness::control::quiet_poller;
 use crate::harness::hooks::{SECRET, post, post_changes, post_signed, signed};
-use crate::harness::{PATIENCE, TestApp, TestDb, eventually};
+use crate::harness::{PATIENCE, TestApp, TestDb, eventually, until_some};
 
 /// A small simulator delivering webhooks to the app, with many duplicates and reorderings; the
 /// database starts as a copy of it.
@@ -233,4 +233,36 @@ async fn a_restore_that_keeps_updated_at_is_live_after_its_webhook_read() {
     assert!(sim.wait_webhooks_idle(PATIENCE).await, "webhooks still pending");
     app.stop().await;
     assert_converged(&app.db, &sim, Merges::Pointer, false).await;
+}
+
+#[tokio::test]
+async fn the_status_api_shows_webhook_to_row_latency_and_reads_per_event() {
+    let small = SimOptions { contacts: 60, deals: 5, calls: 5, owners: 2, ..SimOptions::default() };
+    let mut app = TestApp::builder().sim(small).quiet_poller().arg("--fetch-window", "50ms").start().await;
+    let url = app.webhook_url.clone();
+    let live = app.sim().export_json("contacts").into_iter().filter(|c| c["archived"] == false);
+    let ids: Vec<u64> = live.take(40).map(|c| c["id"].as_str().unwrap().parse().unwrap()).collect();
+    for chunk in ids.chunks(10) {
+        assert_eq!(post_changes(&url, "contact", chunk).await, 204);
+    }
+    let status = format!("{}/api/sync/status", app.base);
+    let contacts = until_some(PATIENCE, "40 contacts stored through webhooks", || async {
+        let rows: Vec<serde_json::Value> = reqwest::get(&status).await.unwrap().json().await.unwrap();
+        let row = rows.into_iter().find(|r| r["sync_type"] == "contacts").unwrap();
+        (row["realtime"]["records_stored"].as_u64() == Some(40)).then_some(row)
+    })
+    .await;
+    let r = &contacts["realtime"];
+    let (p50, p99) = (r["change_to_row_p50_ms"].as_u64().unwrap(), r["change_to_row_p99_ms"].as_u64().unwrap());
+    assert!(p50 <= p99, "{r}");
+    assert_eq!(r["events"], 40, "{r}");
+    let reads = r["reads"].as_u64().unwrap();
+    assert!((1..=4).contains(&reads), "40 ids in 4 posts, batches of up to 100: {r}");
+    assert_eq!(r["reads_per_event"].as_f64().unwrap(), reads as f64 / 40.0, "{r}");
+    let rows: Vec<serde_json::Value> = reqwest::get(&status).await.unwrap().json().await.unwrap();
+    let of = |kind: &str| rows.iter().find(|r| r["sync_type"] == kind).unwrap()["realtime"].clone();
+    assert!(of("owners").is_null(), "owners have no webhooks");
+    assert_eq!(of("deals")["records_stored"], 0);
+    assert!(of("deals")["change_to_row_p50_ms"].is_null());
+    app.stop().await;
 }
