@@ -5,8 +5,10 @@
 //! tokio-postgres only understands `sslmode` `disable`/`prefer`/`require`, so `sslmode` and
 //! `sslrootcert` are taken out of the URL here and the five libpq modes are implemented with
 //! rustls (see [`tls`]): `disable` (no TLS), `prefer` (TLS when offered, certificate not checked,
-//! the default), `require` (TLS, certificate not checked), `verify-ca` (chain checked against
+//! the default), `require` (TLS, certificate not checked; but with a CA file, as libpq does, the
+//! chain is checked against it: `verify-ca`), `verify-ca` (chain checked against
 //! `DATABASE_CA_CERT`, else the public roots) and `verify-full` (chain and host name checked).
+//! `sslrootcert=system` means the public roots and, as in libpq, `verify-full` only.
 //! Supabase's transaction pooler (port 6543) breaks prepared statements and is refused.
 
 mod mode;
@@ -61,7 +63,10 @@ pub struct DbTarget {
     /// The URL without `sslmode`/`sslrootcert`; never logged as is (it may hold a password).
     url: Url,
     config: tokio_postgres::Config,
+    /// The mode in force ([`SslMode::in_force`]).
     ssl_mode: SslMode,
+    /// `sslmode=require` was asked for and a CA file turned it into `verify-ca`.
+    require_with_ca: bool,
     ca_file: Option<PathBuf>,
     tls: Option<MakeRustlsConnect>,
 }
@@ -79,7 +84,16 @@ impl DbTarget {
     /// Parses `DATABASE_URL`; `ca_cert` is `DATABASE_CA_CERT` (the URL's `sslrootcert` is used
     /// when it is `None`). The CA file is read and checked now, so a bad file fails at start-up.
     pub fn parse(database_url: &str, ca_cert: Option<&Path>) -> Result<DbTarget, DbUrlError> {
-        let (cleaned, ssl_mode, root_cert) = strip_ssl_params(database_url)?;
+        let (cleaned, asked_mode, root_cert) = strip_ssl_params(database_url)?;
+        let system_roots = root_cert.as_deref() == Some("system");
+        let ssl_mode = match asked_mode {
+            // libpq: `sslrootcert=system` defaults to `verify-full` and refuses any weaker mode.
+            None if system_roots => SslMode::VerifyFull,
+            Some(mode) if system_roots && mode != SslMode::VerifyFull => {
+                return Err(DbUrlError::WeakModeWithSystemRoots(mode));
+            }
+            asked => asked.unwrap_or_default(),
+        };
         let url = Url::parse(&cleaned).map_err(|e| DbUrlError::Invalid(e.to_string()))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err(DbUrlError::Invalid(format!(
@@ -105,11 +119,14 @@ impl DbTarget {
             Some(path) => tls::load_ca(path)?,
             None => tls::Roots::Public,
         };
+        // `require` with a CA file verifies the chain, as libpq does (see `SslMode::in_force`).
+        let require_with_ca = ssl_mode == SslMode::Require && ca_file.is_some();
+        let ssl_mode = ssl_mode.in_force(ca_file.is_some());
         let tls = tls::make_tls(ssl_mode, &roots)?;
-        Ok(DbTarget { url, config, ssl_mode, ca_file, tls })
+        Ok(DbTarget { url, config, ssl_mode, require_with_ca, ca_file, tls })
     }
 
-    /// The `sslmode` in force.
+    /// The `sslmode` in force: `verify-ca` for `require` with a CA file.
     pub fn ssl_mode(&self) -> SslMode {
         self.ssl_mode
     }
@@ -224,7 +241,13 @@ impl DbTarget {
     fn error(&self, error: tokio_postgres::Error) -> ConnectError {
         match tls::certificate_error(&error) {
             Some(cert) => {
-                let (reason, remedy) = tls::explain(cert, self.ca_file.as_deref());
+                let (reason, mut remedy) = tls::explain(cert, self.ca_file.as_deref());
+                if self.require_with_ca {
+                    remedy.push_str(
+                        " (sslmode=require checks the certificate against DATABASE_CA_CERT when it is \
+                         set, as libpq does)",
+                    );
+                }
                 ConnectError::Certificate { server: self.server(), reason, remedy }
             }
             None => ConnectError::Postgres { target: self.redacted(), detail: error_chain(&error), error },
@@ -279,16 +302,16 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Takes `sslmode` and `sslrootcert` out of the query string, keeping every other parameter
-/// byte for byte. Returns the cleaned URL, the mode (default `prefer`) and the `sslrootcert`.
-fn strip_ssl_params(database_url: &str) -> Result<(String, SslMode, Option<String>), DbUrlError> {
+/// byte for byte. Returns the cleaned URL, the mode if the URL names one, and the `sslrootcert`.
+fn strip_ssl_params(database_url: &str) -> Result<(String, Option<SslMode>, Option<String>), DbUrlError> {
     let Some((base, query)) = database_url.split_once('?') else {
-        return Ok((database_url.to_owned(), SslMode::default(), None));
+        return Ok((database_url.to_owned(), None, None));
     };
-    let (mut mode, mut root_cert, mut kept) = (SslMode::default(), None, Vec::new());
+    let (mut mode, mut root_cert, mut kept) = (None, None, Vec::new());
     for raw in query.split('&').filter(|raw| !raw.is_empty()) {
         let (key, value) = url::form_urlencoded::parse(raw.as_bytes()).next().unwrap_or_default();
         match key.as_ref() {
-            "sslmode" => mode = value.parse()?,
+            "sslmode" => mode = Some(value.parse()?),
             "sslrootcert" => root_cert = Some(value.into_owned()),
             _ => kept.push(raw),
         }

@@ -94,12 +94,50 @@ async fn sslmode_is_honoured_against_a_tls_server() {
     assert!(message.contains("db.example.invalid"), "{message}");
     assert!(is_ssl(&renamed("verify-ca"), Some(&ca)).await.unwrap(), "verify-ca ignores the name");
 
-    // require and prefer encrypt without checking the certificate; disable does not encrypt.
+    // require (without a CA) and prefer encrypt without checking the certificate; disable does
+    // not encrypt.
     assert!(is_ssl(&url("localhost", "require"), None).await.unwrap(), "require");
-    assert!(is_ssl(&url("localhost", "require"), Some(&wrong_ca)).await.unwrap(), "require");
     assert!(is_ssl(&format!("postgres://postgres@localhost:{port}/postgres"), None).await.unwrap(), "prefer");
     assert!(!is_ssl(&url("127.0.0.1", "disable"), None).await.unwrap(), "disable");
 
+    pg.stop().await;
+}
+
+/// libpq: "if a root CA file exists, the behavior of sslmode=require will be the same as that of
+/// verify-ca". An operator who sets `DATABASE_CA_CERT` with `require` is verified.
+#[tokio::test]
+async fn require_with_a_ca_verifies_the_chain_as_libpq_does() {
+    let pki = make_pki("hubspot-sync test CA");
+    let other = make_pki("some other CA");
+    let files = tempfile::tempdir().unwrap();
+    let ca = write(files.path(), "ca.pem", &pki.ca_pem);
+    let wrong_ca = write(files.path(), "wrong-ca.pem", &other.ca_pem);
+    let pg = LocalPostgres::start(LocalPgOptions { ssl: Some(pki.server), ..LocalPgOptions::default() }).unwrap();
+    let port = pg.port();
+    let require = |host: &str| format!("postgres://postgres@{host}:{port}/postgres?sslmode=require");
+
+    // A wrong CA is refused, saying why, what to do and that require verifies with a CA.
+    let error = is_ssl(&require("localhost"), Some(&wrong_ca)).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, ConnectError::Certificate { .. }), "{message}");
+    assert!(message.contains("could not verify the server certificate"), "{message}");
+    assert!(message.contains("unknown issuer"), "{message}");
+    assert!(message.contains("wrong-ca.pem"), "{message}");
+    assert!(message.contains("sslmode=require checks the certificate against DATABASE_CA_CERT"), "{message}");
+    // So is the same wrong CA given as `sslrootcert` in the URL.
+    let in_url = format!("{}&sslrootcert={}", require("localhost"), wrong_ca.display());
+    assert!(matches!(is_ssl(&in_url, None).await, Err(ConnectError::Certificate { .. })), "sslrootcert");
+
+    // The right CA connects, encrypted; like verify-ca, the host name is not checked.
+    assert!(is_ssl(&require("localhost"), Some(&ca)).await.unwrap(), "require + the right CA");
+    let renamed = format!("postgres://postgres@db.example.invalid:{port}/postgres?hostaddr=127.0.0.1&sslmode=require");
+    assert!(is_ssl(&renamed, Some(&ca)).await.unwrap(), "require + CA ignores the name, as verify-ca");
+    let target = DbTarget::parse(&require("localhost"), Some(&ca)).unwrap();
+    assert_eq!(target.ssl_mode(), SslMode::VerifyCa);
+    assert!(target.redacted().ends_with("sslmode=verify-ca"), "the logged URL says what is in force");
+
+    // Without a CA, require still connects without verifying (libpq's behaviour).
+    assert!(is_ssl(&require("localhost"), None).await.unwrap(), "require without a CA");
     pg.stop().await;
 }
 

@@ -12,7 +12,8 @@ pub enum SslMode {
     /// TLS when the server offers it, certificate not verified (libpq's default).
     #[default]
     Prefer,
-    /// TLS mandatory, certificate not verified.
+    /// TLS mandatory; the certificate is not verified unless a root CA file is given (then as
+    /// [`SslMode::VerifyCa`], see [`SslMode::in_force`]).
     Require,
     /// TLS mandatory, certificate chain verified, host name not checked.
     VerifyCa,
@@ -29,6 +30,17 @@ impl SslMode {
             SslMode::Require => "require",
             SslMode::VerifyCa => "verify-ca",
             SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// The mode libpq actually applies: `require` with a root CA file (`DATABASE_CA_CERT` or
+    /// `sslrootcert`) verifies the certificate chain against it, exactly as `verify-ca` does
+    /// (libpq keeps this for compatibility: before `verify-ca` existed, giving a CA was how one
+    /// asked for verification). Every other mode is applied as written.
+    pub fn in_force(self, has_root_ca: bool) -> SslMode {
+        match self {
+            SslMode::Require if has_root_ca => SslMode::VerifyCa,
+            other => other,
         }
     }
 }
@@ -74,4 +86,10 @@ pub enum DbUrlError {
     CaCert { path: PathBuf, reason: String },
     #[error("could not set up TLS for the database connection: {0}")]
     Tls(String),
+    #[error(
+        "sslmode={0} cannot be used with sslrootcert=system in DATABASE_URL: the public roots only \
+         prove who the server is together with its host name; use sslmode=verify-full (as libpq \
+         requires)"
+    )]
+    WeakModeWithSystemRoots(SslMode),
 }

@@ -117,3 +117,40 @@ fn sslrootcert_is_an_alternative_ca_path() {
     let url = format!("{URL}?sslmode=verify-full&sslrootcert=system");
     assert!(DbTarget::parse(&url, None).is_ok());
 }
+
+/// A PEM file holding one freshly generated CA certificate.
+fn ca_file() -> tempfile::NamedTempFile {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(ca.pem().as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn require_with_a_ca_file_verifies_the_chain_as_libpq_does() {
+    let ca = ca_file();
+    let with_ca = DbTarget::parse(&format!("{URL}?sslmode=require"), Some(ca.path())).unwrap();
+    assert_eq!(with_ca.ssl_mode(), SslMode::VerifyCa);
+    assert_eq!(with_ca.redacted(), "postgres://app:***@db.example.com:5432/crm?sslmode=verify-ca");
+    let url = format!("{URL}?sslmode=require&sslrootcert={}", ca.path().display());
+    assert_eq!(DbTarget::parse(&url, None).unwrap().ssl_mode(), SslMode::VerifyCa, "sslrootcert too");
+    // Without a CA file, require stays unverified; other modes are never changed by one.
+    assert_eq!(DbTarget::parse(&format!("{URL}?sslmode=require"), None).unwrap().ssl_mode(), SslMode::Require);
+    for mode in [SslMode::Disable, SslMode::Prefer, SslMode::VerifyCa, SslMode::VerifyFull] {
+        let target = DbTarget::parse(&format!("{URL}?sslmode={mode}"), Some(ca.path())).unwrap();
+        assert_eq!(target.ssl_mode(), mode);
+    }
+}
+
+#[test]
+fn system_roots_mean_verify_full_as_in_libpq() {
+    let url = format!("{URL}?sslrootcert=system");
+    assert_eq!(DbTarget::parse(&url, None).unwrap().ssl_mode(), SslMode::VerifyFull, "the default with system");
+    for weak in ["disable", "prefer", "require", "verify-ca"] {
+        let message = DbTarget::parse(&format!("{url}&sslmode={weak}"), None).unwrap_err().to_string();
+        assert!(message.contains(&format!("sslmode={weak}")), "{message}");
+        assert!(message.contains("verify-full"), "{message}");
+    }
+}
