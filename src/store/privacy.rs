@@ -76,7 +76,8 @@ pub async fn erase(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::Quer
             .await?;
         let all: Vec<String> = closure(conn, &ids).await?.into_iter().collect();
         diesel::sql_query(
-            "INSERT INTO privacy_deletions (hubspot_contact_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO privacy_deletions (hubspot_contact_id) SELECT id FROM unnest($1::text[]) AS id ORDER BY id \
+             ON CONFLICT DO NOTHING",
         )
         .bind::<Array<Text>, _>(&all)
         .execute(conn)

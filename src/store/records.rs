@@ -9,6 +9,12 @@
 //! id is one read before the merge). So a stale batch from a slow fetch never regresses a row,
 //! and a fetch that read a record just before it was deleted or merged cannot bring it back.
 //!
+//! **Lock order.** Every multi-row write here touches rows in id order, so two writers whose rows
+//! overlap (a webhook fetch and a poller page, a deletion and a full pass) wait for each other
+//! instead of deadlocking: the upserts take their rows sorted by id ([`newest_per_id`]) and
+//! insert them `ORDER BY` id whatever plan PostgreSQL picks, and the archiving `UPDATE`s lock
+//! their rows `ORDER BY` id first ([`in_id_order`]) rather than in the scan's order.
+//!
 //! One exception ([`revived`]): HubSpot does not promise to move `updatedAt` when it restores a
 //! record, so a live row from a read that started after the stored row was archived replaces it
 //! whatever its `updated_at`: HubSpot said it is live after the deletion we recorded. Merged
@@ -170,6 +176,9 @@ pub fn upsert_sql<R: Record>() -> String {
     if let Some(condition) = R::ONLY_IF {
         let _ = write!(sql, "WHERE {condition} ");
     }
+    // Rows are bound sorted; the ORDER BY keeps them so whatever the plan (a hash join on
+    // ONLY_IF could otherwise emit them in hash order): see "Lock order" above.
+    sql.push_str("ORDER BY u.id ");
     let _ = write!(
         sql,
         "ON CONFLICT ({key}) DO UPDATE SET {updates}, created_at = excluded.created_at, \
@@ -257,6 +266,17 @@ macro_rules! row_accessors {
 }
 pub(crate) use row_accessors;
 
+/// `UPDATE {table} SET {set} WHERE {condition}` that locks the rows it changes in id order
+/// (`SELECT ... ORDER BY id FOR UPDATE` first), not in the order of whatever scan PostgreSQL
+/// picks, so it cannot deadlock with an upsert or another update over the same rows.
+/// `condition` names the table's columns unqualified; it is checked again on the locked row.
+pub fn in_id_order(table: &str, key: &str, set: &str, condition: &str) -> String {
+    format!(
+        "UPDATE {table} SET {set} FROM (SELECT {key} AS locked_id FROM {table} WHERE {condition} \
+         ORDER BY {key} FOR UPDATE) AS locked WHERE {key} = locked.locked_id AND {condition}"
+    )
+}
+
 /// Marks rows archived (deleted in HubSpot, or merged away into `merged_into`). Rows not stored
 /// yet are left alone: there is nothing to hide. Returns the number of rows changed.
 pub async fn mark_archived(
@@ -265,12 +285,15 @@ pub async fn mark_archived(
     ids: &[String],
     merged_into: Option<&str>,
 ) -> diesel::QueryResult<usize> {
-    let sql = format!(
-        "UPDATE {table} SET archived = true, archived_at = coalesce(archived_at, now()), \
-         merged_into = coalesce($2, merged_into), synced_at = now() \
-         WHERE {key} = ANY($1) AND (NOT archived OR merged_into IS DISTINCT FROM coalesce($2, merged_into))",
-        table = table.name(),
-        key = table.key(),
+    let sql = in_id_order(
+        table.name(),
+        table.key(),
+        "archived = true, archived_at = coalesce(archived_at, now()), merged_into = coalesce($2, merged_into), \
+         synced_at = now()",
+        &format!(
+            "{key} = ANY($1) AND (NOT archived OR merged_into IS DISTINCT FROM coalesce($2, merged_into))",
+            key = table.key()
+        ),
     );
     diesel::sql_query(sql).bind::<Array<Text>, _>(ids).bind::<Nullable<Text>, _>(merged_into).execute(conn).await
 }
@@ -287,11 +310,11 @@ pub async fn archive_unseen(
     since: DateTime<Utc>,
     keep: &[String],
 ) -> diesel::QueryResult<usize> {
-    let sql = format!(
-        "UPDATE {table} SET archived = true, archived_at = coalesce(archived_at, now()), synced_at = now() \
-         WHERE NOT archived AND synced_at < $1 AND updated_at < $1 AND NOT ({key} = ANY($2))",
-        table = table.name(),
-        key = table.key(),
+    let sql = in_id_order(
+        table.name(),
+        table.key(),
+        "archived = true, archived_at = coalesce(archived_at, now()), synced_at = now()",
+        &format!("NOT archived AND synced_at < $1 AND updated_at < $1 AND NOT ({key} = ANY($2))", key = table.key()),
     );
     diesel::sql_query(sql)
         .bind::<diesel::sql_types::Timestamptz, _>(since)
@@ -311,12 +334,12 @@ pub async fn archive_deleted(
     ids: &[String],
     deleted_at: DateTime<Utc>,
 ) -> diesel::QueryResult<usize> {
-    let sql = format!(
-        "UPDATE {table} SET archived = true, archived_at = coalesce(archived_at, $2), \
-         updated_at = greatest(updated_at, $2), synced_at = now() \
-         WHERE {key} = ANY($1) AND updated_at <= $2 AND (NOT archived OR updated_at < $2)",
-        table = table.name(),
-        key = table.key(),
+    let sql = in_id_order(
+        table.name(),
+        table.key(),
+        "archived = true, archived_at = coalesce(archived_at, $2), updated_at = greatest(updated_at, $2), \
+         synced_at = now()",
+        &format!("{key} = ANY($1) AND updated_at <= $2 AND (NOT archived OR updated_at < $2)", key = table.key()),
     );
     diesel::sql_query(sql).bind::<Array<Text>, _>(ids).bind::<Timestamptz, _>(deleted_at).execute(conn).await
 }
@@ -349,6 +372,7 @@ mod tests {
              AS u(id, email, first_name, last_name, phone, owner_id, lifecycle_stage, status, created_at, \
              updated_at, archived, properties) \
          WHERE NOT EXISTS (SELECT 1 FROM privacy_deletions p WHERE p.hubspot_contact_id = u.id) \
+         ORDER BY u.id \
          ON CONFLICT (hubspot_contact_id) DO UPDATE SET email = excluded.email, \
              first_name = excluded.first_name, last_name = excluded.last_name, phone = excluded.phone, \
              owner_id = excluded.owner_id, lifecycle_stage = excluded.lifecycle_stage, \
@@ -371,6 +395,7 @@ mod tests {
              $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::jsonb[]) \
              AS u(id, deal_name, deal_value, stage, status, close_date, closer_id, pipeline, created_at, \
              updated_at, archived, properties) \
+         ORDER BY u.id \
          ON CONFLICT (hubspot_deal_id) DO UPDATE SET deal_name = excluded.deal_name, \
              deal_value = excluded.deal_value, stage = excluded.stage, status = excluded.status, \
              close_date = excluded.close_date, closer_id = excluded.closer_id, pipeline = excluded.pipeline, \
@@ -390,6 +415,7 @@ mod tests {
              $7::timestamptz[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::jsonb[]) \
              AS u(id, title, direction, disposition, status, duration_ms, called_at, owner_id, created_at, \
              updated_at, archived, properties) \
+         ORDER BY u.id \
          ON CONFLICT (hubspot_call_id) DO UPDATE SET title = excluded.title, direction = excluded.direction, \
              disposition = excluded.disposition, status = excluded.status, duration_ms = excluded.duration_ms, \
              called_at = excluded.called_at, owner_id = excluded.owner_id, created_at = excluded.created_at, \

@@ -79,14 +79,16 @@ pub async fn park(
     backoff: Backoff,
 ) -> QueryResult<Vec<(String, i32)>> {
     let mut seen = std::collections::HashSet::new();
-    let unique: Vec<&NewFailure> = failures.iter().filter(|f| seen.insert(f.hubspot_id.as_str())).collect();
+    let mut unique: Vec<&NewFailure> = failures.iter().filter(|f| seen.insert(f.hubspot_id.as_str())).collect();
+    // In id order, so two writers parking the same ids lock them in the same order (no deadlock).
+    unique.sort_unstable_by(|a, b| a.hubspot_id.cmp(&b.hubspot_id));
     if unique.is_empty() {
         return Ok(Vec::new());
     }
     let rows: Vec<Attempts> = diesel::sql_query(
         "INSERT INTO sync_failures AS f (object, hubspot_id, error, updated_at, next_attempt) \
          SELECT $1, u.id, u.error, u.updated_at, now() + make_interval(secs => $5) \
-         FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS u(id, error, updated_at) \
+         FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS u(id, error, updated_at) ORDER BY u.id \
          ON CONFLICT (object, hubspot_id) DO UPDATE SET error = excluded.error, last_seen = now(), \
              attempts = f.attempts + 1, updated_at = coalesce(excluded.updated_at, f.updated_at), \
              next_attempt = now() + make_interval(secs => least($5 * power(2, f.attempts), $6)) \

@@ -14,6 +14,7 @@ mod faults_hubspot;
 mod harness;
 mod hubspot_client;
 mod listen;
+mod lock_order;
 mod migrations;
 mod poison;
 mod poller;
