@@ -1,4 +1,4 @@
-//! Control endpoints outside HubSpot's namespace: `/_sim/churn`, `/_sim/properties`,
+//! Control endpoints outside HubSpot's namespace: `/_sim/churn`, `/_sim/owners`, `/_sim/properties`,
 //! `/_sim/export/{object}`, `/_sim/stats`, `/_sim/faults`, `/_sim/plant`, `/_sim/batch_errors`
 //! (see `poison`). No auth, no limits, no faults.
 
@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/churn", web::post().to(churn))
+        .route("/owners", web::post().to(change_owners))
         .route("/properties", web::post().to(create_property))
         .route("/export/{object}", web::get().to(export))
         .route("/stats", web::get().to(stats))
@@ -64,6 +65,17 @@ async fn churn(st: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
         Ok(Err(e)) => bad(e),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}
+
+async fn change_owners(st: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let req: crate::data::owners::OwnerChangeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("invalid owners body: {e}")),
+    };
+    match st.change_owners(&req) {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => bad(e),
     }
 }
 

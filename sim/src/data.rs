@@ -7,6 +7,7 @@
 
 pub mod churn;
 pub mod json;
+pub mod owners;
 pub mod schema;
 pub mod seed;
 pub mod store;

@@ -19,6 +19,7 @@ pub mod stats;
 pub mod webhooks;
 
 pub use data::churn::{ChurnReport, ChurnRequest, MergeReport, PropertyReport, PropertyRequest};
+pub use data::owners::{OwnerChangeReport, OwnerChangeRequest};
 pub use faults::FaultConfig;
 pub use limits::Clock;
 pub use poison::{BatchErrorRequest, PlantRequest};
@@ -252,6 +253,11 @@ impl SimHandle {
     /// Changes data (and queues webhooks) exactly as `POST /_sim/churn` does.
     pub fn churn(&self, req: &ChurnRequest) -> Result<ChurnReport, data::churn::ChurnError> {
         self.state.churn(req)
+    }
+
+    /// Adds, changes, deactivates, reactivates or removes owners, as `POST /_sim/owners` does.
+    pub fn change_owners(&self, req: &OwnerChangeRequest) -> Result<OwnerChangeReport, String> {
+        self.state.change_owners(req)
     }
 
     /// Creates a custom property at run time, exactly as `POST /_sim/properties` does.

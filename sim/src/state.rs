@@ -90,6 +90,17 @@ impl AppState {
         Ok(report)
     }
 
+    /// Changes owners as `POST /_sim/owners` does (no webhooks: HubSpot sends none for owners).
+    pub fn change_owners(
+        &self,
+        req: &crate::data::owners::OwnerChangeRequest,
+    ) -> Result<crate::data::owners::OwnerChangeReport, String> {
+        let mut crm = self.write();
+        let mut rng = self.churn_rng.lock().unwrap_or_else(PoisonError::into_inner);
+        let ts = crm.now(self.clock.now_ms());
+        crate::data::owners::apply(&mut crm, req, &mut rng, ts)
+    }
+
     /// NDJSON of every record of `object` (archived and merged-away included), or owners.
     pub fn export(&self, object: &str) -> Option<String> {
         let crm = self.read();

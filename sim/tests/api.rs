@@ -353,6 +353,47 @@ async fn injected_faults() {
 }
 
 #[tokio::test]
+async fn owners_come_go_and_may_lack_created_at() {
+    let h = sim(SimOptions { owners: 10, ..Default::default() }).await;
+    let ids = |b: &Value| -> Vec<String> {
+        b["results"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect()
+    };
+    let listed = || async {
+        let (_, _, live) = get(&h, "/crm/v3/owners").await;
+        let (_, _, archived) = get(&h, "/crm/v3/owners?archived=true").await;
+        (ids(&live), ids(&archived))
+    };
+    let (live, archived) = listed().await;
+    assert_eq!((live.len(), archived.len()), (9, 1));
+
+    // Removed: in neither list, nor readable, nor exported.
+    let (s, _, rep) = post(&h, "/_sim/owners", json!({"delete_ids": [live[0]], "archives": 1, "creates": 1})).await;
+    assert_eq!(s, 200, "{rep}");
+    assert_eq!(rep["deleted"], json!([live[0]]));
+    let (now_live, now_archived) = listed().await;
+    assert!(!now_live.contains(&live[0]) && !now_archived.contains(&live[0]));
+    assert_eq!(get(&h, &format!("/crm/v3/owners/{}", live[0])).await.0, 404);
+    assert!(h.export_json("owners").iter().all(|o| o["id"] != live[0].as_str()));
+    // Deactivated: moved to the archived list; created: listed as active.
+    let moved = rep["archived"][0].as_str().unwrap().to_string();
+    assert!(now_archived.contains(&moved) && !now_live.contains(&moved));
+    assert!(now_live.contains(&rep["created"][0].as_str().unwrap().to_string()));
+    assert_eq!(now_live.len(), 8);
+
+    // createdAt left out for every owner from now on; the rest of the owner is unchanged.
+    let rep = h.change_owners(&hubspot_sim::OwnerChangeRequest { omit_created_at: 100, ..Default::default() }).unwrap();
+    assert_eq!(rep.created_at_omitted.len(), 10);
+    let (_, _, b) = get(&h, "/crm/v3/owners").await;
+    assert!(
+        b["results"].as_array().unwrap().iter().all(|o| o.get("createdAt").is_none() && o["updatedAt"].is_string())
+    );
+
+    let (s, _, b) = post(&h, "/_sim/owners", json!({"delete_ids": ["1"]})).await;
+    assert_eq!(s, 400, "{b}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn owners_and_properties() {
     let h = sim(SimOptions { owners: 30, ..Default::default() }).await;
     let (_, _, b) = get(&h, "/crm/v3/owners?limit=10").await;

@@ -43,10 +43,7 @@ pub async fn stored(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<Ve
 
 /// Marks owners archived (HubSpot has them neither active nor archived). Returns rows changed.
 pub async fn archive_staff(conn: &mut AsyncPgConnection, ids: &[String]) -> Result<usize, StoreError> {
-    Ok(diesel::sql_query("UPDATE staff SET archived = true, synced_at = now() WHERE id = ANY($1) AND NOT archived")
-        .bind::<Array<Text>, _>(ids)
-        .execute(conn)
-        .await?)
+    Ok(super::staff::archive(conn, ids).await?)
 }
 
 #[derive(QueryableByName)]
@@ -153,11 +150,11 @@ pub async fn latest(conn: &mut AsyncPgConnection) -> Result<Vec<LastAudit>, Stor
 /// started after any deletion), so the upsert that follows is not refused by an archived row
 /// with the same `updated_at`. Rows merged away stay archived. Returns rows changed.
 pub async fn unarchive(conn: &mut AsyncPgConnection, table: RecordTable, ids: &[String]) -> Result<usize, StoreError> {
-    let sql = format!(
-        "UPDATE {table} SET archived = false, archived_at = NULL, synced_at = now() \
-         WHERE {key} = ANY($1) AND archived AND merged_into IS NULL",
-        table = table.name(),
-        key = table.key(),
+    let sql = super::records::in_id_order(
+        table.name(),
+        table.key(),
+        "archived = false, archived_at = NULL, synced_at = now()",
+        &format!("{key} = ANY($1) AND archived AND merged_into IS NULL", key = table.key()),
     );
     Ok(diesel::sql_query(sql).bind::<Array<Text>, _>(ids).execute(conn).await?)
 }

@@ -110,6 +110,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Nullable<Timestamptz>,
         synced_at -> Timestamptz,
+        archived_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hubspot_sim::{ChurnRequest, FaultConfig, Sim, SimHandle, SimOptions};
+use hubspot_sim::{ChurnRequest, FaultConfig, OwnerChangeRequest, Sim, SimHandle, SimOptions};
 use hubspot_sync::config::ApiVersion;
 use hubspot_sync::hubspot::HubSpot;
 use hubspot_sync::objects::ObjectKind;
@@ -91,6 +91,111 @@ async fn full_sync_converges_to_the_export() {
     let logs = client.query("SELECT sync_type, status, trigger, mode FROM sync_logs", &[]).await.unwrap();
     assert_eq!(logs.len(), 4);
     assert!(logs.iter().all(|r| r.get::<_, String>(1) == "success" && r.get::<_, String>(3) == "full"));
+}
+
+/// `archived`, `archived_at` and `created_at` (times in epoch microseconds) of an owner.
+async fn owner_row(db: &TestDb, id: &str) -> (bool, Option<i64>, i64) {
+    let micros = |column: &str| format!("(extract(epoch FROM {column}) * 1000000)::bigint");
+    let sql = format!("SELECT archived, {}, {} FROM staff WHERE id = $1", micros("archived_at"), micros("created_at"));
+    let row = db.client().await.query_one(&sql, &[&id]).await.unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn owners_hubspot_lists_no_more_are_archived_and_live_again_when_they_return() {
+    let (db, sim) = (TestDb::new().await, sim(0, 0, 0).await);
+    let poller = poller(&db, client(&sim));
+    let owners = |run: &'static str| {
+        let poller = poller.clone();
+        async move {
+            let summary = poller.run(ObjectKind::Owners, Mode::Incremental, Trigger::Manual).await.unwrap();
+            assert_eq!(summary.status, RunStatus::Success, "{run}: {summary:?}");
+        }
+    };
+    owners("first").await;
+    let live: Vec<String> = sim
+        .export_json("owners")
+        .iter()
+        .filter(|o| o["archived"] == false)
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(live.len() >= 3);
+    assert_eq!(owner_row(&db, &live[0]).await.0, false);
+
+    // HubSpot removes one owner for good (gone from the active and the archived list).
+    let gone =
+        sim.change_owners(&OwnerChangeRequest { delete_ids: vec![live[0].clone()], ..Default::default() }).unwrap();
+    assert_eq!(gone.deleted, [live[0].clone()]);
+    owners("after the removal").await;
+    let (archived, archived_at, _) = owner_row(&db, &live[0]).await;
+    assert!(archived && archived_at.is_some(), "an owner HubSpot lists no more is archived in staff");
+    assert!(
+        compare::owner_differences(&db, &sim).await.is_empty(),
+        "{:?}",
+        compare::owner_differences(&db, &sim).await
+    );
+    let details = db
+        .client()
+        .await
+        .query_one(
+            "SELECT error_details #>> '{details,archived_unseen}' FROM sync_logs ORDER BY started_at DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, Option<String>>(0);
+    assert_eq!(details.as_deref(), Some("1"), "the run says it archived one owner");
+
+    // Deactivated, then reactivated: archived while HubSpot says so, live again after.
+    let mut moved = sim.change_owners(&OwnerChangeRequest { archives: 1, ..Default::default() }).unwrap().archived;
+    let moved = moved.remove(0);
+    owners("after the deactivation").await;
+    let first_archived_at = owner_row(&db, &moved).await.1;
+    assert!(first_archived_at.is_some());
+    owners("again").await;
+    assert_eq!(owner_row(&db, &moved).await.1, first_archived_at, "archived_at is when it was first seen so");
+    sim.change_owners(&OwnerChangeRequest { restores: 2, ..Default::default() }).unwrap();
+    owners("after the reactivation").await;
+    let (archived, archived_at, _) = owner_row(&db, &moved).await;
+    assert_eq!((archived, archived_at), (false, None), "live again, with no archived_at");
+    assert!(
+        compare::owner_differences(&db, &sim).await.is_empty(),
+        "{:?}",
+        compare::owner_differences(&db, &sim).await
+    );
+    assert!(owner_row(&db, &live[0]).await.0, "the removed owner stays archived");
+}
+
+#[tokio::test]
+async fn owners_created_at_is_kept_when_hubspot_omits_it() {
+    let (db, sim) = (TestDb::new().await, sim(0, 0, 0).await);
+    let poller = poller(&db, client(&sim));
+    let omitted = sim.change_owners(&OwnerChangeRequest { omit_created_at: 3, ..Default::default() }).unwrap();
+    let run = || async {
+        let summary = poller.run(ObjectKind::Owners, Mode::Incremental, Trigger::Manual).await.unwrap();
+        assert_eq!(summary.status, RunStatus::Success, "{summary:?}");
+    };
+    run().await;
+    let first: Vec<_> = {
+        let mut rows = Vec::new();
+        for id in &omitted.created_at_omitted {
+            rows.push(owner_row(&db, id).await.2);
+        }
+        rows
+    };
+    // Runs later (the database clock moves on between them; no fixed wait is needed: now() of a
+    // later transaction is later), HubSpot still omitting createdAt.
+    sim.change_owners(&OwnerChangeRequest { updates: 7, ..Default::default() }).unwrap();
+    run().await;
+    run().await;
+    for (id, first) in omitted.created_at_omitted.iter().zip(&first) {
+        assert_eq!(owner_row(&db, id).await.2, *first, "owner {id}: created_at must not move when HubSpot omits it");
+    }
+    // Owners whose createdAt HubSpot gives have exactly it.
+    for owner in sim.export_json("owners").iter().filter(|o| o["createdAt"].is_string()) {
+        let want: chrono::DateTime<chrono::Utc> = owner["createdAt"].as_str().unwrap().parse().unwrap();
+        assert_eq!(owner_row(&db, owner["id"].as_str().unwrap()).await.2, want.timestamp_micros());
+    }
 }
 
 #[tokio::test]

@@ -361,6 +361,7 @@ async fn schema_module_matches_the_migrated_database() {
         DateTime<Utc>,
         Option<DateTime<Utc>>,
         DateTime<Utc>,
+        Option<DateTime<Utc>>,
     )> = schema::staff::table.load(&mut conn).await.unwrap();
     let _: Vec<(String, DateTime<Utc>)> = schema::privacy_deletions::table.load(&mut conn).await.unwrap();
     let _ = sync_logs::recent(&mut conn, None, 1).await.unwrap();

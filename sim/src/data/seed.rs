@@ -78,6 +78,7 @@ pub fn generate(cfg: &SeedConfig) -> Crm {
         contacts: ObjectStore::new(ObjectKind::Contacts, 101),
         deals: ObjectStore::new(ObjectKind::Deals, 5_000_000_001),
         calls: ObjectStore::new(ObjectKind::Calls, 40_000_000_001),
+        last_owner_id: owners.iter().map(|o| o.id).max().unwrap_or(10_000_000),
         owners,
         last_ts: SEED_END_MS,
     };
@@ -158,6 +159,7 @@ fn owners(rng: &mut StdRng, n: usize) -> Vec<Owner> {
                 created_ms: created,
                 updated_ms: created + rng.random_range(0..SPAN_MS),
                 archived: i % 10 == 9,
+                created_at_omitted: false,
                 teams: if i % 4 == 3 { vec![] } else { vec![(tid.to_string(), tname.to_string(), true)] },
             }
         })

@@ -17,6 +17,8 @@ pub struct Owner {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub archived: bool,
+    /// Answers leave out `createdAt` (HubSpot omits it for some owners).
+    pub created_at_omitted: bool,
     /// (team id, team name, primary)
     pub teams: Vec<(String, String, bool)>,
 }
@@ -28,7 +30,7 @@ impl Owner {
             .iter()
             .map(|(id, name, primary)| serde_json::json!({"id": id, "name": name, "primary": primary}))
             .collect();
-        serde_json::json!({
+        let mut owner = serde_json::json!({
             "id": self.id.to_string(),
             "email": self.email,
             "firstName": self.first_name,
@@ -40,7 +42,13 @@ impl Owner {
             "updatedAt": super::iso(self.updated_ms),
             "archived": self.archived,
             "teams": teams,
-        })
+        });
+        if self.created_at_omitted {
+            if let Some(fields) = owner.as_object_mut() {
+                fields.remove("createdAt");
+            }
+        }
+        owner
     }
 }
 
@@ -246,6 +254,8 @@ pub struct Crm {
     pub deals: ObjectStore,
     pub calls: ObjectStore,
     pub owners: Vec<Owner>,
+    /// The highest owner id ever handed out (removed owners' ids are never reused, as in HubSpot).
+    pub last_owner_id: u64,
     /// Last timestamp handed out by [`Crm::now`]; keeps modification times monotonic.
     pub last_ts: i64,
 }
