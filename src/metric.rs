@@ -83,6 +83,8 @@ pub const AUDIT_DRIFT_LEFT: &str = "hubspot_sync_audit_drift_left";
 // Operations (`alerts`, `ops`).
 /// Gauge, label `condition`: 1 while an alert condition holds.
 pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";
+/// Gauge: 1 while this instance leads (holds the leader lock: schedules runs, sends alerts), else 0.
+pub const LEADER: &str = "hubspot_sync_leader";
 /// Counter, labels `method` (`GET`, `POST`, `HEAD`, `PUT`, `DELETE`, `PATCH`, `OPTIONS` or
 /// `other`: never the method as sent), `status`: HTTP requests served on the public port.
 pub const HTTP_REQUESTS: &str = "hubspot_sync_http_requests_total";

@@ -17,6 +17,10 @@
 //! [`AlertState`] turns the set of conditions that hold into messages: one when a condition
 //! starts to hold, one when it clears, nothing in between. A message that cannot be delivered is
 //! retried at the next check. `monitor` runs the checks; `slack` delivers.
+//!
+//! When several instances share a database, only the leader (`crate::poller::leader`) judges and
+//! sends, so each message goes out once. An instance that becomes leader starts from nothing
+//! announced and so announces what holds then, as a restart does.
 
 pub mod monitor;
 pub mod slack;
@@ -261,6 +265,11 @@ impl AlertState {
 
     pub fn is_firing(&self, condition: Condition) -> bool {
         self.firing.contains_key(&condition)
+    }
+
+    /// Forgets every condition announced; returns them.
+    pub fn clear(&mut self) -> Vec<Condition> {
+        std::mem::take(&mut self.firing).into_keys().collect()
     }
 }
 

@@ -5,6 +5,10 @@
 //!
 //! It reads finished runs rather than being told by the poller, so runs of every process writing
 //! to the database (`hubspot-sync sync` included) are counted.
+//!
+//! Alerts are judged and sent only while this process leads ([`Leadership`]); a follower records
+//! the run metrics only and forgets what it had announced, and checks at once when it becomes
+//! leader.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use super::{
 use crate::config::ScheduleSettings;
 use crate::kind::ObjectKind;
 use crate::metric;
+use crate::poller::leader::Leadership;
 use crate::store::audit::{self, LastAudit};
 use crate::store::run_history::{self, HistoryRow};
 use crate::store::sync_failures;
@@ -43,6 +48,8 @@ pub struct Monitor {
     schedules: ScheduleSettings,
     notifier: Option<Notifier>,
     started: DateTime<Utc>,
+    /// Whether this process leads: only then are alerts judged and sent.
+    leadership: Leadership,
     state: AlertState,
     /// Newest `completed_at` recorded in the metrics; `None` before the first check.
     cursor: Option<DateTime<Utc>>,
@@ -51,13 +58,15 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// `started` starts the overdue clock of objects that never ran.
+    /// `started` starts the overdue clock of objects that never ran; alerts go out only while
+    /// `leadership` says this process leads ([`Leadership::always`] for a process alone).
     pub fn new(
         pool: Pool,
         webhooks: Arc<WebhookStats>,
         schedules: ScheduleSettings,
         notifier: Option<Notifier>,
         started: DateTime<Utc>,
+        leadership: Leadership,
     ) -> Self {
         Self {
             pool,
@@ -65,6 +74,7 @@ impl Monitor {
             schedules,
             notifier,
             started,
+            leadership,
             state: AlertState::default(),
             cursor: None,
             recorded: HashMap::new(),
@@ -76,10 +86,15 @@ impl Monitor {
         self.state.is_firing(condition)
     }
 
-    /// One check at `now`: returns the transitions delivered (all of them when no URL is set).
+    /// One check at `now`: returns the transitions delivered (all of them when no URL is set;
+    /// none while this process does not lead).
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<Vec<Transition>, StoreError> {
         let mut conn = self.pool.get().await?;
         self.record_finished_runs(&mut conn).await?;
+        if !self.leadership.is_leader() {
+            self.stand_down();
+            return Ok(Vec::new());
+        }
         let kinds: Vec<String> = ObjectKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
         let rows = run_history::history(&mut conn, kinds).await?;
         let parked = sync_failures::summary(&mut conn).await?;
@@ -122,6 +137,13 @@ impl Monitor {
         Ok(delivered)
     }
 
+    /// Not the leader: forgets what was announced (the leader announces), its gauges back to 0.
+    fn stand_down(&mut self) {
+        for condition in self.state.clear() {
+            metrics::gauge!(metric::ALERTS_FIRING, "condition" => condition.name()).set(0.0);
+        }
+    }
+
     async fn record_finished_runs(&mut self, conn: &mut diesel_async::AsyncPgConnection) -> Result<(), StoreError> {
         let Some(cursor) = self.cursor else {
             // First check: runs finished before start-up were counted by the previous process.
@@ -146,15 +168,18 @@ impl Monitor {
         Ok(())
     }
 
-    /// Checks every `every` until `shutdown`; a failed check is logged and retried next time.
+    /// Checks every `every`, and at once when this process becomes (or stops being) the leader,
+    /// until `shutdown`; a failed check is logged and retried next time.
     pub fn spawn(mut self, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut leadership = self.leadership.clone();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = ticks.tick() => {}
+                    () = leadership.changed() => {}
                 }
                 if let Err(error) = self.tick(Utc::now()).await {
                     tracing::warn!(error = %ErrorChain(&error), "alert check failed; retrying at the next interval");

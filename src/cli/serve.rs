@@ -17,6 +17,7 @@ use crate::fetcher::FetcherOptions;
 use crate::hubspot::HubSpot;
 use crate::objects::WriteContext;
 use crate::ops::OpsState;
+use crate::poller::Election;
 use crate::poller::control::{ScheduleOnly, SharedControl};
 use crate::queue::Queue;
 use crate::runtime::{self, Background, Realtime, ServeOptions};
@@ -55,6 +56,8 @@ impl ServeArgs {
             Some(poller) => Arc::new(poller.clone()),
             None => Arc::new(ScheduleOnly { schedules: self.schedules.clone() }),
         };
+        // One leader among the instances on this database schedules and sends alerts.
+        let election = Election::new(pool.clone());
         let mut ops = OpsState::new(self.server.admin_token.clone(), control);
         if let Some(queue) = webhooks.queue().cloned() {
             ops = ops.with_queue(queue);
@@ -72,13 +75,19 @@ impl ServeArgs {
                         self.schedules.clone(),
                         self.server.alert_webhook_url.clone().map(Notifier::new),
                         chrono::Utc::now(),
+                        election.leadership(),
                     ),
                     monitor::CHECK_EVERY,
                 )),
             },
             state: AppState::new(pool, ops, webhooks),
             realtime,
-            scheduler: poller.map(|poller| runtime::Scheduling { poller, schedules: (&self.schedules).into() }),
+            scheduler: poller.map(|poller| runtime::Scheduling {
+                poller,
+                schedules: (&self.schedules).into(),
+                leadership: election.leadership(),
+            }),
+            election: Some(election),
         })
     }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`full`]: list pages streamed into the store with a resumable checkpoint; finds deletions.
 //! - [`incremental`]: search by last-modified window, walked by id past the 10,000 cap.
-//! - [`owners`]: owners to `staff`.
+//! - [`owners`]: owners to `staff` (and owners HubSpot lists no more archived).
+//! - [`leader`]: which instance leads (schedules, sends alerts) when several share a database.
 //! - [`slots`]: one run per object per process, later requests coalesced into one follow-up;
 //!   `store::locks`: a PostgreSQL advisory lock per object across instances.
 //! - [`control`]: what the operations surface asks of the poller; [`listen`]: runs asked for
@@ -18,6 +19,7 @@ mod core;
 mod full;
 mod incremental;
 mod job;
+pub mod leader;
 pub mod listen;
 mod owners;
 mod run;
@@ -35,6 +37,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use core::{PollerError, PollerOptions, RunSummary};
+pub use leader::{Election, Leadership};
 pub use scheduler::{Schedules, run_scheduler};
 pub use tally::Progress;
 

@@ -1,28 +1,29 @@
 //! Cron schedules: each object's incremental run, the weekly full pass over every object, and
 //! the daily drift audit of every object (with repair, `crate::audit`).
 //!
-//! When several instances share a database only one schedules: the one holding the leader
-//! advisory lock on a dedicated connection (checked every 30 s; if that connection dies, so does
-//! the lock, and another instance takes over). On becoming leader it first starts a run for
-//! every object that never had a successful one, then catches up every schedule that fired
-//! since the object's last run (of that mode, for the full pass) while no instance led: a
-//! deploy or a leader change never skips a run, the weekly full pass included.
+//! When several instances share a database only one schedules: the leader (`super::leader`: the
+//! instance holding the leader advisory lock; if its connection stops answering it steps down,
+//! and another instance takes over). On becoming leader it first starts a run for every object
+//! that never had a successful one, then catches up every schedule that fired since the object's
+//! last run (of that mode, for the full pass) while no instance led: a deploy or a leader change
+//! never skips a run, the weekly full pass included.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncPgConnection;
 use tokio_util::sync::CancellationToken;
 
+use super::leader::Leadership;
 use super::{Mode, Poller, Trigger};
 use crate::audit::Auditor;
 use crate::config::{Schedule, ScheduleSettings};
 use crate::kind::ObjectKind;
-use crate::store::{self, locks, sync_logs};
+use crate::store::sync_logs;
 
-/// How often a follower retries the leader lock, and the leader checks its connection.
-const LEADER_CHECK: Duration = Duration::from_secs(30);
+/// The longest the scheduler sleeps before it looks at the clock again (so a clock that jumps
+/// or a schedule far away never leaves it asleep for long).
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
 /// What a schedule starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,43 +94,28 @@ pub fn runs_of(target: Target) -> Vec<(ObjectKind, Mode)> {
     }
 }
 
-/// Runs the cron schedules until the token is cancelled.
-pub async fn run_scheduler(poller: Poller, schedules: Schedules, shutdown: CancellationToken) {
+/// Runs the cron schedules while this process leads (`leadership`), until the token is
+/// cancelled.
+pub async fn run_scheduler(
+    poller: Poller,
+    schedules: Schedules,
+    mut leadership: Leadership,
+    shutdown: CancellationToken,
+) {
     poller.set_next_runs(next_per_object(&schedules.next_after(Utc::now())));
     loop {
-        let leader = tokio::select! {
-            conn = become_leader(&poller) => conn,
+        tokio::select! {
+            () = leadership.acquired() => {}
             () = shutdown.cancelled() => return,
-        };
+        }
         tracing::info!("this instance now schedules the reconciliation runs");
-        let mut leader = leader;
         let started = start_never_synced(&poller).await;
         start_missed(&poller, &schedules, &started, Utc::now()).await;
-        lead(&poller, &schedules, &mut leader, &shutdown).await;
+        lead(&poller, &schedules, &mut leadership, &shutdown).await;
         if shutdown.is_cancelled() {
             return;
         }
-        tracing::warn!("lost the scheduling lock's connection; trying to lead again");
-    }
-}
-
-/// Waits until this instance holds the leader lock; returns the connection holding it.
-async fn become_leader(poller: &Poller) -> AsyncPgConnection {
-    let mut announced = false;
-    loop {
-        match locks::dedicated(poller.pool()).await {
-            Ok(mut conn) => match locks::try_lock_leader(&mut conn).await {
-                Ok(true) => return conn,
-                Ok(false) if !announced => {
-                    tracing::info!("another instance schedules the reconciliation runs; standing by");
-                    announced = true;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot take the scheduling lock"),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot take the scheduling lock"),
-        }
-        tokio::time::sleep(LEADER_CHECK).await;
+        tracing::warn!("no longer the leader; the reconciliation runs are scheduled by the next one");
     }
 }
 
@@ -235,18 +221,20 @@ fn start_audit(poller: &Poller) {
     });
 }
 
-/// Fires the schedules while the leader connection lives.
-async fn lead(poller: &Poller, schedules: &Schedules, leader: &mut AsyncPgConnection, shutdown: &CancellationToken) {
+/// Fires the schedules while this process leads.
+async fn lead(poller: &Poller, schedules: &Schedules, leadership: &mut Leadership, shutdown: &CancellationToken) {
     let mut next = schedules.next_after(Utc::now());
     loop {
         poller.set_next_runs(next_per_object(&next));
         let earliest = next.iter().filter_map(|(_, at)| *at).min();
-        let wait = earliest.map_or(LEADER_CHECK, |at| (at - Utc::now()).to_std().unwrap_or_default().min(LEADER_CHECK));
+        let wait =
+            earliest.map_or(LONGEST_SLEEP, |at| (at - Utc::now()).to_std().unwrap_or_default().min(LONGEST_SLEEP));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = leadership.lost() => return,
             () = shutdown.cancelled() => return,
         }
-        if store::ping_conn(leader).await.is_err() {
+        if !leadership.is_leader() {
             return;
         }
         let now = Utc::now();

@@ -30,12 +30,17 @@ pub struct ServeOptions {
     pub realtime: Option<Realtime>,
     /// The reconciliation poller's cron schedules, when a HubSpot token is set (`poller`).
     pub scheduler: Option<Scheduling>,
+    /// Which instance leads (schedules, sends alerts), when several share the database; the
+    /// scheduler and the alert monitor were given its `leadership()`.
+    pub election: Option<crate::poller::Election>,
 }
 
 /// What the poller's scheduler needs; it runs until the shutdown token is cancelled.
 pub struct Scheduling {
     pub poller: crate::poller::Poller,
     pub schedules: crate::poller::Schedules,
+    /// The scheduler fires only while this process leads.
+    pub leadership: crate::poller::Leadership,
 }
 
 /// What the batch fetchers need; they drain `state.webhooks`'s queue.
@@ -106,9 +111,15 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let handle = server.handle();
     let shutdown = CancellationToken::new();
     let background = options.background.start(&ops, &shutdown);
+    let election = options.election.map(|election| election.spawn(shutdown.clone()));
     let (poller, scheduler) = match options.scheduler {
         Some(s) => {
-            let task = tokio::spawn(crate::poller::run_scheduler(s.poller.clone(), s.schedules, shutdown.clone()));
+            let task = tokio::spawn(crate::poller::run_scheduler(
+                s.poller.clone(),
+                s.schedules,
+                s.leadership,
+                shutdown.clone(),
+            ));
             (Some(s.poller), Some(task))
         }
         None => (None, None),
@@ -142,6 +153,11 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         stopper.abort();
         background_token.cancel();
         background.stop().await;
+        if let Some(election) = election {
+            if let Err(error) = election.await {
+                tracing::error!(error = %error, "the leader election panicked");
+            }
+        }
         result
     });
     tracing::info!(address = %addr, "listening");

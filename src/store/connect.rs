@@ -20,6 +20,7 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     str::FromStr,
+    time::Duration,
 };
 
 use diesel::{ConnectionError, ConnectionResult};
@@ -33,6 +34,19 @@ use url::Url;
 const TRANSACTION_POOLER_PORT: u16 = 6543;
 /// Used when the URL sets no `connect_timeout`, so an unreachable server fails instead of hanging.
 const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// TCP keepalives on every connection, at both ends (this client's socket here, PostgreSQL's
+/// through `store::pool`'s session settings): a probe after this much silence...
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// ...then one every this long...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and the connection is dropped after this many unanswered probes.
+pub const KEEPALIVE_PROBES: u32 = 3;
+/// How long a peer that vanished (a dead machine, a network that drops packets without a reset)
+/// keeps a connection: the keepalives above, and the TCP user timeout for data sent and never
+/// acknowledged. PostgreSQL then ends that session, so its advisory locks (the leader's, a run's)
+/// are free within about a minute instead of the kernel's default two hours.
+pub const DEAD_PEER_AFTER: Duration = Duration::from_secs(60);
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +127,7 @@ impl DbTarget {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
+        keep_alive(&mut config, &url);
         // libpq's `sslrootcert=system` means the public roots, like no CA file at all.
         let ca_file = ca_cert.map(Path::to_path_buf).or_else(|| root_cert.filter(|v| v != "system").map(PathBuf::from));
         let roots = match &ca_file {
@@ -252,6 +267,24 @@ impl DbTarget {
             }
             None => ConnectError::Postgres { target: self.redacted(), detail: error_chain(&error), error },
         }
+    }
+}
+
+/// Sets [`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_PROBES`] and [`DEAD_PEER_AFTER`]
+/// as this client's TCP keepalives and user timeout, except those the URL sets itself.
+fn keep_alive(config: &mut tokio_postgres::Config, url: &Url) {
+    let given = |key: &str| url.query_pairs().any(|(k, _)| k == key);
+    if !given("keepalives_idle") {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if !given("keepalives_interval") {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+    }
+    if !given("keepalives_retries") {
+        config.keepalives_retries(KEEPALIVE_PROBES);
+    }
+    if !given("tcp_user_timeout") {
+        config.tcp_user_timeout(DEAD_PEER_AFTER);
     }
 }
 

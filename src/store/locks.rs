@@ -2,8 +2,10 @@
 //! instances never run the same sync), one for the scheduling leader. A lock lives as long as
 //! its connection, so it is released when the holder finishes, or dies.
 
+use std::time::Duration;
+
 use diesel::sql_types::{Bool, Integer};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::{Pool, StoreError};
 use crate::kind::ObjectKind;
@@ -59,4 +61,11 @@ pub async fn try_lock_audit(conn: &mut AsyncPgConnection, kind: ObjectKind) -> R
 /// Takes the scheduling leader lock on `conn`; false when another instance leads.
 pub async fn try_lock_leader(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> {
     try_lock(conn, LEADER).await
+}
+
+/// Has PostgreSQL cancel any statement on `conn` that runs longer than `timeout` (a lock
+/// holder's statements are instant; one that is not is stuck).
+pub async fn bound_statements(conn: &mut AsyncPgConnection, timeout: Duration) -> Result<(), StoreError> {
+    conn.batch_execute(&format!("SET statement_timeout = {}", timeout.as_millis())).await?;
+    Ok(())
 }

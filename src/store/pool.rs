@@ -9,7 +9,7 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
-use super::connect::DbTarget;
+use super::connect::{self, DbTarget};
 use super::error::StoreError;
 
 pub type Pool = dp::Pool<AsyncPgConnection>;
@@ -36,11 +36,21 @@ pub struct PoolOptions {
 /// milliseconds of commits, never corrupt anything; HubSpot stays the source of truth and WAL is
 /// replayed in order, so a lost row is always newer than any durable watermark and the next
 /// reconciliation run fetches it again. It roughly doubles upsert throughput (see BENCHMARKS.md).
+///
+/// The TCP settings make PostgreSQL's end of the connection probe a silent client as this
+/// client's end probes the server (`connect::KEEPALIVE_IDLE` and the rest): a session whose
+/// machine died or was cut off ends within `connect::DEAD_PEER_AFTER`, and with it every
+/// advisory lock it held. PostgreSQL ignores them on Unix-socket connections.
 pub fn session_settings(options: &PoolOptions) -> String {
     format!(
-        "SET statement_timeout = {}; SET synchronous_commit = {}",
+        "SET statement_timeout = {}; SET synchronous_commit = {}; SET tcp_keepalives_idle = {}; \
+         SET tcp_keepalives_interval = {}; SET tcp_keepalives_count = {}; SET tcp_user_timeout = {}",
         options.statement_timeout.as_millis(),
-        if options.synchronous_commit { "on" } else { "off" }
+        if options.synchronous_commit { "on" } else { "off" },
+        connect::KEEPALIVE_IDLE.as_secs(),
+        connect::KEEPALIVE_INTERVAL.as_secs(),
+        connect::KEEPALIVE_PROBES,
+        connect::DEAD_PEER_AFTER.as_millis(),
     )
 }
 

@@ -1,7 +1,8 @@
 //! Alerts against a local Slack-compatible receiver: each condition is announced once when it
-//! starts to hold and once when it clears; undelivered messages are retried. Also checks that the
-//! monitor records finished runs in the run-duration histogram, and that drift a real audit's
-//! repair could not clear alerts until a later repair does.
+//! starts to hold and once when it clears; undelivered messages are retried; with two instances
+//! on one database only the leader sends (each message once), and the other takes over when it
+//! goes. Also checks that the monitor records finished runs in the run-duration histogram, and
+//! that drift a real audit's repair could not clear alerts until a later repair does.
 
 use std::sync::Arc;
 
@@ -13,15 +14,17 @@ use hubspot_sync::alerts::slack::Notifier;
 use hubspot_sync::alerts::{Condition, Transition};
 use hubspot_sync::config::ScheduleSettings;
 use hubspot_sync::objects::ObjectKind;
+use hubspot_sync::poller::{Election, Leadership};
 use hubspot_sync::webhook::stats::{Rejection, WebhookStats};
 use tokio::sync::mpsc;
 
 use hubspot_sim::{BatchErrorRequest, Sim, SimOptions};
+use tokio_util::sync::CancellationToken;
 
-use crate::harness::binary::command_for;
+use crate::harness::binary::{ServeBinary, command_for};
 use crate::harness::compare::{self, Merges};
-use crate::harness::control::finished;
-use crate::harness::{TestApp, TestDb};
+use crate::harness::control::{finished, quiet_poller};
+use crate::harness::{PATIENCE, TestApp, TestDb, eventually, free_port, within};
 
 #[derive(Parser)]
 struct Schedules {
@@ -72,7 +75,14 @@ async fn app_and_monitor(url: url::Url) -> (TestApp, Monitor, Arc<WebhookStats>)
     let app = TestApp::builder().recording_control().start().await;
     let webhooks = app.ops.webhooks.clone();
     let schedules = Schedules::parse_from(["x"]).schedules;
-    let monitor = Monitor::new(app.pool.clone(), webhooks.clone(), schedules, Some(Notifier::new(url)), Utc::now());
+    let monitor = Monitor::new(
+        app.pool.clone(),
+        webhooks.clone(),
+        schedules,
+        Some(Notifier::new(url)),
+        Utc::now(),
+        Leadership::always(),
+    );
     (app, monitor, webhooks)
 }
 
@@ -178,7 +188,8 @@ async fn drift_left_by_a_real_audit_repair_alerts_until_a_repair_clears_it() {
     compare::seed(&db, &sim).await;
     let schedules = Schedules::parse_from(["x"]).schedules;
     let webhooks = Arc::new(WebhookStats::new());
-    let mut monitor = Monitor::new(db.pool(), webhooks, schedules, Some(Notifier::new(hook.url.clone())), Utc::now());
+    let notifier = Some(Notifier::new(hook.url.clone()));
+    let mut monitor = Monitor::new(db.pool(), webhooks, schedules, notifier, Utc::now(), Leadership::always());
     assert!(monitor.tick(Utc::now()).await.unwrap().is_empty(), "nothing holds yet");
 
     // Five contacts vanish here behind the copy's back, and HubSpot cannot read them back for now.
@@ -229,5 +240,99 @@ async fn drift_left_by_a_real_audit_repair_alerts_until_a_repair_clears_it() {
     assert_eq!(fired, [(Condition::AuditDrift(ObjectKind::Contacts), false)]);
     assert!(hook.drain()[0].contains("resolved"));
     compare::assert_converged(&db, &sim, Merges::Archived, false).await;
+    hook.server.stop(true).await;
+}
+
+/// Two instances on one database, each with its election and its monitor checking the same
+/// failed run: the message goes out once, from the leader. When the leader goes away, the other
+/// takes over and announces what still holds, once (as a restart does).
+#[tokio::test]
+async fn two_instances_on_one_database_send_each_alert_once() {
+    let mut hook = receiver(200).await;
+    let db = TestDb::new().await;
+    finished(&db, "contacts", 5, 0, Some("HubSpot answered 500 three times")).await;
+    let schedules = Schedules::parse_from(["x"]).schedules;
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let (election, token) = (Election::new(db.pool()), CancellationToken::new());
+        let leadership = election.leadership();
+        election.spawn(token.clone());
+        let notifier = Some(Notifier::new(hook.url.clone()));
+        let stats = Arc::new(WebhookStats::new());
+        let monitor = Monitor::new(db.pool(), stats, schedules.clone(), notifier, Utc::now(), leadership.clone());
+        instances.push((leadership, monitor, token));
+    }
+    let leaders = |instances: &[(Leadership, Monitor, CancellationToken)]| -> Vec<usize> {
+        (0..instances.len()).filter(|i| instances[*i].0.is_leader()).collect()
+    };
+    eventually(PATIENCE, "an instance leads", || std::future::ready(!leaders(&instances).is_empty())).await;
+    let first = leaders(&instances);
+    assert_eq!(first.len(), 1, "one leader");
+
+    for round in 0..2 {
+        for (_, monitor, _) in &mut instances {
+            monitor.tick(Utc::now()).await.unwrap();
+        }
+        let sent = hook.drain();
+        assert_eq!(sent.len(), if round == 0 { 1 } else { 0 }, "round {round}: {sent:?}");
+    }
+
+    // The leader stops (its lock is released); the other leads and announces, once.
+    instances[first[0]].2.cancel();
+    let other = 1 - first[0];
+    eventually(PATIENCE, "the other instance takes over", || std::future::ready(leaders(&instances) == [other])).await;
+    for (_, monitor, _) in &mut instances {
+        monitor.tick(Utc::now()).await.unwrap();
+    }
+    let sent = hook.drain();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("contacts sync failed"), "{sent:?}");
+    for (_, _, token) in &instances {
+        token.cancel();
+    }
+    hook.server.stop(true).await;
+}
+
+/// `hubspot_sync_leader` as the `/metrics` endpoint at `port` reports it, once it does.
+async fn leader_gauge(port: u16) -> Option<f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix("hubspot_sync_leader ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The same with two real `serve` processes: the leader (its `hubspot_sync_leader` gauge 1)
+/// announces the failed run; the other (gauge 0) says nothing while it stands by, then takes
+/// over when the leader is killed and announces it.
+#[tokio::test]
+async fn two_serve_processes_send_one_alert_and_the_survivor_takes_over() {
+    let mut hook = receiver(200).await;
+    let db = TestDb::new().await;
+    quiet_poller(&db).await;
+    finished(&db, "contacts", 5, 0, Some("HubSpot answered 500 three times")).await;
+    let serve = |metrics: u16| {
+        ServeBinary::new(&db.url())
+            .quiet_schedules()
+            .env("ALERT_WEBHOOK_URL", hook.url.as_str())
+            .env("METRICS_PORT", metrics.to_string())
+            .spawn()
+    };
+    let gauge_is = |port: u16, want: f64| async move { leader_gauge(port).await == Some(want) };
+
+    let (first_metrics, second_metrics) = (free_port(), free_port());
+    let first = serve(first_metrics).await;
+    let message = within(PATIENCE, "the leader announces", hook.messages.recv()).await.unwrap();
+    assert!(message.contains("contacts sync failed"), "{message}");
+    eventually(PATIENCE, "the first process says it leads", || gauge_is(first_metrics, 1.0)).await;
+    let second = serve(second_metrics).await;
+    eventually(PATIENCE, "the second process says it stands by", || gauge_is(second_metrics, 0.0)).await;
+    assert!(hook.drain().is_empty(), "only the leader sends");
+
+    assert_eq!(first.kill().await, None, "killed by the signal");
+    let message = within(PATIENCE, "the survivor takes over and announces", hook.messages.recv()).await.unwrap();
+    assert!(message.contains("contacts sync failed"), "{message}");
+    assert_eq!(leader_gauge(second_metrics).await, Some(1.0), "the survivor says it leads");
+    second.signal("-TERM");
+    let (code, _) = second.exit(PATIENCE).await;
+    assert_eq!(code, Some(0));
+    assert!(hook.drain().is_empty(), "{:?}", hook.drain());
     hook.server.stop(true).await;
 }

@@ -13,6 +13,7 @@ mod faults_hostile;
 mod faults_hubspot;
 mod harness;
 mod hubspot_client;
+mod leader;
 mod listen;
 mod lock_order;
 mod migrations;

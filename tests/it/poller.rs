@@ -10,7 +10,7 @@ use hubspot_sim::{ChurnRequest, FaultConfig, OwnerChangeRequest, Sim, SimHandle,
 use hubspot_sync::config::ApiVersion;
 use hubspot_sync::hubspot::HubSpot;
 use hubspot_sync::objects::ObjectKind;
-use hubspot_sync::poller::{Mode, Poller, RunStatus, Schedules, Trigger, run_scheduler};
+use hubspot_sync::poller::{Election, Mode, Poller, RunStatus, Schedules, Trigger, run_scheduler};
 use hubspot_sync::store::sync_state;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -432,7 +432,9 @@ async fn two_instances_on_one_database_schedule_each_run_once() {
     let shutdown = CancellationToken::new();
     let instances: Vec<Poller> = (0..2).map(|_| poller(&db, client(&sim))).collect();
     for p in &instances {
-        tokio::spawn(run_scheduler(p.clone(), never.clone(), shutdown.clone()));
+        let election = Election::new(db.pool());
+        tokio::spawn(run_scheduler(p.clone(), never.clone(), election.leadership(), shutdown.clone()));
+        election.spawn(shutdown.clone());
     }
     let client = db.client().await;
     eventually(PATIENCE, "startup runs finish", || async {

@@ -10,7 +10,7 @@ use hubspot_sim::{ChurnRequest, FaultConfig, PropertyRequest, SimHandle};
 use hubspot_sync::config::ApiVersion;
 use hubspot_sync::hubspot::{ClientOptions, HubSpot};
 use hubspot_sync::objects::ObjectKind;
-use hubspot_sync::poller::{Mode, Poller, RunStatus, RunSummary, Schedules, Trigger, run_scheduler};
+use hubspot_sync::poller::{Election, Mode, Poller, RunStatus, RunSummary, Schedules, Trigger, run_scheduler};
 use hubspot_sync::store::sync_state;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -238,7 +238,9 @@ async fn a_schedule_missed_before_leader_start_runs_at_once() {
         }
     }
     let shutdown = CancellationToken::new();
-    tokio::spawn(run_scheduler(poller(&db, client(&sim)), schedules, shutdown.clone()));
+    let election = Election::new(db.pool());
+    tokio::spawn(run_scheduler(poller(&db, client(&sim)), schedules, election.leadership(), shutdown.clone()));
+    election.spawn(shutdown.clone());
     eventually(PATIENCE, "the missed full pass of every object ran at once", || async {
         db.count(
             "SELECT count(DISTINCT sync_type) FROM sync_logs \

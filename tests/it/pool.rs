@@ -46,6 +46,24 @@ async fn every_pooled_connection_is_named_and_bounded() {
     assert!(message.contains("statement timeout"), "{message}");
 }
 
+/// PostgreSQL's end of every connection probes a silent client (a dead machine's session, and
+/// its advisory locks, end within a minute), as the client's end probes the server.
+#[tokio::test]
+async fn every_pooled_connection_keeps_alive_at_the_server_end() {
+    let db = TestDb::new().await;
+    let pool = build_pool(&db.target, &options(1)).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let tcp: Setting = diesel::sql_query("SELECT (inet_client_addr() IS NOT NULL)::text AS value")
+        .get_result(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(tcp.value, "true", "the test database is reached over TCP (the settings read 0 on a Unix socket)");
+    assert_eq!(show(&mut conn, "tcp_keepalives_idle").await, "30");
+    assert_eq!(show(&mut conn, "tcp_keepalives_interval").await, "10");
+    assert_eq!(show(&mut conn, "tcp_keepalives_count").await, "3");
+    assert_eq!(show(&mut conn, "tcp_user_timeout").await, "60000");
+}
+
 #[tokio::test]
 async fn synchronous_commit_can_be_turned_back_on() {
     let db = TestDb::new().await;

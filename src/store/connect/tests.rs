@@ -25,6 +25,23 @@ fn every_sslmode_is_parsed_and_stripped() {
 }
 
 #[test]
+fn every_connection_keeps_alive_unless_the_url_says_otherwise() {
+    let target = DbTarget::parse(URL, None).unwrap();
+    assert!(target.config.get_keepalives());
+    assert_eq!(target.config.get_keepalives_idle(), KEEPALIVE_IDLE);
+    assert_eq!(target.config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+    assert_eq!(target.config.get_keepalives_retries(), Some(KEEPALIVE_PROBES));
+    assert_eq!(target.config.get_tcp_user_timeout(), Some(&DEAD_PEER_AFTER));
+    assert_eq!(KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES, DEAD_PEER_AFTER);
+
+    let own = DbTarget::parse(&format!("{URL}?keepalives_idle=7&keepalives=0&tcp_user_timeout=9"), None).unwrap();
+    assert!(!own.config.get_keepalives());
+    assert_eq!(own.config.get_keepalives_idle(), std::time::Duration::from_secs(7));
+    assert_eq!(own.config.get_tcp_user_timeout(), Some(&std::time::Duration::from_secs(9)));
+    assert_eq!(own.config.get_keepalives_retries(), Some(KEEPALIVE_PROBES), "the rest keep our values");
+}
+
+#[test]
 fn missing_sslmode_means_prefer() {
     let target = DbTarget::parse(URL, None).unwrap();
     assert_eq!(target.ssl_mode(), SslMode::Prefer);

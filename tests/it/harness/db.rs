@@ -70,6 +70,12 @@ impl TestDb {
 
     /// A connection pool to this database, as the poller tests use it (8 connections).
     pub fn pool(&self) -> hubspot_sync::store::Pool {
+        self.pool_at(&self.target)
+    }
+
+    /// A pool like [`TestDb::pool`]'s to `target` (this database reached another way, say
+    /// through a [`super::Proxy`]).
+    pub fn pool_at(&self, target: &hubspot_sync::store::connect::DbTarget) -> hubspot_sync::store::Pool {
         let options = hubspot_sync::store::pool::PoolOptions {
             application_name: "hubspot-sync poller tests".into(),
             max_size: 8,
@@ -77,7 +83,7 @@ impl TestDb {
             statement_timeout: std::time::Duration::from_secs(30),
             synchronous_commit: false,
         };
-        hubspot_sync::store::build_pool(&self.target, &options).expect("a pool to the test database")
+        hubspot_sync::store::build_pool(target, &options).expect("a pool to the test database")
     }
 
     /// The number in the first column of the first row of `sql`.
