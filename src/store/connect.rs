@@ -271,20 +271,28 @@ impl DbTarget {
 }
 
 /// Sets [`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_PROBES`] and [`DEAD_PEER_AFTER`]
-/// as this client's TCP keepalives and user timeout, except those the URL sets itself.
+/// as this client's TCP keepalives and user timeout, except those the URL sets itself. The URL's
+/// `tcp_user_timeout` is in milliseconds, as in libpq (tokio-postgres would read seconds).
 fn keep_alive(config: &mut tokio_postgres::Config, url: &Url) {
-    let given = |key: &str| url.query_pairs().any(|(k, _)| k == key);
-    if !given("keepalives_idle") {
+    let given = |key: &str| url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned());
+    if given("keepalives_idle").is_none() {
         config.keepalives_idle(KEEPALIVE_IDLE);
     }
-    if !given("keepalives_interval") {
+    if given("keepalives_interval").is_none() {
         config.keepalives_interval(KEEPALIVE_INTERVAL);
     }
-    if !given("keepalives_retries") {
+    if given("keepalives_retries").is_none() {
         config.keepalives_retries(KEEPALIVE_PROBES);
     }
-    if !given("tcp_user_timeout") {
-        config.tcp_user_timeout(DEAD_PEER_AFTER);
+    match given("tcp_user_timeout").map(|v| v.trim().parse::<u64>()) {
+        None => {
+            config.tcp_user_timeout(DEAD_PEER_AFTER);
+        }
+        Some(Ok(ms)) if ms > 0 => {
+            config.tcp_user_timeout(Duration::from_millis(ms));
+        }
+        // 0: the system's default, as in libpq (tokio-postgres left it unset).
+        Some(_) => {}
     }
 }
 

@@ -120,7 +120,7 @@ async fn owners_hubspot_lists_no_more_are_archived_and_live_again_when_they_retu
         .map(|o| o["id"].as_str().unwrap().to_owned())
         .collect();
     assert!(live.len() >= 3);
-    assert_eq!(owner_row(&db, &live[0]).await.0, false);
+    assert!(!owner_row(&db, &live[0]).await.0);
 
     // HubSpot removes one owner for good (gone from the active and the archived list).
     let gone =

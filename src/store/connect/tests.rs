@@ -34,10 +34,12 @@ fn every_connection_keeps_alive_unless_the_url_says_otherwise() {
     assert_eq!(target.config.get_tcp_user_timeout(), Some(&DEAD_PEER_AFTER));
     assert_eq!(KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES, DEAD_PEER_AFTER);
 
-    let own = DbTarget::parse(&format!("{URL}?keepalives_idle=7&keepalives=0&tcp_user_timeout=9"), None).unwrap();
+    let own = DbTarget::parse(&format!("{URL}?keepalives_idle=7&keepalives=0&tcp_user_timeout=9000"), None).unwrap();
     assert!(!own.config.get_keepalives());
     assert_eq!(own.config.get_keepalives_idle(), std::time::Duration::from_secs(7));
-    assert_eq!(own.config.get_tcp_user_timeout(), Some(&std::time::Duration::from_secs(9)));
+    assert_eq!(own.config.get_tcp_user_timeout(), Some(&std::time::Duration::from_secs(9)), "milliseconds, as libpq");
+    let system = DbTarget::parse(&format!("{URL}?tcp_user_timeout=0"), None).unwrap();
+    assert_eq!(system.config.get_tcp_user_timeout(), None, "0: the system's default");
     assert_eq!(own.config.get_keepalives_retries(), Some(KEEPALIVE_PROBES), "the rest keep our values");
 }
 
