@@ -11,7 +11,9 @@ pub const WEBHOOK_EVENTS_RECEIVED: &str = "hubspot_sync_webhook_events_received_
 /// Counter, label `reason` (`signature`, `malformed`, `queue_full`, `database`, `not_configured`,
 /// `shutting_down`, `busy`): webhook requests refused.
 pub const WEBHOOK_REQUESTS_REJECTED: &str = "hubspot_sync_webhook_requests_rejected_total";
-/// Counter, label `reason`: signature failures by cause.
+/// Counter, label `reason`: signature failures by cause (`no_secret`, `missing_headers`, `no_uri`,
+/// `malformed_timestamp`, `stale`, `future`, `forged`, `v3_required`, `unknown_version`, and
+/// `replayed`: a v1/v2-only repeat of a body accepted before).
 pub const WEBHOOK_SIGNATURE_FAILURES: &str = "hubspot_sync_webhook_signature_failures_total";
 /// Counter: events accepted but not acted on (types or objects we do not keep).
 pub const WEBHOOK_EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_total";

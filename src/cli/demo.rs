@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::error::{self, CliError};
 use super::serve::ServeArgs;
 use crate::config::{
-    ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, ScheduleSettings, Secret, SecretList, ServerSettings,
-    WebhookSettings,
+    ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, RequireV3, ScheduleSettings, Secret, SecretList,
+    ServerSettings, WebhookSettings,
 };
 use crate::localpg::{LocalPgOptions, LocalPostgres};
 use crate::runtime::{self, RunningServer};
@@ -295,7 +295,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
         },
         webhooks: WebhookSettings {
             hubspot_client_secret: Some(client_secret.parse::<SecretList>().map_err(anyhow::Error::msg)?),
-            hubspot_require_v3: false,
+            hubspot_require_v3: RequireV3::Auto,
             public_url: None,
         },
         server: args.server.clone(),

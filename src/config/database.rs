@@ -31,7 +31,8 @@ pub struct DatabaseSettings {
     pub database_statement_timeout: Duration,
     /// `synchronous_commit` for our connections. `false` (the default) lets commits return before
     /// the WAL is flushed: a PostgreSQL crash may lose the last moments of writes, which the next
-    /// reconciliation run fetches again from HubSpot; upserts run about twice as fast.
+    /// reconciliation run fetches again from HubSpot; upserts run about twice as fast. The
+    /// webhook's deletions, merges and privacy deletions commit with it on whatever this says.
     #[arg(long, env = "DATABASE_SYNCHRONOUS_COMMIT", value_name = "DATABASE_SYNCHRONOUS_COMMIT",
           default_value = "false", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]

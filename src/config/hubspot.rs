@@ -44,6 +44,41 @@ impl fmt::Display for ApiVersion {
     }
 }
 
+/// `HUBSPOT_REQUIRE_V3`: when webhooks signed only with v1/v2 (no timestamp, no replay
+/// protection of their own) are refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RequireV3 {
+    /// Accepted until a valid v3 signature has been seen from the account, refused from then on.
+    #[default]
+    Auto,
+    /// Always refused (`true`).
+    Always,
+    /// Always accepted (`false`), with their replay risk.
+    Never,
+}
+
+impl FromStr for RequireV3 {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "true" | "yes" | "on" | "1" => Ok(Self::Always),
+            "false" | "no" | "off" | "0" => Ok(Self::Never),
+            _ => Err(format!("'{raw}' is not auto, true or false")),
+        }
+    }
+}
+
+impl fmt::Display for RequireV3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Always => "true",
+            Self::Never => "false",
+        })
+    }
+}
+
 /// How hubspot-sync talks to HubSpot.
 #[derive(clap::Args, Debug, Clone)]
 pub struct HubSpotSettings {
@@ -79,10 +114,13 @@ pub struct WebhookSettings {
     /// Without it every webhook gets 401.
     #[arg(long, env = "HUBSPOT_CLIENT_SECRET", value_name = "HUBSPOT_CLIENT_SECRET", hide_env_values = true)]
     pub hubspot_client_secret: Option<SecretList>,
-    /// When true, webhooks without a valid v3 signature are refused even if v1/v2 is valid.
-    #[arg(long, env = "HUBSPOT_REQUIRE_V3", value_name = "HUBSPOT_REQUIRE_V3", default_value = "false",
-          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
-    pub hubspot_require_v3: bool,
+    /// `auto`: v1/v2 webhook signatures are accepted only until a valid v3 signature has been seen
+    /// from the account (kept in PostgreSQL), then v3 is required; `true`: v3 always required;
+    /// `false`: v1/v2 always accepted too. A v1/v2-only repeat of an accepted body is refused
+    /// in every mode.
+    #[arg(long, env = "HUBSPOT_REQUIRE_V3", value_name = "HUBSPOT_REQUIRE_V3", default_value = "auto",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub hubspot_require_v3: RequireV3,
     /// External base URL HubSpot calls, used to rebuild the signed URI; when unset, taken from
     /// the request's `Host` and `X-Forwarded-Proto`.
     #[arg(long, env = "PUBLIC_URL", value_name = "PUBLIC_URL")]
@@ -100,5 +138,18 @@ mod tests {
         assert!("2026-13".parse::<ApiVersion>().is_err());
         assert!("v4".parse::<ApiVersion>().is_err());
         assert!("2026-3".parse::<ApiVersion>().is_err());
+    }
+
+    #[test]
+    fn require_v3_values() {
+        assert_eq!("auto".parse::<RequireV3>(), Ok(RequireV3::Auto));
+        assert_eq!(" TRUE ".parse::<RequireV3>(), Ok(RequireV3::Always));
+        assert_eq!("1".parse::<RequireV3>(), Ok(RequireV3::Always));
+        assert_eq!("false".parse::<RequireV3>(), Ok(RequireV3::Never));
+        assert_eq!("off".parse::<RequireV3>(), Ok(RequireV3::Never));
+        assert!("maybe".parse::<RequireV3>().is_err());
+        for mode in [RequireV3::Auto, RequireV3::Always, RequireV3::Never] {
+            assert_eq!(mode.to_string().parse::<RequireV3>(), Ok(mode));
+        }
     }
 }

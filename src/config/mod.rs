@@ -14,7 +14,7 @@ mod secret;
 mod server;
 
 pub use database::DatabaseSettings;
-pub use hubspot::{ApiVersion, HubSpotSettings, WebhookSettings};
+pub use hubspot::{ApiVersion, HubSpotSettings, RequireV3, WebhookSettings};
 pub use schedule::{Schedule, ScheduleSettings};
 pub use secret::{Secret, SecretList};
 pub use server::{DEFAULT_WEBHOOK_MAX_CONCURRENT, LogFormat, ServerSettings};

@@ -88,6 +88,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         _ => None,
     };
     let grace = options.shutdown_grace;
+    let replay = (options.state.webhooks.replay().clone(), options.state.pool.clone());
     let state = options.state;
     let server = HttpServer::new(move || {
         App::new()
@@ -112,6 +113,10 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let shutdown = CancellationToken::new();
     let background = options.background.start(&ops, &shutdown);
     let election = options.election.map(|election| election.spawn(shutdown.clone()));
+    // The webhook replay rule's writer stops after the last request was answered, so the
+    // digests of the last accepted bodies are written too.
+    let replay_stop = CancellationToken::new();
+    let replay_writer = tokio::spawn(replay.0.run(replay.1, replay_stop.clone()));
     let (poller, scheduler) = match options.scheduler {
         Some(s) => {
             let task = tokio::spawn(crate::poller::run_scheduler(
@@ -151,6 +156,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         });
         let result = server.await.context("the HTTP server failed");
         stopper.abort();
+        replay_stop.cancel();
+        let _ = replay_writer.await;
         background_token.cancel();
         background.stop().await;
         if let Some(election) = election {

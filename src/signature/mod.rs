@@ -8,9 +8,11 @@
 //!   within 5 minutes of now in either direction. Compared in constant time (`Mac::verify_slice`).
 //! - **v1 / v2** (`X-HubSpot-Signature` + `X-HubSpot-Signature-Version`): lowercase hex SHA-256 of
 //!   `secret + body` (v1) or `secret + method + uri + body` (v2). Accepted only when the request
-//!   carries no v3 headers at all and v3 is not required (`HUBSPOT_REQUIRE_V3`): they have no
-//!   replay protection. A request with v3 headers is judged by v3 alone, so a stale or forged v3
-//!   never falls back to v1.
+//!   carries no v3 headers at all and the caller does not require v3 (`require_v3`, decided from
+//!   `HUBSPOT_REQUIRE_V3` and whether v3 has been seen): they have no replay protection, so the
+//!   caller must also refuse a repeat of a body it accepted before; [`Verified::version`] tells
+//!   it which requests need that check. A request with v3 headers is judged by v3 alone, so a
+//!   stale or forged v3 never falls back to v1.
 //! - Several secrets (a rotation): any one of them may have signed the request.
 
 pub mod uri;
@@ -100,7 +102,7 @@ pub enum Rejection {
     Future,
     #[error("signature does not match")]
     Forged,
-    #[error("only a v1/v2 signature, and HUBSPOT_REQUIRE_V3 is set")]
+    #[error("only a v1/v2 signature, and v3 is required (HUBSPOT_REQUIRE_V3, or v3 was seen before)")]
     V3Required,
     #[error("unknown X-HubSpot-Signature-Version")]
     UnknownVersion,
@@ -124,6 +126,7 @@ impl Rejection {
 }
 
 /// Checks a request's signature against every configured secret at time `now_ms` (Unix ms).
+/// With `require_v3`, a request signed only with v1/v2 is refused ([`Rejection::V3Required`]).
 pub fn verify(
     req: &SignedRequest<'_>,
     secrets: Option<&SecretList>,

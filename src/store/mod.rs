@@ -22,6 +22,7 @@ pub mod staff;
 pub mod sync_failures;
 pub mod sync_logs;
 pub mod sync_state;
+pub mod webhook_replay;
 
 pub use error::{Cause, StoreError};
-pub use pool::{Pool, PooledConn, build_pool, db_now, ping, ping_conn};
+pub use pool::{Pool, PooledConn, build_pool, commit_durably, db_now, ping, ping_conn};

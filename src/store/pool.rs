@@ -54,6 +54,14 @@ pub fn session_settings(options: &PoolOptions) -> String {
     )
 }
 
+/// Makes the transaction it runs in commit with `synchronous_commit = on`, whatever the
+/// session's setting ([`session_settings`]) or the database's default: the commit returns only
+/// once its WAL is on disk. For writes acknowledged to a sender that will not send them again.
+/// Outside a transaction it does nothing (PostgreSQL only warns), so call it first inside one.
+pub async fn commit_durably(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    diesel::sql_query("SET LOCAL synchronous_commit = on").execute(conn).await.map(drop)
+}
+
 /// Builds the pool. No connection is opened until the first checkout, so a database that is
 /// down at start-up does not stop the process; `/readyz` reports it instead.
 pub fn build_pool(target: &DbTarget, options: &PoolOptions) -> Result<Pool, StoreError> {

@@ -159,6 +159,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// SHA-256 of each accepted webhook body, pruned after a few days: a v1/v2-only repeat of one is a replay.
+    webhook_deliveries (digest) {
+        digest -> Bytea,
+        accepted_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// One row once a valid v3 webhook signature has been seen: v1/v2 are refused from then on (HUBSPOT_REQUIRE_V3=auto).
+    webhook_v3_seen (singleton) {
+        singleton -> Bool,
+        first_seen_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     calls,
     contact_owner_history,
@@ -169,4 +185,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_failures,
     sync_logs,
     sync_state,
+    webhook_deliveries,
+    webhook_v3_seen,
 );

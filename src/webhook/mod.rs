@@ -3,19 +3,23 @@
 //! Refuse a declared length over 256 KiB (413) -> take a place ([`limits::Gate`]; too many
 //! requests at once: 503, the body unread) -> read the raw body (at most 256 KiB within 5 s, else
 //! 413 or 408: [`limits`]) -> check the signature on those exact bytes
-//! ([`crate::signature`], else 401) -> parse the event array ([`event`], else 400) -> write
+//! ([`crate::signature`], else 401) -> refuse a v1/v2-only request once v3 has been seen, or when
+//! it repeats a body accepted before ([`replay`], 401) -> parse the event array ([`event`], else
+//! 400) -> write
 //! deletions, merges and privacy deletions ([`apply`]; database down: 503) -> queue the ids to
 //! fetch ([`crate::queue`]; full or shutting down: 503, and HubSpot retries the batch, whose
 //! writes are idempotent) -> 204. Writing before queueing means a full queue never loses a
 //! deletion. Events we do not keep are counted and accepted: a 4xx would make HubSpot retry them
 //! for a day.
 //!
-//! Most batches (creations, property changes) touch no database: they are answered as soon as
-//! their ids are queued, in well under a millisecond of work.
+//! Most batches (creations, property changes, signed with v3) touch no database: they are
+//! answered as soon as their ids are queued, in well under a millisecond of work; their body's
+//! digest is written in the background ([`replay`]).
 
 pub mod apply;
 pub mod event;
 pub mod limits;
+pub mod replay;
 pub mod stats;
 
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use crate::store::Pool;
 use crate::telemetry::ErrorChain;
 pub use limits::{BODY_TIMEOUT, MAX_BODY_BYTES};
 use limits::{BodyError, Gate};
+use replay::ReplayGuard;
 use stats::{Rejection as Refused, WebhookStats};
 
 use crate::metric;
@@ -49,7 +54,8 @@ pub struct Intake {
 
 struct IntakeInner {
     secrets: Option<SecretList>,
-    require_v3: bool,
+    /// `HUBSPOT_REQUIRE_V3` and the replay rule.
+    replay: Arc<ReplayGuard>,
     public_url: Option<Url>,
     queue: Option<Arc<Queue>>,
 }
@@ -59,7 +65,7 @@ impl Intake {
         Self {
             inner: Arc::new(IntakeInner {
                 secrets: settings.hubspot_client_secret.clone(),
-                require_v3: settings.hubspot_require_v3,
+                replay: Arc::new(ReplayGuard::new(settings.hubspot_require_v3)),
                 public_url: settings.public_url.clone(),
                 queue,
             }),
@@ -82,6 +88,11 @@ impl Intake {
         self.inner.queue.as_ref()
     }
 
+    /// The replay rule's state, whose writer [`ReplayGuard::run`] runs beside the server.
+    pub fn replay(&self) -> &Arc<ReplayGuard> {
+        &self.inner.replay
+    }
+
     /// The live webhook figures this intake records.
     pub fn stats(&self) -> &Arc<WebhookStats> {
         &self.stats
@@ -97,6 +108,8 @@ enum Refusal {
     /// The body did not arrive within [`BODY_TIMEOUT`].
     SlowBody,
     Signature(signature::Rejection),
+    /// A v1/v2-only repeat of a body accepted before.
+    Replayed,
     Malformed(String),
     Queue(QueueError),
     NotFetching,
@@ -109,7 +122,7 @@ impl Refusal {
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::SlowBody => StatusCode::REQUEST_TIMEOUT,
-            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::Signature(_) | Self::Replayed => StatusCode::UNAUTHORIZED,
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Queue(_) | Self::NotFetching | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -119,7 +132,7 @@ impl Refusal {
         match self {
             Self::Busy => Refused::Busy,
             Self::TooLarge | Self::SlowBody | Self::Malformed(_) => Refused::Malformed,
-            Self::Signature(_) => Refused::Signature,
+            Self::Signature(_) | Self::Replayed => Refused::Signature,
             Self::Queue(QueueError::Full) => Refused::QueueFull,
             Self::Queue(QueueError::Closed) => Refused::ShuttingDown,
             Self::NotFetching => Refused::NotConfigured,
@@ -134,6 +147,7 @@ impl Refusal {
             Self::TooLarge => "body over 256 KiB",
             Self::SlowBody => "body not received in time",
             Self::Signature(_) => "missing, forged or stale signature",
+            Self::Replayed => "replayed delivery",
             Self::Malformed(_) => "body is not a JSON array of events",
             Self::Queue(QueueError::Full) => "queue full, retry later",
             Self::Queue(QueueError::Closed) => "shutting down, retry later",
@@ -149,6 +163,19 @@ impl From<BodyError> for Refusal {
             BodyError::TooLarge => Self::TooLarge,
             BodyError::Slow => Self::SlowBody,
             BodyError::Unreadable(why) => Self::Malformed(why),
+        }
+    }
+}
+
+/// The `reason` label of a refused replay (beside [`signature::Rejection::as_str`]'s).
+const REPLAYED: &str = "replayed";
+
+impl From<replay::Refused> for Refusal {
+    fn from(refused: replay::Refused) -> Self {
+        match refused {
+            replay::Refused::V3Required => Self::Signature(signature::Rejection::V3Required),
+            replay::Refused::Replayed => Self::Replayed,
+            replay::Refused::Store(e) => Self::Store(e),
         }
     }
 }
@@ -171,6 +198,10 @@ pub async fn receive(
                     metrics::counter!(metric::WEBHOOK_SIGNATURE_FAILURES, "reason" => why.as_str()).increment(1);
                     tracing::warn!(reason = why.as_str(), "webhook refused: {why}");
                 }
+                Refusal::Replayed => {
+                    metrics::counter!(metric::WEBHOOK_SIGNATURE_FAILURES, "reason" => REPLAYED).increment(1);
+                    tracing::warn!(reason = REPLAYED, "webhook refused: {}", replay::Refused::Replayed);
+                }
                 Refusal::Store(e) => {
                     tracing::error!(error = %ErrorChain(e), "webhook not applied: database unavailable")
                 }
@@ -190,7 +221,9 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     let _place = intake.gate.enter().ok_or(Refusal::Busy)?;
     let intake = &intake.inner;
     let body = limits::read_body(req, payload).await.map_err(Refusal::from)?;
-    verify(req, &body, intake).map_err(Refusal::Signature)?;
+    let verified = verify(req, &body, intake).map_err(Refusal::Signature)?;
+    let digest = replay::digest(&body);
+    intake.replay.admit(pool, verified.version, &digest).await?;
     let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let count = events.len();
     let plan = event::plan(events);
@@ -218,6 +251,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     if !(fetch.is_empty() && plan.fetch_associated.is_empty()) {
         queue.push_changes(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
     }
+    intake.replay.accepted(pool, verified.version, digest).await.map_err(Refusal::Store)?;
     Ok(count)
 }
 
@@ -239,7 +273,7 @@ fn verify(req: &HttpRequest, body: &[u8], intake: &IntakeInner) -> Result<signat
         headers: SignatureHeaders::from_lookup(header),
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
-    signature::verify(&signed, intake.secrets.as_ref(), intake.require_v3, now_ms)
+    signature::verify(&signed, intake.secrets.as_ref(), intake.replay.requires_v3(), now_ms)
 }
 
 #[cfg(test)]
@@ -263,5 +297,15 @@ mod tests {
                 .map(|r| r.as_str())
                 .collect();
         assert_eq!(reasons.len(), 4, "distinct metric labels");
+    }
+
+    #[test]
+    fn replays_and_v3_required_are_signature_refusals() {
+        let replayed = Refusal::from(replay::Refused::Replayed);
+        assert_eq!((replayed.status(), replayed.kind()), (StatusCode::UNAUTHORIZED, Refused::Signature));
+        let required = Refusal::from(replay::Refused::V3Required);
+        assert!(matches!(required, Refusal::Signature(signature::Rejection::V3Required)));
+        assert_eq!(required.kind(), Refused::Signature);
+        assert_ne!(REPLAYED, signature::Rejection::V3Required.as_str(), "a reason of its own");
     }
 }

@@ -12,6 +12,7 @@ use hubspot_sync::store::schema;
 use hubspot_sync::store::staff::{self, StaffRow};
 use hubspot_sync::store::sync_logs::{self, RunMode, RunOutcome, RunStatus, RunTrigger};
 use hubspot_sync::store::sync_state;
+use hubspot_sync::store::webhook_replay::{self, DELIVERY_RETENTION, LegacyCheck};
 use serde_json::json;
 
 use crate::harness::TestDb;
@@ -403,4 +404,37 @@ async fn a_full_pass_archives_only_rows_it_neither_wrote_nor_could_have_missed()
     for id in ["newer", "kept", "seen"] {
         assert!(!stored(&mut conn, id).await.unwrap().4, "{id} stays live");
     }
+}
+
+#[tokio::test]
+async fn webhook_digests_are_kept_once_checked_and_pruned_after_their_retention() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let (a, b) = ([1u8; 32], [2u8; 32]);
+    let check = |replayed, v3_seen| LegacyCheck { replayed, v3_seen };
+    assert_eq!(webhook_replay::legacy_check(&mut conn, &a).await.unwrap(), check(false, false));
+    webhook_replay::record_delivery(&mut conn, &a).await.unwrap();
+    webhook_replay::record_delivery(&mut conn, &a).await.unwrap();
+    webhook_replay::record_deliveries(&mut conn, &[a, b, b]).await.unwrap();
+    webhook_replay::record_deliveries(&mut conn, &[]).await.unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM webhook_deliveries").await, 2, "each digest once");
+    assert_eq!(webhook_replay::legacy_check(&mut conn, &a).await.unwrap(), check(true, false));
+
+    assert!(!webhook_replay::v3_seen(&mut conn).await.unwrap());
+    webhook_replay::mark_v3_seen(&mut conn).await.unwrap();
+    webhook_replay::mark_v3_seen(&mut conn).await.unwrap();
+    assert!(webhook_replay::v3_seen(&mut conn).await.unwrap());
+    assert_eq!(db.count("SELECT count(*) FROM webhook_v3_seen").await, 1, "written once");
+    assert_eq!(webhook_replay::legacy_check(&mut conn, &a).await.unwrap(), check(true, true));
+
+    use schema::webhook_deliveries::dsl as w;
+    diesel::update(w::webhook_deliveries.filter(w::digest.eq(&a[..])))
+        .set(w::accepted_at.eq(Utc::now() - Duration::days(4)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let before = Utc::now() - DELIVERY_RETENTION;
+    assert_eq!(webhook_replay::prune_deliveries(&mut conn, before).await.unwrap(), 1, "only the old one");
+    assert_eq!(webhook_replay::legacy_check(&mut conn, &a).await.unwrap(), check(false, true));
+    assert_eq!(webhook_replay::legacy_check(&mut conn, &b).await.unwrap(), check(true, true));
 }
