@@ -9,12 +9,13 @@ CREATE TABLE webhook_v3_seen (
 );
 COMMENT ON TABLE webhook_v3_seen IS 'One row once a valid v3 webhook signature has been seen: v1/v2 are refused from then on (HUBSPOT_REQUIRE_V3=auto).';
 
--- `webhook_deliveries`: the SHA-256 of every accepted webhook body, kept for a few days (HubSpot
--- retries a failed delivery for about a day, with a new body each attempt). A v1/v2-only
--- delivery of a body listed here is a replay and is refused.
+-- `webhook_deliveries`: a digest of every accepted webhook delivery, kept for a few days (HubSpot
+-- retries a failed delivery for about a day, with a new body each attempt): the SHA-256 of its
+-- v1/v2 signature, itself a hash of the client secret and the body, so the same body always has
+-- the same digest. A v1/v2-only delivery whose digest is listed here is a replay and is refused.
 CREATE TABLE webhook_deliveries (
     digest bytea PRIMARY KEY CHECK (octet_length(digest) = 32),
     accepted_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX webhook_deliveries_accepted_at_idx ON webhook_deliveries (accepted_at);
-COMMENT ON TABLE webhook_deliveries IS 'SHA-256 of each accepted webhook body, pruned after a few days: a v1/v2-only repeat of one is a replay.';
+COMMENT ON TABLE webhook_deliveries IS 'Digest of each accepted webhook delivery: SHA-256 of its v1/v2 signature, itself a hash of the client secret and the body; pruned after a few days: a v1/v2-only repeat of one is a replay.';

@@ -52,6 +52,9 @@ struct Cli {
     /// Probability of delivering a webhook batch shuffled and late.
     #[arg(long, default_value_t = 0.02)]
     webhook_reorder_rate: f64,
+    /// Sign webhooks with v1 only (no v3 headers), as some private-app setups are reported to receive.
+    #[arg(long)]
+    webhook_v1_only: bool,
     /// Background changes per second (with webhooks), for the demo.
     #[arg(long, default_value_t = 0.0)]
     churn_per_s: f64,
@@ -79,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
             w.retry_base_ms = cli.webhook_retry_ms;
             w.duplicate_rate = cli.webhook_duplicate_rate;
             w.reorder_rate = cli.webhook_reorder_rate;
+            w.v1_only = cli.webhook_v1_only;
             Some(w)
         }
         _ => None,

@@ -1,6 +1,6 @@
 //! Webhook delivery as HubSpot does it: events built from data changes, batches of at most 100,
-//! at most 10 requests in flight, v1 + v3 signatures with a fresh timestamp and `attemptNumber`
-//! per attempt, retries with backoff on any non-2xx, connection error or slow (> 5 s) answer,
+//! at most 10 requests in flight, v1 + v3 signatures (or v1 alone, as some private-app setups are
+//! reported to receive) with a fresh timestamp and `attemptNumber` per attempt, retries with backoff on any non-2xx, connection error or slow (> 5 s) answer,
 //! and occasional duplicate and out-of-order deliveries (seeded).
 
 pub mod sign;
@@ -37,6 +37,8 @@ pub struct WebhookConfig {
     pub duplicate_rate: f64,
     /// Probability that a batch is shuffled and held back so later batches overtake it.
     pub reorder_rate: f64,
+    /// Sign with v1 only (no v3 headers), as some private-app setups are reported to receive.
+    pub v1_only: bool,
 }
 
 impl WebhookConfig {
@@ -54,6 +56,7 @@ impl WebhookConfig {
             timeout_ms: 5000,
             duplicate_rate: 0.01,
             reorder_rate: 0.02,
+            v1_only: false,
         }
     }
 }
@@ -429,18 +432,19 @@ impl Delivery {
             let now = self.stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
-            let res = self
+            let mut req = self
                 .client
                 .post(&self.cfg.url)
                 .header("Content-Type", "application/json")
                 .header("User-Agent", "HubSpot Connect 2.0 (http://dev.hubspot.com/) - hubspot-sim")
                 .header("X-HubSpot-Signature", sign::v1(&self.cfg.client_secret, &body))
-                .header("X-HubSpot-Signature-Version", "v1")
-                .header("X-HubSpot-Signature-v3", sign::v3(&self.cfg.client_secret, "POST", &uri, &body, &ts))
-                .header("X-HubSpot-Request-Timestamp", ts)
-                .body(body)
-                .send()
-                .await;
+                .header("X-HubSpot-Signature-Version", "v1");
+            if !self.cfg.v1_only {
+                req = req
+                    .header("X-HubSpot-Signature-v3", sign::v3(&self.cfg.client_secret, "POST", &uri, &body, &ts))
+                    .header("X-HubSpot-Request-Timestamp", ts);
+            }
+            let res = req.body(body).send().await;
             self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
             match res {
                 Ok(r) if r.status().is_success() => {

@@ -251,3 +251,21 @@ async fn duplicates_and_reordering_happen_when_asked() {
     h.shutdown().await;
     rh.stop(true).await;
 }
+
+#[tokio::test]
+async fn v1_only_deliveries_carry_no_v3_headers() {
+    let (url, rec, rh) = receiver().await;
+    let h = sim_with(&url, |w| w.v1_only = true).await;
+    h.churn(&ChurnRequest { object: "contacts".into(), creates: 5, ..Default::default() }).unwrap();
+    assert!(h.wait_webhooks_idle(PATIENCE).await);
+    let requests = rec.requests.lock().unwrap().clone();
+    assert!(!requests.is_empty());
+    for (h, body) in &requests {
+        assert_eq!(header(h, "x-hubspot-signature-version"), "v1");
+        assert_eq!(header(h, "x-hubspot-signature"), sign::v1(SECRET, body));
+        let has = |name: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        assert!(!has("x-hubspot-signature-v3") && !has("x-hubspot-request-timestamp"), "{h:?}");
+    }
+    h.shutdown().await;
+    rh.stop(true).await;
+}

@@ -11,7 +11,7 @@
 //!   carries no v3 headers at all and the caller does not require v3 (`require_v3`, decided from
 //!   `HUBSPOT_REQUIRE_V3` and whether v3 has been seen): they have no replay protection, so the
 //!   caller must also refuse a repeat of a body it accepted before; [`Verified::version`] tells
-//!   it which requests need that check. A request with v3 headers is judged by v3 alone, so a
+//!   it which requests need that check, and [`legacy_signature`] identifies the body. A request with v3 headers is judged by v3 alone, so a
 //!   stale or forged v3 never falls back to v1.
 //! - Several secrets (a rotation): any one of them may have signed the request.
 
@@ -148,8 +148,7 @@ pub fn verify(
         Some(v) if v.eq_ignore_ascii_case("v2") => Version::V2,
         Some(_) => return Err(Rejection::UnknownVersion),
     };
-    let mut expected = [0u8; 32];
-    hex::decode_to_slice(legacy.trim(), &mut expected).map_err(|_| Rejection::Forged)?;
+    let expected = decode_legacy(legacy).ok_or(Rejection::Forged)?;
     for (index, secret) in secrets.iter().enumerate() {
         let mut hash = Sha256::new();
         hash.update(secret.expose().as_bytes());
@@ -163,6 +162,19 @@ pub fn verify(
         }
     }
     Err(Rejection::Forged)
+}
+
+/// The 32 bytes of a request's `X-HubSpot-Signature` (v1 or v2), decoded as [`verify`] decodes
+/// them; `None` when the header is absent or not 64 hex digits. A body signed the same way always
+/// carries the same bytes, whatever else the request says, so they identify a v1/v2-signed body
+/// (and a copy of it stripped of its v3 headers) without hashing it again.
+pub fn legacy_signature(headers: &SignatureHeaders<'_>) -> Option<[u8; 32]> {
+    headers.legacy.and_then(decode_legacy)
+}
+
+fn decode_legacy(raw: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(raw.trim(), &mut bytes).ok().map(|()| bytes)
 }
 
 fn verify_v3(req: &SignedRequest<'_>, secrets: &SecretList, now_ms: i64) -> Result<Verified, Rejection> {

@@ -180,3 +180,23 @@ fn headers_are_read_by_lowercase_name() {
     });
     assert_eq!(h, SignatureHeaders { v3: Some("s"), timestamp: Some("1"), legacy: None, legacy_version: None });
 }
+
+#[test]
+fn the_legacy_signature_identifies_a_body_however_its_hex_is_written() {
+    let o1 = "8c3bea70edf5053b4e6c4333b30bcd2010ceebf0ff038fe98890942a583448c6";
+    let bytes = legacy_signature(&legacy(o1, "v1")).unwrap();
+    assert_eq!(hex::encode(bytes), o1);
+    // Forms `verify` accepts give the same bytes: upper case, surrounding spaces, v3 next to it.
+    let upper = o1.to_uppercase();
+    assert_eq!(legacy_signature(&legacy(&upper, "v1")), Some(bytes));
+    let spaced = format!(" {o1} ");
+    assert_eq!(legacy_signature(&legacy(&spaced, "v1")), Some(bytes));
+    let req = SignedRequest { method: "POST", uri: O_URI, body: O_BODY.as_bytes(), headers: legacy(&upper, "v1") };
+    assert_eq!(verify(&req, Some(&secrets(O_SECRET)), false, 0), V1);
+    let both = SignatureHeaders { v3: Some("x"), timestamp: Some(O_TS), ..legacy(o1, "v1") };
+    assert_eq!(legacy_signature(&both), Some(bytes));
+    // None without one, or with one `verify` would refuse as forged.
+    assert_eq!(legacy_signature(&v3("x", O_TS)), None);
+    assert_eq!(legacy_signature(&legacy("zz", "v1")), None);
+    assert_eq!(legacy_signature(&legacy(&o1[2..], "v1")), None);
+}

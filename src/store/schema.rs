@@ -160,7 +160,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// SHA-256 of each accepted webhook body, pruned after a few days: a v1/v2-only repeat of one is a replay.
+    /// Digest of each accepted webhook delivery: SHA-256 of its v1/v2 signature, itself a hash of the client secret and the body; pruned after a few days: a v1/v2-only repeat of one is a replay.
     webhook_deliveries (digest) {
         digest -> Bytea,
         accepted_at -> Timestamptz,

@@ -1,4 +1,4 @@
-//! What the webhook replay rule keeps: `webhook_deliveries` (the SHA-256 of every accepted body,
+//! What the webhook replay rule keeps: `webhook_deliveries` (a digest of every accepted body,
 //! pruned after [`DELIVERY_RETENTION`]) and `webhook_v3_seen` (one row once a valid v3 signature
 //! has been seen from the account). Both are written with `ON CONFLICT DO NOTHING`, so concurrent
 //! writers and repeats are harmless.
@@ -14,7 +14,7 @@ use super::schema::{webhook_deliveries, webhook_v3_seen};
 /// day (docs/hubspot.md §1.5); three days leave room for clocks and outages.
 pub const DELIVERY_RETENTION: chrono::Duration = chrono::Duration::days(3);
 
-/// A body digest: SHA-256, 32 bytes.
+/// A body's digest, 32 bytes (the caller decides what it hashes).
 pub type Digest = [u8; 32];
 
 /// What a v1/v2-only delivery is checked against, read in one query.

@@ -34,6 +34,7 @@ use crate::queue::{Change, Queue, QueueError};
 use crate::signature::uri::{UriSource, signed_uri};
 use crate::signature::{self, SignatureHeaders, SignedRequest};
 use crate::store::Pool;
+use crate::store::webhook_replay::Digest;
 use crate::telemetry::ErrorChain;
 pub use limits::{BODY_TIMEOUT, MAX_BODY_BYTES};
 use limits::{BodyError, Gate};
@@ -221,9 +222,8 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     let _place = intake.gate.enter().ok_or(Refusal::Busy)?;
     let intake = &intake.inner;
     let body = limits::read_body(req, payload).await.map_err(Refusal::from)?;
-    let verified = verify(req, &body, intake).map_err(Refusal::Signature)?;
-    let digest = replay::digest(&body);
-    intake.replay.admit(pool, verified.version, &digest).await?;
+    let (verified, key) = verify(req, &body, intake).map_err(Refusal::Signature)?;
+    intake.replay.admit(pool, verified.version, key.as_ref()).await?;
     let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let count = events.len();
     let plan = event::plan(events);
@@ -251,11 +251,16 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     if !(fetch.is_empty() && plan.fetch_associated.is_empty()) {
         queue.push_changes(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
     }
-    intake.replay.accepted(pool, verified.version, digest).await.map_err(Refusal::Store)?;
+    intake.replay.accepted(pool, verified.version, key).await.map_err(Refusal::Store)?;
     Ok(count)
 }
 
-fn verify(req: &HttpRequest, body: &[u8], intake: &IntakeInner) -> Result<signature::Verified, signature::Rejection> {
+/// The signature check, and the request's [`replay::replay_key`].
+fn verify(
+    req: &HttpRequest,
+    body: &[u8],
+    intake: &IntakeInner,
+) -> Result<(signature::Verified, Option<Digest>), signature::Rejection> {
     let headers = req.headers();
     let header = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
     let source = UriSource {
@@ -273,7 +278,8 @@ fn verify(req: &HttpRequest, body: &[u8], intake: &IntakeInner) -> Result<signat
         headers: SignatureHeaders::from_lookup(header),
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
-    signature::verify(&signed, intake.secrets.as_ref(), intake.replay.requires_v3(), now_ms)
+    let verified = signature::verify(&signed, intake.secrets.as_ref(), intake.replay.requires_v3(), now_ms)?;
+    Ok((verified, replay::replay_key(&signed.headers)))
 }
 
 #[cfg(test)]

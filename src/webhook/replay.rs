@@ -11,11 +11,15 @@
 //!   from then on): in memory, and in PostgreSQL (`webhook_v3_seen`), read when the guard starts
 //!   (so a restart keeps requiring v3) and by every v1/v2-only check (so another machine learns
 //!   it too);
-//! - keeps the SHA-256 of every accepted body in PostgreSQL (`webhook_deliveries`) for
+//! - keeps a digest of every accepted body in PostgreSQL (`webhook_deliveries`) for
 //!   [`DELIVERY_RETENTION`]: a v1/v2-only request is checked against it, and against the digests
 //!   not written yet, before anything is done with it, and its own digest is written before it is
-//!   answered 204;
-//! - writes accepted v3 bodies' digests and the v3-seen fact in batches, every [`FLUSH_EVERY`]
+//!   answered 204. The digest ([`replay_key`]) is the SHA-256 of the request's v1/v2 signature,
+//!   which is itself SHA-256 over the client secret and the body (v2: and the method and URI):
+//!   the same body signed the same way always has it, a v3 delivery carries it next to v3 (the
+//!   copy an attacker would strip), and it costs no second pass over the body. A v3 delivery
+//!   without a v1/v2 signature has nothing to strip down to, so nothing is kept for it;
+//! - writes accepted v3 deliveries' digests and the v3-seen fact in batches, every [`FLUSH_EVERY`]
 //!   and on shutdown ([`ReplayGuard::run`]): a v3 delivery then costs no database round trip and
 //!   is still accepted while PostgreSQL is down. The price, which matters only with
 //!   `HUBSPOT_REQUIRE_V3=false` (otherwise v1 is refused once v3 has been seen): a v1-only copy of
@@ -34,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RequireV3;
-use crate::signature::Version;
+use crate::signature::{self, SignatureHeaders, Version};
 use crate::store::webhook_replay::{self, DELIVERY_RETENTION, Digest};
 use crate::store::{Pool, StoreError};
 use crate::telemetry::ErrorChain;
@@ -47,9 +51,10 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// a warning says how many.
 pub const MAX_WAITING: usize = 100_000;
 
-/// The digest a body is known by: SHA-256 of its bytes as received (v1 signs the body alone).
-pub fn digest(body: &[u8]) -> Digest {
-    Sha256::digest(body).into()
+/// The digest a request's body is known by: SHA-256 of its v1/v2 signature (see the module
+/// docs); `None` when it carries none.
+pub fn replay_key(headers: &SignatureHeaders<'_>) -> Option<Digest> {
+    signature::legacy_signature(headers).map(|bytes| Sha256::digest(bytes).into())
 }
 
 /// Why a request whose signature passed is refused all the same.
@@ -66,7 +71,7 @@ pub enum Refused {
 /// What is waiting to be written.
 #[derive(Default)]
 struct Unwritten {
-    /// Accepted v3 bodies' digests.
+    /// Accepted v3 deliveries' digests.
     waiting: HashSet<Digest>,
     /// Those the flush in progress is writing (still checked against until written).
     writing: HashSet<Digest>,
@@ -105,14 +110,17 @@ impl ReplayGuard {
 
     /// Decides on a request whose signature passed as `version`, before anything is done with
     /// it: a v3 one passes (and is remembered as seen); a v1/v2-only one is checked against the
-    /// accepted bodies and the v3-seen fact in PostgreSQL.
-    pub async fn admit(&self, pool: &Pool, version: Version, digest: &Digest) -> Result<(), Refused> {
+    /// accepted bodies and the v3-seen fact in PostgreSQL. `key` is its [`replay_key`] (a request
+    /// that passed as v1/v2 always has one).
+    pub async fn admit(&self, pool: &Pool, version: Version, key: Option<&Digest>) -> Result<(), Refused> {
         if version == Version::V3 {
             if !self.v3_seen.swap(true, Ordering::Relaxed) {
                 self.unwritten().v3_seen = true;
             }
             return Ok(());
         }
+        // A v1/v2 signature that verified always decodes; without one, refuse (fail closed).
+        let Some(digest) = key else { return Err(Refused::Replayed) };
         if self.unwritten().contains(digest) {
             return Err(Refused::Replayed);
         }
@@ -130,9 +138,11 @@ impl ReplayGuard {
         Ok(())
     }
 
-    /// Records the body of a request that is about to be answered 204: a v1/v2-only one at once
-    /// (its repeat must be refused everywhere from now on), a v3 one with the next flush.
-    pub async fn accepted(&self, pool: &Pool, version: Version, digest: Digest) -> Result<(), StoreError> {
+    /// Records the body of a request that is about to be answered 204 by its [`replay_key`]: a
+    /// v1/v2-only one at once (its repeat must be refused everywhere from now on), a v3 one with
+    /// the next flush (none without a key: no v1/v2-only copy of it can verify).
+    pub async fn accepted(&self, pool: &Pool, version: Version, key: Option<Digest>) -> Result<(), StoreError> {
+        let Some(digest) = key else { return Ok(()) };
         if version != Version::V3 {
             let mut conn = pool.get().await?;
             return Ok(webhook_replay::record_delivery(&mut conn, &digest).await?);
@@ -267,8 +277,18 @@ mod tests {
     }
 
     #[test]
-    fn digests_are_sha256_of_the_bytes() {
-        assert_eq!(hex::encode(digest(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_ne!(digest(b"[1]"), digest(b"[1] "));
+    fn the_key_is_the_sha256_of_the_legacy_signature_whatever_surrounds_it() {
+        let sig = "8c3bea70edf5053b4e6c4333b30bcd2010ceebf0ff038fe98890942a583448c6";
+        let legacy = SignatureHeaders { legacy: Some(sig), legacy_version: Some("v1"), ..Default::default() };
+        let key = replay_key(&legacy).unwrap();
+        let bytes = hex::decode(sig).unwrap();
+        assert_eq!(key, <[u8; 32]>::from(Sha256::digest(&bytes)));
+        let upper = sig.to_uppercase();
+        let stripped_and_retyped = SignatureHeaders { legacy: Some(&upper), ..Default::default() };
+        assert_eq!(replay_key(&stripped_and_retyped), Some(key));
+        let with_v3 = SignatureHeaders { v3: Some("x"), timestamp: Some("1"), ..legacy };
+        assert_eq!(replay_key(&with_v3), Some(key));
+        let v3_only = SignatureHeaders { v3: Some("x"), timestamp: Some("1"), ..Default::default() };
+        assert_eq!(replay_key(&v3_only), None);
     }
 }

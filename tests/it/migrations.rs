@@ -100,7 +100,9 @@ async fn migrate_applies_everything_on_an_empty_database() {
             "staff",
             "sync_failures",
             "sync_logs",
-            "sync_state"
+            "sync_state",
+            "webhook_deliveries",
+            "webhook_v3_seen"
         ]
     );
 }

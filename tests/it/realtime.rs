@@ -76,6 +76,33 @@ async fn churn_of_every_kind_converges_to_the_simulator() {
     assert_converged(&app.db, &sim, Merges::Pointer, false).await;
 }
 
+/// A HubSpot that signs with v1 only (as some private-app setups are reported to receive) and
+/// delivers every batch twice: fresh bodies are accepted, a duplicate that arrives after its
+/// original was accepted is refused as a replay and HubSpot's retry (a new `attemptNumber`, so
+/// a new body) is accepted; nothing is given up and everything converges.
+#[tokio::test]
+async fn v1_only_deliveries_with_duplicates_converge() {
+    let opts = SimOptions { contacts: 100, deals: 50, calls: 100, owners: 5, ..SimOptions::default() };
+    let v1_only = |hooks: &mut WebhookConfig| {
+        noisy(hooks);
+        hooks.duplicate_rate = 1.0;
+        hooks.v1_only = true;
+    };
+    let mut app =
+        TestApp::builder().sim(opts).sim_webhooks(v1_only).seeded().arg("--fetch-window", "100ms").start().await;
+    let sim = app.sim.take().unwrap();
+    for object in ["contacts", "deals", "calls"] {
+        sim.churn(&churn(object, 10, 20, 4, 2, 0)).unwrap();
+    }
+    assert!(sim.wait_webhooks_idle(PATIENCE).await, "webhooks still pending");
+    app.stop().await;
+    let stats = sim.stats();
+    assert!(stats["webhooks"]["duplicates"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["webhooks"]["batches_failed"], 0, "{stats}");
+    assert_eq!(app.db.count("SELECT count(*) FROM webhook_v3_seen").await, 0, "no v3 was ever sent");
+    assert_converged(&app.db, &sim, Merges::Pointer, false).await;
+}
+
 #[tokio::test]
 async fn a_full_queue_refuses_with_503_and_hubspot_retries_converge() {
     let mut app = churned_app().arg("--queue-capacity", "150").arg("--fetch-window", "50ms").start().await;
