@@ -24,6 +24,7 @@ mod poller_harsh;
 mod pool;
 mod privacy;
 mod realtime;
+mod realtime_order;
 mod routes;
 mod serve;
 mod shutdown;
