@@ -21,8 +21,14 @@
 //!
 //! Two mixes of objects: in proportion to the seed account's records (78% contacts, 20% calls,
 //! 3% deals), and contacts only.
+//!
+//! (d), first: issue 15's mixed burst (every event type over three kinds, about 700 events in 23
+//! batches over 1.35 s) and one event delivered 1,000 times (`burst.rs`); `-- burst` runs these
+//! alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
 
+#[path = "freshness/burst.rs"]
+mod burst;
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -43,6 +49,12 @@ const KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectK
 /// Copies the simulator's data into PostgreSQL (as a full sync would, without its requests),
 /// then adds the trigger that records when each version is first written.
 async fn copy_of(db: &Scratch, sim: &SimHandle) {
+    copy_data(db, sim).await;
+    track_versions(db).await;
+}
+
+/// Copies the simulator's data into PostgreSQL, as a full sync would, without its requests.
+async fn copy_data(db: &Scratch, sim: &SimHandle) {
     db.quiet_poller().await;
     let mut conn = db.target.connect("hubspot-sync bench").await.unwrap();
     for kind in KINDS {
@@ -57,6 +69,10 @@ async fn copy_of(db: &Scratch, sim: &SimHandle) {
             records::mark_archived(&mut conn, table, &[id], line["mergedInto"].as_str()).await.unwrap();
         }
     }
+}
+
+/// The trigger that records when each (row, `updated_at`) version is first written.
+async fn track_versions(db: &Scratch) {
     let mut sql = String::from(
         "CREATE UNLOGGED TABLE bench_seen (tbl text, id text, updated_at timestamptz, \
              seen_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (tbl, id, updated_at)); \
@@ -217,6 +233,9 @@ async fn scenario(pg: &Postgres, mix: &[(ObjectKind, f64)], rate: f64, seconds: 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    // `-- burst`: issue 15's mixed burst and one event delivered 1,000 times, alone.
+    let only_burst = args.first().is_some_and(|a| a == "burst");
+    let args: Vec<String> = args.into_iter().filter(|a| a != "burst").collect();
     let rate: f64 = args.first().map_or(500.0, |s| s.parse().unwrap());
     let seconds: u64 = args.get(1).map_or(20, |s| s.parse().unwrap());
     let (contacts, deals, calls, _) = SEED;
@@ -232,6 +251,16 @@ async fn main() {
     let budget: u32 = std::env::var("BENCH_BUDGET").map_or(100, |b| b.parse().unwrap());
     let pg = Postgres::find().await;
     println!("machine: {}", machine());
+    println!();
+    println!("(d) issue 15: a mixed burst, and one event delivered 1,000 times (budget 100 / 10 s, latency 50 ms)");
+    println!();
+    let mixed = burst::mixed(&pg).await;
+    let repeated = burst::repeated(&pg).await;
+    burst::report(&mixed, &repeated);
+    if only_burst {
+        return;
+    }
+    println!();
     println!(
         "{rate} changes/s for {seconds} s after {} s warm-up; simulator latency 50 ms; budget {}",
         WARM_UP.as_secs(),

@@ -6,8 +6,14 @@
 //! a request's latency then includes its TCP connect).
 //!
 //! `cargo bench -p hubspot-sync --bench ingest [-- SECONDS CLIENTS,...]` (defaults: 10 s
-//! measured after 1 s of warm-up; 10 and 64 clients; `BENCH_LOG=json 2>/dev/null` logs every
+//! measured after 1 s of warm-up; 50 clients; `BENCH_LOG=json 2>/dev/null` logs every
 //! request as production does). PostgreSQL as for the other benches.
+//!
+//! Issue 15 compares the endpoint with a Node.js receiver built on HubSpot's official SDK
+//! (`benches/node-receiver`: Express, `@hubspot/api-client`'s `Signature.isValid` v3, 204), run
+//! in the same run by the same load generator with the same signed requests, one after the other
+//! on the same cores. It runs when `node` is installed and `npm ci` was run in
+//! `benches/node-receiver`; otherwise the table says it was skipped.
 //!
 //! The bodies are HubSpot's own shape (`contact.propertyChange`, `deal.propertyChange`,
 //! `object.propertyChange` for calls), 100 events each, over every id of a seed-sized simulator,
@@ -194,8 +200,7 @@ fn load(port: u16, requests: Arc<Vec<Vec<u8>>>, clients: usize, seconds: u64) ->
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let seconds: u64 = args.first().map_or(10, |s| s.parse().unwrap());
-    let fan: Vec<usize> =
-        args.get(1).map_or_else(|| vec![10, 64], |s| s.split(',').map(|c| c.parse().unwrap()).collect());
+    let fan: Vec<usize> = args.get(1).map_or_else(|| vec![50], |s| s.split(',').map(|c| c.parse().unwrap()).collect());
     // Production logs one JSON line per request (`ops::request_log`); BENCH_LOG=json does too
     // (to stderr: redirect it), otherwise no subscriber is installed and logging costs ~nothing.
     let logging = std::env::var("BENCH_LOG").is_ok_and(|v| v == "json");
@@ -281,6 +286,49 @@ async fn main() {
             ]);
         }
     }
+    // The Node.js receiver, same generator, same requests (signed for its port).
+    let mut ours: Vec<(usize, f64)> = Vec::new();
+    for row in rows.iter().filter(|r| r[0].starts_with("fetchers on (sim), budget")) {
+        ours.push((row[1].parse().unwrap(), row[2].replace(',', "").parse().unwrap()));
+    }
+    let mut ratios = Vec::new();
+    match node::Receiver::start(SECRET).await {
+        Ok(receiver) => {
+            for &clients in &fan {
+                let port = receiver.port;
+                let requests = Arc::new(requests(port, &bodies));
+                let seen = tokio::task::spawn_blocking(move || load(port, requests, clients, seconds));
+                let mut seen = seen.await.unwrap();
+                let load_after = common::load();
+                seen.latencies_us.sort_unstable();
+                let per_s = seen.latencies_us.len() as f64 / seconds as f64;
+                let q = |p| format!("{:.2}", f64::from(quantile(&seen.latencies_us, p)) / 1000.0);
+                rows.push(vec![
+                    format!("Node.js receiver ({})", receiver.versions),
+                    clients.to_string(),
+                    thousands(per_s as u64),
+                    thousands((per_s * EVENTS_PER_BATCH as f64) as u64),
+                    q(0.5),
+                    q(0.99),
+                    q(1.0),
+                    seen.errors.to_string(),
+                    thousands(seen.connects),
+                    "none (answers 204 after the check)".into(),
+                    load_after,
+                ]);
+                if let Some((_, rust)) = ours.iter().find(|(c, _)| *c == clients) {
+                    ratios.push(format!(
+                        "{clients} clients: hubspot-sync (fetchers on, budget 100 / 10 s) {} requests/s, Node.js {} requests/s: {:.2}×",
+                        thousands(*rust as u64),
+                        thousands(per_s as u64),
+                        rust / per_s.max(1.0)
+                    ));
+                }
+            }
+            receiver.stop().await;
+        }
+        Err(why) => ratios.push(format!("Node.js receiver skipped: {why}")),
+    }
     common::table(
         &[
             "setting",
@@ -298,5 +346,68 @@ async fn main() {
         1,
         &rows,
     );
+    println!();
+    for line in ratios {
+        println!("{line}");
+    }
     sim.shutdown().await;
+}
+
+/// The Node.js receiver of `benches/node-receiver`, as a child process.
+mod node {
+    use std::path::PathBuf;
+    use std::process::Stdio;
+
+    use tokio::io::AsyncBufReadExt as _;
+    use tokio::process::{Child, Command};
+
+    pub struct Receiver {
+        pub port: u16,
+        /// `node v20.x, @hubspot/api-client 13.x, express 4.x`.
+        pub versions: String,
+        child: Child,
+    }
+
+    impl Receiver {
+        pub async fn start(secret: &str) -> Result<Receiver, String> {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/node-receiver");
+            let modules = dir.join("node_modules");
+            if !modules.is_dir() {
+                return Err(format!("run `npm ci` in {} first", dir.display()));
+            }
+            let node = Command::new("node").arg("--version").output().await.map_err(|e| format!("no node: {e}"))?;
+            let version = |package: &str| {
+                let raw = std::fs::read_to_string(modules.join(package).join("package.json")).unwrap_or_default();
+                let json: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+                json["version"].as_str().unwrap_or("?").to_owned()
+            };
+            let versions = format!(
+                "node {}, @hubspot/api-client {}, express {}",
+                String::from_utf8_lossy(&node.stdout).trim(),
+                version("@hubspot/api-client"),
+                version("express")
+            );
+            let port = super::common::free_port();
+            let mut child = Command::new("node")
+                .arg("server.js")
+                .arg(port.to_string())
+                .arg(secret)
+                .current_dir(&dir)
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start node: {e}"))?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let ready = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await;
+            match ready {
+                Ok(Ok(Some(line))) if line.starts_with("listening") => Ok(Receiver { port, versions, child }),
+                other => Err(format!("the Node.js receiver did not start: {other:?}")),
+            }
+        }
+
+        pub async fn stop(mut self) {
+            let _ = self.child.kill().await;
+        }
+    }
 }

@@ -171,6 +171,7 @@ async fn batch_read(
             req.inputs.len()
         )));
     }
+    st.stats.operation_add(&format!("{}.batch_read_ids", kind.name()), req.inputs.len() as u64);
     let archived = p.flag("archived");
     let mut out = String::with_capacity(req.inputs.len() * 500 + 256);
     out.push_str("{\"status\":\"COMPLETE\",\"results\":[");

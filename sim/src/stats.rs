@@ -8,7 +8,8 @@ use std::sync::{Mutex, PoisonError};
 pub struct Stats {
     /// "METHOD /pattern" -> requests that reached the API (whatever the answer).
     endpoints: Mutex<BTreeMap<String, u64>>,
-    /// "contacts.batch_read" etc. -> requests served by a handler.
+    /// "contacts.batch_read" etc. -> requests served by a handler; "contacts.batch_read_ids" ->
+    /// the ids those batch reads asked for.
     operations: Mutex<BTreeMap<String, u64>>,
     pub requests_total: AtomicU64,
     pub responses_429: AtomicU64,
@@ -38,6 +39,12 @@ impl Stats {
 
     pub fn operation(&self, key: &str) {
         bump(&self.operations, key);
+    }
+
+    /// Adds `n` to the count under `key` (ids asked for by batch reads, say).
+    pub fn operation_add(&self, key: &str, n: u64) {
+        let mut m = self.operations.lock().unwrap_or_else(PoisonError::into_inner);
+        *m.entry(key.to_string()).or_default() += n;
     }
 
     pub fn incr(c: &AtomicU64) {
