@@ -14,7 +14,12 @@
 //! - a creation, property change or restore: the row live with `updated_at` at or after the change;
 //! - a deletion: the row archived (or deleted) by a write after the change;
 //! - a privacy deletion: the row deleted (or archived) after the change;
-//! - a merge: the new record live and every merged-away id archived, each after the change.
+//! - a merge: the new record live, and each merged-away id archived, after the change (one
+//!   change per id);
+//! - or the row shows a later change of the same record (a property change overtaken by the
+//!   record's deletion is shown when the deletion is). A record never written at all (created and
+//!   deleted before any read: no row is the right end state) has nothing to show; its changes
+//!   are counted apart, and the end state of every touched record is compared with HubSpot's.
 //!
 //! Reads: the simulator's batch reads (every `…/batch/read`, archived re-reads included) and the
 //! ids they asked for (`…batch_read_ids`), from the first batch until every change is in
@@ -35,7 +40,7 @@ use super::{KINDS, SECRET, copy_data};
 const BATCHES: usize = 23;
 const SPREAD: Duration = Duration::from_millis(1350);
 /// Records of each kind in the account.
-const RECORDS: usize = 100;
+const RECORDS: usize = 160;
 
 /// What one churn call changed, and when.
 struct Made {
@@ -54,6 +59,8 @@ pub struct Burst {
     pub requests: u64,
     pub latencies_ms: Vec<f64>,
     pub never: usize,
+    /// Changes of records never written (created and deleted before any read).
+    pub unwritten: usize,
     pub differences: Vec<String>,
     pub settled_after: Duration,
     pub webhooks: serde_json::Value,
@@ -166,29 +173,78 @@ fn shown_at(
         .map(|w| w.seen_ms)
 }
 
-/// Each change of the burst: its change-to-row latency in ms, or `None` when it never showed.
+/// One change to one record: when, and what the row must show.
+struct Change {
+    kind: ObjectKind,
+    id: String,
+    at_ms: i64,
+    shows: Shows,
+}
+
+/// Each change of the burst that needed a write: its change-to-row latency in ms (`None`: not
+/// shown yet). A change is shown once the row shows it or a later change of the same record (a
+/// property change overtaken by the record's deletion is shown by the deletion). A record that
+/// was never written at all (created and deleted or erased before any read, so never a row: the
+/// right end state) has nothing to show; its changes are counted apart ([`unwritten`]).
 fn latencies(made: &[Made], all: &HashMap<(String, String), Vec<Write>>) -> Vec<Option<f64>> {
+    let changes = changes(made);
     let mut out = Vec::new();
-    for m in made {
-        let shown = |id: &str, shows| shown_at(all, m.kind, id, m.at_ms, shows);
-        let r = &m.report;
-        let mut times: Vec<Option<i64>> = Vec::new();
-        for id in r.created.iter().chain(&r.updated).chain(&r.restored) {
-            times.push(shown(id, Shows::Live));
+    for group in grouped(&changes) {
+        let first = group[0];
+        if !written(all, first.kind, &first.id) {
+            continue;
         }
-        for id in r.deleted.iter().chain(&r.privacy_deleted) {
-            times.push(shown(id, Shows::Gone));
+        for (i, c) in group.iter().enumerate() {
+            let shown = std::iter::once(c)
+                .chain(&group[i + 1..])
+                .filter_map(|later| shown_at(all, later.kind, &later.id, c.at_ms.max(later.at_ms), later.shows))
+                .min();
+            out.push(shown.map(|t| (t - c.at_ms) as f64));
         }
-        for merge in &r.merged {
-            let old = std::iter::once(&merge.primary).chain(&merge.merged).filter(|id| **id != merge.new);
-            let mut parts = vec![shown(&merge.new, Shows::Live)];
-            parts.extend(old.map(|id| shown(id, Shows::Gone)));
-            // Shown once every part is: the latest of them.
-            times.push(parts.into_iter().try_fold(i64::MIN, |latest, t| t.map(|t| latest.max(t))));
-        }
-        out.extend(times.into_iter().map(|t| t.map(|t| (t - m.at_ms) as f64)));
     }
     out
+}
+
+/// Changes of records never written (nothing to show; the end state is checked apart).
+fn unwritten(made: &[Made], all: &HashMap<(String, String), Vec<Write>>) -> usize {
+    let changes = changes(made);
+    grouped(&changes).iter().filter(|g| !written(all, g[0].kind, &g[0].id)).map(|g| g.len()).sum()
+}
+
+fn written(all: &HashMap<(String, String), Vec<Write>>, kind: ObjectKind, id: &str) -> bool {
+    let table = RecordTable::for_kind(kind).unwrap().name().to_owned();
+    all.contains_key(&(table, id.to_owned()))
+}
+
+/// Every change to every record, in the order made.
+fn changes(made: &[Made]) -> Vec<Change> {
+    let mut out = Vec::new();
+    for m in made {
+        let r = &m.report;
+        let mut push = |id: &String, shows| out.push(Change { kind: m.kind, id: id.clone(), at_ms: m.at_ms, shows });
+        for id in r.created.iter().chain(&r.updated).chain(&r.restored) {
+            push(id, Shows::Live);
+        }
+        for id in r.deleted.iter().chain(&r.privacy_deleted) {
+            push(id, Shows::Gone);
+        }
+        for merge in &r.merged {
+            push(&merge.new, Shows::Live);
+            for id in std::iter::once(&merge.primary).chain(&merge.merged).filter(|id| **id != merge.new) {
+                push(id, Shows::Gone);
+            }
+        }
+    }
+    out
+}
+
+/// The changes grouped by record, each group in the order made.
+fn grouped(changes: &[Change]) -> Vec<Vec<&Change>> {
+    let mut by: HashMap<(ObjectKind, &str), Vec<&Change>> = HashMap::new();
+    for c in changes {
+        by.entry((c.kind, &c.id)).or_default().push(c);
+    }
+    by.into_values().collect()
 }
 
 /// The touched records that differ from HubSpot at the end: a live record missing, archived or
@@ -322,6 +378,7 @@ pub async fn mixed(pg: &Postgres) -> Burst {
         ids_read: reads(&after, ".batch_read_ids") - reads(&before, ".batch_read_ids"),
         requests: count(&after, "requests_total") - count(&before, "requests_total"),
         never: measured.iter().filter(|l| l.is_none()).count(),
+        unwritten: unwritten(&made, &all),
         latencies_ms,
         differences,
         settled_after: settled,
@@ -330,8 +387,9 @@ pub async fn mixed(pg: &Postgres) -> Burst {
     }
 }
 
-/// One property change delivered 1,000 times (10 at once, as HubSpot's concurrency), the same
-/// `eventId` and `occurredAt` each time, over kept-alive connections.
+/// One property change delivered 1,000 times over about 1.4 s (in waves of 10 at once, HubSpot's
+/// concurrency, every 14 ms), the same `eventId` and `occurredAt` each time, over kept-alive
+/// connections.
 pub async fn repeated(pg: &Postgres) -> Repeated {
     const DELIVERIES: usize = 1000;
     let port = free_port();
@@ -361,6 +419,8 @@ pub async fn repeated(pg: &Postgres) -> Repeated {
     let mut answered_204 = 0;
     let mut sent = 0;
     while sent < DELIVERIES {
+        let due = Duration::from_millis(14 * (sent / 10) as u64);
+        tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
         let wave: Vec<_> = (0..10.min(DELIVERIES - sent))
             .map(|_| {
                 let (client, url, body) = (client.clone(), url.clone(), body.clone());
@@ -463,7 +523,7 @@ pub fn report(b: &Burst, r: &Repeated) {
             q(0.9),
             q(0.99),
             q(1.0),
-            format!("{} of {}", b.never, b.changes),
+            format!("{} of {} ({} of records never written)", b.never, b.changes, b.unwritten),
             format!("{:.2} s", b.settled_after.as_secs_f64()),
             b.differences.len().to_string(),
             b.load.clone(),
