@@ -84,6 +84,9 @@ pub const FAST_POLL_FOUND: &str = "hubspot_sync_fast_poll_found_total";
 /// Counter, labels `object`, `lane`: of those, ids queued for a read (not yet read at that
 /// version nor waiting).
 pub const FAST_POLL_QUEUED: &str = "hubspot_sync_fast_poll_queued_total";
+/// Counter, labels `object`, `lane`: records written straight from the search results (not yet
+/// read at that version).
+pub const FAST_POLL_STORED: &str = "hubspot_sync_fast_poll_stored_total";
 /// Gauge (seconds), labels `object`, `lane`: how far behind now the lane's last complete window
 /// ends.
 pub const FAST_POLL_LAG: &str = "hubspot_sync_fast_poll_lag_seconds";

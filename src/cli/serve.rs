@@ -21,7 +21,7 @@ use crate::objects::WriteContext;
 use crate::ops::OpsState;
 use crate::poller::Election;
 use crate::poller::control::{ScheduleOnly, SharedControl};
-use crate::poller::fast::{FastPolling, ObjectMode, PollingStatus};
+use crate::poller::fast::{FastPolling, ObjectMode, PollingStatus, Writer};
 use crate::queue::Queue;
 use crate::runtime::{self, Background, Realtime, ServeOptions};
 use crate::store;
@@ -69,7 +69,14 @@ impl ServeArgs {
         }
         let fast_polling = match (&realtime, webhooks.queue()) {
             (Some(rt), Some(queue)) if self.fast_polling() => {
-                Some(FastPolling::new(rt.hubspot.clone(), queue.clone(), (&self.polling).into(), election.leadership()))
+                let writer = Writer { pool: pool.clone(), context: self.write_context() };
+                Some(FastPolling::new(
+                    rt.hubspot.clone(),
+                    queue.clone(),
+                    writer,
+                    (&self.polling).into(),
+                    election.leadership(),
+                ))
             }
             _ => None,
         };
@@ -106,6 +113,10 @@ impl ServeArgs {
             election: Some(election),
             fast_polling,
         })
+    }
+
+    fn write_context(&self) -> WriteContext {
+        WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() }
     }
 
     /// Whether webhooks can be verified (`HUBSPOT_CLIENT_SECRET` is set).

@@ -16,7 +16,7 @@ mod server;
 
 pub use database::DatabaseSettings;
 pub use hubspot::{ApiVersion, HubSpotSettings, RequireV3, WebhookSettings};
-pub use polling::{FastPoll, PollingSettings, parse_share};
+pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};
 pub use schedule::{Schedule, ScheduleSettings};
 pub use secret::{Secret, SecretList};
 pub use server::{DEFAULT_WEBHOOK_MAX_CONCURRENT, LogFormat, ServerSettings};

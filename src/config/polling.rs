@@ -20,6 +20,16 @@ pub enum FastPoll {
     Off,
 }
 
+/// `FAST_POLL_WRITE`: how the lanes turn what they find into rows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastPollWrite {
+    /// Straight from the search results when every property kept fits in a search (HubSpot's
+    /// 3000-character body), else as `queue`.
+    Auto,
+    /// Searches ask for ids only; the batch fetchers read them (up to 100 per read).
+    Queue,
+}
+
 /// Settings of the fast polling lanes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PollingSettings {
@@ -52,6 +62,10 @@ pub struct PollingSettings {
     #[arg(long, env = "FAST_POLL_OBJECTS", value_name = "FAST_POLL_OBJECTS", default_value = "contacts,deals,calls",
           value_delimiter = ',', value_parser = polled_object)]
     pub fast_poll_objects: Vec<ObjectKind>,
+    /// `auto`: rows written straight from the search results when they carry every property
+    /// kept; `queue`: ids only, read by the batch fetchers.
+    #[arg(long, env = "FAST_POLL_WRITE", value_name = "FAST_POLL_WRITE", default_value = "auto")]
+    pub fast_poll_write: FastPollWrite,
 }
 
 impl Default for PollingSettings {
@@ -64,6 +78,7 @@ impl Default for PollingSettings {
             fast_poll_delayed_interval: Duration::from_secs(60),
             fast_poll_budget_share: 0.2,
             fast_poll_objects: vec![ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls],
+            fast_poll_write: FastPollWrite::Auto,
         }
     }
 }

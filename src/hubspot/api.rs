@@ -301,6 +301,22 @@ impl HubSpot {
         self.complete(kind, records, invalid, next, total, false, lane).await
     }
 
+    /// [`HubSpot::search_modified`] when every property asked of HubSpot fits in one search body
+    /// (the page's records then carry all that is kept); `None` without a request otherwise.
+    pub async fn search_modified_inline(
+        &self,
+        kind: ObjectKind,
+        window: &SearchWindow,
+        lane: Lane,
+    ) -> Result<Option<RecordPage>, HubSpotError> {
+        let properties = self.properties(kind).await?;
+        let body = encode(&search_request(kind, window, &properties))?;
+        if body.len() > self.inner.options.max_search_body {
+            return Ok(None);
+        }
+        self.search_modified(kind, window, lane).await.map(Some)
+    }
+
     /// Ids and `updatedAt` of records modified within the window, in `hs_object_id` order, at
     /// most 200: the cheapest search (no property discovery, two properties per record), for the
     /// fast polling lanes, which leave the reads to the batch fetchers.

@@ -126,8 +126,11 @@ pub struct LaneStatus {
     pub searches: u64,
     /// Changed ids the searches found.
     pub found: u64,
-    /// Of those, ids queued for a read (the rest were read at that version already, or waiting).
+    /// Of those, ids queued for a read by the batch fetchers.
     pub queued: u64,
+    /// Of those, records written straight from the search results (when the searches carry
+    /// every kept property). The rest were read at that version already, or were waiting.
+    pub stored: u64,
 }
 
 impl LaneStatus {
@@ -143,6 +146,7 @@ impl LaneStatus {
             searches: f.searches,
             found: f.found,
             queued: f.queued,
+            stored: f.stored,
         }
     }
 }

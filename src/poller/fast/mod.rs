@@ -7,11 +7,18 @@
 //! - **delayed**, every `FAST_POLL_DELAYED_INTERVAL` (1 min): the same search over windows that
 //!   end `FAST_POLL_DELAY` (2 min) ago, for changes the index showed too late for the fast lane.
 //!
-//! A search asks only for ids and `updatedAt` (no property discovery); the ids go into the
-//! webhook queue as changes timed by their `updatedAt`, so the batch fetchers read them like
-//! webhook ids (up to 100 per read), and an id already read at that version, or already waiting,
-//! costs nothing (`crate::queue::Queue::push_changes`). The overlaps and the delayed lane find
-//! most changes again: they are dropped there, without a read.
+//! What a search finds becomes rows in one of two ways (`FAST_POLL_WRITE`):
+//! - **straight from the search results** (`auto`, when every property kept fits in one search
+//!   body, as for the incremental runs): records already read at that version are skipped, the
+//!   rest written (newer wins), and their versions told to the queue
+//!   (`crate::queue::Queue::settle`) so that no later event or search reads them again; a record
+//!   the database refuses, or one that does not decode, is queued for the fetchers, which park it;
+//! - **through the queue** (`queue`, or when the properties do not fit): the search asks only for
+//!   ids and `updatedAt`, and the ids go into the webhook queue as changes timed by their
+//!   `updatedAt`, so the batch fetchers read them like webhook ids (up to 100 per read).
+//!
+//! Either way an id already read at that version, or already waiting, costs nothing: the
+//! overlaps and the delayed lane find most changes again and drop them there.
 //!
 //! The incremental runs' rules hold (see `super::incremental`): each window is walked in
 //! `hs_object_id` order, every page a fresh query for ids above the last one seen, so more than
@@ -42,11 +49,13 @@ pub use status::{Figures, LaneFigures, LaneName, ObjectMode, Pass, PollingStatus
 pub use window::Watermark;
 
 use super::leader::Leadership;
-use crate::config::PollingSettings;
-use crate::hubspot::{HubSpot, HubSpotError, Lane, SearchWindow};
+use crate::config::{FastPollWrite, PollingSettings};
+use crate::hubspot::{HubSpot, HubSpotError, Lane, RecordPage, SearchWindow};
 use crate::kind::ObjectKind;
 use crate::metric;
+use crate::objects::{WriteContext, write_isolating};
 use crate::queue::{Change, Queue, QueueError};
+use crate::store::{Pool, StoreError, ping_conn};
 use crate::telemetry::ErrorChain;
 
 /// How the lanes run (from `FAST_POLL_*`).
@@ -57,6 +66,7 @@ pub struct FastOptions {
     pub delay: Duration,
     pub delayed_interval: Duration,
     pub objects: Vec<ObjectKind>,
+    pub write: FastPollWrite,
 }
 
 impl From<&PollingSettings> for FastOptions {
@@ -67,6 +77,7 @@ impl From<&PollingSettings> for FastOptions {
             delay: s.fast_poll_delay,
             delayed_interval: s.fast_poll_delayed_interval,
             objects: s.fast_poll_objects.clone(),
+            write: s.fast_poll_write,
         }
     }
 }
@@ -78,22 +89,38 @@ pub enum PassError {
     Search(#[from] HubSpotError),
     #[error("the changes found could not be queued")]
     Queue(#[from] QueueError),
+    #[error("the records found could not be written")]
+    Store(#[from] StoreError),
+}
+
+/// Where the lanes write what they find straight from the search results.
+#[derive(Clone)]
+pub struct Writer {
+    pub pool: Pool,
+    pub context: WriteContext,
 }
 
 /// The lanes of every polled object, before they start.
 pub struct FastPolling {
     hubspot: HubSpot,
     queue: Arc<Queue>,
+    writer: Writer,
     options: FastOptions,
     leadership: Leadership,
     figures: Arc<Figures>,
 }
 
 impl FastPolling {
-    /// Lanes that search with `hubspot` and queue into `queue` (drained by the batch fetchers),
-    /// while `leadership` says this process leads.
-    pub fn new(hubspot: HubSpot, queue: Arc<Queue>, options: FastOptions, leadership: Leadership) -> Self {
-        Self { hubspot, queue, options, leadership, figures: Arc::default() }
+    /// Lanes that search with `hubspot`, write with `writer` or queue into `queue` (drained by
+    /// the batch fetchers), while `leadership` says this process leads.
+    pub fn new(
+        hubspot: HubSpot,
+        queue: Arc<Queue>,
+        writer: Writer,
+        options: FastOptions,
+        leadership: Leadership,
+    ) -> Self {
+        Self { hubspot, queue, writer, options, leadership, figures: Arc::default() }
     }
 
     /// The lanes' figures (for the status API).
@@ -118,6 +145,7 @@ impl FastPolling {
                     reach: self.options.delay,
                     hubspot: self.hubspot.clone(),
                     queue: self.queue.clone(),
+                    writer: (self.options.write == FastPollWrite::Auto).then(|| self.writer.clone()),
                     figures: self.figures.clone(),
                 };
                 lanes.spawn(lane.run(self.leadership.clone(), shutdown.clone()));
@@ -145,6 +173,8 @@ struct LaneTask {
     reach: Duration,
     hubspot: HubSpot,
     queue: Arc<Queue>,
+    /// Set when rows may be written straight from the search results.
+    writer: Option<Writer>,
     figures: Arc<Figures>,
 }
 
@@ -200,6 +230,7 @@ impl LaneTask {
         let (object, lane) = (self.kind.as_str(), self.name.as_str());
         metrics::counter!(metric::FAST_POLL_FOUND, "object" => object, "lane" => lane).increment(pass.found);
         metrics::counter!(metric::FAST_POLL_QUEUED, "object" => object, "lane" => lane).increment(pass.queued);
+        metrics::counter!(metric::FAST_POLL_STORED, "object" => object, "lane" => lane).increment(pass.stored);
         let outcome = if result.is_ok() { "ok" } else { "failed" };
         metrics::counter!(metric::FAST_POLL_PASSES, "object" => object, "lane" => lane, "outcome" => outcome)
             .increment(1);
@@ -213,27 +244,77 @@ impl LaneTask {
 
     async fn walk(&self, window: &mut SearchWindow, pass: &mut Pass) -> Result<(), PassError> {
         loop {
-            let page = self.hubspot.search_changed(self.kind, window, Lane::Polling).await?;
-            pass.searches += 1;
-            let mut changes: Vec<Change> = page
-                .records
-                .iter()
-                .map(|r| Change {
-                    kind: self.kind,
-                    id: r.id.clone(),
-                    changed_at: Some(r.updated_at.timestamp_millis()),
-                })
-                .collect();
-            // A result that does not decode is read anyway (its fetch parks it if it must).
-            changes.extend(page.invalid.iter().filter_map(|r| r.id.clone()).map(|id| Change::untimed(self.kind, id)));
-            let pushed = self.queue.push_changes(&changes, &[])?;
-            pass.found += changes.len() as u64;
-            pass.queued += pushed.added as u64;
-            match page.next {
+            let full = match &self.writer {
+                Some(_) => self.hubspot.search_modified_inline(self.kind, window, Lane::Polling).await?,
+                None => None,
+            };
+            let next = match (full, &self.writer) {
+                (Some(page), Some(writer)) => {
+                    pass.searches += 1;
+                    let next = page.next.clone();
+                    self.store(page, writer, pass).await?;
+                    next
+                }
+                _ => {
+                    let page = self.hubspot.search_changed(self.kind, window, Lane::Polling).await?;
+                    pass.searches += 1;
+                    let next = page.next.clone();
+                    self.enqueue(page, pass)?;
+                    next
+                }
+            };
+            match next {
                 Some(after) => window.after_id = Some(after),
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Queues the ids of a page (timed by their `updatedAt`) for the batch fetchers.
+    fn enqueue(&self, page: RecordPage, pass: &mut Pass) -> Result<(), PassError> {
+        let mut changes: Vec<Change> = page
+            .records
+            .iter()
+            .map(|r| Change { kind: self.kind, id: r.id.clone(), changed_at: Some(r.updated_at.timestamp_millis()) })
+            .collect();
+        // A result that does not decode is read anyway (its fetch parks it if it must).
+        changes.extend(page.invalid.iter().filter_map(|r| r.id.clone()).map(|id| Change::untimed(self.kind, id)));
+        let pushed = self.queue.push_changes(&changes, &[])?;
+        pass.found += changes.len() as u64;
+        pass.queued += pushed.added as u64;
+        Ok(())
+    }
+
+    /// Writes the records of a page that carries every kept property: those already read at
+    /// their version are skipped; the versions written are told to the queue; what the database
+    /// refuses, or does not decode, is queued for the fetchers (which park it).
+    async fn store(&self, page: RecordPage, writer: &Writer, pass: &mut Pass) -> Result<(), PassError> {
+        pass.found += (page.records.len() + page.invalid.len()) as u64;
+        let fresh: Vec<_> = page
+            .records
+            .into_iter()
+            .filter(|r| !self.queue.has_read(self.kind, &r.id, r.updated_at.timestamp_millis()))
+            .collect();
+        let mut versions: Vec<(String, i64)> =
+            fresh.iter().map(|r| (r.id.clone(), r.updated_at.timestamp_millis())).collect();
+        let mut retry: Vec<Change> =
+            page.invalid.into_iter().filter_map(|r| r.id).map(|id| Change::untimed(self.kind, id)).collect();
+        if !fresh.is_empty() {
+            let mut conn = writer.pool.get().await.map_err(StoreError::from)?;
+            let report = write_isolating(&mut conn, self.kind, fresh, &writer.context).await;
+            if !report.failed.is_empty() {
+                // Refused one by one because the database is gone: the pass fails instead.
+                ping_conn(&mut conn).await?;
+            }
+            let refused: std::collections::HashSet<&str> = report.failed.iter().map(|f| f.id.as_str()).collect();
+            versions.retain(|(id, _)| !refused.contains(id.as_str()));
+            retry.extend(report.failed.iter().map(|f| Change::untimed(self.kind, f.id.clone())));
+        }
+        self.queue.settle(self.kind, &versions);
+        pass.stored += versions.len() as u64;
+        let pushed = self.queue.push_changes(&retry, &[])?;
+        pass.queued += pushed.added as u64;
+        Ok(())
     }
 
     fn publish_lag(&self) {

@@ -66,6 +66,8 @@ pub struct LaneFigures {
     pub found: u64,
     /// Of those, ids queued for a read (not read at that version yet, not already waiting).
     pub queued: u64,
+    /// Of those, records written straight from the search results (not read at that version).
+    pub stored: u64,
 }
 
 impl LaneFigures {
@@ -81,6 +83,7 @@ pub struct Pass {
     pub searches: u64,
     pub found: u64,
     pub queued: u64,
+    pub stored: u64,
     /// The window's end, when every page was read.
     pub covered_to: Option<DateTime<Utc>>,
     pub error: Option<String>,
@@ -100,6 +103,7 @@ impl Figures {
         f.searches += pass.searches;
         f.found += pass.found;
         f.queued += pass.queued;
+        f.stored += pass.stored;
         f.last_pass = Some(Utc::now());
         match pass.error {
             Some(error) => {
@@ -165,9 +169,10 @@ mod tests {
     fn a_failed_pass_keeps_the_coverage_and_says_why() {
         let figures = Figures::default();
         let t = Utc::now() - chrono::Duration::seconds(30);
-        let pass = Pass { searches: 2, found: 250, queued: 240, covered_to: Some(t), error: None };
+        let pass = Pass { searches: 2, found: 250, queued: 240, stored: 0, covered_to: Some(t), error: None };
         figures.record(ObjectKind::Deals, LaneName::Fast, pass);
-        let failed = Pass { searches: 1, found: 200, queued: 0, covered_to: None, error: Some("HubSpot 500".into()) };
+        let failed =
+            Pass { searches: 1, found: 200, queued: 0, stored: 5, covered_to: None, error: Some("HubSpot 500".into()) };
         figures.record(ObjectKind::Deals, LaneName::Fast, failed);
         let f = figures.lane(ObjectKind::Deals, LaneName::Fast);
         assert_eq!((f.passes, f.failed_passes, f.searches, f.found, f.queued), (2, 1, 3, 450, 240));
