@@ -54,7 +54,7 @@ mod tests {
         assert_eq!((first.from_ms, first.to_ms), (now - 130 * S, now));
         let mark = mark.advanced(&first);
         let second = mark.next_window(now + 10 * S, Duration::from_secs(10), Duration::ZERO);
-        assert_eq!((second.from_ms, second.to_ms), (now, now + 10 * S), "10 s back from where the last ended");
+        assert_eq!((second.from_ms, second.to_ms), (now - 10 * S, now + 10 * S), "10 s back from where the last ended");
     }
 
     #[test]
