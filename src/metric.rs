@@ -85,6 +85,22 @@ pub const RUN_DURATION: &str = "hubspot_sync_run_duration_seconds";
 /// Counter, labels `object`, `status`: finished reconciliation runs.
 pub const RUNS: &str = "hubspot_sync_runs_total";
 
+// Fast polling lanes (`poller::fast`).
+/// Counter, labels `object`, `lane` (`fast`, `delayed`), `outcome` (`ok`, `failed`): passes of
+/// the fast polling lanes (a failed pass searches its window again next time).
+pub const FAST_POLL_PASSES: &str = "hubspot_sync_fast_poll_passes_total";
+/// Counter, labels `object`, `lane`: changed ids the lanes' searches found.
+pub const FAST_POLL_FOUND: &str = "hubspot_sync_fast_poll_found_total";
+/// Counter, labels `object`, `lane`: of those, ids queued for a read (not yet read at that
+/// version nor waiting).
+pub const FAST_POLL_QUEUED: &str = "hubspot_sync_fast_poll_queued_total";
+/// Counter, labels `object`, `lane`: records written straight from the search results (not yet
+/// read at that version).
+pub const FAST_POLL_STORED: &str = "hubspot_sync_fast_poll_stored_total";
+/// Gauge (seconds), labels `object`, `lane`: how far behind now the lane's last complete window
+/// ends.
+pub const FAST_POLL_LAG: &str = "hubspot_sync_fast_poll_lag_seconds";
+
 // Drift audits (`audit`).
 /// Gauge, labels `object`, `kind` (`missing`, `extra`, `stale`, `parked`): drift the latest audit
 /// of the object found (before any repair).

@@ -25,6 +25,10 @@ pub struct FaultConfig {
     /// Every list page (`GET /crm/.../objects/{type}`, live or archived) whose `after` cursor is
     /// at or past this id fails with `status`, on every attempt: a page that never loads.
     pub fail_list_after: Option<u64>,
+    /// Every search page that asks for ids above one at or past this id (an `hs_object_id`
+    /// `GT`/`GTE` filter, as a search walked by id asks for its later pages) fails with
+    /// `status`, on every attempt: a search page that never loads.
+    pub fail_search_after: Option<u64>,
     /// Search index lag, in ms: a record changed less than this long ago is not matched or
     /// returned by searches yet (HubSpot's index trails writes by a few seconds). Absent: the
     /// simulator's `--search-lag-ms` (0 unless set).
@@ -40,6 +44,7 @@ impl Default for FaultConfig {
             retry_after: None,
             fail_next: 0,
             fail_list_after: None,
+            fail_search_after: None,
             search_lag_ms: None,
         }
     }
@@ -106,6 +111,16 @@ impl Faults {
         }
     }
 
+    /// The status a search asking for ids above `after` fails with, if it must.
+    pub fn search_page_fails(&self, after: Option<u64>) -> Option<u16> {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let cfg = &st.0;
+        match (cfg.fail_search_after, after) {
+            (Some(from), Some(after)) if after >= from => Some(cfg.status),
+            _ => None,
+        }
+    }
+
     pub fn decide(&self) -> Decision {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (cfg, rng) = &mut *st;
@@ -134,6 +149,17 @@ mod tests {
         f.set(FaultConfig { error_rate: 1.0, status: 429, retry_after: Some(2), ..Default::default() }).unwrap();
         assert_eq!(f.decide().fail, Some((429, Some(2))));
         assert!(f.set(FaultConfig { error_rate: 1.5, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn search_pages_past_an_id_always_fail() {
+        let f = Faults::new(0, 1);
+        assert_eq!(f.search_page_fails(Some(500)), None);
+        f.set(FaultConfig { fail_search_after: Some(100), status: 502, ..Default::default() }).unwrap();
+        assert_eq!(f.search_page_fails(None), None, "a first page loads");
+        assert_eq!(f.search_page_fails(Some(99)), None);
+        assert_eq!(f.search_page_fails(Some(100)), Some(502));
+        assert_eq!(f.search_page_fails(Some(100)), Some(502), "on every attempt");
     }
 
     #[test]

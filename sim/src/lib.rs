@@ -35,6 +35,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// A typical search index lag, in ms: HubSpot documents that a change can take a few seconds to
+/// appear in search results. Tests and benchmarks of pollers set [`SimOptions::search_lag_ms`]
+/// (or `--search-lag-ms`) to it; the default stays 0 so tests that search right after a change
+/// need not wait.
+pub const TYPICAL_SEARCH_LAG_MS: u64 = 3_000;
+
 /// Everything [`Sim::start`] needs. `Default` gives a small CRM on 127.0.0.1 with a free port,
 /// no request budget and no webhooks.
 #[derive(Debug, Clone)]

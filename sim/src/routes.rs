@@ -239,6 +239,10 @@ async fn search(st: web::Data<AppState>, path: web::Path<String>, body: web::Byt
     }
     let req: SearchRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("Invalid input JSON: {e}")))?;
+    if let Some(status) = st.faults.search_page_fails(search::ids_above(&req)) {
+        crate::stats::Stats::incr(&st.stats.faults_injected);
+        return Err(ApiError::Injected { status, retry_after: None });
+    }
     let crm = st.read();
     let store = crm.store(kind);
     let sel = PropSel::new(store, &req.properties, &[]);

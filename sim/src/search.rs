@@ -248,6 +248,19 @@ fn candidates(store: &ObjectStore, filters: &[Compiled]) -> Vec<u64> {
     }
 }
 
+/// The lowest id above which a search asks for records (its `hs_object_id` `GT` or `GTE`
+/// filters), if it names one.
+pub fn ids_above(req: &SearchRequest) -> Option<u64> {
+    req.filter_groups
+        .iter()
+        .flat_map(|g| &g.filters)
+        .filter(|f| {
+            f.property_name == "hs_object_id" && matches!(f.operator.to_ascii_uppercase().as_str(), "GT" | "GTE")
+        })
+        .filter_map(|f| f.value.as_ref().map(text).and_then(|v| v.trim().parse::<u64>().ok()))
+        .min()
+}
+
 /// Runs a search against live records last changed at or before `visible_until` (epoch ms;
 /// `i64::MAX` when the index does not lag).
 pub fn run(store: &ObjectStore, req: &SearchRequest, visible_until: i64) -> Result<SearchPage, ApiError> {

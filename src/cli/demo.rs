@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::error::{self, CliError};
 use super::serve::ServeArgs;
 use crate::config::{
-    ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, RequireV3, ScheduleSettings, Secret, SecretList,
-    ServerSettings, WebhookSettings,
+    ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RequireV3, ScheduleSettings, Secret,
+    SecretList, ServerSettings, WebhookSettings,
 };
 use crate::localpg::{LocalPgOptions, LocalPostgres};
 use crate::runtime::{self, RunningServer};
@@ -301,6 +301,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
         server: args.server.clone(),
         schedules: args.schedules.clone(),
         owners: args.owners.clone(),
+        polling: PollingSettings::default(),
     })
 }
 

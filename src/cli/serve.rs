@@ -11,14 +11,17 @@ use crate::alerts::monitor::{self, Monitor};
 use crate::alerts::slack::Notifier;
 use crate::app::AppState;
 use crate::config::{
-    DatabaseSettings, HubSpotSettings, OwnerSettings, ScheduleSettings, ServerSettings, WebhookSettings,
+    DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, ScheduleSettings, ServerSettings,
+    WebhookSettings,
 };
 use crate::fetcher::FetcherOptions;
-use crate::hubspot::HubSpot;
+use crate::hubspot::{ClientOptions, HubSpot, Lane};
+use crate::kind::ObjectKind;
 use crate::objects::WriteContext;
 use crate::ops::OpsState;
 use crate::poller::Election;
 use crate::poller::control::{ScheduleOnly, SharedControl};
+use crate::poller::fast::{FastPolling, ObjectMode, PollingStatus, Writer};
 use crate::queue::Queue;
 use crate::runtime::{self, Background, Realtime, ServeOptions};
 use crate::store;
@@ -40,6 +43,8 @@ pub struct ServeArgs {
     pub schedules: ScheduleSettings,
     #[command(flatten)]
     pub owners: OwnerSettings,
+    #[command(flatten)]
+    pub polling: PollingSettings,
 }
 
 impl ServeArgs {
@@ -62,6 +67,24 @@ impl ServeArgs {
         if let Some(queue) = webhooks.queue().cloned() {
             ops = ops.with_queue(queue);
         }
+        let fast_polling = match (&realtime, webhooks.queue()) {
+            (Some(rt), Some(queue)) if self.fast_polling() => {
+                let writer = Writer { pool: pool.clone(), context: self.write_context() };
+                Some(FastPolling::new(
+                    rt.hubspot.clone(),
+                    queue.clone(),
+                    writer,
+                    (&self.polling).into(),
+                    election.leadership(),
+                ))
+            }
+            _ => None,
+        };
+        let mut polling = PollingStatus::new(self.modes(), self.webhooks_on());
+        if let (Some(lanes), Some(rt)) = (&fast_polling, &realtime) {
+            polling = polling.with_lanes(lanes.figures(), rt.hubspot.clone(), self.polling.fast_poll_budget_share);
+        }
+        let ops = ops.with_polling(polling);
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),
             shutdown_grace: self.server.shutdown_grace,
@@ -92,7 +115,41 @@ impl ServeArgs {
                 leadership: election.leadership(),
             }),
             election: Some(election),
+            fast_polling,
         })
+    }
+
+    fn write_context(&self) -> WriteContext {
+        WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() }
+    }
+
+    /// Whether webhooks can be verified (`HUBSPOT_CLIENT_SECRET` is set).
+    fn webhooks_on(&self) -> bool {
+        self.webhooks.hubspot_client_secret.is_some()
+    }
+
+    /// Whether the fast polling lanes run (`FAST_POLL`; they need a HubSpot token).
+    fn fast_polling(&self) -> bool {
+        self.hubspot.hubspot_access_token.is_some() && self.polling.enabled(self.webhooks_on())
+    }
+
+    /// How each object is kept fresh between its scheduled runs.
+    fn modes(&self) -> std::collections::HashMap<ObjectKind, ObjectMode> {
+        let can_fetch = self.hubspot.hubspot_access_token.is_some();
+        ObjectKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let mode = match kind {
+                    ObjectKind::Owners => ObjectMode::SchedulesOnly,
+                    _ if self.fast_polling() && self.polling.fast_poll_objects.contains(&kind) => {
+                        ObjectMode::FastPolling
+                    }
+                    _ if can_fetch && self.webhooks_on() => ObjectMode::Webhooks,
+                    _ => ObjectMode::SchedulesOnly,
+                };
+                (kind, mode)
+            })
+            .collect()
     }
 
     /// The reconciliation poller (its scheduler starts with the server).
@@ -108,10 +165,15 @@ impl ServeArgs {
             tracing::warn!("HUBSPOT_ACCESS_TOKEN is not set: webhooks are answered 503 until it is");
             return Ok((self.intake(None), None));
         }
-        let hubspot = HubSpot::new(&self.hubspot).map_err(anyhow::Error::from)?;
+        let client = ClientOptions { polling_share: self.polling.fast_poll_budget_share, ..ClientOptions::default() };
+        let hubspot = HubSpot::with_options(&self.hubspot, client).map_err(anyhow::Error::from)?;
         let queue = Arc::new(Queue::new(self.server.queue_capacity as usize));
         let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
-        let options = FetcherOptions::new(self.server.fetch_window, write);
+        let mut options = FetcherOptions::new(self.server.fetch_window, write);
+        // Without webhooks the queue holds what the lanes found: its reads are theirs to pay.
+        if self.fast_polling() && !self.webhooks_on() {
+            options.lane = Lane::Polling;
+        }
         Ok((self.intake(Some(queue)), Some(Realtime { hubspot, options })))
     }
 

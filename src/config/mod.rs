@@ -9,12 +9,14 @@
 
 mod database;
 mod hubspot;
+mod polling;
 mod schedule;
 mod secret;
 mod server;
 
 pub use database::DatabaseSettings;
 pub use hubspot::{ApiVersion, HubSpotSettings, RequireV3, WebhookSettings};
+pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};
 pub use schedule::{Schedule, ScheduleSettings};
 pub use secret::{Secret, SecretList};
 pub use server::{DEFAULT_WEBHOOK_MAX_CONCURRENT, LogFormat, ServerSettings};

@@ -84,8 +84,10 @@ async fn db_clock(pool: &Pool) -> Result<chrono::DateTime<Utc>, SyncError> {
     Ok(crate::store::db_now(&mut conn).await?)
 }
 
-/// Fetches and stores one batch of ids of one kind. Ids in `associated` were named only by
-/// association changes: one HubSpot does not find is left alone, never archived.
+/// Fetches and stores one batch of ids of one kind, its reads on `lane` of the budget. Ids in
+/// `associated` were named only by association changes: one HubSpot does not find is left alone,
+/// never archived.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     kind: ObjectKind,
     ids: &[String],
@@ -94,6 +96,7 @@ pub async fn run(
     pool: &Pool,
     ctx: &WriteContext,
     backoff: Backoff,
+    lane: Lane,
 ) -> Result<Outcome, SyncError> {
     let Some(table) = RecordTable::for_kind(kind) else { return Ok(Outcome::default()) };
     // When this batch's reads start, on the database's clock: a row archived before it that
@@ -102,7 +105,7 @@ pub async fn run(
     let ctx = &WriteContext { read_since: Some(started), ..ctx.clone() };
     let mut outcome = Outcome { requests: 1, ..Outcome::default() };
     // The fetcher loop reserved this call's budget slot before it took the ids.
-    let read = hubspot.batch_read_reserved(kind, ids, Lane::Realtime).await?;
+    let read = hubspot.batch_read_reserved(kind, ids, lane).await?;
     let mut records = read.records;
     let mut failed = Vec::new();
     unreadable(kind, read.invalid, &mut failed);
@@ -112,7 +115,7 @@ pub async fn run(
     // Rare: several ids merged into records that do not list them; ask for each alone.
     for id in unresolved {
         outcome.requests += 1;
-        let alone = hubspot.batch_read(kind, std::slice::from_ref(&id), Lane::Realtime).await?;
+        let alone = hubspot.batch_read(kind, std::slice::from_ref(&id), lane).await?;
         if let [survivor] = &alone.records[..] {
             merged.push((id, survivor.id.clone()));
         }
@@ -122,7 +125,7 @@ pub async fn run(
     let mut gone = Vec::new();
     if !read.not_found.is_empty() {
         outcome.requests += 1;
-        let archived = hubspot.batch_read_in(kind, &read.not_found, true, Lane::Realtime).await?;
+        let archived = hubspot.batch_read_in(kind, &read.not_found, true, lane).await?;
         let (also_merged, _) = merged_ids(&read.not_found, &archived.records, &archived.not_found);
         merged.extend(also_merged);
         records.extend(archived.records);

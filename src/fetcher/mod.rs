@@ -51,6 +51,9 @@ pub struct FetcherOptions {
     pub parked_backoff: Backoff,
     /// How often the retry loop looks for parked ids that are due.
     pub retry_every: Duration,
+    /// The budget lane of the reads: `Realtime` for webhook ids; `Polling` when only the fast
+    /// polling lanes feed the queue (their reads count in their share of the budget).
+    pub lane: Lane,
 }
 
 impl FetcherOptions {
@@ -63,6 +66,7 @@ impl FetcherOptions {
             write,
             parked_backoff: Backoff::default(),
             retry_every: Duration::from_secs(1),
+            lane: Lane::Realtime,
         }
     }
 }
@@ -149,7 +153,7 @@ impl Loop {
             let Some(true) = self.cancel.run_until_cancelled(due).await else { return };
             // Take the budget slot before the ids: ids arriving while the budget is spent join
             // this batch, so under a tight budget batches grow instead of reads queueing up.
-            if self.cancel.run_until_cancelled(self.hubspot.reserve(Lane::Realtime)).await.is_none() {
+            if self.cancel.run_until_cancelled(self.hubspot.reserve(self.options.lane)).await.is_none() {
                 return;
             }
             let crate::queue::Taken { ids, associated, queued } =
@@ -166,6 +170,7 @@ impl Loop {
                 &self.pool,
                 &self.options.write,
                 self.options.parked_backoff,
+                self.options.lane,
             );
             let Some(result) = self.cancel.run_until_cancelled(work).await else {
                 self.queue.requeue_marked(self.kind, ids, &associated);

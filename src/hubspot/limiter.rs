@@ -1,6 +1,7 @@
 //! The process-wide request budget: at most `HUBSPOT_REQUESTS_PER_10S` requests in ANY rolling
 //! 10-second window, at most 5 searches in any second, real-time callers served before
-//! background ones, and a pause that every caller honours after a 429.
+//! background ones, background ones before the polling lane (which may spend at most its share of
+//! the budget), and a pause that every caller honours after a 429.
 //!
 //! Burst arithmetic: a GCRA or token bucket allowing a burst of `b` and replenishing one cell
 //! every `T = W / N` admits, in a window of length `W`, up to `b + N - 1` requests, so "N per W"
@@ -29,11 +30,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Who is asking: webhook fetchers (`Realtime`) go before the poller (`Background`).
+/// Who is asking: webhook fetchers (`Realtime`) go before the poller's runs (`Background`), and
+/// both before the fast polling lanes and their reads (`Polling`), which also never spend more
+/// than their share of the budget ([`BudgetOptions::polling_share`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
     Realtime,
     Background,
+    Polling,
 }
 
 impl Lane {
@@ -41,6 +45,7 @@ impl Lane {
         match self {
             Self::Realtime => "realtime",
             Self::Background => "background",
+            Self::Polling => "polling",
         }
     }
 }
@@ -86,12 +91,31 @@ impl WindowLog {
         if ready > now {
             return Err(ready);
         }
+        self.record(&mut state, now);
+        Ok(())
+    }
+
+    /// Admits one request at `now` into every log of `logs` together, or into none, saying when
+    /// all could admit. Locks them in the order given: callers always pass them in one order.
+    pub fn try_admit_all(logs: &[&WindowLog], now: Instant) -> Result<(), Instant> {
+        let mut states: Vec<_> =
+            logs.iter().map(|log| log.state.lock().unwrap_or_else(PoisonError::into_inner)).collect();
+        let ready = logs.iter().zip(&states).map(|(log, state)| log.next_slot(state, now)).max().unwrap_or(now);
+        if ready > now {
+            return Err(ready);
+        }
+        for (log, state) in logs.iter().zip(states.iter_mut()) {
+            log.record(state, now);
+        }
+        Ok(())
+    }
+
+    fn record(&self, state: &mut LogState, now: Instant) {
         if state.admitted.len() == self.limit {
             state.admitted.pop_front();
         }
         state.admitted.push_back(now);
         state.tat = Some(state.tat.map_or(now, |tat| tat.max(now)) + self.interval);
-        Ok(())
     }
 
     /// The log: with `limit` admissions logged, the oldest must be a full window old (then any
@@ -147,7 +171,13 @@ pub struct BudgetOptions {
     pub margin: Duration,
     /// Searches per second (HubSpot: 5); 0 turns the search limit off.
     pub searches_per_second: u32,
+    /// The most the `Polling` lane may spend, as a share of `requests` (0.0-1.0; at least one
+    /// request per window).
+    pub polling_share: f64,
 }
+
+/// Default of [`BudgetOptions::polling_share`]: a fifth of the budget.
+pub const DEFAULT_POLLING_SHARE: f64 = 0.2;
 
 /// The shared budget. One per process (inside the `HubSpot` client, which is cloned, not rebuilt).
 pub struct Budget {
@@ -157,9 +187,20 @@ pub struct Budget {
     pub general_pause: PauseGate,
     /// Paused by a 429 on the secondly search limit: searches wait.
     pub search_pause: PauseGate,
+    /// The `Polling` lane's own log: at most its share of the budget in any window.
+    polling: WindowLog,
+    /// When the `Polling` lane's recent requests were admitted (the last [`SHARE_SPAN`]).
+    polling_sent: Mutex<VecDeque<Instant>>,
+    requests: u32,
     realtime_waiting: AtomicUsize,
     realtime_idle: Notify,
+    /// Background callers waiting (the `Polling` lane gives way to them too).
+    background_waiting: AtomicUsize,
+    background_idle: Notify,
 }
+
+/// The span over which [`Budget::polling_share_used`] is measured.
+pub const SHARE_SPAN: Duration = Duration::from_secs(60);
 
 impl Budget {
     pub fn new(options: &BudgetOptions) -> Self {
@@ -174,8 +215,36 @@ impl Budget {
             }),
             general_pause: PauseGate::default(),
             search_pause: PauseGate::default(),
+            polling: Self::polling_log(options),
+            polling_sent: Mutex::new(VecDeque::new()),
+            requests: options.requests.max(1),
             realtime_waiting: AtomicUsize::new(0),
             realtime_idle: Notify::new(),
+            background_waiting: AtomicUsize::new(0),
+            background_idle: Notify::new(),
+        }
+    }
+
+    /// The `Polling` lane's share as a log over the same window: a burst of half of it, so one
+    /// tick's searches and reads of every object go at once.
+    fn polling_log(options: &BudgetOptions) -> WindowLog {
+        let share = if options.polling_share.is_finite() { options.polling_share.clamp(0.0, 1.0) } else { 0.0 };
+        let limit = ((f64::from(options.requests) * share).floor() as u32).max(1);
+        WindowLog::new(limit, options.window + options.margin, limit.div_ceil(2))
+    }
+
+    /// The share of the budget the `Polling` lane spent over the last [`SHARE_SPAN`] (0.0-1.0).
+    pub fn polling_share_used(&self) -> f64 {
+        let now = Instant::now();
+        let mut sent = self.polling_sent.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::prune(&mut sent, now);
+        let windows = SHARE_SPAN.as_secs_f64() / self.general.window.as_secs_f64();
+        sent.len() as f64 / (f64::from(self.requests) * windows)
+    }
+
+    fn prune(sent: &mut VecDeque<Instant>, now: Instant) {
+        while sent.front().is_some_and(|at| now.saturating_duration_since(*at) >= SHARE_SPAN) {
+            sent.pop_front();
         }
     }
 
@@ -184,7 +253,7 @@ impl Budget {
         loop {
             if is_search {
                 self.search_pause.wait().await;
-                if let Some(search) = &self.search {
+                if let (Some(search), false) = (&self.search, lane == Lane::Polling) {
                     Self::take(search).await;
                 }
             }
@@ -192,6 +261,9 @@ impl Budget {
             match lane {
                 Lane::Realtime => self.take_realtime().await,
                 Lane::Background => self.take_background().await,
+                // The polling lane may wait long (it gives way): its search slot is taken with
+                // the others, at the moment it is sent.
+                Lane::Polling => self.take_polling(is_search).await,
             }
             // A 429 seen by another caller while this one waited: do not send into it.
             if !self.general_pause.in_force() && (!is_search || !self.search_pause.in_force()) {
@@ -222,22 +294,54 @@ impl Budget {
     }
 
     async fn take_background(&self) {
+        self.background_waiting.fetch_add(1, Ordering::SeqCst);
         loop {
-            self.realtime_gone().await;
+            Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
             match self.general.try_admit(Instant::now()) {
-                Ok(()) => return,
+                Ok(()) => break,
+                Err(not_until) => tokio::time::sleep_until(not_until).await,
+            }
+        }
+        if self.background_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.background_idle.notify_waiters();
+        }
+    }
+
+    /// The `Polling` lane: only while no real-time or background caller waits, and within its
+    /// share (its own log and the general one admit together, or neither does).
+    async fn take_polling(&self, is_search: bool) {
+        let mut logs = Vec::with_capacity(3);
+        if let (true, Some(search)) = (is_search, &self.search) {
+            logs.push(search);
+        }
+        logs.extend([&self.polling, &self.general]);
+        loop {
+            Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
+            Self::gone(&self.background_waiting, &self.background_idle).await;
+            if self.realtime_waiting.load(Ordering::SeqCst) > 0 {
+                continue;
+            }
+            let now = Instant::now();
+            match WindowLog::try_admit_all(&logs, now) {
+                Ok(()) => {
+                    let mut sent = self.polling_sent.lock().unwrap_or_else(PoisonError::into_inner);
+                    Self::prune(&mut sent, now);
+                    sent.push_back(now);
+                    return;
+                }
+                // Woken early when others stop waiting is harmless: the loop looks again.
                 Err(not_until) => tokio::time::sleep_until(not_until).await,
             }
         }
     }
 
-    /// Resolves when no real-time caller is waiting for the budget.
-    async fn realtime_gone(&self) {
+    /// Resolves when no caller counted by `waiting` is waiting for the budget.
+    async fn gone(waiting: &AtomicUsize, idle: &Notify) {
         loop {
-            let notified = self.realtime_idle.notified();
+            let notified = idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.realtime_waiting.load(Ordering::SeqCst) == 0 {
+            if waiting.load(Ordering::SeqCst) == 0 {
                 return;
             }
             notified.await;
@@ -348,6 +452,7 @@ mod tests {
             window: Duration::from_millis(50),
             margin: Duration::ZERO,
             searches_per_second: 0,
+            polling_share: DEFAULT_POLLING_SHARE,
         }));
         budget.acquire(Lane::Background, false).await; // uses the first cell
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
@@ -365,5 +470,78 @@ mod tests {
         realtime.await.unwrap();
         background.await.unwrap();
         assert_eq!(*order.lock().unwrap(), vec![Lane::Realtime, Lane::Background]);
+    }
+
+    fn budget(requests: u32, window: Duration, polling_share: f64) -> std::sync::Arc<Budget> {
+        std::sync::Arc::new(Budget::new(&BudgetOptions {
+            requests,
+            window,
+            margin: Duration::ZERO,
+            searches_per_second: 0,
+            polling_share,
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_polling_lane_keeps_to_its_share_of_the_budget() {
+        // 100 per 10 s, a fifth for polling: a greedy poller gets 20 in any 10 s, no more.
+        let budget = budget(100, Duration::from_secs(10), 0.2);
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        while start.elapsed() < Duration::from_secs(60) {
+            budget.acquire(Lane::Polling, false).await;
+            sent.push(start.elapsed());
+        }
+        assert!(max_in_window(&sent, Duration::from_secs(10)) <= 20, "the share is a ceiling");
+        assert!(sent.len() >= 6 * 20, "and it is usable: {} in 60 s", sent.len());
+        let used = budget.polling_share_used();
+        assert!((0.17..=0.21).contains(&used), "a fifth of the last minute's budget, measured: {used}");
+        // The rest of the budget is still there for the others.
+        let others = Instant::now();
+        for _ in 0..50 {
+            budget.acquire(Lane::Background, false).await;
+        }
+        assert!(others.elapsed() < Duration::from_secs(10), "background requests were not held by the share");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_polling_lane_gives_way_to_realtime_and_background() {
+        // One request per 50 ms, all of it open to polling; polling queues first, then background,
+        // then a real-time caller: they are served in the opposite order.
+        let budget = budget(1, Duration::from_millis(50), 1.0);
+        budget.acquire(Lane::Background, false).await; // uses the first cell
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for lane in [Lane::Polling, Lane::Background, Lane::Realtime] {
+            let (b, o) = (budget.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                b.acquire(lane, false).await;
+                o.lock().unwrap().push(lane);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![Lane::Realtime, Lane::Background, Lane::Polling]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_searches_keep_to_the_search_limit() {
+        // Searches 2/s: the polling lane takes its search slot together with its other slots.
+        let budget = std::sync::Arc::new(Budget::new(&BudgetOptions {
+            requests: 100,
+            window: Duration::from_secs(10),
+            margin: Duration::ZERO,
+            searches_per_second: 2,
+            polling_share: 0.5,
+        }));
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        for _ in 0..10 {
+            budget.acquire(Lane::Polling, true).await;
+            sent.push(start.elapsed());
+        }
+        assert!(max_in_window(&sent, Duration::from_secs(1)) <= 2, "{sent:?}");
     }
 }

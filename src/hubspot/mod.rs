@@ -50,6 +50,8 @@ pub struct ClientOptions {
     pub max_query_bytes: usize,
     /// Largest search body (HubSpot: 3000 characters).
     pub max_search_body: usize,
+    /// The most the fast polling lanes (`Lane::Polling`) may spend, as a share of the budget.
+    pub polling_share: f64,
 }
 
 impl Default for ClientOptions {
@@ -64,6 +66,7 @@ impl Default for ClientOptions {
             properties_refresh: Duration::from_secs(15 * 60),
             max_query_bytes: 2000,
             max_search_body: 3000,
+            polling_share: limiter::DEFAULT_POLLING_SHARE,
         }
     }
 }
@@ -137,6 +140,7 @@ impl HubSpot {
             window: options.window,
             margin: options.window_margin,
             searches_per_second: options.searches_per_second,
+            polling_share: options.polling_share,
         });
         let properties = PropertyCache::default();
         for (kind, names) in &options.properties {
@@ -151,6 +155,11 @@ impl HubSpot {
     /// [`HubSpot::batch_read_reserved`] (see [`limiter::Budget::reserve`]).
     pub async fn reserve(&self, lane: Lane) {
         self.inner.transport.budget.reserve(lane).await;
+    }
+
+    /// The share of the request budget the `Polling` lane spent over the last minute (0.0-1.0).
+    pub fn polling_share_used(&self) -> f64 {
+        self.inner.transport.budget.polling_share_used()
     }
 
     async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, HubSpotError> {

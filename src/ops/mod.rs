@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use crate::config::Secret;
 use crate::poller::control::SharedControl;
+use crate::poller::fast::PollingStatus;
 use crate::queue::Queue;
 use crate::telemetry::prometheus::DepthSource;
 use crate::webhook::stats::WebhookStats;
@@ -41,13 +42,28 @@ pub struct OpsState {
     pub queue_depth: DepthSource,
     /// The webhook queue, for its freshness figures; none while real-time fetching is off.
     pub queue: Option<Arc<Queue>>,
+    /// Each object's mode, and the fast polling lanes' figures when they run.
+    pub polling: Arc<PollingStatus>,
 }
 
 impl OpsState {
     /// Fresh webhook figures and a queue depth of 0 until a queue is attached with
     /// [`OpsState::with_queue_depth`].
     pub fn new(admin_token: Option<Secret>, control: SharedControl) -> Self {
-        Self { admin_token, control, webhooks: Arc::new(WebhookStats::new()), queue_depth: Arc::new(|| 0), queue: None }
+        Self {
+            admin_token,
+            control,
+            webhooks: Arc::new(WebhookStats::new()),
+            queue_depth: Arc::new(|| 0),
+            queue: None,
+            polling: Arc::default(),
+        }
+    }
+
+    /// Each object's mode and the fast polling lanes' figures.
+    pub fn with_polling(mut self, polling: PollingStatus) -> Self {
+        self.polling = Arc::new(polling);
+        self
     }
 
     /// Reads the queue depth and the real-time freshness figures from `queue`.

@@ -7,7 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::status::{
-    AuditStatus, FailureView, ForceSyncAccepted, LiveFigures, ObjectName, ObjectStatus, RealtimeFreshness, RunView,
+    AuditStatus, FailureView, FastPollingStatus, ForceSyncAccepted, LaneStatus, LiveFigures, ObjectName, ObjectStatus,
+    RealtimeFreshness, RunView,
 };
 
 #[derive(OpenApi)]
@@ -19,6 +20,8 @@ use super::status::{
         AuditStatus,
         LiveFigures,
         RealtimeFreshness,
+        FastPollingStatus,
+        LaneStatus,
         RunView,
         FailureView,
         ForceSyncAccepted,

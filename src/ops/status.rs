@@ -17,6 +17,7 @@ use super::admin::{Access, AdminAuth};
 use super::error::{ApiError, ErrorBody};
 use crate::kind::ObjectKind;
 use crate::poller::control::TriggerError;
+use crate::poller::fast::{LaneFigures, ObjectMode};
 use crate::queue::Queue;
 use crate::queue::freshness::Figures;
 use crate::store::Pool;
@@ -55,6 +56,12 @@ pub struct ObjectStatus {
     /// How fresh webhooks keep this object, over the last five minutes; null for owners (no
     /// webhooks) and while real-time fetching is off.
     pub realtime: Option<RealtimeFreshness>,
+    /// How this object is kept fresh between its scheduled runs: `webhooks`, `fast_polling`
+    /// (searched every `FAST_POLL_INTERVAL`; webhooks too when configured) or `schedules_only`.
+    #[schema(example = "fast_polling")]
+    pub mode: String,
+    /// The fast polling lanes of this object; null unless its mode is `fast_polling`.
+    pub fast_polling: Option<FastPollingStatus>,
     /// Process-wide figures, the same in every element.
     pub live: LiveFigures,
 }
@@ -86,6 +93,60 @@ impl From<Figures> for RealtimeFreshness {
             events: f.events,
             reads: f.reads,
             reads_per_event: f.reads_per_event(),
+        }
+    }
+}
+
+/// The fast polling lanes of one object.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct FastPollingStatus {
+    /// Searches every `FAST_POLL_INTERVAL`, windows ending now.
+    pub fast: LaneStatus,
+    /// Searches every `FAST_POLL_DELAYED_INTERVAL`, windows ending `FAST_POLL_DELAY` ago.
+    pub delayed: LaneStatus,
+}
+
+/// One fast polling lane since start-up.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct LaneStatus {
+    /// How far behind now the lane's last completely searched window ends, in milliseconds;
+    /// null before its first complete pass (or while another instance leads).
+    pub lag_ms: Option<u64>,
+    /// The end of that window: every change up to it was found.
+    pub covered_to: Option<DateTime<Utc>>,
+    pub last_pass: Option<DateTime<Utc>>,
+    /// Whether the last pass failed (the next one searches the same window again); the error
+    /// text only with the admin token.
+    pub failing: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub passes: u64,
+    pub failed_passes: u64,
+    /// Search pages read.
+    pub searches: u64,
+    /// Changed ids the searches found.
+    pub found: u64,
+    /// Of those, ids queued for a read by the batch fetchers.
+    pub queued: u64,
+    /// Of those, records written straight from the search results (when the searches carry
+    /// every kept property). The rest were read at that version already, or were waiting.
+    pub stored: u64,
+}
+
+impl LaneStatus {
+    fn of(f: LaneFigures, now: DateTime<Utc>, access: Access) -> Self {
+        Self {
+            lag_ms: f.lag(now).map(|lag| lag.num_milliseconds().max(0) as u64),
+            covered_to: f.covered_to,
+            last_pass: f.last_pass,
+            failing: f.last_error.is_some(),
+            last_error: f.last_error.filter(|_| access.details()),
+            passes: f.passes,
+            failed_passes: f.failed_passes,
+            searches: f.searches,
+            found: f.found,
+            queued: f.queued,
+            stored: f.stored,
         }
     }
 }
@@ -142,6 +203,12 @@ pub struct LiveFigures {
     pub webhooks_rejected_last_hour: u64,
     /// When the last webhook request arrived; null when none has since start-up.
     pub last_webhook_time: Option<DateTime<Utc>>,
+    /// The share of the request budget the fast polling lanes may use (`FAST_POLL_BUDGET_SHARE`,
+    /// 0.0-1.0); null while they do not run.
+    pub fast_polling_budget_share: Option<f64>,
+    /// The share of the request budget they used over the last minute (their searches and the
+    /// reads of what they found); null while they do not run.
+    pub fast_polling_budget_used: Option<f64>,
 }
 
 /// One reconciliation run. `id` and `error_details` are left out without the admin token.
@@ -256,11 +323,14 @@ pub async fn status(
     drop(conn);
     let now = Utc::now();
     let webhooks = ops.webhooks.last_hour(now);
+    let share = ops.polling.budget_share();
     let live = LiveFigures {
         queue_depth: (ops.queue_depth)(),
         webhooks_received_last_hour: webhooks.received,
         webhooks_rejected_last_hour: webhooks.rejected,
         last_webhook_time: ops.webhooks.last_webhook(),
+        fast_polling_budget_share: share.map(|(cap, _)| cap),
+        fast_polling_budget_used: share.map(|(_, used)| used),
     };
     let next_runs = ops.control.next_runs();
     let rows = ObjectKind::ALL
@@ -276,7 +346,15 @@ pub async fn status(
                 .iter()
                 .find(|a| a.sync_type == kind.as_str())
                 .map(|a| AuditStatus { run_id: access.details().then_some(a.id), ..AuditStatus::from(a) });
-            row.realtime = realtime(ops.queue.as_deref(), kind);
+            let mode = ops.polling.mode(kind);
+            // Without webhooks the queue holds what the lanes found: their lag says more.
+            let polled_only = mode == ObjectMode::FastPolling && !ops.polling.webhooks;
+            row.realtime = realtime(ops.queue.as_deref(), kind).filter(|_| !polled_only);
+            row.mode = mode.as_str().to_owned();
+            row.fast_polling = ops.polling.lanes(kind).map(|(fast, delayed)| FastPollingStatus {
+                fast: LaneStatus::of(fast, now, access),
+                delayed: LaneStatus::of(delayed, now, access),
+            });
             row
         })
         .collect();
@@ -308,6 +386,8 @@ fn object_status(
             oldest_parked: None,
             last_audit: None,
             realtime: None,
+            mode: String::new(),
+            fast_polling: None,
             live,
         },
         None => ObjectStatus {
@@ -322,6 +402,8 @@ fn object_status(
             oldest_parked: None,
             last_audit: None,
             realtime: None,
+            mode: String::new(),
+            fast_polling: None,
             live,
         },
     }

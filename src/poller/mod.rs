@@ -4,6 +4,7 @@
 //! - [`full`]: list pages streamed into the store with a resumable checkpoint; finds deletions.
 //! - [`incremental`]: search by last-modified window, walked by id past the 10,000 cap.
 //! - [`owners`]: owners to `staff` (and owners HubSpot lists no more archived).
+//! - [`fast`]: the fast polling lanes (searches every few seconds when webhooks are off).
 //! - [`leader`]: which instance leads (schedules, sends alerts) when several share a database.
 //! - [`slots`]: one run per object per process, later requests coalesced into one follow-up;
 //!   `store::locks`: a PostgreSQL advisory lock per object across instances.
@@ -16,6 +17,7 @@
 
 pub mod control;
 mod core;
+pub mod fast;
 mod full;
 mod incremental;
 mod job;

@@ -296,6 +296,11 @@ impl Queue {
         dropped.len()
     }
 
+    /// Whether a read of `kind` already returned `id` at `changed_at` (Unix ms) or later.
+    pub fn has_read(&self, kind: ObjectKind, id: &str, changed_at: i64) -> bool {
+        self.lock().lanes.get(&kind).is_some_and(|lane| lane.read.covers(id, changed_at))
+    }
+
     /// Puts ids back after a failed fetch, ahead of newer ones, whatever the bound or shutdown.
     pub fn requeue(&self, kind: ObjectKind, ids: Vec<String>) {
         self.requeue_marked(kind, ids, &HashSet::new());

@@ -45,6 +45,8 @@ pub struct ServeOptions {
     /// Which instance leads (schedules, sends alerts), when several share the database; the
     /// scheduler and the alert monitor were given its `leadership()`.
     pub election: Option<crate::poller::Election>,
+    /// The fast polling lanes (no webhooks), feeding the fetchers' queue while this process leads.
+    pub fast_polling: Option<crate::poller::fast::FastPolling>,
 }
 
 /// What the poller's scheduler needs; it runs until the shutdown token is cancelled.
@@ -139,6 +141,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     // digests of the last accepted bodies are written too.
     let replay_stop = CancellationToken::new();
     let replay_writer = tokio::spawn(replay.0.run(replay.1, replay_stop.clone()));
+    let lanes = options.fast_polling.map(|lanes| lanes.spawn(shutdown.clone()));
     let (poller, scheduler) = match options.scheduler {
         Some(s) => {
             let task = tokio::spawn(crate::poller::run_scheduler(
@@ -160,6 +163,10 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
             // Webhooks get 503 from here on while the queue drains and runs in flight finish
             // (or are closed as failed when they outlast the grace); then the HTTP server stops.
             let drain = async {
+                // The lanes stop queueing first; then the fetchers read what they queued.
+                if let Some(lanes) = lanes {
+                    let _ = lanes.await;
+                }
                 if let Some(fetchers) = fetchers {
                     fetchers.drain(grace).await;
                 }

@@ -66,6 +66,7 @@ fn faults(error_rate: f64, status: u16, latency_ms: Option<u64>, retry_after: Op
         retry_after,
         fail_next: 0,
         fail_list_after: None,
+        fail_search_after: None,
         search_lag_ms: None,
     }
 }

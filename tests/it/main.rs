@@ -7,6 +7,7 @@ mod audit;
 mod cli;
 mod demo;
 mod exposure;
+mod fast_poll;
 mod faults_database;
 mod faults_deploy;
 mod faults_hostile;

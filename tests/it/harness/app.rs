@@ -1,7 +1,7 @@
 //! A configured `serve`, in process, for a test (in the spirit of crates.io's `TestApp::builder`
 //! and zero2prod's `spawn_app`): its own database, optionally a simulator (delivering webhooks to
 //! it), HubSpot with or without a token, a budget, secrets, an admin token, and the poller's
-//! schedules quiet unless asked for.
+//! schedules and the fast polling lanes quiet unless asked for.
 //!
 //! ```ignore
 //! let mut app = TestApp::builder().sim(small).sim_webhooks(|_| {}).seeded().arg("--fetch-window", "50ms").start().await;
@@ -55,6 +55,7 @@ pub struct AppBuilder {
     secrets: Option<String>,
     admin_token: Option<String>,
     quiet_schedules: bool,
+    fast_polling: bool,
     budget: Option<u32>,
     port: u16,
     args: Vec<String>,
@@ -95,6 +96,7 @@ impl TestApp {
             secrets: Some(SECRETS.to_owned()),
             admin_token: None,
             quiet_schedules: true,
+            fast_polling: false,
             budget: None,
             port: 0,
             args: Vec::new(),
@@ -207,6 +209,13 @@ impl AppBuilder {
         self
     }
 
+    /// Let the fast polling lanes run (`FAST_POLL=auto`: they do without webhook secrets, see
+    /// [`AppBuilder::webhook_secrets`]). By default they are off (`FAST_POLL=off`).
+    pub fn fast_polling(mut self) -> Self {
+        self.fast_polling = true;
+        self
+    }
+
     /// `HUBSPOT_REQUESTS_PER_10S`.
     pub fn budget(mut self, requests_per_10s: u32) -> Self {
         self.budget = Some(requests_per_10s);
@@ -299,6 +308,9 @@ impl AppBuilder {
             for (flag, _) in SCHEDULES {
                 argv.extend([flag.to_owned(), NEVER.to_owned()]);
             }
+        }
+        if !self.fast_polling {
+            argv.extend(["--fast-poll".to_owned(), "off".to_owned()]);
         }
         argv.extend(self.args);
         let args = match Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}")).command {

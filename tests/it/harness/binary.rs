@@ -57,6 +57,8 @@ impl ServeBinary {
         for (_, var) in SCHEDULES {
             self.cmd.env(var, NEVER);
         }
+        // Nor do the fast polling lanes search (they would without HUBSPOT_CLIENT_SECRET).
+        self.cmd.env("FAST_POLL", "off");
         self
     }
 
