@@ -1,6 +1,11 @@
 DROP VIEW call_deals;
 DROP VIEW call_contacts;
 DROP VIEW deal_contacts;
+DROP TRIGGER calls_read_edges_on_revival ON calls;
+DROP TRIGGER deals_read_edges_on_revival ON deals;
+DROP TRIGGER contacts_read_edges_on_revival ON contacts;
+DROP FUNCTION associations_read_revived();
+DROP TABLE association_reads_due;
 DROP TRIGGER calls_remove_edges_on_insert ON calls;
 DROP TRIGGER calls_remove_edges_on_archive ON calls;
 DROP TRIGGER deals_remove_edges_on_insert ON deals;

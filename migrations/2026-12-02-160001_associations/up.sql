@@ -91,6 +91,34 @@ CREATE TRIGGER calls_remove_edges_on_archive AFTER UPDATE OF archived ON calls F
 CREATE TRIGGER calls_remove_edges_on_insert AFTER INSERT ON calls FOR EACH ROW
     WHEN (NEW.archived) EXECUTE FUNCTION associations_remove_archived_end('0-48', 'hubspot_call_id');
 
+-- A record brought back live (restored, or revived by a read that started after its deletion)
+-- has its edges read again: whoever revives it (a fetch, a run, an audit) takes it from here, and
+-- the sweep takes what is left. A table, not the writer's own bookkeeping: a deletion applied
+-- between a writer's look at the row and its write would otherwise hide the revival.
+CREATE TABLE association_reads_due (
+    object_type text NOT NULL,
+    id text NOT NULL,
+    since timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (object_type, id)
+);
+COMMENT ON TABLE association_reads_due IS 'Records revived (archived, then live again) whose associations are to be read again.';
+
+CREATE FUNCTION associations_read_revived() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO association_reads_due (object_type, id) VALUES (TG_ARGV[0], to_jsonb(NEW) ->> TG_ARGV[1])
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER contacts_read_edges_on_revival AFTER UPDATE OF archived ON contacts FOR EACH ROW
+    WHEN (OLD.archived AND NOT NEW.archived) EXECUTE FUNCTION associations_read_revived('0-1', 'hubspot_contact_id');
+CREATE TRIGGER deals_read_edges_on_revival AFTER UPDATE OF archived ON deals FOR EACH ROW
+    WHEN (OLD.archived AND NOT NEW.archived) EXECUTE FUNCTION associations_read_revived('0-3', 'hubspot_deal_id');
+CREATE TRIGGER calls_read_edges_on_revival AFTER UPDATE OF archived ON calls FOR EACH ROW
+    WHEN (OLD.archived AND NOT NEW.archived) EXECUTE FUNCTION associations_read_revived('0-48', 'hubspot_call_id');
+
 -- The three common joins, one row per pair of live records (every association type of the pair
 -- folded into one row).
 CREATE VIEW deal_contacts AS

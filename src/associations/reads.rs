@@ -125,7 +125,8 @@ impl EdgeReads {
                     tracing::warn!(object.kind = %kind, records = ids.len(), error = %ErrorChain(&e),
                         retry_in_ms = delay.as_millis() as u64, "edges of new records not read; retrying");
                     self.push(kind, ids);
-                    if self.is_closed() || cancel.run_until_cancelled(tokio::time::sleep(delay)).await.is_none() {
+                    // Closed or not, the read is tried again: a drain is bounded by its grace.
+                    if cancel.run_until_cancelled(tokio::time::sleep(delay)).await.is_none() {
                         return;
                     }
                 }

@@ -3,7 +3,8 @@
 //! (rows written since it started, less an overlap for writes that committed late), or of every
 //! live record when there is no such run, when asked for a full sweep, or when webhooks are not
 //! configured (association changes do not move a record's last-modified date, so without events
-//! only reading every record sees them). Each sweep is one `sync_logs` row of sync type
+//! only reading every record sees them). It first reads the records revived since whose edges no
+//! fetch read (`association_reads_due`). Each sweep is one `sync_logs` row of sync type
 //! `associations` (mode `incremental` or `full`): records read, records HubSpot could not answer
 //! for, and in `error_details` the edges seen, written and removed and the requests made.
 
@@ -15,7 +16,7 @@ use super::{Refreshed, refresh, refresh_around};
 use crate::hubspot::{BATCH_READ_MAX, HubSpot, Lane};
 use crate::kind::ObjectKind;
 use crate::objects::SyncError;
-use crate::store::associations::live_ids;
+use crate::store::associations::{live_ids, take_any_revived};
 use crate::store::records::RecordTable;
 use crate::store::sync_logs::{self, RunMode, RunOutcome, RunStatus, RunTrigger};
 use crate::store::{Pool, StoreError, locks};
@@ -149,6 +150,16 @@ impl Sweeper {
     ) -> Result<(), SyncError> {
         for kind in ObjectKind::SYNCED_RECORDS {
             let Some(table) = RecordTable::for_kind(kind) else { continue };
+            // Records revived whose edges no fetch read (the process stopped first).
+            loop {
+                let ids = take_any_revived(conn, table, BATCH_READ_MAX as i64).await?;
+                if ids.is_empty() {
+                    break;
+                }
+                let done = refresh_around(&self.hubspot, conn, kind, &ids, Lane::Background).await?;
+                report.records += ids.len();
+                report.refreshed.add(done);
+            }
             let mut after: Option<String> = None;
             loop {
                 let ids = live_ids(conn, table, since, after.as_deref(), BATCH_READ_MAX as i64).await?;

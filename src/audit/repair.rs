@@ -85,6 +85,7 @@ async fn repair_records(
     out.written += audit_store::unarchive(conn, table, &live).await?;
     add(&mut out, objects::write_isolating(conn, kind, read.records, ctx).await);
     // Rows brought back live lost their edges when they were archived (or never had them).
+    let first_live = crate::store::associations::first_live(conn, table, first_live, &live).await?;
     associations::refresh_around(hubspot, conn, kind, &first_live, Lane::Background).await?;
     for (id, survivor) in merged {
         listing.remove(&id);

@@ -180,6 +180,7 @@ pub async fn run(
         .filter(|(id, _)| !parked.contains(id.as_str()))
         .map(|(id, at)| (id.clone(), at.timestamp_millis()))
         .collect();
+    let first_live = crate::store::associations::first_live(&mut conn, table, first_live, &live).await?;
     outcome.first_live = first_live.into_iter().filter(|id| !parked.contains(id.as_str())).collect();
     let mut settled: Vec<String> =
         ids.iter().chain(updated.keys()).filter(|id| !parked.contains(id.as_str())).cloned().collect();

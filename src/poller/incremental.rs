@@ -53,8 +53,12 @@ pub async fn run(job: &mut Job<'_>, watermark: DateTime<Utc>) -> Result<(), Sync
         if let Some(total) = page.total.filter(|_| job.tally.pages == 0) {
             job.tally.progress.total.store(total, std::sync::atomic::Ordering::Relaxed);
         }
-        let first_live = first_live(job, &page).await?;
+        let (before, live) = first_live(job, &page).await?;
         job.store(page).await;
+        let first_live = match RecordTable::for_kind(kind) {
+            Some(table) => crate::store::associations::first_live(job.conn, table, before, &live).await?,
+            None => before,
+        };
         if !first_live.is_empty() {
             let read = associations::refresh_around(job.hubspot, job.conn, kind, &first_live, Lane::Background).await;
             if let Err(e) = read {
@@ -69,12 +73,12 @@ pub async fn run(job: &mut Job<'_>, watermark: DateTime<Utc>) -> Result<(), Sync
     Ok(())
 }
 
-/// The live records of `page` with no live row yet (new, or restored): their edges are read
-/// once they are stored.
-async fn first_live(job: &mut Job<'_>, page: &RecordPage) -> Result<Vec<String>, SyncError> {
-    let Some(table) = RecordTable::for_kind(job.kind) else { return Ok(Vec::new()) };
+/// The live records of `page` with no live row yet (new, or restored; their edges are read once
+/// they are stored), and all its live records.
+async fn first_live(job: &mut Job<'_>, page: &RecordPage) -> Result<(Vec<String>, Vec<String>), SyncError> {
     let live: Vec<String> = page.records.iter().filter(|r| !r.archived).map(|r| r.id.clone()).collect();
-    Ok(crate::store::associations::not_live(job.conn, table, &live).await?)
+    let Some(table) = RecordTable::for_kind(job.kind) else { return Ok((Vec::new(), live)) };
+    Ok((crate::store::associations::not_live(job.conn, table, &live).await?, live))
 }
 
 #[cfg(test)]

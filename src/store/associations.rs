@@ -194,8 +194,9 @@ pub async fn apply_change(conn: &mut AsyncPgConnection, c: &EdgeChange) -> Resul
             base(
                 "INSERT INTO associations AS t (from_type, from_id, to_type, to_id, type_id, category, label, \
                      is_primary, removed, updated_at, synced_at) \
-                 VALUES ($1, $2, $3, $4, $6, $7, coalesce($8, (SELECT l.label FROM associations l \
-                     WHERE l.from_type = $1 AND l.to_type = $3 AND l.type_id = $6 AND l.label IS NOT NULL LIMIT 1)), \
+                 VALUES ($1, $2, $3, $4, $6, $7, coalesce($8, CASE WHEN $7 <> 'HUBSPOT_DEFINED' THEN (SELECT l.label \
+                     FROM associations l WHERE l.from_type = $1 AND l.to_type = $3 AND l.type_id = $6 \
+                     AND l.label IS NOT NULL LIMIT 1) END), \
                      $9, false, $5, now()) \
                  ON CONFLICT (from_type, from_id, to_type, to_id, type_id) DO UPDATE SET \
                      removed = false, removed_at = NULL, category = excluded.category, \
@@ -295,6 +296,24 @@ pub async fn remove_touching(
     .await?)
 }
 
+/// Marks removed every live edge from or to those of records `ids` of `table` that have no row
+/// (deleted before anyone stored them: no archiving can take their edges with it).
+pub async fn remove_touching_unstored(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+) -> Result<usize, StoreError> {
+    let sql = format!(
+        "UPDATE associations a SET removed = true, removed_at = now(), synced_at = now() \
+          FROM unnest($2::text[]) AS u(id) \
+          WHERE NOT a.removed AND ((a.from_type = $1 AND a.from_id = u.id) OR (a.to_type = $1 AND a.to_id = u.id)) \
+            AND NOT EXISTS (SELECT 1 FROM {table} r WHERE r.{key} = u.id)",
+        table = table.name(),
+        key = table.key(),
+    );
+    Ok(diesel::sql_query(sql).bind::<Text, _>(type_of(table)).bind::<Array<Text>, _>(ids).execute(conn).await?)
+}
+
 #[derive(QueryableByName)]
 struct Id {
     #[diesel(sql_type = Text)]
@@ -316,6 +335,66 @@ pub async fn not_live(
     );
     let rows: Vec<Id> = diesel::sql_query(sql).bind::<Array<Text>, _>(ids).load(conn).await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Those of `ids` of `table`'s object type that were revived (archived, then live again) since
+/// their edges were last read, taken off the list: their edges are read now.
+pub async fn take_revived(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<Id> =
+        diesel::sql_query("DELETE FROM association_reads_due WHERE object_type = $1 AND id = ANY($2) RETURNING id")
+            .bind::<Text, _>(type_of(table))
+            .bind::<Array<Text>, _>(ids)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Up to `limit` revived records of `table`'s type left on the list (the sweep takes them),
+/// taken off it.
+pub async fn take_any_revived(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<Id> = diesel::sql_query(
+        "DELETE FROM association_reads_due WHERE (object_type, id) IN ( \
+             SELECT object_type, id FROM association_reads_due WHERE object_type = $1 ORDER BY id LIMIT $2) \
+         RETURNING id",
+    )
+    .bind::<Text, _>(type_of(table))
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// The object type id of a record table.
+fn type_of(table: RecordTable) -> &'static str {
+    match table {
+        RecordTable::Contacts => "0-1",
+        RecordTable::Deals => "0-3",
+        RecordTable::Calls => "0-48",
+    }
+}
+
+/// The records whose edges are to be read after a write of `live` (ids stored live): those
+/// `before` found with no live row ([`not_live`], looked up before the write), and those the
+/// write revived ([`take_revived`]).
+pub async fn first_live(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    before: Vec<String>,
+    live: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut ids = before;
+    ids.extend(take_revived(conn, table, live).await?);
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// Up to `limit` ids of live rows of `table` after `after`, in id order; with `since`, only rows

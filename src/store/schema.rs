@@ -13,6 +13,15 @@ pub mod sql_types {
 }
 
 diesel::table! {
+    /// Records revived whose edges are to be read again (`store::associations::take_revived`).
+    association_reads_due (object_type, id) {
+        object_type -> Text,
+        id -> Text,
+        since -> Timestamptz,
+    }
+}
+
+diesel::table! {
     /// Edges between HubSpot records, one row per direction and association type
     /// (`store::associations`).
     associations (from_type, from_id, to_type, to_id, type_id) {
@@ -179,6 +188,7 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    association_reads_due,
     associations,
     calls,
     contact_owner_history,

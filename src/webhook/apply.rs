@@ -55,6 +55,8 @@ async fn write_changes(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), 
     for ((kind, at), ids) in deletions {
         if let Some(table) = RecordTable::for_kind(kind) {
             records::archive_deleted(conn, table, &ids, at).await?;
+            // A record deleted before it was ever stored keeps no live edge either.
+            associations::remove_touching_unstored(conn, table, &ids).await?;
         }
     }
     Ok(())
