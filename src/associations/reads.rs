@@ -1,13 +1,12 @@
 //! Edge reads for records stored live for the first time by the webhook fetchers (new records,
-//! restored ones): the fetchers hand their ids over ([`EdgeReads::push`]) and one loop
-//! ([`EdgeReads::run`]) reads their associations in batches of up to 100 per kind, on the
-//! real-time lane, after a short window that lets ids of several fetches share a read. A read
-//! that fails is retried with backoff; ids left when the process stops are read by the next
-//! sweep (their rows were written since its last good run).
+//! restored ones). The list is a table, `association_reads_due`: the fetchers put their new
+//! records there (`store::associations::queue_reads`), the migration's trigger puts every record
+//! revived there, whoever revives it. One loop ([`EdgeReads::run`]) reads their associations in
+//! batches of up to 100 per kind on the real-time lane, after a short window that lets several
+//! fetches share a read, and takes them off the list once read. So nothing waits in memory: what
+//! a crash or a stop leaves on the list is read by the next process, or by the next sweep.
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -15,13 +14,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hubspot::{BATCH_READ_MAX, HubSpot, Lane};
 use crate::kind::ObjectKind;
+use crate::objects::SyncError;
 use crate::store::Pool;
+use crate::store::associations::{done_reads, due_reads};
+use crate::store::records::RecordTable;
 use crate::telemetry::ErrorChain;
 
-/// Ids waiting for their edges to be read, per kind. Share it as `Arc<EdgeReads>`.
+/// How often the loop looks at the list when nothing woke it (leftovers of another process).
+const LOOK_EVERY: Duration = Duration::from_secs(30);
+
+/// Wakes and stops the edge-read loop. Share it as `Arc<EdgeReads>`.
 #[derive(Default)]
 pub struct EdgeReads {
-    waiting: Mutex<HashMap<ObjectKind, BTreeSet<String>>>,
     notify: Notify,
     /// Wakes a loop waiting out its window when the reads are closed.
     closing: Notify,
@@ -29,32 +33,12 @@ pub struct EdgeReads {
 }
 
 impl EdgeReads {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ObjectKind, BTreeSet<String>>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Something may have been put on the list.
+    pub fn wake(&self) {
+        self.notify.notify_one();
     }
 
-    /// Queues the edge read of records `ids` of `kind`.
-    pub fn push(&self, kind: ObjectKind, ids: impl IntoIterator<Item = String>) {
-        let mut waiting = self.lock();
-        let set = waiting.entry(kind).or_default();
-        let before = set.len();
-        set.extend(ids);
-        if set.len() > before {
-            drop(waiting);
-            self.notify.notify_one();
-        }
-    }
-
-    /// Ids waiting, every kind together.
-    pub fn len(&self) -> usize {
-        self.lock().values().map(BTreeSet::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// No more ids will come: [`EdgeReads::run`] reads what waits, then returns.
+    /// No more reads will be asked for: [`EdgeReads::run`] reads what is on the list, then returns.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.closing.notify_waiters();
@@ -81,50 +65,29 @@ impl EdgeReads {
         }
     }
 
-    /// Up to 100 waiting ids of one kind that has some.
-    fn take(&self) -> Option<(ObjectKind, Vec<String>)> {
-        let mut waiting = self.lock();
-        let (kind, set) = waiting.iter_mut().find(|(_, set)| !set.is_empty())?;
-        let ids: Vec<String> = set.iter().take(BATCH_READ_MAX).cloned().collect();
-        for id in &ids {
-            set.remove(id);
-        }
-        Some((*kind, ids))
-    }
-
-    /// Reads waiting edges until closed (then empty) or cancelled; `window` is how long a first
-    /// id waits for others to share its read.
+    /// Reads the edges on the list until closed (then the list is done) or cancelled; `window` is
+    /// how long a woken loop waits for more before it reads.
     pub async fn run(&self, hubspot: HubSpot, pool: Pool, window: Duration, cancel: CancellationToken) {
         let mut failures: u32 = 0;
         loop {
-            if self.is_empty() {
-                if self.is_closed() {
-                    return;
-                }
-                if cancel.run_until_cancelled(self.notify.notified()).await.is_none()
-                    || !self.gather(window, &cancel).await
-                {
-                    return;
-                }
-            }
-            let Some((kind, ids)) = self.take() else { continue };
-            let read = async {
-                let mut conn = pool.get().await?;
-                super::refresh_around(&hubspot, &mut conn, kind, &ids, Lane::Realtime).await
-            };
-            match cancel.run_until_cancelled(read).await {
-                None => return,
-                Some(Ok(done)) => {
+            match read_some(&hubspot, &pool).await {
+                Ok(true) => {
                     failures = 0;
-                    tracing::debug!(object.kind = %kind, records = ids.len(), edges = done.edges, "edges of new records read");
+                    continue;
                 }
-                Some(Err(e)) => {
+                Ok(false) if self.is_closed() => return,
+                Ok(false) => {
+                    let woken = tokio::time::timeout(LOOK_EVERY, self.notify.notified());
+                    if cancel.run_until_cancelled(woken).await.is_none() || !self.gather(window, &cancel).await {
+                        return;
+                    }
+                }
+                Err(e) => {
                     failures = failures.saturating_add(1);
                     let delay =
                         Duration::from_millis(500).saturating_mul(1 << failures.min(6)).min(Duration::from_secs(30));
-                    tracing::warn!(object.kind = %kind, records = ids.len(), error = %ErrorChain(&e),
-                        retry_in_ms = delay.as_millis() as u64, "edges of new records not read; retrying");
-                    self.push(kind, ids);
+                    tracing::warn!(error = %ErrorChain(&e), retry_in_ms = delay.as_millis() as u64,
+                        "edges of new records not read; retrying (they stay on the list)");
                     // Closed or not, the read is tried again: a drain is bounded by its grace.
                     if cancel.run_until_cancelled(tokio::time::sleep(delay)).await.is_none() {
                         return;
@@ -135,19 +98,18 @@ impl EdgeReads {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_taken_per_kind_at_most_100_at_a_time() {
-        let reads = EdgeReads::default();
-        reads.push(ObjectKind::Deals, (0..150).map(|i| format!("{i:03}")));
-        reads.push(ObjectKind::Deals, ["000".to_owned()]);
-        assert_eq!(reads.len(), 150, "an id waiting once is read once");
-        let (kind, first) = reads.take().unwrap();
-        assert_eq!((kind, first.len()), (ObjectKind::Deals, 100));
-        assert_eq!(reads.take().unwrap().1.len(), 50);
-        assert!(reads.take().is_none() && reads.is_empty());
+/// Reads the edges of up to 100 listed records of each kind; false when the list was empty.
+async fn read_some(hubspot: &HubSpot, pool: &Pool) -> Result<bool, SyncError> {
+    let mut conn = pool.get().await?;
+    let mut any = false;
+    for kind in ObjectKind::SYNCED_RECORDS {
+        let Some(table) = RecordTable::for_kind(kind) else { continue };
+        let (ids, upto) = due_reads(&mut conn, table, BATCH_READ_MAX as i64).await?;
+        let Some(upto) = upto else { continue };
+        any = true;
+        let done = super::refresh_around(hubspot, &mut conn, kind, &ids, Lane::Realtime).await?;
+        done_reads(&mut conn, table, &ids, upto).await?;
+        tracing::debug!(object.kind = %kind, records = ids.len(), edges = done.edges, "edges of new records read");
     }
+    Ok(any)
 }

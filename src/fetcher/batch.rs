@@ -13,8 +13,8 @@
 //! batch is stored; every other asked id is un-parked. Only a failure of the whole read or of
 //! the database itself fails the batch (it then goes back to the queue).
 //!
-//! The records it stores live that had no live row before (new ones, restored ones) are named
-//! in [`Outcome::first_live`]: their associations are read next.
+//! The records it stores live that had no live row before (new ones, restored ones) are put on
+//! the list of edge reads (`association_reads_due`; [`Outcome::first_live`]).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -45,8 +45,8 @@ pub struct Outcome {
     /// `(id, updatedAt in Unix ms)` of every record read and stored: the changes they cover
     /// need no other read (`crate::queue::Queue::settle`).
     pub versions: Vec<(String, i64)>,
-    /// Records stored live that had no live row before (new, or restored): their associations
-    /// are read next (`crate::associations::reads`).
+    /// Records stored live that had no live row before (new, or restored): put on the list of
+    /// edge reads (`crate::associations::reads`).
     pub first_live: Vec<String>,
 }
 
@@ -180,8 +180,9 @@ pub async fn run(
         .filter(|(id, _)| !parked.contains(id.as_str()))
         .map(|(id, at)| (id.clone(), at.timestamp_millis()))
         .collect();
-    let first_live = crate::store::associations::first_live(&mut conn, table, first_live, &live).await?;
     outcome.first_live = first_live.into_iter().filter(|id| !parked.contains(id.as_str())).collect();
+    // Their edges are read next (revived rows were put on the list by the database itself).
+    crate::store::associations::queue_reads(&mut conn, table, &outcome.first_live).await?;
     let mut settled: Vec<String> =
         ids.iter().chain(updated.keys()).filter(|id| !parked.contains(id.as_str())).cloned().collect();
     settled.sort_unstable();

@@ -202,7 +202,7 @@ impl Loop {
                 Ok(outcome) => {
                     failures = 0;
                     if let Some(edges) = &self.edges {
-                        edges.push(self.kind, outcome.first_live.iter().cloned());
+                        edges.wake();
                     }
                     let now = tokio::time::Instant::now();
                     self.queue.freshness().stored(self.kind, &queued, outcome.requests as u64, now);

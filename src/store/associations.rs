@@ -148,6 +148,21 @@ pub async fn lock_webhook_writes(conn: &mut AsyncPgConnection) -> Result<(), Sto
     Ok(())
 }
 
+/// Deletes the edges touching contacts erased for privacy in the last day (call it holding
+/// [`lock_webhook_writes`], after the erasure committed: a merge that moved a person's edges while
+/// the erasure ran has committed by then, and any later write of such an edge is refused by the
+/// migration's trigger). Returns rows deleted.
+pub async fn delete_erased(conn: &mut AsyncPgConnection) -> Result<usize, StoreError> {
+    Ok(diesel::sql_query(
+        "DELETE FROM associations a USING privacy_deletions p \
+          WHERE p.deleted_at >= now() - interval '1 day' \
+            AND ((a.from_type = '0-1' AND a.from_id = p.hubspot_contact_id) \
+              OR (a.to_type = '0-1' AND a.to_id = p.hubspot_contact_id))",
+    )
+    .execute(conn)
+    .await?)
+}
+
 /// The advisory lock (two-key form, the namespace of `store::locks`) of [`lock_webhook_writes`].
 pub const WEBHOOK_WRITES_LOCK: (i32, i32) = (0x4853, 301);
 
@@ -351,6 +366,65 @@ pub async fn take_revived(
             .load(conn)
             .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Puts records `ids` of `table`'s type on the list of edge reads due (new records stored live
+/// for the first time; revived ones are put there by the migration's trigger).
+pub async fn queue_reads(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+) -> Result<usize, StoreError> {
+    Ok(diesel::sql_query(
+        "INSERT INTO association_reads_due (object_type, id) SELECT $1, u.id FROM unnest($2::text[]) AS u(id) \
+         ORDER BY u.id ON CONFLICT (object_type, id) DO UPDATE SET since = excluded.since",
+    )
+    .bind::<Text, _>(type_of(table))
+    .bind::<Array<Text>, _>(ids)
+    .execute(conn)
+    .await?)
+}
+
+#[derive(QueryableByName)]
+struct Due {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Timestamptz)]
+    since: DateTime<Utc>,
+}
+
+/// Up to `limit` edge reads due for `table`'s type, oldest first: the ids and the latest time one
+/// of them was put on the list (see [`done_reads`]).
+pub async fn due_reads(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    limit: i64,
+) -> Result<(Vec<String>, Option<DateTime<Utc>>), StoreError> {
+    let rows: Vec<Due> = diesel::sql_query(
+        "SELECT id, since FROM association_reads_due WHERE object_type = $1 ORDER BY since, id LIMIT $2",
+    )
+    .bind::<Text, _>(type_of(table))
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    let upto = rows.iter().map(|r| r.since).max();
+    Ok((rows.into_iter().map(|r| r.id).collect(), upto))
+}
+
+/// Takes records `ids` off the list once their edges were read, unless put on it again after
+/// `upto` (a change since the read began).
+pub async fn done_reads(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+    upto: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    Ok(diesel::sql_query("DELETE FROM association_reads_due WHERE object_type = $1 AND id = ANY($2) AND since <= $3")
+        .bind::<Text, _>(type_of(table))
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Timestamptz, _>(upto)
+        .execute(conn)
+        .await?)
 }
 
 /// Up to `limit` revived records of `table`'s type left on the list (the sweep takes them),

@@ -74,14 +74,6 @@ pub async fn erase(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::Quer
             .bind::<Integer, _>(PURGE_LOCK.1)
             .execute(conn)
             .await?;
-        // Merges applied meanwhile would move the person's edges to a survivor this purge
-        // does not see yet: they wait, as webhook writes do for each other.
-        let (a, b) = super::associations::WEBHOOK_WRITES_LOCK;
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind::<Integer, _>(a)
-            .bind::<Integer, _>(b)
-            .execute(conn)
-            .await?;
         let all: Vec<String> = closure(conn, &ids).await?.into_iter().collect();
         diesel::sql_query(
             "INSERT INTO privacy_deletions (hubspot_contact_id) SELECT id FROM unnest($1::text[]) AS id ORDER BY id \

@@ -23,11 +23,15 @@ pub async fn apply(pool: &Pool, plan: &Plan) -> Result<(), StoreError> {
         let removed = contacts::privacy_delete(&mut conn, &plan.privacy).await?;
         tracing::info!(contacts = plan.privacy.len(), rows_removed = removed, "privacy deletion applied");
     }
-    if plan.edges.is_empty() && plan.merges.is_empty() && plan.deletions.is_empty() {
+    if plan.edges.is_empty() && plan.merges.is_empty() && plan.deletions.is_empty() && plan.privacy.is_empty() {
         return Ok(());
     }
     conn.transaction(async move |conn| {
         associations::lock_webhook_writes(conn).await?;
+        if !plan.privacy.is_empty() {
+            // Edges a merge moved onto an erased contact while the erasure ran.
+            associations::delete_erased(conn).await?;
+        }
         write_changes(conn, plan).await
     })
     .await
