@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod associations;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -578,3 +578,64 @@ async fn extra_properties_are_served_on_records_and_exported() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(&b["results"][0]["properties"][name.as_str()], value);
 }
+
+/// Association batch reads: both path families, per-input paging, HubSpot's 207 for records
+/// without associations, the 100-input cap; churn changes associations without touching records;
+/// a merge moves them to the new record; a deletion hides them until a restore.
+#[tokio::test]
+async fn association_batch_reads_page_per_input_and_follow_churn() {
+    let h =
+        sim(SimOptions { contacts: 60, deals: 30, calls: 40, association_page_size: 1, ..Default::default() }).await;
+    let deals: Vec<String> = h
+        .export_json("deals")
+        .iter()
+        .filter(|d| d["archived"] == false)
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    let inputs = json!({"inputs": deals.iter().map(|id| json!({"id": id})).collect::<Vec<_>>()});
+    let (s, _, b) = post(&h, "/crm/v4/associations/deals/contacts/batch/read", inputs.clone()).await;
+    assert_eq!(s, 200, "every deal has a contact: {b}");
+    assert_eq!(b["status"], "COMPLETE");
+    let first =
+        b["results"].as_array().unwrap().iter().find(|r| r["paging"].is_object()).expect("a deal with two contacts");
+    assert_eq!(first["to"].as_array().unwrap().len(), 1, "one per page");
+    let types = &first["to"][0]["associationTypes"];
+    assert!(
+        types.as_array().unwrap().iter().any(|t| t["typeId"] == 3 && t["category"] == "HUBSPOT_DEFINED"),
+        "{types}"
+    );
+    let after = first["paging"]["next"]["after"].as_str().unwrap();
+    let next = json!({"inputs": [{"id": first["from"]["id"], "after": after}]});
+    let (s, _, more) = post(&h, "/crm/associations/2026-03/0-3/0-1/batch/read", next).await;
+    assert_eq!(s, 200, "{more}");
+    assert_ne!(more["results"][0]["to"][0]["toObjectId"], first["to"][0]["toObjectId"]);
+    // No associations: a 207 with HubSpot's error.
+    let (s, _, b) =
+        post(&h, "/crm/v4/associations/contacts/deals/batch/read", json!({"inputs": [{"id": "99999999"}]})).await;
+    assert_eq!(s, 207);
+    assert_eq!(b["numErrors"], 1);
+    assert_eq!(b["errors"][0]["subCategory"], "crm.associations.NO_ASSOCIATIONS_FOUND");
+    assert_eq!(b["errors"][0]["context"]["fromObjectId"][0], "99999999");
+    let many = json!({"inputs": (0..101).map(|i| json!({"id": i.to_string()})).collect::<Vec<_>>()});
+    let (s, _, b) = post(&h, "/crm/v4/associations/deals/contacts/batch/read", many).await;
+    assert_eq!(s, 400);
+    assert_error_body(&b, "VALIDATION_ERROR");
+    let (s, _, _) = post(&h, "/crm/v4/associations/deals/widgets/batch/read", inputs).await;
+    assert_eq!(s, 400);
+
+    let before = h.export_json("associations");
+    let records = h.export_json("contacts");
+    let report =
+        h.churn(&ChurnRequest { object: "contacts".into(), association_changes: 20, ..Default::default() }).unwrap();
+    assert!(report.associations.iter().any(|a| a.removed) && report.associations.iter().any(|a| !a.removed));
+    assert_ne!(h.export_json("associations"), before);
+    assert_eq!(h.export_json("contacts"), records, "associations change no record");
+    // A merge moves the associations to the new record; a deletion hides them.
+    let merged = h.churn(&ChurnRequest { object: "deals".into(), merges: 1, ..Default::default() }).unwrap();
+    let m = &merged.merged[0];
+    let edges = h.export_json("associations");
+    let touches = |id: &str| edges.iter().any(|e| e["fromObjectId"] == id || e["toObjectId"] == id);
+    assert!(touches(&m.new) && !touches(&m.primary) && !touches(&m.merged[0]), "{m:?}");
+    h.churn(&ChurnRequest { object: "deals".into(), deletes: 30, ..Default::default() }).unwrap();
+    assert!(!h.export_json("associations").iter().any(|e| e["fromObjectTypeId"] == "0-3"), "every deal is archived");
+}

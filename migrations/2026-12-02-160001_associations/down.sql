@@ -1,0 +1,18 @@
+DROP VIEW call_deals;
+DROP VIEW call_contacts;
+DROP VIEW deal_contacts;
+DROP TRIGGER calls_read_edges_on_revival ON calls;
+DROP TRIGGER deals_read_edges_on_revival ON deals;
+DROP TRIGGER contacts_read_edges_on_revival ON contacts;
+DROP FUNCTION associations_read_revived();
+DROP TABLE association_reads_due;
+DROP TRIGGER calls_remove_edges_on_insert ON calls;
+DROP TRIGGER calls_remove_edges_on_archive ON calls;
+DROP TRIGGER deals_remove_edges_on_insert ON deals;
+DROP TRIGGER deals_remove_edges_on_archive ON deals;
+DROP TRIGGER contacts_remove_edges_on_insert ON contacts;
+DROP TRIGGER contacts_remove_edges_on_archive ON contacts;
+DROP FUNCTION associations_remove_archived_end();
+DROP TABLE associations;
+DROP FUNCTION associations_keep_ends_live();
+DROP FUNCTION association_end_archived(text, text);
