@@ -13,12 +13,8 @@
 //!   clear as it is between scheduled runs) and after (b): requests used and wall time of
 //!   `sync all`. Target: one search per object, under 300 ms.
 //!
-//! - (d) edges (issue 16): after (b), `associations` emptied and every record's associations read
-//!   again by a full association sweep, no budget, no latency: edges stored per second.
-//!
 //! Wall time is the binary's whole life (start, connecting, runs, exit), timed from here; the
-//! runs' own durations from `sync_logs` are shown next to it. Full passes read every record's
-//! associations too (`*.associations` requests).
+//! runs' own durations from `sync_logs` are shown next to it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
 
 mod common;
@@ -106,39 +102,6 @@ async fn sync_all(db: &Scratch, sim: &SimHandle, budget: u32, full: bool) -> Inv
     Invocation { wall, operations, requests: requests_after - requests_before, runs }
 }
 
-async fn edges_stored(db: &Scratch) -> u64 {
-    let sql = "SELECT count(*) FROM associations WHERE NOT removed";
-    db.client().await.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) as u64
-}
-
-/// (d): a full association sweep in process over the records (b) stored.
-async fn sweep_all(db: &Scratch, sim: &SimHandle) -> (u64, Duration, u64) {
-    use hubspot_sync::associations::sweep::Sweeper;
-    use hubspot_sync::config::{ApiVersion, HubSpotSettings, Secret};
-    db.client().await.batch_execute("TRUNCATE associations").await.unwrap();
-    let target = hubspot_sync::store::connect::DbTarget::parse(&db.url, None).unwrap();
-    let options = hubspot_sync::store::pool::PoolOptions {
-        application_name: "hubspot-sync bench".into(),
-        max_size: 4,
-        wait_timeout: Duration::from_secs(10),
-        statement_timeout: Duration::from_secs(60),
-        synchronous_commit: false,
-    };
-    let pool = hubspot_sync::store::build_pool(&target, &options).unwrap();
-    let settings = HubSpotSettings {
-        hubspot_access_token: Some(Secret::new("pat-bench")),
-        hubspot_api_base: url::Url::parse(sim.url()).unwrap(),
-        hubspot_api_version: ApiVersion::V3,
-        hubspot_requests_per_10s: 100_000,
-    };
-    let hubspot = hubspot_sync::hubspot::HubSpot::new(&settings).unwrap();
-    let started = Instant::now();
-    let report = Sweeper::new(pool, hubspot, true).sweep(hubspot_sync::poller::Trigger::Manual, true).await.unwrap();
-    let took = started.elapsed();
-    assert!(report.error.is_none(), "{report:?}");
-    (edges_stored(db).await, took, report.refreshed.requests as u64)
-}
-
 async fn rows_stored(db: &Scratch) -> u64 {
     let sql = "SELECT (SELECT count(*) FROM contacts) + (SELECT count(*) FROM deals) \
                + (SELECT count(*) FROM calls) + (SELECT count(*) FROM staff)";
@@ -180,7 +143,6 @@ async fn scenario_a(pg: &Postgres) {
     let db = pg.scratch().await;
     let full_a = sync_all(&db, &sim, 100, true).await;
     let rows_a = rows_stored(&db).await;
-    let edges_a = edges_stored(&db).await;
     let stats = sim.stats();
     let max_window = stats["max_requests_in_window"].as_u64().unwrap_or(0);
     let throttled = stats["responses_429"].as_u64().unwrap_or(0);
@@ -191,29 +153,17 @@ async fn scenario_a(pg: &Postgres) {
     sim.shutdown().await;
 
     let pages = full_a.ops(".list");
-    let edge_reads = full_a.ops(".associations");
     let floor = Duration::from_secs_f64(full_a.requests as f64 / 10.0);
     let page_floor = Duration::from_secs_f64(pages as f64 / 10.0);
     println!();
     println!("(a) `sync all --full`, 100 requests / 10 s, 50 ms latency ({load_a} after (a) and (c))");
     println!();
     common::table(
-        &[
-            "rows stored",
-            "edges stored",
-            "list pages",
-            "association reads",
-            "requests",
-            "floor (requests / 10 per s)",
-            "wall time",
-            "wall ÷ floor",
-        ],
+        &["rows stored", "list pages", "requests", "floor (requests / 10 per s)", "wall time", "wall ÷ floor"],
         0,
         &[vec![
             thousands(rows_a),
-            thousands(edges_a),
             thousands(pages),
-            thousands(edge_reads),
             format!("{} ({:?})", thousands(full_a.requests), full_a.operations),
             secs(floor),
             secs(full_a.wall),
@@ -237,9 +187,7 @@ async fn scenario_b(pg: &Postgres) {
     let db = pg.scratch().await;
     let full_b = sync_all(&db, &sim, 100_000, true).await;
     let rows_b = rows_stored(&db).await;
-    let edges_b = edges_stored(&db).await;
     let incr_b = sync_all(&db, &sim, 100_000, false).await;
-    let (edges_d, sweep_d, requests_d) = sweep_all(&db, &sim).await;
     let load_b = common::load();
     pg.drop_db(db).await;
     sim.shutdown().await;
@@ -261,22 +209,8 @@ async fn scenario_b(pg: &Postgres) {
     );
     println!();
     println!("runs: {}", runs_line(&full_b));
-    println!("edges stored by the full pass: {}", thousands(edges_b));
     println!();
     incremental_table("after (b): no budget, no latency", &incr_b);
-    println!();
-    println!("(d) full association sweep after (b), `associations` emptied first, no budget, no latency");
-    println!();
-    common::table(
-        &["edges stored", "requests", "time", "edges/s"],
-        0,
-        &[vec![
-            thousands(edges_d),
-            thousands(requests_d),
-            secs(sweep_d),
-            thousands((edges_d as f64 / sweep_d.as_secs_f64()) as u64),
-        ]],
-    );
 }
 
 /// (c): what an incremental run with nothing to do used.

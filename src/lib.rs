@@ -9,7 +9,6 @@
 
 pub mod alerts;
 pub mod app;
-pub mod associations;
 pub mod audit;
 pub mod cli;
 pub mod config;

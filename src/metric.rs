@@ -59,10 +59,6 @@ pub const PARKED_RETRIES: &str = "hubspot_sync_parked_retries_total";
 pub const OBJECTS_FETCHED: &str = "hubspot_sync_objects_fetched_total";
 /// Counter, label `object`: rows written (upserted or archived) to PostgreSQL.
 pub const OBJECTS_UPSERTED: &str = "hubspot_sync_objects_upserted_total";
-/// Counter, label `object`: association rows (edges) inserted, revived or changed by reads.
-pub const ASSOCIATIONS_STORED: &str = "hubspot_sync_associations_stored_total";
-/// Counter, label `change` (`added`, `removed`): association changes applied from webhooks.
-pub const ASSOCIATION_EVENTS_APPLIED: &str = "hubspot_sync_association_events_applied_total";
 
 // The HubSpot client (`hubspot`).
 /// Counter, label `status` (HTTP status, or `error` for transport failures): HubSpot API calls.

@@ -115,14 +115,9 @@ pub fn serve_args(db_url: &str, api_base: &str, secret: &str, extra: &[&str]) ->
         "--hubspot-client-secret",
         secret,
     ];
-    for schedule in [
-        "--schedule-contacts",
-        "--schedule-deals",
-        "--schedule-calls",
-        "--schedule-owners",
-        "--schedule-full",
-        "--schedule-associations",
-    ] {
+    for schedule in
+        ["--schedule-contacts", "--schedule-deals", "--schedule-calls", "--schedule-owners", "--schedule-full"]
+    {
         argv.extend_from_slice(&[schedule, NEVER]);
     }
     argv.extend_from_slice(extra);

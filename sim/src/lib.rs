@@ -75,8 +75,6 @@ pub struct SimOptions {
     /// Custom properties of mixed types added to each object's schema (with values on about
     /// half the records), as real portals with several hundred properties have; 0 is none.
     pub extra_properties: usize,
-    /// Associations per input and page of an association batch read (the rest is paged).
-    pub association_page_size: usize,
 }
 
 impl Default for SimOptions {
@@ -100,7 +98,6 @@ impl Default for SimOptions {
             clock: None,
             search_lag_ms: 0,
             extra_properties: 0,
-            association_page_size: 500,
         }
     }
 }
@@ -176,7 +173,6 @@ impl Sim {
             webhook_stats,
             next_event_id: AtomicU64::new(opts.seed % 1000 * 1_000_000 + 1),
             batch_errors: poison::BatchErrors::default(),
-            association_page_size: opts.association_page_size,
         });
         let workers = match opts.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),
@@ -196,8 +192,6 @@ impl Sim {
                         .service(web::scope("/v3/owners").configure(routes::meta::owners))
                         .service(web::scope("/owners/2026-03").configure(routes::meta::owners))
                         .service(web::scope("/v3/properties").configure(routes::meta::properties))
-                        .service(web::scope("/v4/associations").configure(routes::associations::configure))
-                        .service(web::scope("/associations/2026-03").configure(routes::associations::configure))
                         .service(web::scope("/properties/2026-03").configure(routes::meta::properties))
                         .default_service(web::to(not_found)),
                 )

@@ -2,7 +2,6 @@
 //! and `/crm/objects/2026-03`. Owners and properties are in [`meta`]; auth, URI length, limits
 //! and faults in [`gate`].
 
-pub mod associations;
 pub mod gate;
 pub mod meta;
 

@@ -24,8 +24,6 @@ pub struct AppState {
     pub next_event_id: AtomicU64,
     /// Ids batch reads answer with per-id errors (`poison`).
     pub batch_errors: crate::poison::BatchErrors,
-    /// Associations per input and page of an association batch read.
-    pub association_page_size: usize,
 }
 
 impl AppState {
@@ -103,19 +101,10 @@ impl AppState {
         crate::data::owners::apply(&mut crm, req, &mut rng, ts)
     }
 
-    /// NDJSON of every record of `object` (archived and merged-away included), owners, or every
-    /// association HubSpot would report now (both ends live).
+    /// NDJSON of every record of `object` (archived and merged-away included), or owners.
     pub fn export(&self, object: &str) -> Option<String> {
         let crm = self.read();
         let mut out = String::new();
-        if object == "associations" {
-            for (from, to, type_id) in crm.associations.all() {
-                if crm.is_live(from) && crm.is_live(to) {
-                    out.push_str(&crate::data::json::association_line(from, to, type_id));
-                }
-            }
-            return Some(out);
-        }
         if object == "owners" {
             for o in &crm.owners {
                 out.push_str(&o.to_json().to_string());

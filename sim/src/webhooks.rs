@@ -114,14 +114,33 @@ pub struct Event {
     pub is_primary_association: Option<bool>,
 }
 
-/// The name of an object type in a legacy `associationType` (`CONTACT_TO_DEAL`); calls have
-/// none.
-fn legacy_name(type_id: &str) -> Option<&'static str> {
-    match type_id {
-        "0-1" => Some("CONTACT"),
-        "0-2" => Some("COMPANY"),
-        "0-3" => Some("DEAL"),
-        _ => None,
+fn type_id(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Contacts => "0-1",
+        ObjectKind::Deals => "0-3",
+        ObjectKind::Calls => "0-48",
+    }
+}
+
+/// HubSpot-defined association type ids between the standard objects (one per direction).
+fn association_type_id(from: ObjectKind, to: ObjectKind) -> u32 {
+    match (from, to) {
+        (ObjectKind::Contacts, ObjectKind::Deals) => 4,
+        (ObjectKind::Deals, ObjectKind::Contacts) => 3,
+        (ObjectKind::Calls, ObjectKind::Contacts) => 194,
+        (ObjectKind::Contacts, ObjectKind::Calls) => 193,
+        (ObjectKind::Calls, ObjectKind::Deals) => 206,
+        (ObjectKind::Deals, ObjectKind::Calls) => 205,
+        _ => 0,
+    }
+}
+
+/// The name of a kind in a legacy `associationType` (`CONTACT_TO_DEAL`); calls have none.
+fn legacy_name(kind: ObjectKind) -> Option<&'static str> {
+    match kind {
+        ObjectKind::Contacts => Some("CONTACT"),
+        ObjectKind::Deals => Some("DEAL"),
+        ObjectKind::Calls => None,
     }
 }
 
@@ -215,10 +234,17 @@ pub fn events_for(
                 e.number_of_properties_moved = Some(*moved);
             }),
             Change::Restored { id } => push("restore", 5, *id, &mut |_| {}),
-            Change::Associated { from, to_type, to, removed, types } => {
-                let change =
-                    AssociationChange { from: (kind.type_id(), *from), to: (to_type, *to), removed: *removed, types };
-                associations.extend(association_events(&change, occurred_at, next_event_id, cfg));
+            Change::Associated { from, to_kind, to, removed } => {
+                associations.extend(association_events(
+                    kind,
+                    *from,
+                    *to_kind,
+                    *to,
+                    *removed,
+                    occurred_at,
+                    next_event_id,
+                    cfg,
+                ));
             }
             Change::PrivacyDeleted { id } => {
                 push("privacyDeletion", 6, *id, &mut |e| e.change_source = "GDPR");
@@ -233,84 +259,68 @@ pub fn events_for(
     out
 }
 
-/// One association change, as the events describe it.
-struct AssociationChange<'a> {
-    from: crate::data::assoc::End,
-    to: crate::data::assoc::End,
-    removed: bool,
-    /// The types from `from` to `to`.
-    types: &'a [u32],
-}
-
-/// The events of one association change: HubSpot fires them for each direction, on the
-/// subscription of each end (a company end has no subscription here). Contacts and deals use the
-/// legacy form (`contact.associationChange` with `associationType`, `fromObjectId`,
-/// `toObjectId`, `associationRemoved`, `isPrimaryAssociation`; no type id, so one event per
-/// direction, and one more for a primary association); calls only have the generic one
-/// (`object.associationChange` with `fromObjectTypeId`/`toObjectTypeId`, `associationTypeId`,
-/// `associationCategory`, one per association type). `objectId` is the `from` end, so half of a
-/// subscription's events name another kind's id there.
+/// The events of one association change: HubSpot fires one per direction, on the subscription
+/// of each end. Contacts and deals use the legacy form (`contact.associationChange` with
+/// `associationType`, `fromObjectId`, `toObjectId`, `associationRemoved`,
+/// `isPrimaryAssociation`); calls only have the generic one (`object.associationChange` with
+/// `fromObjectTypeId`/`toObjectTypeId`, `associationTypeId`, `associationCategory`). `objectId`
+/// is the `from` end, so half of the events on a subscription name another kind's id there.
+#[allow(clippy::too_many_arguments)]
 fn association_events(
-    change: &AssociationChange<'_>,
+    kind: ObjectKind,
+    from: u64,
+    to_kind: ObjectKind,
+    to: u64,
+    removed: bool,
     occurred_at: i64,
     next_event_id: &AtomicU64,
     cfg: &WebhookConfig,
 ) -> Vec<Event> {
-    use crate::data::assoc::type_of;
     let mut out = Vec::new();
-    let inverse: Vec<u32> = change.types.iter().filter_map(|t| type_of(*t)).map(|t| t.inverse).collect();
-    let directions = [(change.from, change.to, change.types.to_vec()), (change.to, change.from, inverse)];
-    for subscribed in [change.from.0, change.to.0] {
-        let (subscription_type, object_type_id, base_sub) = match subscribed {
-            "0-1" => ("contact.associationChange", None, 1_000_000),
-            "0-3" => ("deal.associationChange", None, 2_000_000),
-            "0-48" => ("object.associationChange", Some("0-48"), 3_000_000),
-            _ => continue,
-        };
-        for (f, t, types) in &directions {
-            // (associationTypeId, isPrimaryAssociation) of each event for this direction.
-            let generic = subscribed == "0-48";
-            let per_event: Vec<(Option<u32>, Option<bool>)> = if generic {
-                types.iter().map(|ty| (Some(*ty), None)).collect()
-            } else {
-                let (Some(_), Some(_)) = (legacy_name(f.0), legacy_name(t.0)) else { continue };
-                let primary = types.iter().any(|ty| type_of(*ty).is_some_and(|x| x.label == Some("Primary")));
-                std::iter::once((None, Some(false))).chain(primary.then_some((None, Some(true)))).collect()
+    let directions = [(kind, from, to_kind, to), (to_kind, to, kind, from)];
+    for subscribed in [kind, to_kind] {
+        for (f_kind, f, t_kind, t) in directions {
+            let legacy = match (subscribed, legacy_name(f_kind), legacy_name(t_kind)) {
+                (ObjectKind::Calls, _, _) => None,
+                (_, Some(f_name), Some(t_name)) => Some(format!("{f_name}_TO_{t_name}")),
+                // No legacy association type names calls: a contact subscription hears nothing.
+                _ => continue,
             };
-            for (type_id, is_primary) in per_event {
-                let category = type_id.and_then(type_of).map(|x| x.category);
-                out.push(Event {
-                    event_id: next_event_id.fetch_add(1, Ordering::Relaxed),
-                    subscription_id: base_sub + 7,
-                    portal_id: cfg.portal_id,
-                    app_id: cfg.app_id,
-                    occurred_at,
-                    subscription_type: subscription_type.to_string(),
-                    attempt_number: 0,
-                    object_id: f.1,
-                    object_type_id,
-                    property_name: None,
-                    property_value: None,
-                    change_source: "CRM_UI",
-                    source_id: Some("userId:2000001".to_string()),
-                    change_flag: None,
-                    primary_object_id: None,
-                    merged_object_ids: None,
-                    new_object_id: None,
-                    number_of_properties_moved: None,
-                    is_primary_association: is_primary,
-                    association_type: (!generic).then(|| {
-                        format!("{}_TO_{}", legacy_name(f.0).unwrap_or_default(), legacy_name(t.0).unwrap_or_default())
-                    }),
-                    from_object_type_id: generic.then_some(f.0),
-                    to_object_type_id: generic.then_some(t.0),
-                    association_type_id: type_id,
-                    association_category: category,
-                    from_object_id: Some(f.1),
-                    to_object_id: Some(t.1),
-                    association_removed: Some(change.removed),
-                });
-            }
+            let (subscription_type, object_type_id, base_sub) = match subscribed {
+                ObjectKind::Contacts => ("contact.associationChange", None, 1_000_000),
+                ObjectKind::Deals => ("deal.associationChange", None, 2_000_000),
+                ObjectKind::Calls => ("object.associationChange", Some("0-48"), 3_000_000),
+            };
+            let generic = legacy.is_none();
+            out.push(Event {
+                event_id: next_event_id.fetch_add(1, Ordering::Relaxed),
+                subscription_id: base_sub + 7,
+                portal_id: cfg.portal_id,
+                app_id: cfg.app_id,
+                occurred_at,
+                subscription_type: subscription_type.to_string(),
+                attempt_number: 0,
+                object_id: f,
+                object_type_id,
+                property_name: None,
+                property_value: None,
+                change_source: "CRM_UI",
+                source_id: Some("userId:2000001".to_string()),
+                change_flag: None,
+                primary_object_id: None,
+                merged_object_ids: None,
+                new_object_id: None,
+                number_of_properties_moved: None,
+                is_primary_association: (!generic).then_some(false),
+                association_type: legacy,
+                from_object_type_id: generic.then(|| type_id(f_kind)),
+                to_object_type_id: generic.then(|| type_id(t_kind)),
+                association_type_id: generic.then(|| association_type_id(f_kind, t_kind)),
+                association_category: generic.then_some("HUBSPOT_DEFINED"),
+                from_object_id: Some(f),
+                to_object_id: Some(t),
+                association_removed: Some(removed),
+            });
         }
     }
     out

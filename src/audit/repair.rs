@@ -1,6 +1,5 @@
 //! `--repair`: reads again every id that differs (batch reads of up to 100 ids) and stores what
-//! HubSpot says now: live records written (rows archived here made live first, and the edges of
-//! those that were not live here read again), ids HubSpot no
+//! HubSpot says now: live records written (rows archived here made live first), ids HubSpot no
 //! longer has live written as archived (merged ones pointing at their survivor), and the
 //! listing corrected with what the reads taught, so the check after the repair compares with
 //! HubSpot's latest word.
@@ -10,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use diesel_async::AsyncPgConnection;
 
 use super::compare::Listing;
-use crate::associations;
 use crate::hubspot::{HubSpot, Lane, Record};
 use crate::kind::ObjectKind;
 use crate::objects::{self, FailedRecord, SyncError, WriteContext};
@@ -81,12 +79,8 @@ async fn repair_records(
         let id = invalid.id.clone().unwrap_or_default();
         out.failed.push(FailedRecord { id, reason: invalid.reason.clone() });
     }
-    let first_live = crate::store::associations::not_live(conn, table, &live).await?;
     out.written += audit_store::unarchive(conn, table, &live).await?;
     add(&mut out, objects::write_isolating(conn, kind, read.records, ctx).await);
-    // Rows brought back live lost their edges when they were archived (or never had them).
-    let first_live = crate::store::associations::first_live(conn, table, first_live, &live).await?;
-    associations::refresh_around(hubspot, conn, kind, &first_live, Lane::Background).await?;
     for (id, survivor) in merged {
         listing.remove(&id);
         out.written += records::mark_archived(conn, table, std::slice::from_ref(&id), survivor.as_deref()).await?;

@@ -155,10 +155,7 @@ impl ServeArgs {
     /// The reconciliation poller (its scheduler starts with the server).
     fn poller(&self, pool: store::Pool, hubspot: HubSpot) -> crate::poller::Poller {
         let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
-        // Without webhooks, association changes are seen only by reading every record.
-        let sweep_reads_all = self.webhooks.hubspot_client_secret.is_none();
-        let options = crate::poller::PollerOptions { write, sweep_reads_all, ..Default::default() };
-        crate::poller::Poller::new(pool, hubspot, options)
+        crate::poller::Poller::new(pool, hubspot, crate::poller::PollerOptions { write, ..Default::default() })
     }
 
     /// The webhook intake and its batch fetchers; without a HubSpot token nothing can be

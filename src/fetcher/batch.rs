@@ -12,9 +12,6 @@
 //! in `sync_failures` (retried with backoff by the fetcher's retry loop) while the rest of the
 //! batch is stored; every other asked id is un-parked. Only a failure of the whole read or of
 //! the database itself fails the batch (it then goes back to the queue).
-//!
-//! The records it stores live that had no live row before (new ones, restored ones) are put on
-//! the list of edge reads (`association_reads_due`; [`Outcome::first_live`]).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -45,9 +42,6 @@ pub struct Outcome {
     /// `(id, updatedAt in Unix ms)` of every record read and stored: the changes they cover
     /// need no other read (`crate::queue::Queue::settle`).
     pub versions: Vec<(String, i64)>,
-    /// Records stored live that had no live row before (new, or restored): put on the list of
-    /// edge reads (`crate::associations::reads`).
-    pub first_live: Vec<String>,
 }
 
 /// Asked ids that came back under another id, paired with that id.
@@ -145,8 +139,6 @@ pub async fn run(
     let updated: BTreeMap<String, chrono::DateTime<Utc>> =
         records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
     let mut conn = pool.get().await?;
-    let live: Vec<String> = records.iter().filter(|r| !r.archived).map(|r| r.id.clone()).collect();
-    let first_live = crate::store::associations::not_live(&mut conn, table, &live).await?;
     let report = objects::write_isolating(&mut conn, kind, records, ctx).await;
     if !report.failed.is_empty() {
         // Records refused one by one while the database itself is gone are not poison: the
@@ -164,18 +156,10 @@ pub async fn run(
         by_survivor.entry(survivor).or_default().push(old);
     }
     for (survivor, old) in by_survivor {
-        // Edges of a merged-away id go to its survivor, as in HubSpot, even when no row of that
-        // id was ever stored (a merge whose survivor was merged again before it was fetched).
-        if let Some(object_type) = kind.type_id() {
-            crate::store::associations::move_edges(&mut conn, object_type, &old, &survivor).await?;
-        }
         records::mark_archived(&mut conn, table, &old, Some(&survivor)).await?;
     }
     if !gone.is_empty() {
         records::archive_deleted(&mut conn, table, &gone, started).await?;
-        if let Some(object_type) = kind.type_id() {
-            crate::store::associations::remove_touching(&mut conn, object_type, &gone).await?;
-        }
     }
     let parked: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
     outcome.versions = updated
@@ -183,9 +167,6 @@ pub async fn run(
         .filter(|(id, _)| !parked.contains(id.as_str()))
         .map(|(id, at)| (id.clone(), at.timestamp_millis()))
         .collect();
-    outcome.first_live = first_live.into_iter().filter(|id| !parked.contains(id.as_str())).collect();
-    // Their edges are read next (revived rows were put on the list by the database itself).
-    crate::store::associations::queue_reads(&mut conn, table, &outcome.first_live).await?;
     let mut settled: Vec<String> =
         ids.iter().chain(updated.keys()).filter(|id| !parked.contains(id.as_str())).cloned().collect();
     settled.sort_unstable();

@@ -13,13 +13,9 @@
 //! elapsed (every [`FetcherOptions::retry_every`]), and a record that finally stores is
 //! un-parked.
 //!
-//! Records a batch stores live for the first time (new, restored) have their associations read
-//! by one more loop (`crate::associations::reads`), batched across fetches.
-//!
 //! Shutdown ([`Fetchers::drain`]): the queue is closed (webhooks get 503), each loop empties its
-//! lane without waiting for windows, and finishes its batch in flight, then the waiting edge
-//! reads are done; what is still queued when the grace runs out is logged and left to the poller
-//! (see `crate::queue`) and the association sweep.
+//! lane without waiting for windows, and finishes its batch in flight; what is still queued when
+//! the grace runs out is logged and left to the poller (see `crate::queue`).
 
 pub mod batch;
 
@@ -29,7 +25,6 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::associations::reads::EdgeReads;
 use crate::hubspot::{BATCH_READ_MAX, HubSpot, Lane};
 use crate::kind::ObjectKind;
 use crate::objects::WriteContext;
@@ -59,8 +54,6 @@ pub struct FetcherOptions {
     /// The budget lane of the reads: `Realtime` for webhook ids; `Polling` when only the fast
     /// polling lanes feed the queue (their reads count in their share of the budget).
     pub lane: Lane,
-    /// Read the associations of records stored live for the first time (new, restored).
-    pub read_edges: bool,
 }
 
 impl FetcherOptions {
@@ -74,7 +67,6 @@ impl FetcherOptions {
             parked_backoff: Backoff::default(),
             retry_every: Duration::from_secs(1),
             lane: Lane::Realtime,
-            read_edges: true,
         }
     }
 }
@@ -93,8 +85,6 @@ pub struct Fetchers {
     queue: Arc<Queue>,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
-    /// The edge reads of first-stored records, and their loop (drained after the fetchers).
-    edges: Option<(Arc<EdgeReads>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Fetchers {
@@ -102,13 +92,6 @@ impl Fetchers {
     pub fn start(queue: Arc<Queue>, hubspot: HubSpot, pool: Pool, options: FetcherOptions) -> Self {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let edges = options.read_edges.then(|| {
-            let reads = Arc::new(EdgeReads::default());
-            let (run, hubspot, pool, window, cancel) =
-                (reads.clone(), hubspot.clone(), pool.clone(), options.window, cancel.clone());
-            let task = tokio::spawn(async move { run.run(hubspot, pool, window, cancel).await });
-            (reads, task)
-        });
         let options = Arc::new(options);
         for kind in KINDS {
             let drain = Loop {
@@ -118,7 +101,6 @@ impl Fetchers {
                 pool: pool.clone(),
                 options: options.clone(),
                 cancel: cancel.clone(),
-                edges: edges.as_ref().map(|(reads, _)| reads.clone()),
             };
             tasks.spawn(drain.run());
         }
@@ -130,7 +112,7 @@ impl Fetchers {
                 ages.publish_age();
             }
         });
-        Self { queue, tasks, cancel, edges }
+        Self { queue, tasks, cancel }
     }
 
     /// Closes the queue and waits, at most `grace`, for every loop to empty its lane and finish
@@ -139,15 +121,7 @@ impl Fetchers {
         self.queue.close();
         let waiting = self.queue.depth();
         tracing::info!(queued = waiting, grace_ms = grace.as_millis() as u64, "draining the webhook queue");
-        let edges = self.edges.take();
-        let all = async {
-            while self.tasks.join_next().await.is_some() {}
-            // The fetchers are done: no more first-stored records; read the edges still waiting.
-            if let Some((reads, task)) = edges {
-                reads.close();
-                let _ = task.await;
-            }
-        };
+        let all = async { while self.tasks.join_next().await.is_some() {} };
         let complete = tokio::time::timeout(grace, all).await.is_ok();
         self.cancel.cancel();
         self.tasks.shutdown().await;
@@ -168,7 +142,6 @@ struct Loop {
     pool: Pool,
     options: Arc<FetcherOptions>,
     cancel: CancellationToken,
-    edges: Option<Arc<EdgeReads>>,
 }
 
 impl Loop {
@@ -206,9 +179,6 @@ impl Loop {
             match result {
                 Ok(outcome) => {
                     failures = 0;
-                    if let Some(edges) = &self.edges {
-                        edges.wake();
-                    }
                     let now = tokio::time::Instant::now();
                     self.queue.freshness().stored(self.kind, &queued, outcome.requests as u64, now);
                     let covered = self.queue.settle(self.kind, &outcome.versions);

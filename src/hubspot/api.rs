@@ -55,11 +55,11 @@ pub struct SearchWindow {
     pub after_id: Option<String>,
 }
 
-pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubSpotError> {
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubSpotError> {
     serde_json::to_vec(value).map_err(|e| HubSpotError::Config(format!("cannot encode a request: {e}")))
 }
 
-pub(super) fn decode<'a, T: serde::Deserialize<'a>>(raw: &'a [u8], what: &'static str) -> Result<T, HubSpotError> {
+fn decode<'a, T: serde::Deserialize<'a>>(raw: &'a [u8], what: &'static str) -> Result<T, HubSpotError> {
     serde_json::from_slice(raw).map_err(|source| HubSpotError::Decode { what, source })
 }
 

@@ -3,11 +3,9 @@
 //! One [`HubSpot`] per process (clone it: everything inside is behind an `Arc`), so that every
 //! caller draws on the same request budget ([`limiter`]) and honours the same 429 pause.
 //! Paths for `v3` and dated API versions are built in [`paths`]; wire shapes in [`wire`] are read
-//! leniently and decoded record by record ([`record`]); [`transport`] retries with backoff;
-//! associations are read in `associations`.
+//! leniently and decoded record by record ([`record`]); [`transport`] retries with backoff.
 
 mod api;
-mod associations;
 pub mod error;
 pub mod limiter;
 pub mod paths;
@@ -20,7 +18,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use api::{BATCH_READ_MAX, BatchRead, LIST_LIMIT, RecordPage, SEARCH_LIMIT, SearchWindow};
-pub use associations::{AssociationEdge, AssociationRead};
 pub use error::HubSpotError;
 pub use limiter::Lane;
 pub use record::{InvalidRecord, Record, parse_time};

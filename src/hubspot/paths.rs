@@ -1,6 +1,5 @@
 //! Every HubSpot URL the client calls, built in one place for both path families:
-//! `v3` (`/crm/v3/objects/contacts`; associations `/crm/v4/associations/...`) and dated versions
-//! (`/crm/objects/2026-03/contacts`, `/crm/associations/2026-03/...`).
+//! `v3` (`/crm/v3/objects/contacts`) and dated versions (`/crm/objects/2026-03/contacts`).
 
 use url::Url;
 
@@ -52,17 +51,6 @@ impl Paths {
         format!("{}/{}", self.crm("properties"), Self::object_type(kind))
     }
 
-    /// `POST` batch read of associations from records of one object type to another (names or
-    /// type ids): `/crm/v4/associations/{from}/{to}/batch/read` with `v3` (associations have no
-    /// v3 read with type ids and labels), `/crm/associations/{version}/{from}/{to}/batch/read`
-    /// with a dated version.
-    pub fn associations_batch_read(&self, from: &str, to: &str) -> String {
-        match &self.version {
-            ApiVersion::V3 => format!("{}/crm/v4/associations/{from}/{to}/batch/read", self.base),
-            ApiVersion::Dated(v) => format!("{}/crm/associations/{v}/{from}/{to}/batch/read", self.base),
-        }
-    }
-
     /// `GET` owners list.
     pub fn owners(&self) -> String {
         self.crm("owners")
@@ -91,13 +79,5 @@ mod tests {
         assert_eq!(dated.objects(ObjectKind::Contacts), "https://api.hubapi.com/crm/objects/2026-03/contacts");
         assert_eq!(dated.properties(ObjectKind::Deals), "https://api.hubapi.com/crm/properties/2026-03/deals");
         assert_eq!(dated.owners(), "https://api.hubapi.com/crm/owners/2026-03");
-        assert_eq!(
-            v3.associations_batch_read("contacts", "deals"),
-            "https://api.hubapi.com/crm/v4/associations/contacts/deals/batch/read"
-        );
-        assert_eq!(
-            dated.associations_batch_read("calls", "companies"),
-            "https://api.hubapi.com/crm/associations/2026-03/calls/companies/batch/read"
-        );
     }
 }

@@ -52,19 +52,15 @@ pub struct BatchResponse {
 #[serde(default)]
 pub struct StandardError {
     pub category: Option<String>,
-    /// A string in HubSpot's answers (`crm.associations.NO_ASSOCIATIONS_FOUND`), though its
-    /// published schema says object.
-    #[serde(rename = "subCategory")]
-    pub sub_category: Option<Value>,
     pub message: Option<String>,
     pub context: Option<Value>,
 }
 
 impl StandardError {
-    /// The ids named in `context.ids` (or `context.id`; an association read's `fromObjectId`).
+    /// The ids named in `context.ids` (or `context.id`).
     pub fn ids(&self) -> Vec<String> {
         let Some(context) = &self.context else { return Vec::new() };
-        ["ids", "id", "fromObjectId"]
+        ["ids", "id"]
             .iter()
             .filter_map(|key| context.get(key).and_then(Value::as_array))
             .flatten()
@@ -78,81 +74,6 @@ impl StandardError {
 
     pub fn is_not_found(&self) -> bool {
         self.category.as_deref() == Some("OBJECT_NOT_FOUND")
-    }
-
-    /// An association read's answer for a record with no associations of the type asked.
-    pub fn is_no_associations(&self) -> bool {
-        let sub = self.sub_category.as_ref().and_then(Value::as_str).unwrap_or_default();
-        sub.ends_with("NO_ASSOCIATIONS_FOUND")
-    }
-}
-
-/// `POST .../associations/.../batch/read` body: ids, each with its own paging cursor.
-#[derive(Debug, Serialize)]
-pub struct AssociationReadRequest<'a> {
-    pub inputs: Vec<AssociationInput<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AssociationInput<'a> {
-    pub id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<&'a str>,
-}
-
-/// The answer of an association batch read: 200, or 207 with per-id errors.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct AssociationBatchResponse {
-    pub results: Vec<AssociationResult>,
-    pub errors: Vec<StandardError>,
-}
-
-/// The associations of one input record (one page of them).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct AssociationResult {
-    pub from: Option<ObjectId>,
-    pub to: Vec<AssociatedObject>,
-    pub paging: Option<Paging>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ObjectId {
-    /// Documented as a string; accepted as a number too.
-    pub id: Value,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct AssociatedObject {
-    /// Documented as a string; HubSpot has been seen to send a number.
-    pub to_object_id: Value,
-    pub association_types: Vec<AssociationType>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct AssociationType {
-    pub category: Option<String>,
-    pub type_id: Option<i64>,
-    pub label: Option<String>,
-}
-
-/// A JSON id (string or number) as text.
-pub fn id_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-impl Paging {
-    /// The cursor of the next page, if any.
-    pub fn next_after(&self) -> Option<String> {
-        self.next.as_ref().and_then(|n| id_text(&n.after))
     }
 }
 

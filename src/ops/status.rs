@@ -25,15 +25,6 @@ use crate::store::audit::{self, LastAudit};
 use crate::store::sync_failures::{self, Failure};
 use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
 
-/// The sync type of association sweeps: an element of the status API, a name for force sync
-/// and the logs filter, besides the objects.
-const SWEEP: &str = crate::associations::sweep::SYNC_TYPE;
-
-/// The `sync_logs.sync_type` an `object` parameter names: an object, or `associations`.
-fn sync_type_of(raw: &str) -> Result<&'static str, crate::kind::UnknownObject> {
-    if raw == SWEEP { Ok(SWEEP) } else { raw.parse::<ObjectKind>().map(ObjectKind::as_str) }
-}
-
 /// Most runs `GET /api/sync/logs` returns at once.
 pub const MAX_LOG_LIMIT: i64 = 200;
 const DEFAULT_LOG_LIMIT: i64 = 20;
@@ -41,7 +32,7 @@ const DEFAULT_LOG_LIMIT: i64 = 20;
 /// The latest run of one object plus live figures.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ObjectStatus {
-    /// `contacts`, `deals`, `calls`, `owners`, or `associations` (the association sweep).
+    /// `contacts`, `deals`, `calls` or `owners`.
     #[schema(example = "contacts")]
     pub sync_type: String,
     /// When the latest run finished (or started, while it runs); null when it never ran.
@@ -274,8 +265,7 @@ impl From<SyncLog> for RunView {
     }
 }
 
-/// The objects, for the OpenAPI document (paths and queries take them as plain strings);
-/// `associations` (the association sweep) is taken by force sync and the logs filter only.
+/// The objects, for the OpenAPI document (paths and queries take them as plain strings).
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum ObjectName {
@@ -283,7 +273,6 @@ pub enum ObjectName {
     Deals,
     Calls,
     Owners,
-    Associations,
 }
 
 /// Filters of `GET /api/sync/logs`.
@@ -348,12 +337,8 @@ pub async fn status(
         .into_iter()
         .map(|kind| {
             let next_run = next_runs.iter().find(|(k, _)| *k == kind).and_then(|(_, at)| *at);
-            let mut row = object_status(
-                kind.as_str(),
-                latest.iter().find(|row| row.sync_type == kind.as_str()),
-                next_run,
-                live.clone(),
-            );
+            let mut row =
+                object_status(kind, latest.iter().find(|row| row.sync_type == kind.as_str()), next_run, live.clone());
             if let Some(p) = parked.iter().find(|p| p.object == kind.as_str()) {
                 (row.parked, row.oldest_parked) = (p.parked, Some(p.oldest));
             }
@@ -372,12 +357,6 @@ pub async fn status(
             });
             row
         })
-        .chain(std::iter::once(object_status(
-            SWEEP,
-            latest.iter().find(|row| row.sync_type == SWEEP),
-            ops.control.next_sweep(),
-            live.clone(),
-        )))
         .collect();
     Ok(web::Json(rows))
 }
@@ -389,14 +368,14 @@ fn realtime(queue: Option<&Queue>, kind: ObjectKind) -> Option<RealtimeFreshness
 }
 
 fn object_status(
-    name: &str,
+    kind: ObjectKind,
     row: Option<&LatestStatus>,
     next_run: Option<DateTime<Utc>>,
     live: LiveFigures,
 ) -> ObjectStatus {
     match row {
         Some(row) => ObjectStatus {
-            sync_type: name.to_owned(),
+            sync_type: kind.as_str().to_owned(),
             last_sync_time: row.last_sync_time,
             status: row.status.as_str().to_owned(),
             records_processed: row.records_processed,
@@ -412,7 +391,7 @@ fn object_status(
             live,
         },
         None => ObjectStatus {
-            sync_type: name.to_owned(),
+            sync_type: kind.as_str().to_owned(),
             last_sync_time: None,
             status: "never".to_owned(),
             records_processed: 0,
@@ -444,23 +423,23 @@ pub async fn logs(
     pool: web::Data<Pool>,
     query: web::Query<LogsQuery>,
 ) -> Result<web::Json<Vec<RunView>>, ApiError> {
-    let sync_type = match query.object.as_deref() {
+    let kind = match query.object.as_deref() {
         None => None,
-        Some(raw) => Some(sync_type_of(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+        Some(raw) => Some(raw.parse::<ObjectKind>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
     };
     let limit = query.limit.unwrap_or(DEFAULT_LOG_LIMIT);
     if !(1..=MAX_LOG_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LOG_LIMIT}")));
     }
     let mut conn = pool.get().await.map_err(ApiError::store)?;
-    let runs = sync_logs::recent(&mut conn, sync_type, limit).await.map_err(ApiError::store)?;
+    let runs = sync_logs::recent(&mut conn, kind.map(ObjectKind::as_str), limit).await.map_err(ApiError::store)?;
     Ok(web::Json(runs.into_iter().map(|run| RunView::of(run, access)).collect()))
 }
 
 /// Starts a run of one object now (admin only).
 #[utoipa::path(post, path = "/api/sync/{object}", tag = "sync",
     params(
-        ("object" = ObjectName, Path, description = "contacts, deals, calls, owners, or associations (a sweep)", example = "contacts"),
+        ("object" = ObjectName, Path, description = "contacts, deals, calls or owners", example = "contacts"),
         ForceQuery,
     ),
     security(("admin_token" = [])),
@@ -477,14 +456,9 @@ pub async fn force_sync(
     object: web::Path<String>,
     query: web::Query<ForceQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let kind = sync_type_of(&object).map_err(|e| ApiError::NotFound(e.to_string()))?;
-    let full = query.full.unwrap_or(false);
-    let mode = if full { RunMode::Full } else { RunMode::Incremental };
-    let started = match kind.parse::<ObjectKind>() {
-        Ok(kind) => ops.control.trigger(kind, mode, RunTrigger::Manual).await,
-        Err(_) => ops.control.trigger_sweep(full, RunTrigger::Manual).await,
-    };
-    let run_id = started.map_err(|e| match e {
+    let kind = object.parse::<ObjectKind>().map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let mode = if query.full.unwrap_or(false) { RunMode::Full } else { RunMode::Incremental };
+    let run_id = ops.control.trigger(kind, mode, RunTrigger::Manual).await.map_err(|e| match e {
         TriggerError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
         TriggerError::Failed(cause) => ApiError::Internal(cause),
     })?;

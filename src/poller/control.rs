@@ -1,6 +1,5 @@
 //! What the operations surface asks of the reconciliation poller: start a run now (force-sync
-//! button, `POST /api/sync/{object}`, `trigger_hubspot_sync()`) or an association sweep, and when
-//! each object (and the sweep) runs next.
+//! button, `POST /api/sync/{object}`, `trigger_hubspot_sync()`), and when each object runs next.
 //!
 //! The poller implements [`SyncControl`]; [`ScheduleOnly`] stands in where no poller runs (it
 //! knows the schedules but cannot start runs), and tests use their own implementation.
@@ -40,17 +39,6 @@ pub trait SyncControl: Send + Sync + 'static {
 
     /// The next scheduled run per object (`None` when the schedule never fires again).
     fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)>;
-
-    /// Starts an association sweep now (every record's associations with `full`) and returns its
-    /// `sync_logs` id at once.
-    fn trigger_sweep(&self, _full: bool, _trigger: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
-        Box::pin(async { Err(TriggerError::Unavailable("no association sweep runs in this process".into())) })
-    }
-
-    /// When the association sweep runs next, if known.
-    fn next_sweep(&self) -> Option<DateTime<Utc>> {
-        None
-    }
 }
 
 /// A shared [`SyncControl`].
@@ -78,10 +66,6 @@ impl SyncControl for ScheduleOnly {
     fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
         self.next_runs_after(Utc::now())
     }
-
-    fn next_sweep(&self) -> Option<DateTime<Utc>> {
-        self.schedules.schedule_associations.next_after(Utc::now())
-    }
 }
 
 impl SyncControl for Poller {
@@ -101,18 +85,5 @@ impl SyncControl for Poller {
 
     fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
         Poller::next_runs(self)
-    }
-
-    fn trigger_sweep(&self, full: bool, trigger: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
-        Box::pin(async move {
-            Poller::trigger_sweep(self, full, trigger).await.map_err(|e| match e {
-                PollerError::Stopped => TriggerError::Unavailable(e.to_string()),
-                other => TriggerError::Failed(other.to_string()),
-            })
-        })
-    }
-
-    fn next_sweep(&self) -> Option<DateTime<Utc>> {
-        Poller::next_sweep(self)
     }
 }

@@ -34,9 +34,6 @@ pub struct PollerOptions {
     pub hold_watermark_attempts: i32,
     /// Backoff of parked records (`sync_failures.next_attempt`).
     pub parked_backoff: crate::store::sync_failures::Backoff,
-    /// Every association sweep reads every record (webhooks are not configured, so association
-    /// changes are seen only by reading).
-    pub sweep_reads_all: bool,
 }
 
 /// Failed attempts after which a parked record stops holding the watermark.
@@ -50,7 +47,6 @@ impl Default for PollerOptions {
             write: WriteContext::default(),
             hold_watermark_attempts: HOLD_WATERMARK_ATTEMPTS,
             parked_backoff: crate::store::sync_failures::Backoff::default(),
-            sweep_reads_all: false,
         }
     }
 }
@@ -66,8 +62,6 @@ pub enum PollerError {
     NotStarted { kind: ObjectKind, reason: String },
     #[error("the sync task stopped unexpectedly")]
     Stopped,
-    #[error(transparent)]
-    Sweep(#[from] crate::associations::sweep::SweepError),
 }
 
 /// How a finished run went.
@@ -107,8 +101,6 @@ pub struct Inner {
     pub slots: Slots,
     pub progress: Mutex<HashMap<ObjectKind, Arc<Progress>>>,
     pub next_runs: Mutex<HashMap<ObjectKind, DateTime<Utc>>>,
-    /// When the association sweep runs next (set while the scheduler runs).
-    pub next_sweep: Mutex<Option<DateTime<Utc>>>,
     /// Every task that runs syncs, so shutdown can wait for them (and abort what outlasts the
     /// grace).
     pub tasks: TaskTracker,
@@ -128,7 +120,6 @@ impl Inner {
             slots: Slots::default(),
             progress: Mutex::default(),
             next_runs: Mutex::default(),
-            next_sweep: Mutex::default(),
             tasks: TaskTracker::new(),
             aborts: Mutex::default(),
             active: Mutex::default(),

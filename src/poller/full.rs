@@ -11,15 +11,10 @@
 //!
 //! The property list is read again at the start of every pass, so custom properties created
 //! since the last read are fetched.
-//!
-//! Associations: after each page of live records is stored, their associations toward every
-//! target type are read (one batch read per type, `crate::associations::refresh`) and edges
-//! HubSpot no longer reports are marked removed; the checkpoint moves only then.
 
 use chrono::{DateTime, Utc};
 
 use super::job::{Job, fetch_ahead};
-use crate::associations;
 use crate::hubspot::Lane;
 use crate::objects::SyncError;
 use crate::store::{records, sync_state};
@@ -100,10 +95,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     while let Some(fetched) = pages.recv().await {
         let (page, next) = fetched?;
         let failed_before = job.tally.failed_ids.len();
-        let live: Vec<String> = page.records.iter().filter(|r| !r.archived).map(|r| r.id.clone()).collect();
         job.store(page).await;
-        // The page's edges, before its checkpoint: a pass interrupted here reads them again.
-        associations::refresh(job.hubspot, job.conn, kind, &live, Lane::Background).await?;
         if let Some(next) = next {
             let failed = &job.tally.failed_ids[failed_before..];
             let earliest = job.tally.earliest_failed;

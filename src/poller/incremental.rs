@@ -7,18 +7,12 @@
 //! sorted by `hs_object_id`, 200 at a time. Each query starts at offset 0, so the cap is never
 //! reached, even when more than 10,000 records share one timestamp (bulk updates), and no
 //! record can be skipped or seen twice. The watermark moves only when the run completes.
-//!
-//! Records a page brings live for the first time (new ones the webhooks missed, restored ones)
-//! have their associations read once stored; a read that fails is left to the association
-//! sweep.
 
 use chrono::{DateTime, Utc};
 
 use super::job::{Job, fetch_ahead};
-use crate::associations;
-use crate::hubspot::{Lane, RecordPage, SearchWindow};
+use crate::hubspot::{Lane, SearchWindow};
 use crate::objects::SyncError;
-use crate::store::records::RecordTable;
 use crate::store::sync_state;
 
 /// The window of one run: `[watermark - overlap, now - skew]`.
@@ -53,32 +47,12 @@ pub async fn run(job: &mut Job<'_>, watermark: DateTime<Utc>) -> Result<(), Sync
         if let Some(total) = page.total.filter(|_| job.tally.pages == 0) {
             job.tally.progress.total.store(total, std::sync::atomic::Ordering::Relaxed);
         }
-        let (before, live) = first_live(job, &page).await?;
         job.store(page).await;
-        let first_live = match RecordTable::for_kind(kind) {
-            Some(table) => crate::store::associations::first_live(job.conn, table, before, &live).await?,
-            None => before,
-        };
-        if !first_live.is_empty() {
-            let read = associations::refresh_around(job.hubspot, job.conn, kind, &first_live, Lane::Background).await;
-            if let Err(e) = read {
-                tracing::warn!(object.kind = %kind, records = first_live.len(), error = %crate::telemetry::ErrorChain(&e),
-                    "edges of new records not read; the next association sweep reads them");
-            }
-        }
     }
     // Records that failed to store hold the watermark back, so the next run retries them.
     let upto = job.tally.earliest_failed.map_or(to, |t| t.min(to));
     sync_state::advance_watermark(job.conn, kind.as_str(), upto).await?;
     Ok(())
-}
-
-/// The live records of `page` with no live row yet (new, or restored; their edges are read once
-/// they are stored), and all its live records.
-async fn first_live(job: &mut Job<'_>, page: &RecordPage) -> Result<(Vec<String>, Vec<String>), SyncError> {
-    let live: Vec<String> = page.records.iter().filter(|r| !r.archived).map(|r| r.id.clone()).collect();
-    let Some(table) = RecordTable::for_kind(job.kind) else { return Ok((Vec::new(), live)) };
-    Ok((crate::store::associations::not_live(job.conn, table, &live).await?, live))
 }
 
 #[cfg(test)]

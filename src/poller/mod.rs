@@ -43,7 +43,6 @@ pub use leader::{Election, Leadership};
 pub use scheduler::{Schedules, run_scheduler};
 pub use tally::Progress;
 
-use crate::associations::sweep::Sweeper;
 use crate::hubspot::HubSpot;
 use crate::kind::ObjectKind;
 use crate::store::Pool;
@@ -141,35 +140,6 @@ impl Poller {
 
     fn set_next_runs(&self, next: HashMap<ObjectKind, DateTime<Utc>>) {
         *lock(&self.inner.next_runs) = next;
-    }
-
-    /// When the association sweep runs next (set while the scheduler runs).
-    pub fn next_sweep(&self) -> Option<DateTime<Utc>> {
-        *lock(&self.inner.next_sweep)
-    }
-
-    fn set_next_sweep(&self, next: Option<DateTime<Utc>>) {
-        *lock(&self.inner.next_sweep) = next;
-    }
-
-    /// The association sweep, on this poller's pool and client.
-    pub fn sweeper(&self) -> Sweeper {
-        Sweeper::new(self.inner.pool.clone(), self.inner.hubspot.clone(), self.inner.options.sweep_reads_all)
-    }
-
-    /// Starts an association sweep now (a tracked task) and returns its `sync_logs` id without
-    /// waiting for the end; `full` reads every record's associations.
-    pub async fn trigger_sweep(&self, full: bool, trigger: Trigger) -> Result<Uuid, PollerError> {
-        if self.inner.is_stopping() {
-            return Err(PollerError::Stopped);
-        }
-        let sweeper = self.sweeper();
-        let begun = sweeper.begin(trigger, full).await?;
-        let run_id = begun.run_id;
-        self.inner.spawn(async move {
-            sweeper.run(begun).await;
-        });
-        Ok(run_id)
     }
 
     /// Live counters of the object's run in progress, if one is.

@@ -1,6 +1,5 @@
-//! Cron schedules: each object's incremental run, the weekly full pass over every object, the
-//! daily drift audit of every object (with repair, `crate::audit`) and the hourly association
-//! sweep (`crate::associations::sweep`).
+//! Cron schedules: each object's incremental run, the weekly full pass over every object, and
+//! the daily drift audit of every object (with repair, `crate::audit`).
 //!
 //! When several instances share a database only one schedules: the leader (`super::leader`: the
 //! instance holding the leader advisory lock; if its connection stops answering it steps down,
@@ -35,8 +34,6 @@ pub enum Target {
     FullPass,
     /// A drift audit of every object, with repair (not a run: no slot, no run lock).
     Audit,
-    /// The association sweep (`crate::associations::sweep`; its own lock and `sync_logs` rows).
-    Associations,
 }
 
 /// The cron schedules, from `SCHEDULE_*`.
@@ -55,7 +52,6 @@ impl From<&ScheduleSettings> for Schedules {
                 (Target::Object(ObjectKind::Owners), s.schedule_owners.clone()),
                 (Target::FullPass, s.schedule_full.clone()),
                 (Target::Audit, s.schedule_audit.clone()),
-                (Target::Associations, s.schedule_associations.clone()),
             ],
         }
     }
@@ -94,7 +90,7 @@ pub fn runs_of(target: Target) -> Vec<(ObjectKind, Mode)> {
     match target {
         Target::Object(kind) => vec![(kind, Mode::Incremental)],
         Target::FullPass => ObjectKind::ALL.iter().map(|k| (*k, Mode::Full)).collect(),
-        Target::Audit | Target::Associations => Vec::new(),
+        Target::Audit => Vec::new(),
     }
 }
 
@@ -106,9 +102,7 @@ pub async fn run_scheduler(
     mut leadership: Leadership,
     shutdown: CancellationToken,
 ) {
-    let next = schedules.next_after(Utc::now());
-    poller.set_next_runs(next_per_object(&next));
-    poller.set_next_sweep(next_sweep(&next));
+    poller.set_next_runs(next_per_object(&schedules.next_after(Utc::now())));
     loop {
         tokio::select! {
             () = leadership.acquired() => {}
@@ -227,27 +221,11 @@ fn start_audit(poller: &Poller) {
     });
 }
 
-/// Starts the association sweep in the background.
-fn start_sweep(poller: &Poller) {
-    let sweeper = poller.sweeper();
-    poller.spawn(async move {
-        if let Err(e) = sweeper.sweep(Trigger::Schedule, false).await {
-            tracing::warn!(error = %e, "scheduled association sweep did not run");
-        }
-    });
-}
-
-/// When the sweep runs next, among `next`.
-fn next_sweep(next: &[(Target, Option<DateTime<Utc>>)]) -> Option<DateTime<Utc>> {
-    next.iter().find(|(t, _)| *t == Target::Associations).and_then(|(_, at)| *at)
-}
-
 /// Fires the schedules while this process leads.
 async fn lead(poller: &Poller, schedules: &Schedules, leadership: &mut Leadership, shutdown: &CancellationToken) {
     let mut next = schedules.next_after(Utc::now());
     loop {
         poller.set_next_runs(next_per_object(&next));
-        poller.set_next_sweep(next_sweep(&next));
         let earliest = next.iter().filter_map(|(_, at)| *at).min();
         let wait =
             earliest.map_or(LONGEST_SLEEP, |at| (at - Utc::now()).to_std().unwrap_or_default().min(LONGEST_SLEEP));
@@ -262,10 +240,8 @@ async fn lead(poller: &Poller, schedules: &Schedules, leadership: &mut Leadershi
         let now = Utc::now();
         for (target, at) in &mut next {
             if at.is_some_and(|t| t <= now) {
-                match target {
-                    Target::Audit => start_audit(poller),
-                    Target::Associations => start_sweep(poller),
-                    _ => {}
+                if *target == Target::Audit {
+                    start_audit(poller);
                 }
                 for (kind, mode) in runs_of(*target) {
                     start(poller, kind, mode, Trigger::Schedule);

@@ -16,8 +16,6 @@ const NAMESPACE: i32 = 0x4853;
 const LEADER: i32 = 100;
 /// Base of the second keys of the audit locks (one per object).
 const AUDIT: i32 = 200;
-/// Second key of the association sweep's lock.
-const SWEEP: i32 = 300;
 
 fn object_key(kind: ObjectKind) -> i32 {
     match kind {
@@ -58,11 +56,6 @@ pub async fn try_lock_object(conn: &mut AsyncPgConnection, kind: ObjectKind) -> 
 /// audits); false when another session audits it.
 pub async fn try_lock_audit(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<bool, StoreError> {
     try_lock(conn, AUDIT + object_key(kind)).await
-}
-
-/// Takes the association sweep's lock on `conn`; false when another session sweeps.
-pub async fn try_lock_sweep(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> {
-    try_lock(conn, SWEEP).await
 }
 
 /// Takes the scheduling leader lock on `conn`; false when another instance leads.

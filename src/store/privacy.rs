@@ -6,7 +6,7 @@
 //! into E, erasing E takes A to E), the record an erased row was merged into, and every id listed
 //! in `hs_merged_object_ids` of a row in the set (an alias whose merge webhook was missed and
 //! that a full pass archived with `merged_into` NULL). For all of them: the `contacts` rows,
-//! their `contact_owner_history`, their `associations` (both directions), and their entries in the failed-record lists of the contacts'
+//! their `contact_owner_history`, and their entries in the failed-record lists of the contacts'
 //! `sync_logs.error_details`; every one of those ids is recorded in `privacy_deletions`.
 //!
 //! **What cannot come back.** The purge holds [`PURGE_LOCK`] exclusively for its transaction;
@@ -69,8 +69,6 @@ async fn closure(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::QueryR
 pub async fn erase(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::QueryResult<usize> {
     let ids = ids.to_vec();
     conn.transaction(async move |conn| {
-        // An erasure is answered as done: a crash right after must not undo it.
-        super::pool::commit_durably(conn).await?;
         diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
             .bind::<Integer, _>(PURGE_LOCK.0)
             .bind::<Integer, _>(PURGE_LOCK.1)
@@ -92,13 +90,6 @@ pub async fn erase(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::Quer
             .bind::<Array<Text>, _>(&all)
             .execute(conn)
             .await?;
-        // Which deals and calls the person was associated with goes too.
-        diesel::sql_query(
-            "DELETE FROM associations WHERE (from_type = '0-1' AND from_id = ANY($1)) OR (to_type = '0-1' AND to_id = ANY($1))",
-        )
-        .bind::<Array<Text>, _>(&all)
-        .execute(conn)
-        .await?;
         // A parked record's error text can quote the person's values.
         diesel::sql_query("DELETE FROM sync_failures WHERE object = 'contacts' AND hubspot_id = ANY($1)")
             .bind::<Array<Text>, _>(&all)

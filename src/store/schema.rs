@@ -13,34 +13,6 @@ pub mod sql_types {
 }
 
 diesel::table! {
-    /// Records revived whose edges are to be read again (`store::associations::take_revived`).
-    association_reads_due (object_type, id) {
-        object_type -> Text,
-        id -> Text,
-        since -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    /// Edges between HubSpot records, one row per direction and association type
-    /// (`store::associations`).
-    associations (from_type, from_id, to_type, to_id, type_id) {
-        from_type -> Text,
-        from_id -> Text,
-        to_type -> Text,
-        to_id -> Text,
-        type_id -> Int4,
-        category -> Text,
-        label -> Nullable<Text>,
-        is_primary -> Bool,
-        removed -> Bool,
-        removed_at -> Nullable<Timestamptz>,
-        updated_at -> Timestamptz,
-        synced_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
     /// HubSpot calls (object type 0-48), one row per HubSpot id.
     calls (hubspot_call_id) {
         hubspot_call_id -> Text,
@@ -204,8 +176,6 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
-    association_reads_due,
-    associations,
     calls,
     contact_owner_history,
     contacts,

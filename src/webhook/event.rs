@@ -2,9 +2,9 @@
 //!
 //! Classic `contact.*` and `deal.*` events name their object by prefix; generic `object.*`
 //! events by `objectTypeId` (`0-1` contacts, `0-3` deals, `0-48` calls). Creation, property
-//! change and restore ask for a fetch; an association change adds or removes its edge from the
-//! event alone (`store::associations`) and asks for a fetch of each end as the kind its own type
-//! id names, one that archives nothing when not found; deletion archives without a fetch;
+//! change and restore ask for a fetch; an association change asks for a fetch of each end as the
+//! kind its own type id names, one that archives nothing when not found; deletion archives
+//! without a fetch;
 //! merge archives the merged-away ids (and a superseded primary) with a pointer to the survivor
 //! and fetches the survivor; privacy deletion (or a deletion whose `changeSource` is `GDPR`,
 //! whichever of the pair arrives first) removes the contact's personal data. Everything else is
@@ -13,10 +13,8 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::associations::types;
 use crate::kind::ObjectKind;
 use crate::queue::Change;
-use crate::store::associations::{self as edges, EdgeChange};
 
 /// One event, read leniently: every field optional, ids as numbers or strings.
 #[derive(Debug, Default, Deserialize)]
@@ -48,12 +46,6 @@ pub struct RawEvent {
     #[serde(deserialize_with = "id::opt")]
     pub to_object_type_id: Option<String>,
     pub association_type: Option<String>,
-    /// Generic `associationChange`: the association type and its category.
-    #[serde(deserialize_with = "id::opt")]
-    pub association_type_id: Option<String>,
-    pub association_category: Option<String>,
-    pub association_removed: Option<bool>,
-    pub is_primary_association: Option<bool>,
 }
 
 /// A merge: `merged` (and a superseded primary) now point at `survivor`.
@@ -84,8 +76,6 @@ pub struct Plan {
     pub fetch_associated: Vec<(ObjectKind, String)>,
     /// Association-change events planned (each named one or two ends in `fetch_associated`).
     pub association_events: usize,
-    /// Association changes, written from the events alone (`store::associations`).
-    pub edges: Vec<EdgeChange>,
     pub deletions: Vec<Deletion>,
     pub merges: Vec<Merge>,
     /// Contact ids whose personal data goes now.
@@ -97,7 +87,7 @@ pub struct Plan {
 impl Plan {
     /// Whether anything must be written before answering (not just queued).
     pub fn writes(&self) -> bool {
-        !(self.deletions.is_empty() && self.merges.is_empty() && self.privacy.is_empty() && self.edges.is_empty())
+        !(self.deletions.is_empty() && self.merges.is_empty() && self.privacy.is_empty())
     }
 }
 
@@ -129,9 +119,6 @@ fn add(plan: &mut Plan, event: RawEvent) -> bool {
     let Some((prefix, action)) = subscription.split_once('.') else { return false };
     let kind = kind_of(prefix, event.object_type_id.as_deref());
     if action == "associationChange" {
-        if let Some(edge) = edge_change(&event) {
-            plan.edges.push(edge);
-        }
         let planned = push_associated(plan, prefix, kind, event);
         plan.association_events += usize::from(planned);
         return planned;
@@ -202,54 +189,6 @@ fn push_associated(plan: &mut Plan, prefix: &str, kind: Option<ObjectKind>, even
         }
     }
     plan.fetch_associated.len() > before
-}
-
-/// The edge an association change event adds or removes, when the event says enough to write it
-/// (docs/hubspot.md §7): both ends with their object types (generic: `fromObjectTypeId`,
-/// `toObjectTypeId`; legacy: the halves of `associationType`), an edge direction that is kept,
-/// and a type: `associationTypeId` (generic), else the pair's HubSpot-defined type (its primary
-/// one with `isPrimaryAssociation`). Removing a pair's unlabelled type, or a legacy removal
-/// that is not the primary one, removes the association (every type of that direction).
-fn edge_change(event: &RawEvent) -> Option<EdgeChange> {
-    let legacy = event.association_type.as_deref().and_then(|t| t.split_once("_TO_"));
-    let from_type = match (&event.from_object_type_id, legacy) {
-        (Some(t), _) => t.clone(),
-        (None, Some((f, _))) => types::legacy_type(f)?.to_owned(),
-        (None, None) => return None,
-    };
-    let to_type = match (&event.to_object_type_id, legacy) {
-        (Some(t), _) => t.clone(),
-        (None, Some((_, t))) => types::legacy_type(t)?.to_owned(),
-        (None, None) => return None,
-    };
-    if !types::kept(&from_type, &to_type) {
-        return None;
-    }
-    let default = types::default_type(&from_type, &to_type);
-    let primary = event.is_primary_association.unwrap_or(false);
-    let type_id: i32 = match event.association_type_id.as_deref() {
-        Some(raw) => raw.parse().ok()?,
-        None if primary => types::primary_type(&from_type, &to_type).or(default)?,
-        None => default?,
-    };
-    let category = event.association_category.clone().unwrap_or_else(|| types::HUBSPOT_DEFINED.to_owned());
-    let is_primary = Some(type_id) == types::primary_type(&from_type, &to_type);
-    let change = match (event.association_removed.unwrap_or(false), default) {
-        (true, Some(default)) if type_id == default => edges::Change::RemovedPair { default_type_id: default },
-        (true, _) => edges::Change::RemovedType { type_id, category },
-        (false, _) => {
-            let label = is_primary.then(|| types::PRIMARY.to_owned());
-            edges::Change::Added { type_id, category, label, is_primary }
-        }
-    };
-    Some(EdgeChange {
-        from_id: event.from_object_id.clone()?,
-        to_id: event.to_object_id.clone()?,
-        from_type,
-        to_type,
-        change,
-        occurred_at: event.occurred_at.and_then(DateTime::from_timestamp_millis).unwrap_or_else(Utc::now),
-    })
 }
 
 /// The kind a legacy `associationType` end names (`CONTACT` in `CONTACT_TO_DEAL`).
@@ -355,55 +294,7 @@ mod tests {
         let want: Vec<_> = want.iter().map(|(k, id)| (*k, (*id).to_owned())).collect();
         assert_eq!(p.fetch_associated, want);
         assert_eq!(p.ignored, 1, "companies and tickets are not kept");
-        // The edges, from the events alone (none from companies: no read would ever correct it).
-        let edges: Vec<_> = p
-            .edges
-            .iter()
-            .map(|e| (e.from_type.as_str(), e.from_id.as_str(), e.to_id.as_str(), e.change.clone()))
-            .collect();
-        let added = |type_id| edges::Change::Added {
-            type_id,
-            category: "HUBSPOT_DEFINED".into(),
-            label: None,
-            is_primary: false,
-        };
-        assert_eq!(
-            edges,
-            [
-                ("0-3", "70", "5", added(3)),
-                ("0-1", "6", "71", edges::Change::RemovedPair { default_type_id: 4 }),
-                ("0-3", "72", "900", added(341)),
-            ]
-        );
-        assert!(p.writes(), "association changes are written before the answer");
-    }
-
-    #[test]
-    fn primary_and_labelled_association_changes() {
-        let p = parse(
-            r#"[{"subscriptionType":"contact.associationChange","associationType":"CONTACT_TO_COMPANY",
-                 "fromObjectId":1,"toObjectId":2,"associationRemoved":false,"isPrimaryAssociation":true,"occurredAt":5},
-                {"subscriptionType":"contact.associationChange","associationType":"CONTACT_TO_COMPANY",
-                 "fromObjectId":1,"toObjectId":2,"associationRemoved":true,"isPrimaryAssociation":true},
-                {"subscriptionType":"object.associationChange","fromObjectTypeId":"0-3","fromObjectId":3,
-                 "toObjectTypeId":"0-1","toObjectId":4,"associationTypeId":"102","associationCategory":"USER_DEFINED",
-                 "associationRemoved":true}]"#,
-        );
-        let changes: Vec<_> = p.edges.iter().map(|e| e.change.clone()).collect();
-        let primary = edges::Change::Added {
-            type_id: 1,
-            category: "HUBSPOT_DEFINED".into(),
-            label: Some("Primary".into()),
-            is_primary: true,
-        };
-        assert_eq!(changes[0], primary);
-        assert_eq!(p.edges[0].occurred_at, DateTime::from_timestamp_millis(5).unwrap());
-        assert_eq!(changes[1], edges::Change::RemovedType { type_id: 1, category: "HUBSPOT_DEFINED".into() });
-        assert_eq!(
-            changes[2],
-            edges::Change::RemovedType { type_id: 102, category: "USER_DEFINED".into() },
-            "a label only"
-        );
+        assert!(!p.writes());
     }
 
     #[test]

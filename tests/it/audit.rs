@@ -220,13 +220,12 @@ async fn the_scheduled_audit_runs_in_serve_and_records_its_rows() {
     compare::assert_converged(&db, &sim, Merges::Archived, true).await;
     // The status API shows the last audit per object.
     let status: Vec<Value> = reqwest::get(serve.url("/api/sync/status")).await.unwrap().json().await.unwrap();
-    // Objects are audited; the association sweep's element has no audit.
-    for row in status.iter().filter(|r| r["sync_type"] != "associations") {
+    for row in &status {
         let audit = &row["last_audit"];
         assert!(audit["completed_at"].is_string(), "{row}");
         assert_eq!(audit["drift_left"], 0, "{row}");
         assert_eq!(audit["status"], "success", "{row}");
     }
-    assert_eq!(status.len(), 5, "{status:?}");
+    assert_eq!(status.len(), 4, "{status:?}");
     serve.kill().await;
 }

@@ -92,8 +92,6 @@ async fn migrate_applies_everything_on_an_empty_database() {
         tables,
         [
             "__diesel_schema_migrations",
-            "association_reads_due",
-            "associations",
             "calls",
             "contact_owner_history",
             "contacts",

@@ -31,22 +31,14 @@ pub struct ChurnRequest {
     /// Contacts erased for privacy by id (the ids the report's merges named, say), after the
     /// random ones. An id merged away is erased with the record it now resolves to.
     pub privacy_delete_ids: Vec<String>,
-    /// Association changes between live records of this object and of another kind (contacts
-    /// with deals, deals with contacts, calls with contacts or deals): about a third remove an
-    /// existing association, the others add one. Each fires events per direction on each end's
-    /// subscription, with HubSpot's fields; records are not changed (association changes do not
-    /// move `updatedAt`).
+    /// Association changes between records of this object and records of another kind
+    /// (contacts with deals, deals with contacts, calls with contacts). Each fires an event per
+    /// direction on each end's subscription, with HubSpot's fields; records are not changed
+    /// (association changes do not move `updatedAt`).
     pub association_changes: usize,
     /// Restores keep the record's `updatedAt` (HubSpot does not promise to move it), so neither
     /// a last-modified search nor a newer-wins rule notices them.
     pub restore_keeps_updated_at: bool,
-    /// Created records are associated at once (a contact with a deal and a company, a deal with a
-    /// contact and a company, a call with a contact or a deal), as records created with
-    /// associations are.
-    pub creates_with_associations: bool,
-    /// This call's association changes (those of `association_changes` and of
-    /// `creates_with_associations`) send no webhook: the sync learns of them only by reading.
-    pub associations_without_webhook: bool,
 }
 
 /// What a churn call did, by id.
@@ -79,12 +71,10 @@ pub struct MergeReport {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AssociationReport {
     pub from: String,
-    /// `contacts`, `deals`, `calls` or `companies`.
+    /// `contacts`, `deals` or `calls`.
     pub to_object: String,
     pub to: String,
     pub removed: bool,
-    /// The association types added or removed (from `from` to `to`).
-    pub types: Vec<u32>,
 }
 
 /// One change, the input to webhook event generation.
@@ -114,14 +104,13 @@ pub enum Change {
     PrivacyDeleted {
         id: u64,
     },
-    /// An association between `from` (of the churned kind) and `to` (of object type `to_type`)
-    /// was added or removed, with association types `types` (from `from` to `to`).
+    /// An association between `from` (of the churned kind) and `to` (of `to_kind`) was added or
+    /// removed.
     Associated {
         from: u64,
-        to_type: &'static str,
+        to_kind: ObjectKind,
         to: u64,
         removed: bool,
-        types: Vec<u32>,
     },
 }
 
@@ -334,75 +323,6 @@ fn set_prop(s: &mut ObjectStore, id: u64, name: &'static str, value: &str, ts: i
     s.insert(rec);
 }
 
-/// An association change and how the churn report names it.
-type Associated = (Change, AssociationReport);
-
-fn associated(from: u64, to: super::assoc::End, removed: bool, types: Vec<u32>) -> Associated {
-    let report = AssociationReport {
-        from: from.to_string(),
-        to_object: ObjectKind::parse(to.0).map_or("companies", ObjectKind::name).to_string(),
-        to: to.1.to_string(),
-        removed,
-        types: types.clone(),
-    };
-    (Change::Associated { from, to_type: to.0, to: to.1, removed, types }, report)
-}
-
-/// The other side of the `i`-th association change of `kind`: contacts with deals, deals with
-/// contacts, calls with contacts or deals in turn.
-fn other_kind(kind: ObjectKind, i: usize) -> ObjectKind {
-    match (kind, i % 2) {
-        (ObjectKind::Contacts, _) | (ObjectKind::Calls, 1) => ObjectKind::Deals,
-        _ => ObjectKind::Contacts,
-    }
-}
-
-/// Associates each new record with a live record of another kind (and, but for calls, with a
-/// company).
-fn associate_created(crm: &mut Crm, kind: ObjectKind, created: &[u64], rng: &mut StdRng) -> Vec<Associated> {
-    let mut out = Vec::new();
-    for (i, &id) in created.iter().enumerate() {
-        let from = (kind.type_id(), id);
-        let other = other_kind(kind, i);
-        let picked = pick_many(&crm.store(other).live, 1, rng);
-        let company = ("0-2", 9_000_000_001 + rng.random_range(0..10));
-        let ends =
-            picked.into_iter().map(|to| (other.type_id(), to)).chain((kind != ObjectKind::Calls).then_some(company));
-        for to in ends.collect::<Vec<_>>() {
-            if let Some(ty) = super::assoc::default_type(from.0, to.0) {
-                crm.associations.add(from, to, ty);
-                out.push(associated(id, to, false, vec![ty]));
-            }
-        }
-    }
-    out
-}
-
-/// `n` association changes between live records of `kind` and of another kind: about a third
-/// remove an existing association (every type), the others add one (the unlabelled type).
-fn change_associations(crm: &mut Crm, kind: ObjectKind, n: usize, rng: &mut StdRng) -> Vec<Associated> {
-    let mut out = Vec::new();
-    for (i, from) in pick_many(&crm.store(kind).live, n, rng).into_iter().enumerate() {
-        let other = other_kind(kind, i);
-        let a = (kind.type_id(), from);
-        let live = &crm.store(other).live;
-        let existing: Vec<u64> =
-            crm.associations.of(a, other.type_id()).map(|(id, _)| id).filter(|id| live.contains(id)).collect();
-        if !existing.is_empty() && rng.random_bool(0.35) {
-            let to = (other.type_id(), existing[rng.random_range(0..existing.len())]);
-            let types = crm.associations.remove_pair(a, to);
-            out.push(associated(from, to, true, types));
-            continue;
-        }
-        let fresh = pick_many(live, 3, rng).into_iter().find(|id| !existing.contains(id));
-        let (Some(to), Some(ty)) = (fresh, super::assoc::default_type(a.0, other.type_id())) else { continue };
-        let to = (other.type_id(), to);
-        crm.associations.add(a, to, ty);
-        out.push(associated(from, to, false, vec![ty]));
-    }
-    out
-}
-
 /// Applies a churn request at clock time `clock_ms`.
 pub fn apply(
     crm: &mut Crm,
@@ -431,7 +351,6 @@ pub fn apply(
         rep.created.push(id.to_string());
         ch.push(Change::Created { id });
     }
-    let created: Vec<u64> = rep.created.iter().filter_map(|id| id.parse().ok()).collect();
     for id in pick_many(&s.live, req.updates, rng) {
         let (name, value) = new_value(kind, rng, &owners);
         set_prop(s, id, name, &value, ts, false, &mut ch);
@@ -463,19 +382,6 @@ pub fn apply(
             }
         }
     }
-    // A merge moves the merged records' associations to the new record.
-    let moves: Vec<(u64, u64)> = rep
-        .merged
-        .iter()
-        .flat_map(|m| {
-            let new = m.new.parse::<u64>().unwrap_or_default();
-            std::iter::once(&m.primary).chain(&m.merged).filter_map(move |old| Some((old.parse().ok()?, new)))
-        })
-        .collect();
-    for (old, new) in moves {
-        crm.associations.move_all((kind.type_id(), old), (kind.type_id(), new));
-    }
-    let s = crm.store_mut(kind);
     for id in pick_many(&s.archived, req.restores, rng) {
         let at = if req.restore_keeps_updated_at { None } else { Some(ts) };
         if s.restore(id, at) {
@@ -486,7 +392,6 @@ pub fn apply(
     let chosen = req.privacy_delete_ids.iter().filter_map(|id| id.trim().parse::<u64>().ok());
     let mut erase: Vec<u64> = pick_many(&s.live, req.privacy_deletions, rng);
     erase.extend(chosen.filter_map(|id| s.resolve(id)));
-    let mut erased = Vec::new();
     for id in erase {
         if s.take(id).is_some() {
             // Everything merged into it, along whole chains, goes with it.
@@ -496,13 +401,8 @@ pub fn apply(
             }
             rep.privacy_deleted.push(id.to_string());
             ch.push(Change::PrivacyDeleted { id });
-            erased.push(id);
         }
     }
-    for id in erased {
-        crm.associations.remove_all((kind.type_id(), id));
-    }
-    let s = crm.store_mut(kind);
     if req.bulk_updates > 0 {
         let (name, value) = match kind {
             ObjectKind::Contacts => ("hs_lead_status", "IN_PROGRESS"),
@@ -515,15 +415,22 @@ pub fn apply(
         }
         rep.bulk_timestamp = Some(iso(ts));
     }
-    let mut associated = Vec::new();
-    if req.creates_with_associations {
-        associated.extend(associate_created(crm, kind, &created, rng));
-    }
-    associated.extend(change_associations(crm, kind, req.association_changes, rng));
-    for (change, report) in associated {
-        rep.associations.push(report);
-        if !req.associations_without_webhook {
-            ch.push(change);
+    if req.association_changes > 0 {
+        let other = match kind {
+            ObjectKind::Contacts => ObjectKind::Deals,
+            ObjectKind::Deals | ObjectKind::Calls => ObjectKind::Contacts,
+        };
+        let targets = pick_many(&crm.store(other).live, req.association_changes, rng);
+        let s = crm.store_mut(kind);
+        for (from, to) in pick_many(&s.live, req.association_changes, rng).into_iter().zip(targets) {
+            let removed = rng.random_bool(0.3);
+            rep.associations.push(AssociationReport {
+                from: from.to_string(),
+                to_object: other.name().to_string(),
+                to: to.to_string(),
+                removed,
+            });
+            ch.push(Change::Associated { from, to_kind: other, to, removed });
         }
     }
     Ok((rep, ch))

@@ -160,20 +160,3 @@ pub fn export_line(out: &mut String, rec: &Record, all: &PropSel) {
     }
     out.push_str("}\n");
 }
-
-/// One association as an export line: `fromObjectTypeId`, `fromObjectId`, `toObjectTypeId`,
-/// `toObjectId`, `associationTypeId`, `associationCategory` and `label` (when labelled).
-pub fn association_line(from: super::assoc::End, to: super::assoc::End, type_id: u32) -> String {
-    let ty = super::assoc::type_of(type_id);
-    let mut v = serde_json::json!({
-        "fromObjectTypeId": from.0, "fromObjectId": from.1.to_string(),
-        "toObjectTypeId": to.0, "toObjectId": to.1.to_string(),
-        "associationTypeId": type_id, "associationCategory": ty.map_or("HUBSPOT_DEFINED", |t| t.category),
-    });
-    if let Some(label) = ty.and_then(|t| t.label) {
-        v["label"] = serde_json::json!(label);
-    }
-    let mut line = v.to_string();
-    line.push('\n');
-    line
-}

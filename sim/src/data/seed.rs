@@ -81,7 +81,6 @@ pub fn generate(cfg: &SeedConfig) -> Crm {
         last_owner_id: owners.iter().map(|o| o.id).max().unwrap_or(10_000_000),
         owners,
         last_ts: SEED_END_MS,
-        associations: Default::default(),
     };
     let owner_for = |rng: &mut StdRng| -> Option<Box<str>> {
         let r = rng.random::<f64>();
@@ -140,58 +139,7 @@ pub fn generate(cfg: &SeedConfig) -> Crm {
             }
         }
     }
-    associate(&mut crm, cfg.seed);
     crm
-}
-
-/// Seeds associations (with their own random stream, so the records do not change): each deal
-/// with one or two contacts (some labelled "Decision maker") and often a company (the first one
-/// primary); each call mostly with a contact, sometimes a deal; half the contacts with a company
-/// (primary). Archived records have associations too (hidden until restored).
-fn associate(crm: &mut Crm, seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xA550_C1A7);
-    let ids = |s: &ObjectStore| -> Vec<u64> { s.live.iter().chain(s.archived.iter()).copied().collect() };
-    let (contacts, deals, calls) = (ids(&crm.contacts), ids(&crm.deals), ids(&crm.calls));
-    let companies = (contacts.len() / 5).max(10) as u64;
-    let company = |rng: &mut StdRng| ("0-2", 9_000_000_001 + rng.random_range(0..companies));
-    let a = &mut crm.associations;
-    if !contacts.is_empty() {
-        for &deal in &deals {
-            for _ in 0..rng.random_range(1..=2) {
-                let contact = ("0-1", *pick(&mut rng, &contacts));
-                a.add(("0-3", deal), contact, 3);
-                if rng.random::<f64>() < 0.15 {
-                    a.add(("0-3", deal), contact, 102);
-                }
-            }
-        }
-        for &call in &calls {
-            if rng.random::<f64>() < 0.85 {
-                a.add(("0-48", call), ("0-1", *pick(&mut rng, &contacts)), 194);
-            }
-        }
-    }
-    for &deal in &deals {
-        if rng.random::<f64>() < 0.6 {
-            let c = company(&mut rng);
-            a.add(("0-3", deal), c, 341);
-            a.add(("0-3", deal), c, 5);
-        }
-    }
-    if !deals.is_empty() {
-        for &call in &calls {
-            if rng.random::<f64>() < 0.3 {
-                a.add(("0-48", call), ("0-3", *pick(&mut rng, &deals)), 206);
-            }
-        }
-    }
-    for &contact in &contacts {
-        if rng.random::<f64>() < 0.5 {
-            let c = company(&mut rng);
-            a.add(("0-1", contact), c, 279);
-            a.add(("0-1", contact), c, 1);
-        }
-    }
 }
 
 fn owners(rng: &mut StdRng, n: usize) -> Vec<Owner> {

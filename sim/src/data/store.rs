@@ -258,8 +258,6 @@ pub struct Crm {
     pub last_owner_id: u64,
     /// Last timestamp handed out by [`Crm::now`]; keeps modification times monotonic.
     pub last_ts: i64,
-    /// Associations between records (and companies), both directions.
-    pub associations: super::assoc::Associations,
 }
 
 impl Crm {
@@ -283,15 +281,6 @@ impl Crm {
     pub fn now(&mut self, clock_ms: i64) -> i64 {
         self.last_ts = self.last_ts.max(clock_ms);
         self.last_ts
-    }
-
-    /// Whether an association end is a live record (companies and tickets are always live:
-    /// their records are not simulated).
-    pub fn is_live(&self, end: super::assoc::End) -> bool {
-        match ObjectKind::parse(end.0) {
-            Some(kind) => self.store(kind).live.contains(&end.1),
-            None => true,
-        }
     }
 
     /// Ids of owners that can own records (not archived).

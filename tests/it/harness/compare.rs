@@ -1,14 +1,11 @@
 //! PostgreSQL against the simulator's export: every difference, on every named column, the
-//! HubSpot times, `archived`, `merged_into` and the `properties` jsonb, and every live edge of
-//! `associations` (from type and id, to type and id, type id, category, label) against the
-//! simulator's live associations in the directions kept. The fault scenarios, the
+//! HubSpot times, `archived`, `merged_into` and the `properties` jsonb. The fault scenarios, the
 //! poller and the real-time tests all end with [`assert_converged`]: zero differences is the only
 //! passing figure.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use hubspot_sim::SimHandle;
-use hubspot_sync::associations::types::kept;
 use hubspot_sync::hubspot::record::decode_object;
 use hubspot_sync::objects::{self, ObjectKind, WriteContext};
 use hubspot_sync::store::records::{self, RecordTable};
@@ -35,62 +32,6 @@ pub async fn seed(db: &TestDb, sim: &SimHandle) {
             records::mark_archived(&mut conn, table, &[id], line["mergedInto"].as_str()).await.expect("archive");
         }
     }
-    seed_edges(db, sim).await;
-}
-
-/// The simulator's associations (the kept directions) as live rows, as a full pass stores them.
-pub async fn seed_edges(db: &TestDb, sim: &SimHandle) {
-    let client = db.client().await;
-    for edge in export_edges(sim) {
-        client
-            .execute(
-                "INSERT INTO associations (from_type, from_id, to_type, to_id, type_id, category, label, is_primary, \
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($6 = 'HUBSPOT_DEFINED' AND $7 = 'Primary', false), now())",
-                &[&edge.0, &edge.1, &edge.2, &edge.3, &edge.4, &edge.5, &edge.6],
-            )
-            .await
-            .expect("seed an edge");
-    }
-}
-
-/// One edge: from type and id, to type and id, type id, category, label.
-pub type Edge = (String, String, String, String, i32, String, Option<String>);
-
-/// The simulator's live associations in the directions hubspot-sync keeps.
-pub fn export_edges(sim: &SimHandle) -> BTreeSet<Edge> {
-    let s = |v: &Value| v.as_str().expect("an export field").to_owned();
-    sim.export_json("associations")
-        .iter()
-        .map(|l| {
-            let type_id = l["associationTypeId"].as_i64().expect("a type id") as i32;
-            let label = l["label"].as_str().map(str::to_owned);
-            (
-                s(&l["fromObjectTypeId"]),
-                s(&l["fromObjectId"]),
-                s(&l["toObjectTypeId"]),
-                s(&l["toObjectId"]),
-                type_id,
-                s(&l["associationCategory"]),
-                label,
-            )
-        })
-        .filter(|e| kept(&e.0, &e.2))
-        .collect()
-}
-
-/// The live edges stored.
-pub async fn stored_edges(db: &TestDb) -> BTreeSet<Edge> {
-    let sql = "SELECT from_type, from_id, to_type, to_id, type_id, category, label FROM associations WHERE NOT removed";
-    let rows = db.client().await.query(sql, &[]).await.expect("read associations");
-    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))).collect()
-}
-
-/// Every difference between the live edges stored and the simulator's.
-pub async fn edge_differences(db: &TestDb, sim: &SimHandle) -> Vec<String> {
-    let (want, got) = (export_edges(sim), stored_edges(db).await);
-    let missing = want.difference(&got).map(|e| format!("edge {e:?}: live in HubSpot, missing in PostgreSQL"));
-    let extra = got.difference(&want).map(|e| format!("edge {e:?}: live in PostgreSQL, not in HubSpot"));
-    missing.chain(extra).collect()
 }
 
 /// How merged-away records must look.
@@ -353,7 +294,6 @@ pub async fn all_differences(db: &TestDb, sim: &SimHandle, merges: Merges, owner
     if owners {
         all.extend(owner_differences(db, sim).await);
     }
-    all.extend(edge_differences(db, sim).await);
     all
 }
 
