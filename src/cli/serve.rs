@@ -88,10 +88,6 @@ impl ServeArgs {
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),
             shutdown_grace: self.server.shutdown_grace,
-            http: runtime::HttpLimits {
-                keep_alive: self.server.http_keep_alive,
-                max_connections: self.server.http_max_connections as usize,
-            },
             background: Background {
                 metrics_bind: Some(SocketAddr::new(self.server.bind, self.server.metrics_port)),
                 listen: Some(target.clone()),

@@ -14,7 +14,6 @@ mod faults_hostile;
 mod faults_hubspot;
 mod harness;
 mod hubspot_client;
-mod keep_alive;
 mod leader;
 mod listen;
 mod lock_order;
