@@ -1,6 +1,6 @@
 //! Which instance leads: the one holding the leader advisory lock (`store::locks`) on a
 //! connection of its own. Several instances may share a database; only the leader fires the cron
-//! schedules (`scheduler`) and sends alerts (`crate::alerts::monitor` reads [`Leadership`]), the
+//! schedules (`scheduler`) and sends alerts (the alert monitor above reads [`Leadership`]), the
 //! others stand by and take over once the lock is free.
 //!
 //! **Bounded, never two at once.** The leader pings its connection every [`CHECK`] and gives the
