@@ -30,18 +30,17 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use common::{Postgres, Scratch, machine, quantile, seed_sized, thousands};
+use common::{
+    KINDS, Postgres, Scratch, copy_data, machine, quantile, seed_sized, stale_records, thousands, track_versions,
+};
 use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions, TYPICAL_SEARCH_LAG_MS};
 use hubspot_sync::cli::{Cli, Command, ServeArgs};
-use hubspot_sync::hubspot::record::decode_object;
-use hubspot_sync::objects::{self, ObjectKind, WriteContext};
+use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::runtime;
-use hubspot_sync::store::records::{self, RecordTable};
 use hubspot_sync::store::sync_state;
 
 const WARM_UP: Duration = Duration::from_secs(20);
 const TICK: Duration = Duration::from_millis(50);
-const KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
 /// A cron expression that never fires within a benchmark (1 January, midnight).
 const NEVER: &str = "0 0 1 1 *";
 /// The longest the copy may take to catch up after the stream (the delayed lane trails by 2 min).
@@ -81,70 +80,12 @@ fn serve_args(db_url: &str, api_base: &str) -> ServeArgs {
 /// records a good run and a watermark of now for every object, then adds the trigger that
 /// records when each version is first written.
 async fn copy_of(db: &Scratch, sim: &SimHandle) {
-    db.quiet_poller().await;
+    copy_data(db, sim).await;
     let mut conn = db.target.connect("hubspot-sync bench").await.unwrap();
     for kind in KINDS {
-        let lines = sim.export_json(kind.as_str());
-        let all: Vec<_> = lines.iter().map(|l| decode_object(l.clone()).unwrap()).collect();
-        for chunk in all.chunks(1000) {
-            objects::write_records(&mut conn, kind, chunk.to_vec(), &WriteContext::default()).await.unwrap();
-        }
-        let table = RecordTable::for_kind(kind).unwrap();
-        for line in lines.iter().filter(|l| l["mergedInto"].is_string()) {
-            let id = line["id"].as_str().unwrap().to_owned();
-            records::mark_archived(&mut conn, table, &[id], line["mergedInto"].as_str()).await.unwrap();
-        }
         sync_state::advance_watermark(&mut conn, kind.as_str(), chrono::Utc::now()).await.unwrap();
     }
-    let mut sql = String::from(
-        "CREATE UNLOGGED TABLE bench_seen (tbl text, id text, updated_at timestamptz, \
-             seen_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (tbl, id, updated_at)); \
-         CREATE FUNCTION bench_seen() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             INSERT INTO bench_seen (tbl, id, updated_at) \
-             VALUES (TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0], NEW.updated_at) ON CONFLICT DO NOTHING; \
-             RETURN NULL; END $$;",
-    );
-    for kind in KINDS {
-        let table = RecordTable::for_kind(kind).unwrap();
-        sql.push_str(&format!(
-            "CREATE TRIGGER bench_seen AFTER INSERT OR UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION bench_seen('{k}');",
-            t = table.name(),
-            k = table.key()
-        ));
-    }
-    db.client().await.batch_execute(&sql).await.unwrap();
-}
-
-/// The ids of `changed` whose stored version is not HubSpot's latest.
-async fn stale(
-    client: &tokio_postgres::Client,
-    sim: &SimHandle,
-    changed: &HashMap<ObjectKind, HashSet<String>>,
-) -> usize {
-    let mut stale = 0;
-    for kind in KINDS {
-        let Some(ids) = changed.get(&kind) else { continue };
-        let table = RecordTable::for_kind(kind).unwrap();
-        let sql = format!(
-            "SELECT {key}, (extract(epoch FROM updated_at) * 1000)::bigint FROM {t}",
-            key = table.key(),
-            t = table.name()
-        );
-        let stored: HashMap<String, i64> =
-            client.query(&sql, &[]).await.unwrap().into_iter().map(|r| (r.get(0), r.get(1))).collect();
-        for line in sim.export_json(kind.as_str()) {
-            let id = line["id"].as_str().unwrap();
-            if !ids.contains(id) {
-                continue;
-            }
-            let want =
-                chrono::DateTime::parse_from_rfc3339(line["updatedAt"].as_str().unwrap()).unwrap().timestamp_millis();
-            if stored.get(id) != Some(&want) {
-                stale += 1;
-            }
-        }
-    }
-    stale
+    track_versions(db).await;
 }
 
 /// The lanes' share of the budget over the last minute, as the server reports it.
@@ -224,10 +165,10 @@ async fn main() {
     // Catch-up: every changed record holds HubSpot's latest version.
     let client = db.client().await;
     let stream_end = Instant::now();
-    let mut left = stale(&client, &sim, &changed).await;
+    let mut left = stale_records(&client, &sim, &changed).await;
     while left > 0 && stream_end.elapsed() < CATCH_UP {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        left = stale(&client, &sim, &changed).await;
+        left = stale_records(&client, &sim, &changed).await;
     }
     let caught_up_after = stream_end.elapsed();
     let after = sim.stats();

@@ -7,11 +7,16 @@
 use std::time::Duration;
 
 use clap::Parser as _;
-use hubspot_sim::SimOptions;
+use std::collections::{HashMap, HashSet};
+
+use hubspot_sim::{SimHandle, SimOptions};
 use hubspot_sync::cli::{Cli, Command, ServeArgs};
+use hubspot_sync::hubspot::record::decode_object;
 use hubspot_sync::localpg::{LocalPgOptions, LocalPostgres};
+use hubspot_sync::objects::{self, ObjectKind, WriteContext};
 use hubspot_sync::store::connect::DbTarget;
 use hubspot_sync::store::migrations;
+use hubspot_sync::store::records::{self, RecordTable};
 
 /// The seed account's size (issue 4): contacts, deals, calls, owners.
 pub const SEED: (usize, usize, usize, usize) = (31_636, 1_193, 8_100, 20);
@@ -180,4 +185,79 @@ pub fn table(header: &[&str], align_right_from: usize, rows: &[Vec<String>]) {
     for row in rows {
         println!("| {} |", row.join(" | "));
     }
+}
+
+/// The kinds webhooks and the fast lanes change.
+pub const KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
+
+/// Copies the simulator's data into PostgreSQL, as a full sync would, without its requests.
+pub async fn copy_data(db: &Scratch, sim: &SimHandle) {
+    db.quiet_poller().await;
+    let mut conn = db.target.connect("hubspot-sync bench").await.unwrap();
+    for kind in KINDS {
+        let lines = sim.export_json(kind.as_str());
+        let all: Vec<_> = lines.iter().map(|l| decode_object(l.clone()).unwrap()).collect();
+        for chunk in all.chunks(1000) {
+            objects::write_records(&mut conn, kind, chunk.to_vec(), &WriteContext::default()).await.unwrap();
+        }
+        let table = RecordTable::for_kind(kind).unwrap();
+        for line in lines.iter().filter(|l| l["mergedInto"].is_string()) {
+            let id = line["id"].as_str().unwrap().to_owned();
+            records::mark_archived(&mut conn, table, &[id], line["mergedInto"].as_str()).await.unwrap();
+        }
+    }
+}
+
+/// The trigger that records when each (row, `updated_at`) version is first written (table
+/// `bench_seen`).
+pub async fn track_versions(db: &Scratch) {
+    let mut sql = String::from(
+        "CREATE UNLOGGED TABLE bench_seen (tbl text, id text, updated_at timestamptz, \
+             seen_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (tbl, id, updated_at)); \
+         CREATE FUNCTION bench_seen() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             INSERT INTO bench_seen (tbl, id, updated_at) \
+             VALUES (TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0], NEW.updated_at) ON CONFLICT DO NOTHING; \
+             RETURN NULL; END $$;",
+    );
+    for kind in KINDS {
+        let table = RecordTable::for_kind(kind).unwrap();
+        sql.push_str(&format!(
+            "CREATE TRIGGER bench_seen AFTER INSERT OR UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION bench_seen('{k}');",
+            t = table.name(),
+            k = table.key()
+        ));
+    }
+    db.client().await.batch_execute(&sql).await.unwrap();
+}
+
+/// How many ids of `changed` do not hold HubSpot's latest version in PostgreSQL.
+pub async fn stale_records(
+    client: &tokio_postgres::Client,
+    sim: &SimHandle,
+    changed: &HashMap<ObjectKind, HashSet<String>>,
+) -> usize {
+    let mut stale = 0;
+    for kind in KINDS {
+        let Some(ids) = changed.get(&kind) else { continue };
+        let table = RecordTable::for_kind(kind).unwrap();
+        let sql = format!(
+            "SELECT {key}, (extract(epoch FROM updated_at) * 1000)::bigint FROM {t}",
+            key = table.key(),
+            t = table.name()
+        );
+        let stored: HashMap<String, i64> =
+            client.query(&sql, &[]).await.unwrap().into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        for line in sim.export_json(kind.as_str()) {
+            let id = line["id"].as_str().unwrap();
+            if !ids.contains(id) {
+                continue;
+            }
+            let want =
+                chrono::DateTime::parse_from_rfc3339(line["updatedAt"].as_str().unwrap()).unwrap().timestamp_millis();
+            if stored.get(id) != Some(&want) {
+                stale += 1;
+            }
+        }
+    }
+    stale
 }

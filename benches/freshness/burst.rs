@@ -33,8 +33,9 @@ use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::runtime;
 use hubspot_sync::store::records::RecordTable;
 
+use super::SECRET;
 use super::common::{self, Postgres, Scratch, free_port, quantile, serve_args};
-use super::{KINDS, SECRET, copy_data};
+use super::common::{KINDS, copy_data};
 
 /// Batches in the burst, and the time they are spread over.
 const BATCHES: usize = 23;
