@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::harness::binary::ServeBinary;
 use crate::harness::control::{ADMIN_TOKEN, finished};
+use crate::harness::get_json;
 use crate::harness::{PATIENCE, TestApp, TestDb, free_port, until_some};
 
 const HTTP_REQUESTS: &str = "hubspot_sync_http_requests_total";
@@ -97,15 +98,6 @@ fn strings(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-async fn get(url: &str, token: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(url);
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let response = request.send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-}
-
 /// A real run that fails on one deal (PostgreSQL refuses it with a distinctive message), a run
 /// stopped by a HubSpot error body and an audit that lists an id: without the admin token the
 /// status API shows their status and counts but no id and no error text; with it, all of them.
@@ -147,7 +139,7 @@ async fn without_the_admin_token_the_status_api_shows_no_ids_or_error_texts() {
     let run_id = forced.json::<Value>().await.unwrap()["run_id"].as_str().unwrap().to_owned();
     let logs = app.url("/api/sync/logs?limit=50");
     let run = until_some(PATIENCE, "the deals run did not finish", || async {
-        let (_, runs) = get(&logs, Some(ADMIN_TOKEN)).await;
+        let (_, runs) = get_json(&logs, Some(ADMIN_TOKEN)).await;
         runs.as_array().unwrap().iter().find(|r| r["id"] == run_id.as_str() && r["status"] != "running").cloned()
     })
     .await;
@@ -155,7 +147,7 @@ async fn without_the_admin_token_the_status_api_shows_no_ids_or_error_texts() {
 
     let secrets = [PG_ERROR, HUBSPOT_BODY, poison.as_str(), run_id.as_str()];
     for path in ["/api/sync/logs?limit=50", "/api/sync/logs?object=deals", "/api/sync/status"] {
-        let (status, body) = get(&app.url(path), None).await;
+        let (status, body) = get_json(&app.url(path), None).await;
         assert_eq!(status, 200, "{path}: {body}");
         let raw = body.to_string();
         for secret in secrets {
@@ -169,23 +161,23 @@ async fn without_the_admin_token_the_status_api_shows_no_ids_or_error_texts() {
         assert!(!shown.iter().any(|k| k == "error_details"), "{path}: {raw}");
     }
     // The summaries are all there.
-    let (_, runs) = get(&app.url("/api/sync/logs?object=deals"), None).await;
+    let (_, runs) = get_json(&app.url("/api/sync/logs?object=deals"), None).await;
     assert_eq!((runs[0]["status"].as_str(), runs[0]["records_failed"].as_i64()), (Some("partial"), Some(1)));
     assert!(runs[0]["records_processed"].as_i64().unwrap() >= 12 && runs[0]["duration_ms"].is_i64(), "{runs}");
-    let (_, status) = get(&app.url("/api/sync/status"), None).await;
+    let (_, status) = get_json(&app.url("/api/sync/status"), None).await;
     assert_eq!((status[0]["status"].as_str(), status[1]["status"].as_str()), (Some("failed"), Some("partial")));
     assert_eq!(status[1]["records_failed"], 1, "{status}");
     assert_eq!(status[2]["last_audit"]["drift_left"], 1, "{status}");
-    assert_eq!(get(&app.url("/api/sync/failures"), None).await.0, 401);
-    assert_eq!(get(&logs, Some("not-the-token")).await.0, 401, "a wrong token is refused, not read as none");
+    assert_eq!(get_json(&app.url("/api/sync/failures"), None).await.0, 401);
+    assert_eq!(get_json(&logs, Some("not-the-token")).await.0, 401, "a wrong token is refused, not read as none");
 
     // With the token: the ids and the texts.
-    let (_, runs) = get(&logs, Some(ADMIN_TOKEN)).await;
+    let (_, runs) = get_json(&logs, Some(ADMIN_TOKEN)).await;
     let raw = runs.to_string();
     for secret in secrets {
         assert!(raw.contains(secret), "the logs lack {secret:?} with the token: {raw}");
     }
-    let (_, status) = get(&app.url("/api/sync/status"), Some(ADMIN_TOKEN)).await;
+    let (_, status) = get_json(&app.url("/api/sync/status"), Some(ADMIN_TOKEN)).await;
     assert!(uuid::Uuid::parse_str(status[2]["last_audit"]["run_id"].as_str().unwrap()).is_ok(), "{status}");
     app.stop().await;
 }

@@ -16,6 +16,7 @@ use hubspot_sync::store::sync_state;
 use serde_json::Value;
 
 use crate::harness::compare::{Merges, all_differences};
+use crate::harness::get_json;
 use crate::harness::hubspot::{client, poller};
 use crate::harness::{PATIENCE, TestApp, TestDb, eventually};
 
@@ -93,15 +94,6 @@ async fn parked(db: &TestDb) -> Vec<(String, String, String, i32)> {
         .collect()
 }
 
-async fn get(url: &str, token: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(url);
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let response = request.send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_webhook_batch_with_a_poison_record_stores_the_others_and_parks_it() {
     let (mut app, sim) = app(Some(TOKEN)).await;
@@ -125,12 +117,12 @@ async fn a_webhook_batch_with_a_poison_record_stores_the_others_and_parks_it() {
     assert!(failures[0].2.contains("refused for the test"), "{failures:?}");
 
     // Shown in the status API (a count per object) and, with the admin token, in the list.
-    let (status, body) = get(&format!("{base}/api/sync/status"), None).await;
+    let (status, body) = get_json(&format!("{base}/api/sync/status"), None).await;
     assert_eq!(status, 200);
     let contacts = body.as_array().unwrap().iter().find(|r| r["sync_type"] == "contacts").unwrap();
     assert_eq!(contacts["parked"], 1, "{body}");
     assert!(contacts["oldest_parked"].is_string(), "{body}");
-    let (status, list) = get(&format!("{base}/api/sync/failures"), Some(TOKEN)).await;
+    let (status, list) = get_json(&format!("{base}/api/sync/failures"), Some(TOKEN)).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list[0]["hubspot_id"], poison.as_str(), "{list}");
     assert!(list[0]["attempts"].as_i64().unwrap() >= 1, "{list}");
@@ -317,17 +309,17 @@ async fn the_failures_endpoint_needs_the_admin_token() {
     let failure = NewFailure { hubspot_id: "42".into(), error: "refused".into(), updated_at: None };
     sync_failures::park(&mut conn, "deals", &[failure], Backoff::default()).await.unwrap();
     let url = format!("{}/api/sync/failures", app.base);
-    assert_eq!(get(&url, None).await.0, 401);
-    assert_eq!(get(&url, Some("wrong-token")).await.0, 401);
-    let (status, list) = get(&url, Some(TOKEN)).await;
+    assert_eq!(get_json(&url, None).await.0, 401);
+    assert_eq!(get_json(&url, Some("wrong-token")).await.0, 401);
+    let (status, list) = get_json(&url, Some(TOKEN)).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!((list[0]["object"].as_str(), list[0]["hubspot_id"].as_str()), (Some("deals"), Some("42")));
     assert_eq!((list[0]["error"].as_str(), list[0]["attempts"].as_i64()), (Some("refused"), Some(1)));
-    let (status, filtered) = get(&format!("{url}?object=contacts"), Some(TOKEN)).await;
+    let (status, filtered) = get_json(&format!("{url}?object=contacts"), Some(TOKEN)).await;
     assert_eq!((status, filtered), (200, serde_json::json!([])));
-    assert_eq!(get(&format!("{url}?object=nope"), Some(TOKEN)).await.0, 400);
-    let (_, status) = get(&format!("{}/api/sync/status", app.base), None).await;
+    assert_eq!(get_json(&format!("{url}?object=nope"), Some(TOKEN)).await.0, 400);
+    let (_, status) = get_json(&format!("{}/api/sync/status", app.base), None).await;
     let deals = status.as_array().unwrap().iter().find(|r| r["sync_type"] == "deals").unwrap();
     assert_eq!(deals["parked"], 1, "{status}");
     app.stop().await;

@@ -27,3 +27,14 @@ pub fn bin() -> &'static str {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// `GET url` with `Authorization: Bearer token` when given: the status code and the JSON body
+/// (null when the body is not JSON).
+pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+}
