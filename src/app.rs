@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::ops::{self, OpsState, health, openapi, page, status};
+use crate::ops::{self, OpsState, health, history, openapi, page, status};
 use crate::store::Pool;
 use crate::webhook::{self, Intake};
 
@@ -43,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/openapi.json").get(openapi::document))
         .service(web::resource("/api/sync/status").get(status::status))
         .service(web::resource("/api/sync/logs").get(status::logs))
+        .service(web::resource("/api/sync/history").get(history::history))
         .service(web::resource("/api/sync/failures").get(status::failures))
         .service(web::resource("/api/sync/{object}").post(status::force_sync));
     cfg.default_service(web::to(not_found));

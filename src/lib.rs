@@ -16,6 +16,7 @@ pub mod fetcher;
 pub mod hubspot;
 pub mod kind;
 pub mod localpg;
+pub mod maintenance;
 pub mod metric;
 pub mod objects;
 pub mod ops;

@@ -18,6 +18,16 @@ pub const WEBHOOK_SIGNATURE_FAILURES: &str = "hubspot_sync_webhook_signature_fai
 /// Counter: events accepted but not acted on (types or objects we do not keep).
 pub const WEBHOOK_EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_total";
 
+// The public HTTP port's connections (`runtime::connections`).
+/// Counter: kept-alive connections closed because the next request head was not complete in
+/// time (a slow or stalled client).
+pub const HTTP_CONNECTIONS_CUT: &str = "hubspot_sync_http_connections_cut_total";
+/// Counter: connections closed as soon as accepted because `HTTP_MAX_CONNECTIONS` were open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "hubspot_sync_http_connections_refused_total";
+/// Counter: connections served without a watchdog (their socket could not be duplicated: out of
+/// file descriptors).
+pub const HTTP_CONNECTIONS_UNWATCHED: &str = "hubspot_sync_http_connections_unwatched_total";
+
 // The webhook queue (`queue`).
 /// Gauge: distinct object ids waiting in the webhook queue.
 pub const QUEUE_DEPTH: &str = "hubspot_sync_queue_depth";

@@ -269,3 +269,71 @@ async fn v1_only_deliveries_carry_no_v3_headers() {
     h.shutdown().await;
     rh.stop(true).await;
 }
+
+/// A receiver that reads each request head and closes the connection unanswered for the first
+/// `drop_first` requests (as a server shutting down closes a kept-alive connection that a
+/// request crossed), then answers 204 on a kept-alive connection.
+async fn closing_receiver(drop_first: usize) -> (String, std::sync::Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hubspot/webhooks", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut buf = [0u8; 16384];
+                loop {
+                    // One whole request: its head, then `Content-Length` bytes of body.
+                    let (end, length) = loop {
+                        if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&read[..end]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (end, length);
+                        }
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    if counter.fetch_add(1, Ordering::SeqCst) < drop_first {
+                        return; // closed unanswered
+                    }
+                    while read.len() < end + 4 + length {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    read.drain(..end + 4 + length);
+                    if conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A delivery whose connection the receiver closes without answering (a deploy's old instance
+/// closing kept-alive connections) is a failed attempt that HubSpot retries, not a lost batch.
+#[tokio::test]
+async fn deliveries_on_connections_closed_unanswered_are_retried() {
+    let (url, seen) = closing_receiver(4).await;
+    let h = sim_with(&url, |_| {}).await;
+    h.churn(&ChurnRequest { object: "contacts".into(), creates: 250, ..Default::default() }).unwrap();
+    assert!(h.wait_webhooks_idle(PATIENCE).await, "{}", h.stats());
+    let stats = h.stats();
+    assert_eq!(stats["webhooks"]["batches_failed"], 0, "{stats}");
+    assert_eq!(stats["webhooks"]["events_delivered"], 250, "{stats}");
+    assert!(stats["webhooks"]["failed_attempts"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(seen.load(Ordering::SeqCst) > 4);
+}

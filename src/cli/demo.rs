@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::error::{self, CliError};
 use super::serve::ServeArgs;
 use crate::config::{
-    ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RequireV3, ScheduleSettings, Secret,
-    SecretList, ServerSettings, WebhookSettings,
+    ApiVersion, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RequireV3, RetentionSettings,
+    ScheduleSettings, Secret, SecretList, ServerSettings, WebhookSettings,
 };
 use crate::localpg::{LocalPgOptions, LocalPostgres};
 use crate::runtime::{self, RunningServer};
@@ -55,6 +55,8 @@ pub struct DemoArgs {
     pub schedules: ScheduleSettings,
     #[command(flatten)]
     pub owners: OwnerSettings,
+    #[command(flatten)]
+    pub retention: RetentionSettings,
 }
 
 /// Where the demo keeps things, and the lock that says it is running.
@@ -302,6 +304,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
         schedules: args.schedules.clone(),
         owners: args.owners.clone(),
         polling: PollingSettings::default(),
+        retention: args.retention.clone(),
     })
 }
 

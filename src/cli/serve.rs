@@ -11,12 +11,13 @@ use crate::alerts::monitor::{self, Monitor};
 use crate::alerts::slack::Notifier;
 use crate::app::AppState;
 use crate::config::{
-    DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, ScheduleSettings, ServerSettings,
-    WebhookSettings,
+    DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings, ScheduleSettings,
+    ServerSettings, WebhookSettings,
 };
 use crate::fetcher::FetcherOptions;
 use crate::hubspot::{ClientOptions, HubSpot, Lane};
 use crate::kind::ObjectKind;
+use crate::maintenance::Maintenance;
 use crate::objects::WriteContext;
 use crate::ops::OpsState;
 use crate::poller::Election;
@@ -45,6 +46,8 @@ pub struct ServeArgs {
     pub owners: OwnerSettings,
     #[command(flatten)]
     pub polling: PollingSettings,
+    #[command(flatten)]
+    pub retention: RetentionSettings,
 }
 
 impl ServeArgs {
@@ -88,6 +91,10 @@ impl ServeArgs {
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),
             shutdown_grace: self.server.shutdown_grace,
+            http: runtime::HttpLimits {
+                keep_alive: self.server.http_keep_alive,
+                max_connections: self.server.http_max_connections as usize,
+            },
             background: Background {
                 metrics_bind: Some(SocketAddr::new(self.server.bind, self.server.metrics_port)),
                 listen: Some(target.clone()),
@@ -102,6 +109,7 @@ impl ServeArgs {
                     ),
                     monitor::CHECK_EVERY,
                 )),
+                maintenance: Some(Maintenance::new(pool.clone(), &self.retention, election.leadership())),
             },
             state: AppState::new(pool, ops, webhooks),
             realtime,

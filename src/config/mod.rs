@@ -10,6 +10,7 @@
 mod database;
 mod hubspot;
 mod polling;
+mod retention;
 mod schedule;
 mod secret;
 mod server;
@@ -17,6 +18,7 @@ mod server;
 pub use database::DatabaseSettings;
 pub use hubspot::{ApiVersion, HubSpotSettings, RequireV3, WebhookSettings};
 pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};
+pub use retention::{MIN_RETENTION, Retention, RetentionSettings, parse_retention};
 pub use schedule::{Schedule, ScheduleSettings};
 pub use secret::{Secret, SecretList};
 pub use server::{DEFAULT_WEBHOOK_MAX_CONCURRENT, LogFormat, ServerSettings};

@@ -12,6 +12,11 @@ use super::{Secret, parse_duration};
 /// retries, and 64 bodies of 256 KiB hold at most 16 MiB.
 pub const DEFAULT_WEBHOOK_MAX_CONCURRENT: u32 = 64;
 
+/// Default of `HTTP_MAX_CONNECTIONS`: far above what HubSpot (at most 10 requests at once per
+/// account), a proxy's pool and the probes open, and within a default file-descriptor limit of
+/// 4096 (each connection takes two: its socket and its watchdog's duplicate).
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 1024;
+
 /// Log output format (`LOG_FORMAT`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -41,6 +46,17 @@ pub struct ServerSettings {
     #[arg(long, env = "WEBHOOK_MAX_CONCURRENT", value_name = "WEBHOOK_MAX_CONCURRENT",
           default_value_t = DEFAULT_WEBHOOK_MAX_CONCURRENT, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub webhook_max_concurrent: u32,
+    /// How long a connection of the public port is kept open, idle, for its next request (HubSpot
+    /// reuses connections); `0s` closes every connection after one request. The next request's
+    /// head must then be complete within 5 s more, whatever the client trickles.
+    #[arg(long, env = "HTTP_KEEP_ALIVE", value_name = "HTTP_KEEP_ALIVE", default_value = "15s",
+          value_parser = parse_duration)]
+    pub http_keep_alive: Duration,
+    /// Most connections the public port holds at once; one beyond is closed as soon as it is
+    /// accepted (HubSpot retries the delivery).
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", value_name = "HTTP_MAX_CONNECTIONS",
+          default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_connections: u32,
     /// Bearer token for the admin endpoints; when unset they answer 401.
     #[arg(long, env = "ADMIN_TOKEN", value_name = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,

@@ -2,10 +2,12 @@
 //!
 //! Reading the answer (docs/hubspot.md §3.3, §6): records come back by id, in no promised order;
 //! an id answered under another id was merged into that record (found through the survivor's
-//! `hs_merged_object_ids`, else by reading the id alone); ids HubSpot does not find live are
-//! read again among archived records: found there, they are written as archived (with HubSpot's
-//! own `updatedAt`); found nowhere (permanently deleted), their rows are marked archived, unless
-//! only association changes named them (an association event proves nothing about its ends).
+//! `hs_merged_object_ids`, else by reading the id alone); an id HubSpot does not find live whose
+//! deletion or merge a webhook already announced (`crate::queue::Queue::known_gone`) is archived
+//! from that event, with no second read; the other ids not found live are read again among
+//! archived records: found there, they are written as archived (with HubSpot's own
+//! `updatedAt`); found nowhere (permanently deleted), their rows are marked archived, unless only
+//! association changes named them (an association event proves nothing about its ends).
 //!
 //! Poison records never fail the batch: a per-id error in HubSpot's 207 answer (other than
 //! not-found), a record that does not decode, and a record the database refuses are **parked**
@@ -20,6 +22,7 @@ use chrono::Utc;
 use crate::hubspot::{HubSpot, InvalidRecord, Lane, Record};
 use crate::kind::ObjectKind;
 use crate::objects::{self, SyncError, WriteContext};
+use crate::queue::{Gone, Queue};
 use crate::store::records::{self, RecordTable};
 use crate::store::sync_failures::{self, Backoff, NewFailure};
 use crate::store::{Pool, ping_conn};
@@ -39,6 +42,9 @@ pub struct Outcome {
     pub requests: usize,
     /// Asked ids that could not be read or stored, parked in `sync_failures`.
     pub parked: usize,
+    /// Asked ids not found live whose deletion or merge a webhook had announced: archived from
+    /// it, without an archived read.
+    pub known_gone: usize,
     /// `(id, updatedAt in Unix ms)` of every record read and stored: the changes they cover
     /// need no other read (`crate::queue::Queue::settle`).
     pub versions: Vec<(String, i64)>,
@@ -84,27 +90,36 @@ async fn db_clock(pool: &Pool) -> Result<chrono::DateTime<Utc>, SyncError> {
     Ok(crate::store::db_now(&mut conn).await?)
 }
 
-/// Fetches and stores one batch of ids of one kind, its reads on `lane` of the budget. Ids in
-/// `associated` were named only by association changes: one HubSpot does not find is left alone,
-/// never archived.
-#[allow(clippy::too_many_arguments)]
+/// What every batch read uses.
+pub struct Reader<'a> {
+    pub hubspot: &'a HubSpot,
+    pub pool: &'a Pool,
+    /// Where deletions and merges announced by webhooks are remembered.
+    pub queue: &'a Queue,
+    pub write: &'a WriteContext,
+    /// Backoff of parked records.
+    pub backoff: Backoff,
+    /// The budget lane of the reads.
+    pub lane: Lane,
+}
+
+/// Fetches and stores one batch of ids of one kind. Ids in `associated` were named only by
+/// association changes: one HubSpot does not find is left alone, never archived (unless a
+/// webhook announced its deletion or merge).
 pub async fn run(
     kind: ObjectKind,
     ids: &[String],
     associated: &HashSet<String>,
-    hubspot: &HubSpot,
-    pool: &Pool,
-    ctx: &WriteContext,
-    backoff: Backoff,
-    lane: Lane,
+    reader: &Reader<'_>,
 ) -> Result<Outcome, SyncError> {
+    let Reader { hubspot, pool, queue, write: ctx, backoff, lane } = *reader;
     let Some(table) = RecordTable::for_kind(kind) else { return Ok(Outcome::default()) };
     // When this batch's reads start, on the database's clock: a row archived before it that
     // HubSpot answers live was restored, whatever its `updatedAt` (HubSpot need not move it).
     let started = db_clock(pool).await?;
     let ctx = &WriteContext { read_since: Some(started), ..ctx.clone() };
     let mut outcome = Outcome { requests: 1, ..Outcome::default() };
-    // The fetcher loop reserved this call's budget slot before it took the ids.
+    // The dispatcher reserved this call's budget slot before it took the ids.
     let read = hubspot.batch_read_reserved(kind, ids, lane).await?;
     let mut records = read.records;
     let mut failed = Vec::new();
@@ -123,10 +138,21 @@ pub async fn run(
         unreadable(kind, alone.invalid, &mut failed);
     }
     let mut gone = Vec::new();
-    if !read.not_found.is_empty() {
+    let mut deleted: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let known = queue.known_gone(kind, &read.not_found);
+    outcome.known_gone = known.len();
+    let known_ids: HashSet<String> = known.iter().map(|(id, _)| id.clone()).collect();
+    for (id, how) in known {
+        match how {
+            Gone::Deleted(at) => deleted.entry(at).or_default().push(id),
+            Gone::Merged(survivor) => merged.push((id, survivor)),
+        }
+    }
+    let unknown: Vec<String> = read.not_found.iter().filter(|id| !known_ids.contains(*id)).cloned().collect();
+    if !unknown.is_empty() {
         outcome.requests += 1;
-        let archived = hubspot.batch_read_in(kind, &read.not_found, true, lane).await?;
-        let (also_merged, _) = merged_ids(&read.not_found, &archived.records, &archived.not_found);
+        let archived = hubspot.batch_read_in(kind, &unknown, true, lane).await?;
+        let (also_merged, _) = merged_ids(&unknown, &archived.records, &archived.not_found);
         merged.extend(also_merged);
         records.extend(archived.records);
         unreadable(kind, archived.invalid, &mut failed);
@@ -160,6 +186,10 @@ pub async fn run(
     }
     if !gone.is_empty() {
         records::archive_deleted(&mut conn, table, &gone, started).await?;
+    }
+    for (at, ids) in deleted {
+        let at = chrono::DateTime::from_timestamp_millis(at).unwrap_or(started);
+        records::archive_deleted(&mut conn, table, &ids, at).await?;
     }
     let parked: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
     outcome.versions = updated

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod error;
 pub mod headers;
 pub mod health;
+pub mod history;
 pub mod openapi;
 pub mod page;
 pub mod request_log;

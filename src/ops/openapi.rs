@@ -6,6 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
+use super::history::{History, LiveHistory, ObjectHistory, WebhookMinute};
 use super::status::{
     AuditStatus, FailureView, FastPollingStatus, ForceSyncAccepted, LaneStatus, LiveFigures, ObjectName, ObjectStatus,
     RealtimeFreshness, RunView,
@@ -14,8 +15,18 @@ use super::status::{
 #[derive(OpenApi)]
 #[openapi(
     info(title = "hubspot-sync status API", description = "Sync status, run history and force sync."),
-    paths(super::status::status, super::status::logs, super::status::failures, super::status::force_sync),
+    paths(
+        super::status::status,
+        super::status::logs,
+        super::history::history,
+        super::status::failures,
+        super::status::force_sync
+    ),
     components(schemas(
+        History,
+        ObjectHistory,
+        LiveHistory,
+        WebhookMinute,
         ObjectStatus,
         AuditStatus,
         LiveFigures,

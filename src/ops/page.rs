@@ -1,5 +1,6 @@
 //! The status page at `/`: one HTML file with its style and script inline, embedded in the
-//! binary (no front-end build step). It reads `/api/sync/status` and `/api/sync/logs` every 30 s
+//! binary (no front-end build step). It reads `/api/sync/status`, `/api/sync/logs` and
+//! `/api/sync/history` (drawn as inline SVG charts by its script, with the numbers as a table) every 30 s
 //! and posts to `/api/sync/{object}` with the admin token it asks for once. The token also
 //! unlocks the details (ids, error texts) of those reads. It is kept in a variable of the page's
 //! script for the page's lifetime, never in `localStorage` or `sessionStorage` (both readable by

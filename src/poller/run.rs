@@ -192,7 +192,7 @@ async fn work(
     // archived within it is not revived by what the search returns.
     let lag = match mode {
         RunMode::Incremental => chrono::Duration::from_std(inner.options.skew).unwrap_or_default(),
-        RunMode::Full | RunMode::Audit => chrono::Duration::zero(),
+        RunMode::Full | RunMode::Audit | RunMode::Maintenance => chrono::Duration::zero(),
     };
     let write = crate::objects::WriteContext { read_since: Some(read_since - lag), ..inner.options.write.clone() };
     let mut job = Job { kind, hubspot: &inner.hubspot, conn, options: &inner.options, write, tally };
@@ -202,7 +202,7 @@ async fn work(
         }
         match mode {
             // Audits are not poller runs (`crate::audit`); asked for one, the poller does a full pass.
-            RunMode::Full | RunMode::Audit => full::run(&mut job).await,
+            RunMode::Full | RunMode::Audit | RunMode::Maintenance => full::run(&mut job).await,
             RunMode::Incremental => {
                 let state = sync_state::get(job.conn, kind.as_str()).await?;
                 match state.as_ref().and_then(incremental_from) {

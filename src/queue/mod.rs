@@ -17,8 +17,11 @@
 //! - **Association ends are marked**: an id queued only by association changes
 //!   ([`Queue::push_marked`]) is handed out marked ([`Queue::take_ready_marked`]), and its fetch
 //!   never archives it when HubSpot does not find it; any other event naming it clears the mark.
-//! - **Fair across kinds**: one lane per object kind, each drained by its own fetcher, so a flood
-//!   of contact changes never delays a deal's fetch behind it. Within a lane, oldest first.
+//! - **Fair across kinds**: one lane per object kind; the fetchers' dispatcher serves the lane
+//!   whose oldest id is oldest ([`Queue::view`]), so a flood of contact changes never delays a
+//!   deal's fetch for long. Within a lane, oldest first.
+//! - **Deletions and merges are remembered** ([`Queue::gone`]): a read that does not find such
+//!   an id live is resolved from the webhook, and only an id a read may have raced is read again.
 //! - **Metrics** (names in `crate::metric`): `hubspot_sync_queue_depth`,
 //!   `hubspot_sync_queue_oldest_age_seconds`, `hubspot_sync_queue_offered_total`,
 //!   `hubspot_sync_queue_deduplicated_total` and `hubspot_sync_queue_dedup_ratio`
@@ -85,18 +88,39 @@ impl Change {
 /// Most ids per kind whose last read `updatedAt` is remembered (two generations of half this).
 const REMEMBERED: usize = 200_000;
 
-/// The `updatedAt` (Unix ms) the latest reads returned, per id: a bounded memory in two
-/// generations (the older one is dropped when the newer fills), so recent reads are always
-/// remembered and memory stays bounded.
-#[derive(Default)]
-struct ReadVersions {
-    current: HashMap<String, i64>,
-    previous: HashMap<String, i64>,
+/// A bounded memory per id in two generations (the older one is dropped when the newer fills),
+/// so recent entries are always remembered and memory stays bounded.
+struct Remembered<V> {
+    current: HashMap<String, V>,
+    previous: HashMap<String, V>,
 }
+
+impl<V> Default for Remembered<V> {
+    fn default() -> Self {
+        Self { current: HashMap::new(), previous: HashMap::new() }
+    }
+}
+
+impl<V> Remembered<V> {
+    fn get(&self, id: &str) -> Option<&V> {
+        self.current.get(id).or_else(|| self.previous.get(id))
+    }
+
+    fn put(&mut self, id: &str, value: V) {
+        if self.current.len() >= REMEMBERED / 2 {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(id.to_owned(), value);
+    }
+}
+
+/// The `updatedAt` (Unix ms) the latest reads returned, per id.
+#[derive(Default)]
+struct ReadVersions(Remembered<i64>);
 
 impl ReadVersions {
     fn get(&self, id: &str) -> Option<i64> {
-        self.current.get(id).or_else(|| self.previous.get(id)).copied()
+        self.0.get(id).copied()
     }
 
     fn covers(&self, id: &str, changed_at: i64) -> bool {
@@ -107,11 +131,18 @@ impl ReadVersions {
         if self.get(id).is_some_and(|known| known >= updated_at) {
             return;
         }
-        if self.current.len() >= REMEMBERED / 2 {
-            self.previous = std::mem::take(&mut self.current);
-        }
-        self.current.insert(id.to_owned(), updated_at);
+        self.0.put(id, updated_at);
     }
+}
+
+/// What a webhook already said happened to a record that is no longer live: a read that does
+/// not find it live is resolved from this, without asking HubSpot again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gone {
+    /// Deleted at this time (Unix ms).
+    Deleted(i64),
+    /// Merged into this record.
+    Merged(String),
 }
 
 /// A point-in-time view for the status API.
@@ -136,6 +167,10 @@ struct Lane {
     /// returning an `updatedAt` at or after it makes the wait pointless.
     changed_at: HashMap<String, i64>,
     read: ReadVersions,
+    /// Deletions and merges webhooks announced (see [`Queue::gone`]).
+    gone: Remembered<Gone>,
+    /// Ids taken and not yet reported read ([`Queue::finished`]), with how many reads hold each.
+    in_flight: HashMap<String, usize>,
     notify: std::sync::Arc<Notify>,
 }
 
@@ -153,6 +188,18 @@ pub struct Queue {
     state: Mutex<State>,
     capacity: usize,
     freshness: Freshness,
+    /// Woken by every push, requeue and close: the one dispatcher of the fetchers waits on it.
+    changed: Notify,
+}
+
+/// One kind's lane as the dispatcher sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneView {
+    pub kind: ObjectKind,
+    /// Ids waiting.
+    pub waiting: usize,
+    /// When the oldest waiting id was queued.
+    pub oldest: Option<Instant>,
 }
 
 /// Ids taken for one batch read.
@@ -171,7 +218,12 @@ impl Queue {
         for kind in ObjectKind::ALL {
             state.lanes.insert(kind, Lane::default());
         }
-        Self { state: Mutex::new(state), capacity: capacity.max(1), freshness: Freshness::default() }
+        Self {
+            state: Mutex::new(state),
+            capacity: capacity.max(1),
+            freshness: Freshness::default(),
+            changed: Notify::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -269,6 +321,9 @@ impl Queue {
         state.offered += offered as u64;
         state.deduplicated += pushed.deduplicated as u64;
         Self::publish(&state, pushed);
+        if pushed.added > 0 {
+            self.changed.notify_one();
+        }
         Ok(pushed)
     }
 
@@ -301,7 +356,8 @@ impl Queue {
         self.lock().lanes.get(&kind).is_some_and(|lane| lane.read.covers(id, changed_at))
     }
 
-    /// Puts ids back after a failed fetch, ahead of newer ones, whatever the bound or shutdown.
+    /// Puts ids back after a failed fetch, ahead of newer ones, whatever the bound or shutdown
+    /// (their read is over: [`Queue::finished`] is implied).
     pub fn requeue(&self, kind: ObjectKind, ids: Vec<String>) {
         self.requeue_marked(kind, ids, &HashSet::new());
     }
@@ -311,6 +367,7 @@ impl Queue {
     pub fn requeue_marked(&self, kind: ObjectKind, ids: Vec<String>, associated: &HashSet<String>) {
         let mut state = self.lock();
         let lane = state.lanes.entry(kind).or_default();
+        Self::land(lane, &ids);
         let now = Instant::now();
         let mut added = 0;
         for id in ids.into_iter().rev() {
@@ -329,6 +386,7 @@ impl Queue {
         lane.notify.notify_one();
         state.depth += added;
         Self::publish(&state, Pushed::default());
+        self.changed.notify_one();
     }
 
     /// Waits for ids of `kind` and takes up to `max` of them: as soon as `max` are waiting, or
@@ -342,9 +400,8 @@ impl Queue {
     }
 
     /// Waits until a batch of `kind` is due (as [`Queue::take`] would take it) without taking
-    /// it; `false` once the queue is closed and this kind's lane is empty. The kind's one fetcher
-    /// then takes the batch with [`Queue::take_ready`], after waiting for the HubSpot budget, so
-    /// ids arriving meanwhile join it.
+    /// it; `false` once the queue is closed and this kind's lane is empty. (The fetchers'
+    /// dispatcher looks at every lane at once instead: [`Queue::view`], [`Queue::changed`].)
     pub async fn wait_ready(&self, kind: ObjectKind, max: usize, window: Duration) -> bool {
         let notify = self.lock().lanes.entry(kind).or_default().notify.clone();
         loop {
@@ -399,10 +456,27 @@ impl Queue {
 
     fn take_now(&self, state: &mut State, kind: ObjectKind, max: usize) -> Taken {
         let lane = state.lanes.entry(kind).or_default();
-        let n = lane.order.len().min(max.max(1));
-        let (ids, queued): (Vec<String>, Vec<Instant>) = lane.order.drain(..n).unzip();
+        let max = max.max(1);
+        let (ids, queued): (Vec<String>, Vec<Instant>) = if lane.in_flight.is_empty() {
+            let n = lane.order.len().min(max);
+            lane.order.drain(..n).unzip()
+        } else {
+            // An id whose read is in flight stays waiting until that read ends: it may cover it.
+            let mut taken = Vec::new();
+            let mut kept = VecDeque::with_capacity(lane.order.len());
+            for (id, since) in lane.order.drain(..) {
+                if taken.len() < max && !lane.in_flight.contains_key(&id) {
+                    taken.push((id, since));
+                } else {
+                    kept.push_back((id, since));
+                }
+            }
+            lane.order = kept;
+            taken.into_iter().unzip()
+        };
         let mut associated = HashSet::new();
         for id in &ids {
+            *lane.in_flight.entry(id.clone()).or_default() += 1;
             lane.waiting.remove(id);
             lane.changed_at.remove(id);
             if lane.associated.remove(id) {
@@ -417,6 +491,79 @@ impl Queue {
         Taken { ids, associated, queued }
     }
 
+    /// Every lane's waiting ids and oldest one, and whether the queue is closed.
+    pub fn view(&self) -> (Vec<LaneView>, bool) {
+        let state = self.lock();
+        let mut lanes: Vec<LaneView> = state
+            .lanes
+            .iter()
+            .map(|(kind, lane)| {
+                // Ids whose read is in flight wait for it to end before they can be taken.
+                let held = lane.in_flight.keys().filter(|id| lane.waiting.contains(*id)).count();
+                let mut free = lane.order.iter().filter(|(id, _)| !lane.in_flight.contains_key(id));
+                LaneView { kind: *kind, waiting: lane.order.len() - held, oldest: free.next().map(|(_, since)| *since) }
+            })
+            .collect();
+        lanes.sort_by_key(|l| l.kind.as_str());
+        (lanes, state.closed)
+    }
+
+    /// Resolves after the next push, requeue or close (one registered before it was called
+    /// counts: a change between looking at [`Queue::view`] and waiting is not missed).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Reports ids taken for a read as read: they are no longer in flight, and those queued
+    /// again meanwhile (and not covered by that read, see [`Queue::settle`]) can be taken.
+    pub fn finished(&self, kind: ObjectKind, ids: &[String]) {
+        let mut state = self.lock();
+        let lane = state.lanes.entry(kind).or_default();
+        if Self::land(lane, ids) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Takes `ids` out of flight; true when one of them is waiting again.
+    fn land(lane: &mut Lane, ids: &[String]) -> bool {
+        let mut waiting = false;
+        for id in ids {
+            if let Some(n) = lane.in_flight.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    lane.in_flight.remove(id);
+                    waiting |= lane.waiting.contains(id);
+                }
+            }
+        }
+        waiting
+    }
+
+    /// Remembers deletions and merges a webhook announces (call it before they are written).
+    /// Returns the ids among them that may have been read live before the change and written
+    /// after it: a read of them is in flight, or an earlier read returned them (a restore
+    /// delivered before its deletion). Only those need reading again; every other deletion or
+    /// merge is applied from its event alone.
+    pub fn gone(&self, items: &[(ObjectKind, String, Gone)]) -> Vec<(ObjectKind, String)> {
+        let mut state = self.lock();
+        let mut racing = Vec::new();
+        for (kind, id, gone) in items {
+            let lane = state.lanes.entry(*kind).or_default();
+            if lane.in_flight.contains_key(id) || lane.read.get(id).is_some() {
+                racing.push((*kind, id.clone()));
+            }
+            lane.gone.put(id, gone.clone());
+        }
+        racing
+    }
+
+    /// What webhooks said of those of `ids` that are known gone (see [`Queue::gone`]).
+    pub fn known_gone(&self, kind: ObjectKind, ids: &[String]) -> Vec<(String, Gone)> {
+        let state = self.lock();
+        let Some(lane) = state.lanes.get(&kind) else { return Vec::new() };
+        ids.iter().filter_map(|id| lane.gone.get(id).map(|g| (id.clone(), g.clone()))).collect()
+    }
+
     /// Stops intake: later pushes fail with [`QueueError::Closed`]; fetchers drain what waits.
     pub fn close(&self) {
         let mut state = self.lock();
@@ -425,6 +572,7 @@ impl Queue {
             lane.notify.notify_waiters();
             lane.notify.notify_one();
         }
+        self.changed.notify_one();
     }
 
     pub fn is_closed(&self) -> bool {

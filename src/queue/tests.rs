@@ -61,6 +61,7 @@ async fn a_partial_batch_waits_for_the_window() {
     q.push_batch(&ids(ObjectKind::Deals, &["2"])).unwrap();
     let taken = waiter.await.unwrap().unwrap();
     assert_eq!(taken, ["1", "2"], "whatever arrived within the window, in one batch");
+    q.finished(ObjectKind::Deals, &taken);
     // A full batch does not wait for the window.
     let full: Vec<_> = (0..3).map(|i| (ObjectKind::Deals, i.to_string())).collect();
     q.push_batch(&full).unwrap();
@@ -149,6 +150,7 @@ async fn a_change_a_read_already_covered_is_not_queued() {
     assert_eq!(q.depth(), 2, "in flight: nothing is known yet");
     // The read returns 1 at 1000 and 2 at 1500: 1 is covered and stops waiting, 2 is not.
     assert_eq!(q.settle(ObjectKind::Contacts, &[("1".into(), 1_000), ("2".into(), 1_500)]), 1);
+    q.finished(ObjectKind::Contacts, &taken);
     assert_eq!(q.depth(), 1);
     assert_eq!(q.take(ObjectKind::Contacts, 100, Duration::ZERO).await.unwrap(), ["2"]);
     // A thousand more deliveries of the covered change queue nothing.
@@ -172,9 +174,91 @@ fn remembered_versions_are_bounded_and_keep_the_newest() {
     for i in 0..(REMEMBERED as i64 * 2) {
         read.record(&i.to_string(), i);
     }
-    assert!(read.current.len() + read.previous.len() <= REMEMBERED);
+    assert!(read.0.current.len() + read.0.previous.len() <= REMEMBERED);
     let last = (REMEMBERED as i64 * 2 - 1).to_string();
     assert!(read.covers(&last, 10));
     read.record(&last, 5);
     assert_eq!(read.get(&last), Some(REMEMBERED as i64 * 2 - 1), "an older read never lowers it");
+}
+
+#[test]
+fn a_deletion_is_read_again_only_when_a_read_raced_it() {
+    let q = Queue::new(100);
+    let deleted = |id: &str| (ObjectKind::Contacts, id.to_owned(), Gone::Deleted(5_000));
+    q.push_batch(&ids(ObjectKind::Contacts, &["1", "2"])).unwrap();
+    let taken = q.take_ready(ObjectKind::Contacts, 1);
+    assert_eq!(taken, ["1"]);
+    // "1" is being read, "2" waits, "3" was never read here: only "1" may have been read live
+    // before its deletion and written after it.
+    let racing = q.gone(&[deleted("1"), deleted("2"), deleted("3")]);
+    assert_eq!(racing, vec![(ObjectKind::Contacts, "1".to_owned())]);
+    q.finished(ObjectKind::Contacts, &taken);
+    assert!(q.gone(&[deleted("1")]).is_empty(), "its read is over and returned nothing");
+    // An id an earlier read returned (a restore delivered before its deletion) is read again.
+    q.settle(ObjectKind::Contacts, &[("4".into(), 1_000)]);
+    assert_eq!(q.gone(&[deleted("4")]), vec![(ObjectKind::Contacts, "4".to_owned())]);
+    // Deals are another lane.
+    assert!(q.gone(&[(ObjectKind::Deals, "4".to_owned(), Gone::Merged("9".into()))]).is_empty());
+}
+
+#[test]
+fn what_webhooks_said_of_gone_ids_is_remembered_per_kind() {
+    let q = Queue::new(100);
+    q.gone(&[
+        (ObjectKind::Contacts, "1".to_owned(), Gone::Deleted(7)),
+        (ObjectKind::Contacts, "2".to_owned(), Gone::Merged("3".into())),
+    ]);
+    let asked: Vec<String> = ["1", "2", "5"].iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(
+        q.known_gone(ObjectKind::Contacts, &asked),
+        vec![("1".to_owned(), Gone::Deleted(7)), ("2".to_owned(), Gone::Merged("3".into()))]
+    );
+    assert!(q.known_gone(ObjectKind::Deals, &asked).is_empty());
+}
+
+#[tokio::test]
+async fn the_dispatcher_is_woken_by_pushes_requeues_and_close() {
+    let q = Arc::new(Queue::new(100));
+    let (views, closed) = q.view();
+    assert!(views.iter().all(|v| v.waiting == 0 && v.oldest.is_none()) && !closed);
+    // A push before the wait is not missed.
+    q.push_batch(&ids(ObjectKind::Deals, &["1", "2"])).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), q.changed()).await.expect("woken by the push");
+    let deals = q.view().0.into_iter().find(|v| v.kind == ObjectKind::Deals).unwrap();
+    assert_eq!(deals.waiting, 2);
+    assert!(deals.oldest.is_some());
+    q.requeue(ObjectKind::Calls, vec!["7".into()]);
+    tokio::time::timeout(Duration::from_secs(60), q.changed()).await.expect("woken by the requeue");
+    q.close();
+    tokio::time::timeout(Duration::from_secs(60), q.changed()).await.expect("woken by the close");
+    assert!(q.view().1);
+}
+
+#[test]
+fn an_id_being_read_is_not_taken_again_until_its_read_ends() {
+    let q = Queue::new(100);
+    q.push_changes(&[change("1", Some(900)), change("2", Some(900))], &[]).unwrap();
+    let first = q.take_ready(ObjectKind::Contacts, 1);
+    assert_eq!(first, ["1"]);
+    // Delivered again while its read is in flight: it waits, but cannot be taken yet.
+    q.push_changes(&[change("1", Some(900)), change("3", Some(900))], &[]).unwrap();
+    let contacts = |q: &Queue| q.view().0.into_iter().find(|v| v.kind == ObjectKind::Contacts).unwrap();
+    assert_eq!(contacts(&q).waiting, 2, "\"2\" and \"3\"; \"1\" is held");
+    assert_eq!(q.take_ready(ObjectKind::Contacts, 100), ["2", "3"]);
+    assert_eq!(contacts(&q).waiting, 0);
+    assert_eq!(contacts(&q).oldest, None);
+    // The read covers it: it stops waiting and costs nothing more.
+    assert_eq!(q.settle(ObjectKind::Contacts, &[("1".into(), 1_000)]), 1);
+    q.finished(ObjectKind::Contacts, &first);
+    assert_eq!(q.depth(), 0);
+    // Not covered (a newer change), it can be taken once the read ends; a failed read's ids
+    // go back and can be taken at once.
+    let again = q.take_ready(ObjectKind::Contacts, 100);
+    assert!(again.is_empty());
+    q.push_changes(&[change("2", Some(5_000))], &[]).unwrap();
+    assert!(q.take_ready(ObjectKind::Contacts, 100).is_empty(), "\"2\" is still being read");
+    q.finished(ObjectKind::Contacts, &["2".to_owned(), "3".to_owned()]);
+    assert_eq!(q.take_ready(ObjectKind::Contacts, 100), ["2"]);
+    q.requeue(ObjectKind::Contacts, vec!["2".into()]);
+    assert_eq!(q.take_ready(ObjectKind::Contacts, 100), ["2"]);
 }

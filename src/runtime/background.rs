@@ -1,5 +1,6 @@
 //! The operations work that runs next to the HTTP server in `serve`: the metrics listener on
-//! `METRICS_PORT`, the `LISTEN` task for `trigger_hubspot_sync()`, and the alert monitor. Started
+//! `METRICS_PORT`, the `LISTEN` task for `trigger_hubspot_sync()`, the alert monitor and the daily
+//! maintenance job (retention). Started
 //! by `runtime::start` and stopped with the server's cancellation token.
 
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::monitor::Monitor;
+use crate::maintenance::Maintenance;
 use crate::ops::OpsState;
 use crate::poller::listen;
 use crate::store::connect::DbTarget;
@@ -23,6 +25,8 @@ pub struct Background {
     pub listen: Option<DbTarget>,
     /// The alert and run-metrics monitor, with its check interval.
     pub monitor: Option<(Monitor, Duration)>,
+    /// The daily maintenance job (retention), run while this process leads.
+    pub maintenance: Option<Maintenance>,
 }
 
 /// The running parts.
@@ -62,6 +66,9 @@ impl Background {
         }
         if let Some((monitor, every)) = self.monitor {
             running.tasks.push(monitor.spawn(every, shutdown.clone()));
+        }
+        if let Some(maintenance) = self.maintenance {
+            running.tasks.push(maintenance.spawn(shutdown.clone()));
         }
         running
     }

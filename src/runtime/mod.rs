@@ -10,19 +10,31 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod background;
+pub mod connections;
 
 use crate::app::{self, AppState};
 use crate::fetcher::Fetchers;
 use crate::ops::{headers, request_log};
 pub use background::Background;
 
-/// How long a client has to send a request head before it is answered 408 and disconnected.
-pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to send a connection's first request head before it is answered 408
+/// and disconnected (later heads: [`connections`]).
+pub const CLIENT_REQUEST_TIMEOUT: Duration = connections::HEAD_TIMEOUT;
+
+/// What the public port's connections may hold (`HTTP_KEEP_ALIVE`, `HTTP_MAX_CONNECTIONS`).
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Idle time allowed before the next request on a connection; zero: one request each.
+    pub keep_alive: Duration,
+    /// Most connections held at once, over all workers.
+    pub max_connections: usize,
+}
 
 /// What the running server needs.
 pub struct ServeOptions {
     pub bind: SocketAddr,
     pub shutdown_grace: Duration,
+    pub http: HttpLimits,
     pub state: AppState,
     /// Metrics listener, `LISTEN` task and alert monitor ([`background`]).
     pub background: Background,
@@ -92,27 +104,40 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let grace = options.shutdown_grace;
     let replay = (options.state.webhooks.replay().clone(), options.state.pool.clone());
     let state = options.state;
+    let keep_alive = match options.http.keep_alive {
+        Duration::ZERO => actix_web::http::KeepAlive::Disabled,
+        idle => actix_web::http::KeepAlive::Timeout(idle),
+    };
+    let limits = connections::Limits {
+        keep_alive: options.http.keep_alive,
+        head: connections::HEAD_TIMEOUT,
+        max_connections: options.http.max_connections,
+    };
+    // Cancelled on SIGTERM; from then on the public port's connections close after their answer
+    // and at once when idle (`connections`), so the graceful stop waits for requests in flight
+    // only, never for a kept-alive client's idle time.
+    let shutdown = CancellationToken::new();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(request_log::middleware))
             .wrap(headers::security())
+            .wrap(actix_web::middleware::from_fn(connections::middleware))
             .configure(|cfg| state.register(cfg))
             .configure(app::configure)
     })
     .disable_signals()
     .shutdown_timeout(options.shutdown_grace.as_secs().max(1))
-    // Slow-loris clients: a request head must arrive within 5 s, and a connection serves
-    // one request. actix times out only the FIRST head on a connection, so with keep-alive
-    // a client could send one quick request and then trickle the next head forever; every
-    // caller (HubSpot, Fly's proxy, Prometheus) opens a connection cheaply. Bodies are
-    // timed out by the webhook handler (`webhook::BODY_TIMEOUT`).
+    // Slow clients: a connection's first head must arrive within 5 s (actix, 408), a later
+    // head within keep-alive + 5 s of the previous answer (`connections`' watchdog: actix
+    // bounds only the first), a webhook body within 5 s (`webhook::BODY_TIMEOUT`), and at
+    // most `max_connections` are held at once, over all workers (one beyond is closed at once).
     .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
     .client_disconnect_timeout(Duration::from_secs(1))
-    .keep_alive(actix_web::http::KeepAlive::Disabled)
+    .keep_alive(keep_alive)
+    .on_connect(connections::on_connect(limits, connections::OpenConnections::default(), shutdown.clone()))
     .listen(listener)?
     .run();
     let handle = server.handle();
-    let shutdown = CancellationToken::new();
     let background = options.background.start(&ops, &shutdown);
     let election = options.election.map(|election| election.spawn(shutdown.clone()));
     // The webhook replay rule's writer stops after the last request was answered, so the

@@ -56,8 +56,8 @@ str_enum!(
 );
 str_enum!(
     /// Whether a run fetched only changes or everything; `audit` rows are drift audits (see
-    /// `store::audit`), not runs, and the run queries here leave them out.
-    RunMode { Incremental => "incremental", Full => "full", Audit => "audit" }
+    /// `store::audit`) and `maintenance` rows the retention job (`store::retention`), not runs.
+    RunMode { Incremental => "incremental", Full => "full", Audit => "audit", Maintenance => "maintenance" }
 );
 str_enum!(
     /// The state of a run.

@@ -30,7 +30,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use url::Url;
 
 use crate::config::{DEFAULT_WEBHOOK_MAX_CONCURRENT, SecretList, WebhookSettings};
-use crate::queue::{Change, Queue, QueueError};
+use crate::kind::ObjectKind;
+use crate::queue::{Change, Gone, Queue, QueueError};
 use crate::signature::uri::{UriSource, signed_uri};
 use crate::signature::{self, SignatureHeaders, SignedRequest};
 use crate::store::Pool;
@@ -234,6 +235,14 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     // batch the queue then refuses (full, closed, real-time fetching off) is answered 503 and
     // retried by HubSpot, and writing them again is harmless. Queued first, a queue that stayed
     // full through HubSpot's day of retries would lose them.
+    // A merge or deletion can overtake a fetch of the same record already in flight: read just
+    // before the change, written just after it, when no row existed yet for the change to
+    // archive; or a restore delivered before its deletion was read first. The queue is told
+    // before the writes (a read finishing in between is then still in flight) and names the
+    // ids that may be in either case: only those are read again. Every other deletion or merge
+    // is applied from its event alone, and a read that does not find such an id live is
+    // resolved from the event, without a second read (the fetcher's batch).
+    let racing = intake.queue.as_ref().map(|queue| queue.gone(&gone_items(&plan))).unwrap_or_default();
     if plan.writes() {
         apply::apply(pool, &plan).await.map_err(Refusal::Store)?;
     }
@@ -241,18 +250,30 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     if queue.is_closed() {
         return Err(Refusal::Queue(QueueError::Closed));
     }
-    // A merge or deletion can overtake a fetch of the same record already in flight: read just
-    // before the change, written just after it, when no row existed yet for the change to
-    // archive. So the ids it touched are read again (the fetcher resolves merged-away ids to
-    // their survivor and reads deleted ones as archived).
-    let reread = plan.merges.iter().flat_map(|m| m.merged.iter().map(|id| Change::untimed(m.kind, id.clone())));
-    let deleted = plan.deletions.iter().map(|d| Change::untimed(d.kind, d.id.clone()));
-    let fetch: Vec<Change> = plan.fetch.iter().cloned().chain(reread).chain(deleted).collect();
+    let privacy: std::collections::HashSet<&str> = plan.privacy.iter().map(String::as_str).collect();
+    let reread = racing
+        .into_iter()
+        .filter(|(kind, id)| !(*kind == ObjectKind::Contacts && privacy.contains(id.as_str())))
+        .map(|(kind, id)| Change::untimed(kind, id));
+    let fetch: Vec<Change> = plan.fetch.iter().cloned().chain(reread).collect();
     if !(fetch.is_empty() && plan.fetch_associated.is_empty()) {
         queue.push_changes(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
     }
     intake.replay.accepted(pool, verified.version, key).await.map_err(Refusal::Store)?;
     Ok(count)
+}
+
+/// The deletions, merges and privacy deletions of a plan, as the queue remembers them.
+fn gone_items(plan: &event::Plan) -> Vec<(ObjectKind, String, Gone)> {
+    let deleted =
+        plan.deletions.iter().map(|d| (d.kind, d.id.clone(), Gone::Deleted(d.occurred_at.timestamp_millis())));
+    let merged = plan
+        .merges
+        .iter()
+        .flat_map(|m| m.merged.iter().map(|id| (m.kind, id.clone(), Gone::Merged(m.survivor.clone()))));
+    let now = chrono::Utc::now().timestamp_millis();
+    let erased = plan.privacy.iter().map(|id| (ObjectKind::Contacts, id.clone(), Gone::Deleted(now)));
+    deleted.chain(merged).chain(erased).collect()
 }
 
 /// The signature check, and the request's [`replay::replay_key`].

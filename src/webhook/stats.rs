@@ -150,6 +150,21 @@ impl WebhookStats {
         })
     }
 
+    /// Requests received and rejected in each of the last `minutes` whole minutes (at most an
+    /// hour), oldest first, each with the minute's start; minutes without requests count 0.
+    pub fn per_minute(&self, now: DateTime<Utc>, minutes: usize) -> Vec<(DateTime<Utc>, u64, u64)> {
+        let minutes = minutes.min(RING_MINUTES) as i64;
+        let current = now.timestamp().div_euclid(60);
+        let ring = self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (current - minutes + 1..=current)
+            .map(|minute| {
+                let b = ring[minute.rem_euclid(RING_MINUTES as i64) as usize];
+                let (received, rejected) = if b.minute == minute { (b.received, b.rejected) } else { (0, 0) };
+                (DateTime::from_timestamp(minute * 60, 0).unwrap_or(now), received, rejected)
+            })
+            .collect()
+    }
+
     /// Counts over the last hour.
     pub fn last_hour(&self, now: DateTime<Utc>) -> WindowCounts {
         self.window(now, RING_MINUTES)

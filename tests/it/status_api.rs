@@ -137,7 +137,10 @@ async fn openapi_document_covers_the_routes_it_describes() {
     let paths = doc["paths"].as_object().unwrap();
     let mut listed: Vec<_> = paths.keys().cloned().collect();
     listed.sort();
-    assert_eq!(listed, ["/api/sync/failures", "/api/sync/logs", "/api/sync/status", "/api/sync/{object}"]);
+    assert_eq!(
+        listed,
+        ["/api/sync/failures", "/api/sync/history", "/api/sync/logs", "/api/sync/status", "/api/sync/{object}"]
+    );
     assert!(doc["components"]["securitySchemes"]["admin_token"].is_object());
     assert_refs_resolve(&doc, &doc);
     // Every documented operation is routed: none answers 404/405 with valid input.

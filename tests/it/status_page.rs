@@ -7,6 +7,11 @@
 //! storage. The page runs at all only because its content security policy names its script's
 //! hash (no `unsafe-inline`).
 //!
+//! A second test seeds a day of runs and checks the history charts (`/api/sync/history`): each
+//! object's three charts drawn, failures marked besides their colour, the data table's numbers
+//! equal to `sync_logs`' bucket by bucket, the 7-day toggle, no sideways scrolling at 390 px;
+//! with `HUBSPOT_SYNC_SCREENSHOTS=<dir>` it also writes the README's screenshots there.
+//!
 //! Without Chromium the test fails, naming the package to install; set
 //! `HUBSPOT_SYNC_SKIP_BROWSER=1` to skip it deliberately (it then says so on stderr).
 
@@ -167,6 +172,20 @@ async fn status_page_in_headless_chromium() {
     within(PATIENCE, "the browser test hangs", drive(chromium)).await;
 }
 
+#[tokio::test]
+async fn history_charts_in_headless_chromium() {
+    let Some(chromium) = find_chromium() else {
+        if std::env::var_os("HUBSPOT_SYNC_SKIP_BROWSER").is_some() {
+            eprintln!(
+                "\n*** SKIPPED history_charts_in_headless_chromium: no chromium (HUBSPOT_SYNC_SKIP_BROWSER set) ***\n"
+            );
+            return;
+        }
+        panic!("chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome)");
+    };
+    within(PATIENCE, "the browser test hangs", drive_history(chromium)).await;
+}
+
 async fn drive(chromium: PathBuf) {
     let mut app = TestApp::builder().recording_control().admin_token(ADMIN_TOKEN).start().await;
     finished(&app.db, "contacts", 250, 0, None).await;
@@ -281,4 +300,125 @@ fn relative_times_are_recognised_whatever_the_machine_took() {
     for text in ["in 5 minutes", "–", "seconds ago", "5 fortnights ago", ""] {
         assert!(!is_relative_past(text), "{text}");
     }
+}
+
+/// Opens the page at `width` in a new tab; the session id once the charts are drawn.
+async fn open_page(browser: &mut Browser, base: &str, width: u32, mobile: bool) -> String {
+    let target = browser.call(None, "Target.createTarget", json!({ "url": "about:blank" })).await;
+    let attached =
+        browser.call(None, "Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true })).await;
+    let session = attached["sessionId"].as_str().unwrap().to_owned();
+    let s = Some(session.as_str());
+    browser.call(s, "Page.enable", json!({})).await;
+    browser.call(s, "Runtime.enable", json!({})).await;
+    let metrics =
+        json!({ "width": width, "height": if mobile { 844 } else { 900 }, "deviceScaleFactor": 1, "mobile": mobile });
+    browser.call(s, "Emulation.setDeviceMetricsOverride", metrics).await;
+    browser.call(s, "Page.navigate", json!({ "url": format!("{base}/") })).await;
+    browser.event("Page.loadEventFired").await;
+    browser.eval(&session, &wait_for("Number(document.body.dataset.historyLoads) >= 1")).await;
+    session
+}
+
+/// With `HUBSPOT_SYNC_SCREENSHOTS=<dir>`, the page as `<dir>/<name>.png`: all of it, or the
+/// screen from the history's heading down (`history_only`).
+async fn screenshot(browser: &mut Browser, session: &str, name: &str, history_only: bool) {
+    let Some(dir) = std::env::var_os("HUBSPOT_SYNC_SCREENSHOTS") else { return };
+    if history_only {
+        browser.eval(session, "document.getElementById('legend').previousElementSibling.scrollIntoView()").await;
+    }
+    let shot = browser
+        .call(
+            Some(session),
+            "Page.captureScreenshot",
+            json!({ "format": "png", "captureBeyondViewport": !history_only }),
+        )
+        .await;
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
+    std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).unwrap();
+}
+
+async fn drive_history(chromium: PathBuf) {
+    let mut app = TestApp::builder().start().await;
+    crate::history::seed_history(&app.db).await;
+    let mut browser = Browser::launch(&chromium).await;
+
+    // A phone: every object's three charts are drawn, and nothing scrolls sideways.
+    let session = open_page(&mut browser, &app.base, 390, true).await;
+    let drawn = browser
+        .eval(
+            &session,
+            "[...document.querySelectorAll('figure.history')].map(f => ({ object: f.dataset.object, \
+             charts: f.querySelectorAll('svg.chart').length, \
+             runs: [...f.querySelectorAll('rect[data-status]')].reduce((n, r) => n + Number(r.dataset.count), 0), \
+             failed: f.querySelectorAll('rect[data-status=failed]').length, \
+             marked: f.querySelectorAll('text.marker').length, \
+             points: f.querySelectorAll('circle[data-series=average]').length, \
+             labelled: [...f.querySelectorAll('svg.chart')].every(c => c.getAttribute('role') === 'img' && c.getAttribute('aria-label')) }))",
+        )
+        .await;
+    let drawn = drawn.as_array().unwrap();
+    let objects: Vec<&str> = drawn.iter().map(|f| f["object"].as_str().unwrap()).collect();
+    assert_eq!(objects, ["contacts", "deals", "calls", "owners", "webhooks"]);
+    let runs: Vec<u64> = drawn[..4].iter().map(|f| f["runs"].as_u64().unwrap()).collect();
+    assert_eq!(runs, [240, 80, 40, 0], "the status bars add up to the runs: {drawn:?}");
+    for f in &drawn[..4] {
+        assert_eq!(f["charts"], 3, "{f}");
+        assert_eq!(f["labelled"], true, "{f}");
+    }
+    let contacts = &drawn[0];
+    assert!(contacts["failed"].as_u64().unwrap() > 0, "failed runs are drawn: {contacts}");
+    assert_eq!(contacts["failed"], contacts["marked"], "each bucket with a failure is marked, not only coloured");
+    assert!(contacts["points"].as_u64().unwrap() > 0, "duration points: {contacts}");
+    screenshot(&mut browser, &session, "status-history-phone", true).await;
+    browser.eval(&session, "document.querySelector('details.numbers').open = true").await;
+    let width = browser.eval(&session, "document.documentElement.scrollWidth").await;
+    assert!(width.as_u64().unwrap() <= 390, "the page (with its data table open) is wider than a phone: {width}");
+
+    // The data table: every row's numbers are what sync_logs holds for that object and bucket.
+    let rows = browser
+        .eval(
+            &session,
+            "[...document.querySelectorAll('#history-table tr[data-object]')].map(r => ({ object: r.dataset.object, \
+             from: r.cells[1].title, values: ['runs', 'success', 'partial', 'failed', 'processed', 'recordsFailed'] \
+             .map(k => Number(r.dataset[k])) }))",
+        )
+        .await;
+    let rows = rows.as_array().unwrap();
+    assert!(rows.len() > 40, "{}", rows.len());
+    let mut per_object = std::collections::HashMap::<String, i64>::new();
+    for row in rows {
+        let object = row["object"].as_str().unwrap();
+        let from: chrono::DateTime<chrono::Utc> = row["from"].as_str().unwrap().parse().unwrap();
+        let expected = crate::history::bucket_in_sql(&app.db, object, from, 1800).await;
+        let shown: Vec<Option<i64>> = row["values"].as_array().unwrap().iter().map(Value::as_i64).collect();
+        assert_eq!(shown, expected[..6].to_vec(), "{object} from {from}");
+        *per_object.entry(object.to_owned()).or_default() += shown[0].unwrap();
+    }
+    assert_eq!(per_object.get("contacts"), Some(&240));
+    assert_eq!(per_object.get("owners"), None, "no rows for an object without runs");
+
+    // 7 days: the run of 3 days ago is in.
+    browser.eval(&session, "document.querySelector('.window button[data-window=\"7d\"]').click()").await;
+    let week = browser
+        .eval(
+            &session,
+            &wait_for(
+                "Number(document.body.dataset.historyLoads) >= 2 && [...document.querySelectorAll('#history-table tr[data-object=contacts]')] \
+                 .reduce((n, r) => n + Number(r.dataset.runs), 0)",
+            ),
+        )
+        .await;
+    assert_eq!(week, 241);
+
+    // A desktop for the README's screenshot.
+    let desktop = open_page(&mut browser, &app.base, 1280, false).await;
+    let width = browser.eval(&desktop, "document.documentElement.scrollWidth").await;
+    assert!(width.as_u64().unwrap() <= 1280, "{width}");
+    screenshot(&mut browser, &desktop, "status-history-desktop", false).await;
+
+    let _ = browser.call(None, "Browser.close", json!({})).await;
+    let _ = browser.child.wait().await;
+    app.stop().await;
 }

@@ -12,13 +12,14 @@ pub const SECRETS: &str = "old-secret,new-secret";
 /// A cron expression that never fires during a test (1 January, midnight).
 pub const NEVER: &str = "0 0 1 1 *";
 /// The schedule settings, as `serve` flags and as environment variables.
-pub const SCHEDULES: [(&str, &str); 6] = [
+pub const SCHEDULES: [(&str, &str); 7] = [
     ("--schedule-contacts", "SCHEDULE_CONTACTS"),
     ("--schedule-deals", "SCHEDULE_DEALS"),
     ("--schedule-calls", "SCHEDULE_CALLS"),
     ("--schedule-owners", "SCHEDULE_OWNERS"),
     ("--schedule-full", "SCHEDULE_FULL"),
     ("--schedule-audit", "SCHEDULE_AUDIT"),
+    ("--schedule-maintenance", "SCHEDULE_MAINTENANCE"),
 ];
 
 /// Signature headers HubSpot would send for `body` to `url` at `ts` (v1 and v3).
