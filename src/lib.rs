@@ -18,6 +18,7 @@ pub mod kind;
 pub mod localpg;
 pub mod maintenance;
 pub mod metric;
+pub mod minutes;
 pub mod objects;
 pub mod ops;
 pub mod poller;

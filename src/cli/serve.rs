@@ -70,6 +70,9 @@ impl ServeArgs {
         if let Some(queue) = webhooks.queue().cloned() {
             ops = ops.with_queue(queue);
         }
+        if let Some(rt) = &realtime {
+            ops = ops.with_hubspot(rt.hubspot.clone());
+        }
         let fast_polling = match (&realtime, webhooks.queue()) {
             (Some(rt), Some(queue)) if self.fast_polling() => {
                 let writer = Writer { pool: pool.clone(), context: self.write_context() };

@@ -325,6 +325,7 @@ impl Queue {
             }
         }
         state.depth += pushed.added;
+        self.freshness.depth(state.depth);
         state.offered += offered as u64;
         state.deduplicated += pushed.deduplicated as u64;
         Self::publish(&state, pushed);
@@ -613,9 +614,11 @@ impl Queue {
         }
     }
 
-    /// Refreshes the age gauge (it changes with time alone; the fetchers call this periodically).
+    /// Refreshes the age gauge (it changes with time alone; the fetchers call this every second)
+    /// and samples the depth for the live charts.
     pub fn publish_age(&self) {
         let state = self.lock();
+        self.freshness.depth(state.depth);
         let age = Self::oldest(&state).map_or(0.0, |since| since.elapsed().as_secs_f64());
         metrics::gauge!(metric::QUEUE_OLDEST_AGE).set(age);
     }
