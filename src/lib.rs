@@ -20,6 +20,7 @@ pub mod maintenance;
 pub mod metric;
 pub mod objects;
 pub mod ops;
+pub mod owner_hooks;
 pub mod poller;
 pub mod queue;
 pub mod runtime;
