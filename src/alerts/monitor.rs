@@ -38,7 +38,7 @@ use crate::store::{self, Pool, StoreError};
 use crate::telemetry::ErrorChain;
 use crate::webhook::stats::WebhookStats;
 
-/// How often `serve` checks.
+/// How often `serve` checks by default (`ALERT_CHECK_INTERVAL`).
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);
 /// Finished runs are looked for this far behind the newest one seen, so a run whose transaction
 /// committed late is still counted (each once, by id).

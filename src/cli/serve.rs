@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::alerts::channels::Channels;
-use crate::alerts::monitor::{self, Monitor};
+use crate::alerts::monitor::Monitor;
 use crate::app::AppState;
 use crate::config::{
     DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings, ScheduleSettings,
@@ -110,7 +110,7 @@ impl ServeArgs {
                         chrono::Utc::now(),
                         election.leadership(),
                     ),
-                    monitor::CHECK_EVERY,
+                    self.server.alert_check_interval.max(std::time::Duration::from_secs(1)),
                 )),
                 maintenance: Some(Maintenance::new(pool.clone(), &self.retention, election.leadership())),
                 owner_hooks: Some(Deliverer::new(pool.clone(), owner_hook)),

@@ -64,6 +64,10 @@ pub struct ServerSettings {
     /// The signed owner-change webhook.
     #[command(flatten)]
     pub owner_hook: super::OwnerHookSettings,
+    /// How often the alert conditions are checked (and their messages sent).
+    #[arg(long, env = "ALERT_CHECK_INTERVAL", value_name = "ALERT_CHECK_INTERVAL", default_value = "30s",
+          value_parser = parse_duration)]
+    pub alert_check_interval: Duration,
     /// How long SIGTERM waits for the webhook queue and in-flight batches to drain.
     #[arg(long, env = "SHUTDOWN_GRACE", value_name = "SHUTDOWN_GRACE", default_value = "25s",
           value_parser = parse_duration)]
