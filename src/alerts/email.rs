@@ -96,10 +96,10 @@ impl Mailer {
         let server = self.server.clone();
         let cause = error.to_string();
         let code = error.status().map(|c| c.to_string());
-        match code.as_deref() {
-            // 535 authentication credentials invalid, 534 mechanism too weak, 530 auth required.
-            Some("535" | "534" | "530" | "454") => return MailError::Authentication { server, cause },
-            _ => {}
+        // 535 credentials invalid, 534 mechanism too weak, 530 authentication required, 454
+        // temporary authentication failure.
+        if let Some("535" | "534" | "530" | "454") = code.as_deref() {
+            return MailError::Authentication { server, cause };
         }
         if error.is_client() && cause.contains("authentication") {
             MailError::Authentication { server, cause }

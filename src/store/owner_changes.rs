@@ -57,7 +57,7 @@ pub async fn claim_due(
 ) -> Result<Vec<OwnerChange>, StoreError> {
     let mut rows: Vec<OwnerChange> =
         diesel::sql_query(CLAIM_SQL).bind::<BigInt, _>(limit).bind::<Double, _>(lease.as_secs_f64()).load(conn).await?;
-    rows.sort_by(|a, b| (a.changed_at, a.id).cmp(&(b.changed_at, b.id)));
+    rows.sort_by_key(|r| (r.changed_at, r.id));
     Ok(rows)
 }
 
