@@ -21,6 +21,7 @@ pub mod metric;
 pub mod minutes;
 pub mod objects;
 pub mod ops;
+pub mod owner_hooks;
 pub mod poller;
 pub mod queue;
 pub mod runtime;
