@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and starts target/debug/hubspot-sim on a free port, runs the fidelity check, stops it.
+# Builds and starts hubspot-sim (debug, in $CARGO_TARGET_DIR or target/) on a free port, runs the fidelity check, stops it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -9,7 +9,7 @@ if ! python3 -c 'import jsonschema, hubspot' 2>/dev/null; then
 fi
 cargo build -q -p hubspot-sim
 LOG="$(mktemp)"
-target/debug/hubspot-sim --port 0 --contacts 3000 --deals 800 --calls 1500 --owners 25 --seed 7 >"$LOG" 2>/dev/null &
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/hubspot-sim" --port 0 --contacts 3000 --deals 800 --calls 1500 --owners 25 --seed 7 >"$LOG" 2>/dev/null &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 1 100); do
