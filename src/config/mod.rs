@@ -8,6 +8,7 @@
 //! reported by [`ConfigError`], which also names it.
 
 mod database;
+pub mod file;
 mod hubspot;
 mod polling;
 mod retention;
@@ -16,6 +17,7 @@ mod secret;
 mod server;
 
 pub use database::DatabaseSettings;
+pub use file::{CopyConfig, CopyConfigError, CopySettings};
 pub use hubspot::{ApiVersion, HubSpotSettings, RequireV3, WebhookSettings};
 pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};
 pub use retention::{MIN_RETENTION, Retention, RetentionSettings, parse_retention};
