@@ -1,11 +1,12 @@
 //! The command line: one binary, roles as subcommands (`serve`, `migrate`, `sync`, `audit`,
-//! `status`, `demo`). Each subcommand flattens the settings it reads, so its `--help` lists them.
+//! `status`, `demo`, `config`). Each subcommand flattens the settings it reads, so its `--help` lists them.
 //!
 //! Exit codes: 0 ok; 1 a failed run or an error at run time; 2 bad usage or a missing or invalid
 //! setting (reported by name before anything else happens); 3 a port is already in use (the
 //! message names `PORT` or `METRICS_PORT`).
 
 mod audit;
+mod config;
 mod demo;
 mod error;
 mod migrate;
@@ -51,6 +52,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Latest run per object, as a table or JSON.
     Status(status::StatusArgs),
+    /// Checks HUBSPOT_SYNC_CONFIG (config check) or prints a starting one (config suggest OBJECT).
+    Config(config::ConfigArgs),
     /// serve plus a bundled simulator emitting signed webhooks, with a private PostgreSQL.
     Demo(demo::DemoArgs),
 }
@@ -83,6 +86,7 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Audit(args) => audit::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Config(args) => config::run(args).await,
     }
 }
 

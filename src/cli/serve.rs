@@ -11,8 +11,8 @@ use crate::alerts::monitor::{self, Monitor};
 use crate::alerts::slack::Notifier;
 use crate::app::AppState;
 use crate::config::{
-    DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings, ScheduleSettings,
-    ServerSettings, WebhookSettings,
+    CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings,
+    ScheduleSettings, ServerSettings, WebhookSettings,
 };
 use crate::fetcher::FetcherOptions;
 use crate::hubspot::{ClientOptions, HubSpot, Lane};
@@ -48,6 +48,8 @@ pub struct ServeArgs {
     pub polling: PollingSettings,
     #[command(flatten)]
     pub retention: RetentionSettings,
+    #[command(flatten)]
+    pub copy: CopySettings,
 }
 
 impl ServeArgs {
@@ -172,7 +174,11 @@ impl ServeArgs {
             tracing::warn!("HUBSPOT_ACCESS_TOKEN is not set: webhooks are answered 503 until it is");
             return Ok((self.intake(None), None));
         }
-        let client = ClientOptions { polling_share: self.polling.fast_poll_budget_share, ..ClientOptions::default() };
+        let client = ClientOptions {
+            polling_share: self.polling.fast_poll_budget_share,
+            copy: self.copy.load()?,
+            ..ClientOptions::default()
+        };
         let hubspot = HubSpot::with_options(&self.hubspot, client).map_err(anyhow::Error::from)?;
         let queue = Arc::new(Queue::new(self.server.queue_capacity as usize));
         let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
@@ -190,8 +196,10 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let config = args.copy.load()?;
     let options = args.options()?;
-    super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve").await?;
+    super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve", &config).await?;
+    super::config::refuse_invalid(&args.hubspot, &config).await?;
     let server =
         runtime::start(options).map_err(|e| error::port_in_use(e, args.server.bind, args.server.port, "PORT"))?;
     let token = server.shutdown_token();

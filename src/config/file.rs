@@ -223,6 +223,16 @@ pub struct ObjectConfig {
     pub filter: RecordFilter,
 }
 
+impl ObjectConfig {
+    /// Whether property `name` of `kind` is asked of HubSpot and kept in `properties`: the
+    /// include/exclude list says so, or the copy itself needs it (its own columns, a mapping).
+    pub fn asks_for(&self, kind: ObjectKind, name: &str) -> bool {
+        self.properties.keeps(name)
+            || kind.core_properties().contains(&name)
+            || self.columns.iter().any(|c| c.property == name)
+    }
+}
+
 /// The whole file; the default (no file) maps nothing and keeps everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CopyConfig {
@@ -437,6 +447,11 @@ impl CopyConfig {
             problems.sort_by_key(|p| p.line);
             Err(CopyConfigError::Invalid { path, problems })
         }
+    }
+
+    /// Whether property `name` of `kind` is asked of HubSpot (see [`ObjectConfig::asks_for`]).
+    pub fn asks_for(&self, kind: ObjectKind, name: &str) -> bool {
+        self.objects.get(&kind).is_none_or(|o| o.asks_for(kind, name))
     }
 
     /// What the file says about `kind` (the empty configuration when it says nothing).

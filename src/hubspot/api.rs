@@ -15,6 +15,7 @@ use super::transport::Call;
 use super::wire::{
     BatchReadRequest, BatchResponse, Filter, FilterGroup, IdInput, Page, PropertiesResponse, SearchRequest, SearchSort,
 };
+use crate::config::file::KnownProperty;
 use crate::kind::ObjectKind;
 
 /// Ids per batch read (HubSpot's maximum).
@@ -100,8 +101,13 @@ impl HubSpot {
         let endpoint = format!("{kind}.properties");
         let raw = self.send(Call::get(&url, &[], Lane::Background, &endpoint)).await?;
         let response: PropertiesResponse = decode(&raw, "property list")?;
-        let mut names: Vec<String> =
-            response.results.into_iter().filter(|p| !p.archived && !p.name.is_empty()).map(|p| p.name).collect();
+        let copy = &self.inner.options.copy;
+        let mut names: Vec<String> = response
+            .results
+            .into_iter()
+            .filter(|p| !p.archived && !p.name.is_empty() && copy.asks_for(kind, &p.name))
+            .map(|p| p.name)
+            .collect();
         names.sort();
         names.dedup();
         let known = self.inner.properties.last(kind).map_or(0, |l| l.len());
@@ -109,6 +115,28 @@ impl HubSpot {
             tracing::info!(object.kind = %kind, properties = names.len(), before = known, "discovered HubSpot properties");
         }
         Ok(self.inner.properties.put(kind, names, true))
+    }
+
+    /// Every live property of `kind` with its HubSpot type, read now (not cached): what
+    /// `HUBSPOT_SYNC_CONFIG` is checked against and `config suggest` starts from.
+    pub async fn property_definitions(&self, kind: ObjectKind) -> Result<Vec<KnownProperty>, HubSpotError> {
+        let url = self.inner.paths.properties(kind);
+        let endpoint = format!("{kind}.properties");
+        let raw = self.send(Call::get(&url, &[], Lane::Background, &endpoint)).await?;
+        let response: PropertiesResponse = decode(&raw, "property list")?;
+        let mut known: Vec<KnownProperty> = response
+            .results
+            .into_iter()
+            .filter(|p| !p.archived && !p.name.is_empty())
+            .map(|p| KnownProperty {
+                custom: p.hubspot_defined != Some(true),
+                name: p.name,
+                hubspot_type: p.property_type,
+                field_type: p.field_type,
+            })
+            .collect();
+        known.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(known)
     }
 
     /// Batch read by id, every discovered property; split into calls of at most 100 ids.

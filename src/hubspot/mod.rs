@@ -25,6 +25,7 @@ pub use limiter::Lane;
 pub use record::{InvalidRecord, Record, parse_time};
 pub use transport::{RequestMinute, RetryOptions};
 
+use crate::config::CopyConfig;
 use crate::config::HubSpotSettings;
 use crate::kind::ObjectKind;
 use crate::minutes::Minutes;
@@ -55,6 +56,8 @@ pub struct ClientOptions {
     pub max_search_body: usize,
     /// The most the fast polling lanes (`Lane::Polling`) may spend, as a share of the budget.
     pub polling_share: f64,
+    /// `HUBSPOT_SYNC_CONFIG`: discovered properties it does not ask for are left out.
+    pub copy: CopyConfig,
 }
 
 impl Default for ClientOptions {
@@ -70,6 +73,7 @@ impl Default for ClientOptions {
             max_query_bytes: 2000,
             max_search_body: 3000,
             polling_share: limiter::DEFAULT_POLLING_SHARE,
+            copy: CopyConfig::default(),
         }
     }
 }

@@ -132,8 +132,13 @@ pub struct PropertiesResponse {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct PropertyDefinition {
     pub name: String,
     pub archived: bool,
+    #[serde(rename = "type")]
+    pub property_type: String,
+    pub field_type: String,
+    /// `true` on HubSpot's own properties; absent or false on the portal's custom ones.
+    pub hubspot_defined: Option<bool>,
 }
