@@ -95,14 +95,12 @@ BEGIN
 END
 $$;
 
--- A multi-select value (`a;b;c`), split on ';', each part trimmed, empty parts left out; an
--- empty value is NULL.
+-- A multi-select value (`a;b;c`), split on ';', each part trimmed, empty parts left out; a value
+-- with no part is NULL.
 CREATE FUNCTION hubspot_sync_to_text_array(v text) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN btrim(v) = '' THEN NULL ELSE
-        ARRAY(SELECT btrim(x) FROM unnest(string_to_array(v, ';')) WITH ORDINALITY AS u(x, n)
-               WHERE btrim(x) <> '' ORDER BY n)
-    END
+    SELECT nullif(ARRAY(SELECT btrim(x) FROM unnest(string_to_array(v, ';')) WITH ORDINALITY AS u(x, n)
+                         WHERE btrim(x) <> '' ORDER BY n), '{}'::text[])
 $$;
 
 -- The mappings `migrate` applied, so a changed or removed mapping is migrated (its column dropped

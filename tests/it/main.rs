@@ -5,6 +5,7 @@
 mod alerts;
 mod audit;
 mod cli;
+mod config_file;
 mod demo;
 mod exposure;
 mod fast_poll;
