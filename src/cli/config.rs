@@ -71,6 +71,11 @@ async fn check(copy: &CopySettings, hubspot: &HubSpotSettings) -> Result<ExitCod
             return Ok(ExitCode::from(1));
         }
     };
+    let unsupported = config.unsupported();
+    if !unsupported.is_empty() {
+        eprintln!("{}", config.invalid(unsupported));
+        return Ok(ExitCode::from(1));
+    }
     if hubspot.hubspot_access_token.is_none() {
         println!("HUBSPOT_SYNC_CONFIG is valid (not checked against HubSpot: HUBSPOT_ACCESS_TOKEN is not set)");
         return Ok(ExitCode::SUCCESS);

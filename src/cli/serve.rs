@@ -176,7 +176,7 @@ impl ServeArgs {
         }
         let client = ClientOptions {
             polling_share: self.polling.fast_poll_budget_share,
-            copy: self.copy.load()?,
+            copy: self.copy.load()?.supported()?,
             ..ClientOptions::default()
         };
         let hubspot = HubSpot::with_options(&self.hubspot, client).map_err(anyhow::Error::from)?;
@@ -196,7 +196,7 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
-    let config = args.copy.load()?;
+    let config = args.copy.load()?.supported()?;
     let options = args.options()?;
     super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve", &config).await?;
     super::config::refuse_invalid(&args.hubspot, &config).await?;

@@ -76,7 +76,7 @@ pub(super) fn kinds_of(targets: &[SyncTarget]) -> Vec<ObjectKind> {
 pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     let target = args.database.target()?;
     args.hubspot.access_token()?;
-    let copy = args.copy.load()?;
+    let copy = args.copy.load()?.supported()?;
     let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync sync").await?;
     let client = ClientOptions { copy, ..ClientOptions::default() };
     let hubspot = HubSpot::with_options(&args.hubspot, client).context("cannot set up the HubSpot client")?;

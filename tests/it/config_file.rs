@@ -285,7 +285,7 @@ async fn typed_columns_equal_hubspot_values_after_a_full_sync_and_after_churn() 
             ("portal_custom_field_002_at", "99999999999999999"),
             ("portal_custom_field_003_on", "0000-01-01"),
             ("portal_custom_field_005_flag", ""),
-            ("nps_score", "1e99999"),
+            ("nps_score", "4\u{0}2"),
         ],
         &[
             ("portal_custom_field_001_count", " 42 "),
@@ -468,6 +468,17 @@ async fn an_invalid_config_is_refused_with_its_line_named() {
     let refused = serve_refused(&db, &sim, wrong.path()).await;
     assert_eq!(refused.status.code(), Some(2), "{}", out(&refused));
     assert!(out(&refused).contains("line 4"), "{}", out(&refused));
+
+    // Filters are not applied by this version: refused, not half-applied.
+    let filtered = file(
+        "[contacts.columns]\nnps = { property = \"nps_score\", type = \"numeric\" }\n\n[deals.filter]\npipelines = [\"default\"]\n",
+    );
+    let check = run(&["config", "check"], &db, &sim, Some(filtered.path())).await;
+    assert_eq!(check.status.code(), Some(1), "{}", out(&check));
+    assert!(out(&check).contains("line 4") && out(&check).contains("not applied"), "{}", out(&check));
+    let sync = run(&["sync", "deals"], &db, &sim, Some(filtered.path())).await;
+    assert_eq!(sync.status.code(), Some(2), "{}", out(&sync));
+    assert!(out(&sync).contains("line 4"), "{}", out(&sync));
 
     // Bad usage: no file named.
     let usage = run(&["config", "check"], &db, &sim, None).await;

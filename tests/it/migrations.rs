@@ -96,6 +96,7 @@ async fn migrate_applies_everything_on_an_empty_database() {
             "contact_owner_history",
             "contacts",
             "deals",
+            "mapped_columns",
             "privacy_deletions",
             "staff",
             "sync_failures",

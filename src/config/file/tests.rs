@@ -122,3 +122,13 @@ fn mappings_are_checked_against_hubspot_properties() {
     assert!(found[1].message.contains("no contacts property \"interests\""), "{found:?}");
     assert!(config.check_properties(ObjectKind::Calls, &[]).is_empty());
 }
+
+#[test]
+fn filters_are_reported_as_not_applied_yet() {
+    let config = CopyConfig::parse(EXAMPLE, None).unwrap();
+    let unsupported = config.unsupported();
+    assert_eq!(unsupported.len(), 1);
+    assert_eq!(unsupported[0].line, 10, "{unsupported:?}");
+    assert!(config.supported().is_err());
+    assert!(CopyConfig::parse("[contacts.columns]\n", None).unwrap().supported().is_ok());
+}
