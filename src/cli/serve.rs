@@ -11,7 +11,7 @@ use crate::alerts::monitor::{self, Monitor};
 use crate::alerts::slack::Notifier;
 use crate::app::AppState;
 use crate::config::{
-    CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings,
+    CopyConfig, CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings,
     ScheduleSettings, ServerSettings, WebhookSettings,
 };
 use crate::fetcher::FetcherOptions;
@@ -58,10 +58,12 @@ impl ServeArgs {
         let target = self.database.target()?;
         let pool =
             store::build_pool(&target, &self.database.pool_options("hubspot-sync")).map_err(anyhow::Error::from)?;
-        let (webhooks, realtime) = self.realtime()?;
+        let copy = self.copy.load()?.supported()?;
+        let write = self.write_context(&copy);
+        let (webhooks, realtime) = self.realtime(copy, write.clone())?;
         // The poller shares the fetchers' HubSpot client (one request budget). Without a token
         // there is none: force sync answers 503 and the schedule comes from the settings.
-        let poller = realtime.as_ref().map(|rt| self.poller(pool.clone(), rt.hubspot.clone()));
+        let poller = realtime.as_ref().map(|rt| self.poller(pool.clone(), rt.hubspot.clone(), write.clone()));
         let control: SharedControl = match &poller {
             Some(poller) => Arc::new(poller.clone()),
             None => Arc::new(ScheduleOnly { schedules: self.schedules.clone() }),
@@ -77,7 +79,7 @@ impl ServeArgs {
         }
         let fast_polling = match (&realtime, webhooks.queue()) {
             (Some(rt), Some(queue)) if self.fast_polling() => {
-                let writer = Writer { pool: pool.clone(), context: self.write_context() };
+                let writer = Writer { pool: pool.clone(), context: write.clone() };
                 Some(FastPolling::new(
                     rt.hubspot.clone(),
                     queue.clone(),
@@ -128,8 +130,13 @@ impl ServeArgs {
         })
     }
 
-    fn write_context(&self) -> WriteContext {
-        WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() }
+    /// How records are written: `OWNER_ROLE`, and `HUBSPOT_SYNC_CONFIG`'s filters.
+    fn write_context(&self, copy: &CopyConfig) -> WriteContext {
+        WriteContext {
+            owner_role: self.owners.owner_role.clone(),
+            filters: Arc::new(copy.filters()),
+            ..WriteContext::default()
+        }
     }
 
     /// Whether webhooks can be verified (`HUBSPOT_CLIENT_SECRET` is set).
@@ -162,26 +169,21 @@ impl ServeArgs {
     }
 
     /// The reconciliation poller (its scheduler starts with the server).
-    fn poller(&self, pool: store::Pool, hubspot: HubSpot) -> crate::poller::Poller {
-        let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
+    fn poller(&self, pool: store::Pool, hubspot: HubSpot, write: WriteContext) -> crate::poller::Poller {
         crate::poller::Poller::new(pool, hubspot, crate::poller::PollerOptions { write, ..Default::default() })
     }
 
     /// The webhook intake and its batch fetchers; without a HubSpot token nothing can be
     /// fetched, so webhooks get 503 (HubSpot keeps retrying them) and no fetcher starts.
-    fn realtime(&self) -> Result<(Intake, Option<Realtime>), CliError> {
+    fn realtime(&self, copy: CopyConfig, write: WriteContext) -> Result<(Intake, Option<Realtime>), CliError> {
         if self.hubspot.hubspot_access_token.is_none() {
             tracing::warn!("HUBSPOT_ACCESS_TOKEN is not set: webhooks are answered 503 until it is");
             return Ok((self.intake(None), None));
         }
-        let client = ClientOptions {
-            polling_share: self.polling.fast_poll_budget_share,
-            copy: self.copy.load()?.supported()?,
-            ..ClientOptions::default()
-        };
+        let client =
+            ClientOptions { polling_share: self.polling.fast_poll_budget_share, copy, ..ClientOptions::default() };
         let hubspot = HubSpot::with_options(&self.hubspot, client).map_err(anyhow::Error::from)?;
         let queue = Arc::new(Queue::new(self.server.queue_capacity as usize));
-        let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
         let mut options = FetcherOptions::new(self.server.fetch_window, write);
         // Without webhooks the queue holds what the lanes found: its reads are theirs to pay.
         if self.fast_polling() && !self.webhooks_on() {

@@ -78,9 +78,13 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     args.hubspot.access_token()?;
     let copy = args.copy.load()?.supported()?;
     let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync sync").await?;
+    let write = WriteContext {
+        owner_role: args.owners.owner_role.clone(),
+        filters: std::sync::Arc::new(copy.filters()),
+        ..WriteContext::default()
+    };
     let client = ClientOptions { copy, ..ClientOptions::default() };
     let hubspot = HubSpot::with_options(&args.hubspot, client).context("cannot set up the HubSpot client")?;
-    let write = WriteContext { owner_role: args.owners.owner_role.clone(), ..WriteContext::default() };
     let poller = Poller::new(pool, hubspot, PollerOptions { write, ..PollerOptions::default() });
     let mode = if args.full { Mode::Full } else { Mode::Incremental };
     let kinds = args.kinds();

@@ -208,9 +208,35 @@ pub struct RecordFilter {
     pub line: usize,
 }
 
+/// The key under `properties` that says why a row is archived by a filter.
+pub const FILTERED_KEY: &str = "_hubspot_sync_filtered";
+
 impl RecordFilter {
     pub fn is_empty(&self) -> bool {
         self.pipelines.is_empty() && self.owners.is_empty()
+    }
+
+    /// Why a record whose property `name` has value `get(name)` is outside the filter (`None`:
+    /// it is kept). A record with no pipeline or no owner is outside a filter that names some.
+    pub fn excludes<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+        let outside = |list: &[String], property: &str| {
+            let value = get(property);
+            (!list.is_empty() && !value.is_some_and(|v| list.iter().any(|x| x == v)))
+                .then(|| format!("{property} {} is not in the filter", value.unwrap_or("(none)")))
+        };
+        outside(&self.pipelines, "pipeline").or_else(|| outside(&self.owners, "hubspot_owner_id"))
+    }
+
+    /// The properties the filter reads, with the values it keeps (for a search's filters).
+    pub fn conditions(&self) -> Vec<(&'static str, &[String])> {
+        let mut out = Vec::new();
+        if !self.pipelines.is_empty() {
+            out.push(("pipeline", self.pipelines.as_slice()));
+        }
+        if !self.owners.is_empty() {
+            out.push(("hubspot_owner_id", self.owners.as_slice()));
+        }
+        out
     }
 }
 
@@ -230,6 +256,7 @@ impl ObjectConfig {
         self.properties.keeps(name)
             || kind.core_properties().contains(&name)
             || self.columns.iter().any(|c| c.property == name)
+            || self.filter.conditions().iter().any(|(p, _)| *p == name)
     }
 }
 
@@ -469,17 +496,15 @@ impl CopyConfig {
         self.objects.values().any(|o| !o.filter.is_empty())
     }
 
-    /// What this build parses but does not apply yet: record filters (`[deals.filter]`). A
-    /// file with one is refused rather than half-applied.
+    /// What this build parses but does not apply (nothing now; kept so that a section a later
+    /// file format adds can be refused rather than half-applied).
     pub fn unsupported(&self) -> Vec<Problem> {
-        self.objects
-            .iter()
-            .filter(|(_, o)| !o.filter.is_empty())
-            .map(|(kind, o)| Problem {
-                line: o.filter.line,
-                message: format!("{kind}.filter: filters by pipeline or owner are not applied by this version yet"),
-            })
-            .collect()
+        Vec::new()
+    }
+
+    /// The filter of each object that has one.
+    pub fn filters(&self) -> std::collections::HashMap<ObjectKind, RecordFilter> {
+        self.objects.iter().filter(|(_, o)| !o.filter.is_empty()).map(|(k, o)| (*k, o.filter.clone())).collect()
     }
 
     /// Checks `kind`'s mappings against HubSpot's property list: each mapped property must exist,

@@ -311,10 +311,12 @@ impl HubSpot {
     ) -> Result<RecordPage, HubSpotError> {
         let properties = self.properties(kind).await?;
         let lastmod = kind.lastmod_property();
-        let mut body = encode(&search_request(kind, window, &properties))?;
+        let filter = self.inner.options.copy.object(kind).filter;
+        let only = filter.conditions();
+        let mut body = encode(&search_request(kind, window, &properties, &only))?;
         let inline = body.len() <= self.inner.options.max_search_body;
         if !inline {
-            body = encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()]))?;
+            body = encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()], &only))?;
         }
         let url = self.inner.paths.search(kind);
         let endpoint = format!("{kind}.search");
@@ -338,7 +340,8 @@ impl HubSpot {
         lane: Lane,
     ) -> Result<Option<RecordPage>, HubSpotError> {
         let properties = self.properties(kind).await?;
-        let body = encode(&search_request(kind, window, &properties))?;
+        let filter = self.inner.options.copy.object(kind).filter;
+        let body = encode(&search_request(kind, window, &properties, &filter.conditions()))?;
         if body.len() > self.inner.options.max_search_body {
             return Ok(None);
         }
@@ -354,8 +357,9 @@ impl HubSpot {
         window: &SearchWindow,
         lane: Lane,
     ) -> Result<RecordPage, HubSpotError> {
+        // Without the filter: a record that moved out of it is found here, read and archived.
         let properties = ["hs_object_id".to_owned(), kind.lastmod_property().to_owned()];
-        let body = encode(&search_request(kind, window, &properties))?;
+        let body = encode(&search_request(kind, window, &properties, &[]))?;
         let url = self.inner.paths.search(kind);
         let endpoint = format!("{kind}.search");
         let raw = self.send(Call::post(&url, &[], body, true, lane, &endpoint)).await?;
@@ -427,12 +431,20 @@ fn next_after_id(page: &Page) -> Option<String> {
 }
 
 /// A search for records modified within the window, ids above `after_id`, in id order.
-fn search_request<'a>(kind: ObjectKind, window: &SearchWindow, properties: &'a [String]) -> SearchRequest<'a> {
+/// A search of `kind` modified in `window`; with `only` (a filter's properties and the values it
+/// keeps), records outside them are not returned.
+fn search_request<'a>(
+    kind: ObjectKind,
+    window: &SearchWindow,
+    properties: &'a [String],
+    only: &[(&str, &[String])],
+) -> SearchRequest<'a> {
     let mut filters = vec![Filter {
         property_name: kind.lastmod_property().to_owned(),
         operator: "BETWEEN",
         value: Some(window.from_ms.to_string()),
         high_value: Some(window.to_ms.to_string()),
+        values: None,
     }];
     if let Some(after_id) = &window.after_id {
         filters.push(Filter {
@@ -440,6 +452,16 @@ fn search_request<'a>(kind: ObjectKind, window: &SearchWindow, properties: &'a [
             operator: "GT",
             value: Some(after_id.clone()),
             high_value: None,
+            values: None,
+        });
+    }
+    for (property, values) in only {
+        filters.push(Filter {
+            property_name: (*property).to_owned(),
+            operator: "IN",
+            value: None,
+            high_value: None,
+            values: Some(values.to_vec()),
         });
     }
     SearchRequest {
@@ -473,6 +495,20 @@ fn count_fetched(object: &'static str, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_rides_on_the_search() {
+        let window = SearchWindow { from_ms: 1, to_ms: 2, after_id: None };
+        let pipelines = ["default".to_owned()];
+        let body = serde_json::to_value(search_request(ObjectKind::Deals, &window, &[], &[("pipeline", &pipelines)]));
+        let filters = &body.unwrap()["filterGroups"][0]["filters"];
+        assert_eq!(
+            filters[1],
+            serde_json::json!({"propertyName": "pipeline", "operator": "IN", "values": ["default"]})
+        );
+        let body = serde_json::to_value(search_request(ObjectKind::Deals, &window, &[], &[])).unwrap();
+        assert_eq!(body["filterGroups"][0]["filters"].as_array().map(Vec::len), Some(1));
+    }
 
     #[test]
     fn encoded_query_length() {

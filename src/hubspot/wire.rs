@@ -115,6 +115,9 @@ pub struct Filter {
     pub value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub high_value: Option<String>,
+    /// For `IN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]

@@ -469,14 +469,14 @@ async fn an_invalid_config_is_refused_with_its_line_named() {
     assert_eq!(refused.status.code(), Some(2), "{}", out(&refused));
     assert!(out(&refused).contains("line 4"), "{}", out(&refused));
 
-    // Filters are not applied by this version: refused, not half-applied.
+    // A pipeline filter is for deals only.
     let filtered = file(
-        "[contacts.columns]\nnps = { property = \"nps_score\", type = \"numeric\" }\n\n[deals.filter]\npipelines = [\"default\"]\n",
+        "[contacts.columns]\nnps = { property = \"nps_score\", type = \"numeric\" }\n\n[contacts.filter]\npipelines = [\"default\"]\n",
     );
     let check = run(&["config", "check"], &db, &sim, Some(filtered.path())).await;
     assert_eq!(check.status.code(), Some(1), "{}", out(&check));
-    assert!(out(&check).contains("line 4") && out(&check).contains("not applied"), "{}", out(&check));
-    let sync = run(&["sync", "deals"], &db, &sim, Some(filtered.path())).await;
+    assert!(out(&check).contains("line 4") && out(&check).contains("deals only"), "{}", out(&check));
+    let sync = run(&["sync", "contacts"], &db, &sim, Some(filtered.path())).await;
     assert_eq!(sync.status.code(), Some(2), "{}", out(&sync));
     assert!(out(&sync).contains("line 4"), "{}", out(&sync));
 

@@ -124,11 +124,26 @@ fn mappings_are_checked_against_hubspot_properties() {
 }
 
 #[test]
-fn filters_are_reported_as_not_applied_yet() {
+fn filters_say_why_a_record_is_outside() {
     let config = CopyConfig::parse(EXAMPLE, None).unwrap();
-    let unsupported = config.unsupported();
-    assert_eq!(unsupported.len(), 1);
-    assert_eq!(unsupported[0].line, 10, "{unsupported:?}");
-    assert!(config.supported().is_err());
-    assert!(CopyConfig::parse("[contacts.columns]\n", None).unwrap().supported().is_ok());
+    let filter = config.object(ObjectKind::Deals).filter;
+    let props = |pipeline: Option<&'static str>, owner: Option<&'static str>| {
+        move |name: &str| match name {
+            "pipeline" => pipeline,
+            "hubspot_owner_id" => owner,
+            _ => None,
+        }
+    };
+    assert_eq!(filter.excludes(props(Some("default"), Some("12345"))), None);
+    assert_eq!(
+        filter.excludes(props(Some("75e28846"), Some("12345"))).as_deref(),
+        Some("pipeline 75e28846 is not in the filter")
+    );
+    assert_eq!(
+        filter.excludes(props(Some("default"), None)).as_deref(),
+        Some("hubspot_owner_id (none) is not in the filter")
+    );
+    assert!(config.unsupported().is_empty());
+    assert_eq!(config.filters().len(), 1);
+    assert!(config.asks_for(ObjectKind::Deals, "pipeline"));
 }
