@@ -54,7 +54,7 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, CliError> {
     // Repairs write as the sync does: records outside the filter archived, the properties kept.
     let write = WriteContext {
         owner_role: args.owners.owner_role.clone(),
-        filters: std::sync::Arc::new(copy.filters()),
+        filters: crate::config::file::LiveFilters::new(copy.filters()),
         ..WriteContext::default()
     };
     let client = ClientOptions { copy, ..ClientOptions::default() };

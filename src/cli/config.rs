@@ -96,16 +96,7 @@ async fn check(copy: &CopySettings, hubspot: &HubSpotSettings) -> Result<ExitCod
 
 /// The mappings' problems against HubSpot's property lists (read now), by line.
 pub async fn against_hubspot(client: &HubSpot, config: &CopyConfig) -> Result<Vec<Problem>, HubSpotError> {
-    let mut problems = Vec::new();
-    for (kind, object) in &config.objects {
-        if object.columns.is_empty() {
-            continue;
-        }
-        let known = client.property_definitions(*kind).await?;
-        problems.extend(config.check_properties(*kind, &known));
-    }
-    problems.sort_by_key(|p| p.line);
-    Ok(problems)
+    client.check_config(config).await
 }
 
 /// For `serve`: refuses a file whose mappings HubSpot contradicts; when HubSpot cannot be read

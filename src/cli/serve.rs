@@ -94,7 +94,13 @@ impl ServeArgs {
         if let (Some(lanes), Some(rt)) = (&fast_polling, &realtime) {
             polling = polling.with_lanes(lanes.figures(), rt.hubspot.clone(), self.polling.fast_poll_budget_share);
         }
-        let ops = ops.with_polling(polling);
+        let reloader = crate::ops::reload::Reloader::new(
+            self.copy.clone(),
+            pool.clone(),
+            realtime.as_ref().map(|rt| rt.hubspot.clone()),
+            write.filters.clone(),
+        );
+        let ops = ops.with_polling(polling).with_reloader(Arc::new(reloader));
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),
             shutdown_grace: self.server.shutdown_grace,
@@ -134,7 +140,7 @@ impl ServeArgs {
     fn write_context(&self, copy: &CopyConfig) -> WriteContext {
         WriteContext {
             owner_role: self.owners.owner_role.clone(),
-            filters: Arc::new(copy.filters()),
+            filters: crate::config::file::LiveFilters::new(copy.filters()),
             ..WriteContext::default()
         }
     }
@@ -202,8 +208,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let options = args.options()?;
     super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve", &config).await?;
     super::config::refuse_invalid(&args.hubspot, &config).await?;
+    let reloader = options.state.ops.reloader.clone();
     let server =
         runtime::start(options).map_err(|e| error::port_in_use(e, args.server.bind, args.server.port, "PORT"))?;
+    if let Some(reloader) = reloader {
+        tokio::spawn(reload_on_sighup(reloader));
+    }
     let token = server.shutdown_token();
     tokio::spawn(async move {
         runtime::termination_signal().await;
@@ -212,4 +222,25 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     server.wait().await?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads `HUBSPOT_SYNC_CONFIG` on every SIGHUP (the outcome is logged).
+async fn reload_on_sighup(reloader: Arc<crate::ops::reload::Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading HUBSPOT_SYNC_CONFIG");
+                    reloader.reload_logged().await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; reload HUBSPOT_SYNC_CONFIG through the API"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reloader;
+    }
 }

@@ -80,7 +80,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync sync").await?;
     let write = WriteContext {
         owner_role: args.owners.owner_role.clone(),
-        filters: std::sync::Arc::new(copy.filters()),
+        filters: crate::config::file::LiveFilters::new(copy.filters()),
         ..WriteContext::default()
     };
     let client = ClientOptions { copy, ..ClientOptions::default() };

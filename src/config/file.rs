@@ -240,6 +240,26 @@ impl RecordFilter {
     }
 }
 
+/// The filters in force, shared by every writer and replaced whole when the file is reloaded.
+#[derive(Clone, Debug, Default)]
+pub struct LiveFilters(std::sync::Arc<std::sync::RwLock<std::collections::HashMap<ObjectKind, RecordFilter>>>);
+
+impl LiveFilters {
+    pub fn new(filters: std::collections::HashMap<ObjectKind, RecordFilter>) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(filters)))
+    }
+
+    /// `kind`'s filter, if it has one.
+    pub fn get(&self, kind: ObjectKind) -> Option<RecordFilter> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&kind).cloned()
+    }
+
+    /// Puts `filters` in force for every holder.
+    pub fn set(&self, filters: std::collections::HashMap<ObjectKind, RecordFilter>) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = filters;
+    }
+}
+
 /// What the file says about one object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectConfig {

@@ -15,7 +15,8 @@ use super::transport::Call;
 use super::wire::{
     BatchReadRequest, BatchResponse, Filter, FilterGroup, IdInput, Page, PropertiesResponse, SearchRequest, SearchSort,
 };
-use crate::config::file::KnownProperty;
+use crate::config::CopyConfig;
+use crate::config::file::{KnownProperty, Problem};
 use crate::kind::ObjectKind;
 
 /// Ids per batch read (HubSpot's maximum).
@@ -101,7 +102,7 @@ impl HubSpot {
         let endpoint = format!("{kind}.properties");
         let raw = self.send(Call::get(&url, &[], Lane::Background, &endpoint)).await?;
         let response: PropertiesResponse = decode(&raw, "property list")?;
-        let copy = &self.inner.options.copy;
+        let copy = self.copy_config();
         let mut names: Vec<String> = response
             .results
             .into_iter()
@@ -137,6 +138,20 @@ impl HubSpot {
             .collect();
         known.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(known)
+    }
+
+    /// `config`'s mappings checked against HubSpot's property lists (read now), by line.
+    pub async fn check_config(&self, config: &CopyConfig) -> Result<Vec<Problem>, HubSpotError> {
+        let mut problems = Vec::new();
+        for (kind, object) in &config.objects {
+            if object.columns.is_empty() {
+                continue;
+            }
+            let known = self.property_definitions(*kind).await?;
+            problems.extend(config.check_properties(*kind, &known));
+        }
+        problems.sort_by_key(|p| p.line);
+        Ok(problems)
     }
 
     /// Batch read by id, every discovered property; split into calls of at most 100 ids.
@@ -311,7 +326,7 @@ impl HubSpot {
     ) -> Result<RecordPage, HubSpotError> {
         let properties = self.properties(kind).await?;
         let lastmod = kind.lastmod_property();
-        let filter = self.inner.options.copy.object(kind).filter;
+        let filter = self.copy_config().object(kind).filter;
         let only = filter.conditions();
         let mut body = encode(&search_request(kind, window, &properties, &only))?;
         let inline = body.len() <= self.inner.options.max_search_body;
@@ -340,7 +355,7 @@ impl HubSpot {
         lane: Lane,
     ) -> Result<Option<RecordPage>, HubSpotError> {
         let properties = self.properties(kind).await?;
-        let filter = self.inner.options.copy.object(kind).filter;
+        let filter = self.copy_config().object(kind).filter;
         let body = encode(&search_request(kind, window, &properties, &filter.conditions()))?;
         if body.len() > self.inner.options.max_search_body {
             return Ok(None);

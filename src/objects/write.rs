@@ -1,13 +1,11 @@
 //! Writing HubSpot records of one kind to their table, in multi-row upserts.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use diesel_async::AsyncPgConnection;
 
 use super::{ObjectKind, call, contact, deal, owner};
-use crate::config::file::{FILTERED_KEY, RecordFilter};
+use crate::config::file::{FILTERED_KEY, LiveFilters};
 use crate::hubspot::Record;
 use crate::store::{StoreError, calls, contacts, deals, staff};
 
@@ -23,18 +21,19 @@ pub struct WriteContext {
     /// `HUBSPOT_SYNC_CONFIG`'s filters: a record outside its object's filter is written archived,
     /// with the reason under `properties->>'_hubspot_sync_filtered'` (a newer version inside the
     /// filter makes it live again, by the usual newest-wins rule).
-    pub filters: Arc<HashMap<ObjectKind, RecordFilter>>,
+    /// Shared: a reload of the file changes them for every writer at once.
+    pub filters: LiveFilters,
 }
 
 impl Default for WriteContext {
     fn default() -> Self {
-        Self { owner_role: "coach".to_owned(), read_since: None, filters: Arc::default() }
+        Self { owner_role: "coach".to_owned(), read_since: None, filters: LiveFilters::default() }
     }
 }
 
 /// `records` with those outside `kind`'s filter marked archived with the reason; how many.
 fn apply_filter<'a>(kind: ObjectKind, records: &'a [Record], ctx: &WriteContext) -> (Cow<'a, [Record]>, usize) {
-    let Some(filter) = ctx.filters.get(&kind) else { return (Cow::Borrowed(records), 0) };
+    let Some(filter) = ctx.filters.get(kind) else { return (Cow::Borrowed(records), 0) };
     let mut filtered = 0;
     let marked = records
         .iter()

@@ -174,3 +174,86 @@ async fn an_owner_filter_keeps_exactly_the_contacts_of_those_owners() {
     );
     app.stop().await;
 }
+
+/// Forces a run of `object` on the server at `base` and waits until no run of it is running and
+/// one more has finished.
+async fn run_at(base: &str, db: &TestDb, object: &str, full: bool) {
+    let finished = format!("SELECT count(*) FROM sync_logs WHERE sync_type = '{object}' AND status <> 'running'");
+    let running = format!("SELECT count(*) FROM sync_logs WHERE sync_type = '{object}' AND status = 'running'");
+    let before = db.count(&finished).await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/sync/{object}?full={full}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    eventually(PATIENCE, "the run finishes", || async {
+        db.count(&finished).await > before && db.count(&running).await == 0
+    })
+    .await;
+}
+
+async fn reload(base: &str) -> (u16, serde_json::Value) {
+    let response =
+        reqwest::Client::new().post(format!("{base}/api/config/reload")).bearer_auth(TOKEN).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_file_reloads_on_sighup_and_through_the_api() {
+    let db = TestDb::new().await;
+    let options = SimOptions { contacts: 20, deals: 80, calls: 10, owners: 4, workers: 2, ..SimOptions::default() };
+    let sim = hubspot_sim::Sim::start(options).await.unwrap();
+    let config = file("# nothing yet\n");
+    let server = crate::harness::binary::ServeBinary::new(&db.url())
+        .hubspot(&sim)
+        .quiet_schedules()
+        .env("ADMIN_TOKEN", TOKEN)
+        .env("HUBSPOT_SYNC_CONFIG", config.path())
+        .spawn()
+        .await;
+    let all = live_ids(&sim, "deals", |_| true, "pipeline");
+    let default = live_ids(&sim, "deals", |p| p == Some("default"), "pipeline");
+    assert!(default.len() < all.len());
+    run_at(&server.base, &db, "deals", true).await;
+    assert_eq!(live_rows(&db, "deals", "hubspot_deal_id").await, all, "no filter yet");
+
+    // SIGHUP: the pipeline filter takes effect for the next writes.
+    std::fs::write(config.path(), "[deals.filter]\npipelines = [\"default\"]\n").unwrap();
+    server.signal("-HUP");
+    eventually(PATIENCE, "the reloaded filter applies", || async {
+        run_at(&server.base, &db, "deals", true).await;
+        live_rows(&db, "deals", "hubspot_deal_id").await == default
+    })
+    .await;
+
+    // Refused through the API, each naming why; the filter in force stays.
+    std::fs::write(config.path(), "[deals.filter]\npipelines = [\"default\"]\n\n[deals.columns]\nx = { property = \"amount\", type = \"money\" }\n").unwrap();
+    let (status, body) = reload(&server.base).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("line 5"), "{body}");
+    std::fs::write(config.path(), "[deals.columns]\namount_num = { property = \"amount\", type = \"numeric\" }\n")
+        .unwrap();
+    let (status, body) = reload(&server.base).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("hubspot-sync migrate"), "{body}");
+    let unauthorized = reqwest::Client::new().post(server.url("/api/config/reload")).send().await.unwrap();
+    assert_eq!(unauthorized.status().as_u16(), 401);
+    run_at(&server.base, &db, "deals", true).await;
+    assert_eq!(live_rows(&db, "deals", "hubspot_deal_id").await, default, "the filter in force is kept");
+
+    // A valid file without the filter: every deal is live again after the next full pass.
+    std::fs::write(config.path(), "# no filter\n").unwrap();
+    let (status, body) = reload(&server.base).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "reloaded", "{body}");
+    run_at(&server.base, &db, "deals", true).await;
+    // A live record read after its row was archived revives it (`store::records::revived`),
+    // whatever its `updatedAt`: the deals the filter archived come back, without the reason.
+    assert_eq!(live_rows(&db, "deals", "hubspot_deal_id").await, all);
+    let reasons =
+        db.count("SELECT count(*) FROM deals WHERE properties ? '_hubspot_sync_filtered' AND NOT archived").await;
+    assert_eq!(reasons, 0);
+    server.kill().await;
+}
