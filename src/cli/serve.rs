@@ -94,7 +94,7 @@ impl ServeArgs {
         if let (Some(lanes), Some(rt)) = (&fast_polling, &realtime) {
             polling = polling.with_lanes(lanes.figures(), rt.hubspot.clone(), self.polling.fast_poll_budget_share);
         }
-        let reloader = crate::ops::reload::Reloader::new(
+        let reloader = crate::ops::reloader::Reloader::new(
             self.copy.clone(),
             pool.clone(),
             realtime.as_ref().map(|rt| rt.hubspot.clone()),
@@ -225,7 +225,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
 }
 
 /// Reloads `HUBSPOT_SYNC_CONFIG` on every SIGHUP (the outcome is logged).
-async fn reload_on_sighup(reloader: Arc<crate::ops::reload::Reloader>) {
+async fn reload_on_sighup(reloader: Arc<crate::ops::reloader::Reloader>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -317,21 +317,33 @@ impl HubSpot {
         Ok(RecordPage { records: read.records, invalid, next, total })
     }
 
-    /// Records modified within the window, in `hs_object_id` order, at most 200.
+    /// Records modified within the window, in `hs_object_id` order, at most 200; only those
+    /// inside `HUBSPOT_SYNC_CONFIG`'s filter (the incremental runs' search: records outside it
+    /// cost nothing).
     pub async fn search_modified(
         &self,
         kind: ObjectKind,
         window: &SearchWindow,
         lane: Lane,
     ) -> Result<RecordPage, HubSpotError> {
+        let filter = self.copy_config().object(kind).filter;
+        self.search_modified_where(kind, window, lane, &filter.conditions()).await
+    }
+
+    /// Records modified within the window whose properties `only` lists hold one of its values.
+    async fn search_modified_where(
+        &self,
+        kind: ObjectKind,
+        window: &SearchWindow,
+        lane: Lane,
+        only: &[(&str, &[String])],
+    ) -> Result<RecordPage, HubSpotError> {
         let properties = self.properties(kind).await?;
         let lastmod = kind.lastmod_property();
-        let filter = self.copy_config().object(kind).filter;
-        let only = filter.conditions();
-        let mut body = encode(&search_request(kind, window, &properties, &only))?;
+        let mut body = encode(&search_request(kind, window, &properties, only))?;
         let inline = body.len() <= self.inner.options.max_search_body;
         if !inline {
-            body = encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()], &only))?;
+            body = encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()], only))?;
         }
         let url = self.inner.paths.search(kind);
         let endpoint = format!("{kind}.search");
@@ -346,8 +358,10 @@ impl HubSpot {
         self.complete(kind, records, invalid, next, total, false, lane).await
     }
 
-    /// [`HubSpot::search_modified`] when every property asked of HubSpot fits in one search body
-    /// (the page's records then carry all that is kept); `None` without a request otherwise.
+    /// Records modified within the window when every property asked of HubSpot fits in one
+    /// search body (the page's records then carry all that is kept); `None` without a request
+    /// otherwise. For the fast polling lanes: without the filter, so a record that moved out of
+    /// it is seen, written and archived.
     pub async fn search_modified_inline(
         &self,
         kind: ObjectKind,
@@ -355,12 +369,11 @@ impl HubSpot {
         lane: Lane,
     ) -> Result<Option<RecordPage>, HubSpotError> {
         let properties = self.properties(kind).await?;
-        let filter = self.copy_config().object(kind).filter;
-        let body = encode(&search_request(kind, window, &properties, &filter.conditions()))?;
+        let body = encode(&search_request(kind, window, &properties, &[]))?;
         if body.len() > self.inner.options.max_search_body {
             return Ok(None);
         }
-        self.search_modified(kind, window, lane).await.map(Some)
+        self.search_modified_where(kind, window, lane, &[]).await.map(Some)
     }
 
     /// Ids and `updatedAt` of records modified within the window, in `hs_object_id` order, at

@@ -19,6 +19,7 @@ pub mod history;
 pub mod openapi;
 pub mod page;
 pub mod reload;
+pub mod reloader;
 pub mod request_log;
 pub mod status;
 
@@ -50,7 +51,7 @@ pub struct OpsState {
     /// The HubSpot client, for its requests per minute; none without a token.
     pub hubspot: Option<HubSpot>,
     /// Reloads `HUBSPOT_SYNC_CONFIG` (`POST /api/config/reload`); none outside `serve`.
-    pub reloader: Option<Arc<reload::Reloader>>,
+    pub reloader: Option<Arc<reloader::Reloader>>,
 }
 
 impl OpsState {
@@ -70,7 +71,7 @@ impl OpsState {
     }
 
     /// Reloads `HUBSPOT_SYNC_CONFIG` on `POST /api/config/reload`.
-    pub fn with_reloader(mut self, reloader: Arc<reload::Reloader>) -> Self {
+    pub fn with_reloader(mut self, reloader: Arc<reloader::Reloader>) -> Self {
         self.reloader = Some(reloader);
         self
     }

@@ -37,7 +37,7 @@ use super::status::{
         RunView,
         FailureView,
         ForceSyncAccepted,
-        super::reload::Reloaded,
+        super::reloader::Reloaded,
         ErrorBody,
         ObjectName
     )),
