@@ -4,7 +4,9 @@
 //! `DATABASE_URL`, else starts a private PostgreSQL). Prints rows/s for batches of 100 and 1,000
 //! contacts, fresh inserts and updates, the best of three passes, and the ratio to `COPY`.
 //! Sessions use the service's settings (`synchronous_commit = off`); `BENCH_SYNCHRONOUS_COMMIT=true`
-//! measures durable commits instead.
+//! measures durable commits instead. `BENCH_MAPPED_COLUMNS=N` (1 to 10) first adds N typed columns
+//! of `HUBSPOT_SYNC_CONFIG` (generated from `properties`, every type) to `contacts`: the cost of
+//! generated columns is the ratio of the two runs' rows/s.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
 
 use std::time::{Duration, Instant};
@@ -107,6 +109,33 @@ fn rate(d: Duration) -> f64 {
     ROWS as f64 / d.as_secs_f64()
 }
 
+/// Ten mappings over the bench's properties, every column type among them.
+const MAPPINGS: [&str; 10] = [
+    r#"m_jobtitle = { property = "jobtitle", type = "text" }"#,
+    r#"m_score = { property = "custom_score", type = "integer" }"#,
+    r#"m_created = { property = "createdate", type = "timestamptz" }"#,
+    r#"m_modified = { property = "lastmodifieddate", type = "timestamptz" }"#,
+    r#"m_city = { property = "city", type = "text" }"#,
+    r#"m_score_num = { property = "custom_score", type = "numeric" }"#,
+    r#"m_created_on = { property = "createdate", type = "date" }"#,
+    r#"m_status = { property = "hs_lead_status", type = "text[]" }"#,
+    r#"m_object_id = { property = "hs_object_id", type = "integer" }"#,
+    r#"m_notes = { property = "notes", type = "boolean" }"#,
+];
+
+/// Adds the first `BENCH_MAPPED_COLUMNS` of [`MAPPINGS`] to `contacts`; how many.
+async fn mapped_columns(target: &DbTarget) -> usize {
+    let n = std::env::var("BENCH_MAPPED_COLUMNS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0).min(10);
+    if n == 0 {
+        return 0;
+    }
+    let text = format!("[contacts.columns]\n{}\n", MAPPINGS[..n].join("\n"));
+    let config = hubspot_sync::config::CopyConfig::parse(&text, None).unwrap();
+    let mut conn = target.connect("hubspot-sync bench").await.unwrap();
+    hubspot_sync::store::mapped_columns::apply(&mut conn, &config).await.unwrap();
+    n
+}
+
 #[tokio::main]
 async fn main() {
     let _local;
@@ -129,6 +158,7 @@ async fn main() {
     admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
     let target = admin_target.with_database(&name);
     migrations::run_pending(&target).await.unwrap();
+    let mapped = mapped_columns(&target).await;
     let client = target.connect_raw("hubspot-sync bench copy").await.unwrap();
     let mut conn = target.connect("hubspot-sync bench upsert").await.unwrap();
     // The service's own session settings; BENCH_SYNCHRONOUS_COMMIT=true measures durable commits.
@@ -153,7 +183,8 @@ async fn main() {
         best_copy = best_copy.min(copy_rows(&client, &fresh).await);
     }
     println!(
-        "machine: {} cores; {ROWS} contacts per pass, best of {PASSES} passes; synchronous_commit={}",
+        "machine: {} cores; {ROWS} contacts per pass, best of {PASSES} passes; synchronous_commit={}; {mapped} typed \
+         column(s)",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         if synchronous_commit { "on" } else { "off" }
     );

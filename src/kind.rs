@@ -59,6 +59,54 @@ impl ObjectKind {
         }
     }
 
+    /// The properties the copy itself reads (its own columns, merges, watermarks): always asked
+    /// of HubSpot, whatever `HUBSPOT_SYNC_CONFIG`'s include or exclude list says.
+    pub fn core_properties(self) -> &'static [&'static str] {
+        match self {
+            Self::Contacts => &[
+                "email",
+                "firstname",
+                "lastname",
+                "phone",
+                "hubspot_owner_id",
+                "lifecyclestage",
+                "hs_lead_status",
+                "createdate",
+                "lastmodifieddate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "hs_merged_object_ids",
+            ],
+            Self::Deals => &[
+                "dealname",
+                "amount",
+                "dealstage",
+                "pipeline",
+                "closedate",
+                "hubspot_owner_id",
+                "hs_is_closed",
+                "hs_is_closed_won",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "hs_merged_object_ids",
+            ],
+            Self::Calls => &[
+                "hs_timestamp",
+                "hs_call_title",
+                "hs_call_direction",
+                "hs_call_disposition",
+                "hs_call_status",
+                "hs_call_duration",
+                "hubspot_owner_id",
+                "hs_createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+            ],
+            Self::Owners => &[],
+        }
+    }
+
     /// The PostgreSQL table holding this kind (owners live in `staff`).
     pub fn table(self) -> &'static str {
         match self {

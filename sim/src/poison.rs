@@ -24,7 +24,8 @@ pub struct PlantRequest {
     pub object: String,
     /// The record's id (a live record).
     pub id: String,
-    /// Property name -> raw value (`null` clears it). Names must exist in the object's schema.
+    /// Property name -> raw value (`null` clears it). Names must exist in the object's schema or
+    /// have been created at run time.
     pub properties: BTreeMap<String, Option<String>>,
 }
 
@@ -108,11 +109,14 @@ pub fn plant(crm: &mut crate::data::Crm, req: &PlantRequest, clock_ms: i64) -> R
     let id: u64 = req.id.trim().parse().map_err(|_| format!("invalid id {:?}", req.id))?;
     let mut slots = Vec::new();
     for (name, value) in &req.properties {
-        let idx = kind.prop_index(name).ok_or_else(|| format!("unknown {} property {name:?}", kind.name()))?;
+        // The schema's properties and those created at run time (`--extra-properties`, `/_sim/properties`).
+        let store = crm.store(kind);
+        let idx = store.prop_index(name).ok_or_else(|| format!("unknown {} property {name:?}", kind.name()))?;
         if kind.derived(name).is_some() {
             return Err(format!("{name} is computed from the record; it cannot be planted"));
         }
-        slots.push((idx, kind.schema()[idx].name, value.clone()));
+        let def = store.prop_def(idx).ok_or_else(|| format!("unknown {} property {name:?}", kind.name()))?;
+        slots.push((idx, def.name, value.clone()));
     }
     if !crm.store(kind).live.contains(&id) {
         return Err(format!("no live {} with id {id}", kind.name()));
@@ -120,6 +124,9 @@ pub fn plant(crm: &mut crate::data::Crm, req: &PlantRequest, clock_ms: i64) -> R
     let ts = crm.now(clock_ms);
     crm.store_mut(kind).modify(id, ts, |rec| {
         for (idx, _, value) in &slots {
+            if rec.values.len() <= *idx {
+                rec.values.resize(*idx + 1, None);
+            }
             rec.set_raw(*idx, value.as_deref());
         }
     });

@@ -57,7 +57,7 @@ pub fn compare(listed: &Listing, stored: &[StoredRow], scope: Scope<'_>) -> Drif
             None if in_scope(id, None, None) => drift.missing.push(id.clone()),
             None => {}
             Some(row) if !in_scope(id, Some(row.synced_at), None) => {}
-            Some(row) if row.archived => drift.missing.push(id.clone()),
+            Some(row) if row.archived && !row.filtered => drift.missing.push(id.clone()),
             Some(row) if row.updated_at.is_some_and(|here| here < *hubspot_updated) => drift.stale.push(id.clone()),
             Some(_) => {}
         }
@@ -84,7 +84,7 @@ mod tests {
     }
 
     fn row(id: &str, updated: i64, archived: bool, synced: i64) -> StoredRow {
-        StoredRow { id: id.into(), updated_at: Some(t(updated)), archived, synced_at: t(synced) }
+        StoredRow { id: id.into(), updated_at: Some(t(updated)), archived, synced_at: t(synced), filtered: false }
     }
 
     fn listing(pairs: &[(&str, i64)]) -> Listing {
@@ -111,6 +111,16 @@ mod tests {
     }
 
     #[test]
+    fn rows_outside_the_filter_are_not_missing() {
+        let listed = listing(&[("1", 10), ("2", 10)]);
+        let filtered = |id: &str, updated: i64| StoredRow { filtered: true, ..row(id, updated, true, 50) };
+        let stored = vec![filtered("1", 10), filtered("2", 5)];
+        let drift = compare(&listed, &stored, Scope::Everything { since: t(100) });
+        assert!(drift.missing.is_empty(), "{drift:?}");
+        assert_eq!(drift.stale, ["2"], "an older version is read again (it may have moved in)");
+    }
+
+    #[test]
     fn rows_written_during_the_audit_are_not_drift() {
         let listed = listing(&[("1", 10), ("2", 10)]);
         // 1 was archived by a deletion webhook, 3 created, while the audit listed.
@@ -126,7 +136,8 @@ mod tests {
     #[test]
     fn an_owner_without_updated_at_is_not_stale() {
         let listed = listing(&[("9", 10)]);
-        let stored = vec![StoredRow { id: "9".into(), updated_at: None, archived: false, synced_at: t(0) }];
+        let stored =
+            vec![StoredRow { id: "9".into(), updated_at: None, archived: false, synced_at: t(0), filtered: false }];
         assert_eq!(compare(&listed, &stored, Scope::Everything { since: t(100) }), Drift::default());
     }
 }

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::audit::{Auditor, Report};
-use crate::config::{DatabaseSettings, HubSpotSettings, OwnerSettings};
-use crate::hubspot::HubSpot;
+use crate::config::{CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings};
+use crate::hubspot::{ClientOptions, HubSpot};
 use crate::kind::ObjectKind;
 use crate::objects::WriteContext;
 use crate::store::sync_logs::RunTrigger;
@@ -35,6 +35,8 @@ pub struct AuditArgs {
     pub hubspot: HubSpotSettings,
     #[command(flatten)]
     pub owners: OwnerSettings,
+    #[command(flatten)]
+    pub copy: CopySettings,
 }
 
 impl AuditArgs {
@@ -47,9 +49,16 @@ impl AuditArgs {
 pub async fn run(args: AuditArgs) -> Result<ExitCode, CliError> {
     let target = args.database.target()?;
     args.hubspot.access_token()?;
+    let copy = args.copy.load()?.supported()?;
     let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync audit").await?;
-    let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
-    let write = WriteContext { owner_role: args.owners.owner_role.clone(), ..WriteContext::default() };
+    // Repairs write as the sync does: records outside the filter archived, the properties kept.
+    let write = WriteContext {
+        owner_role: args.owners.owner_role.clone(),
+        filters: crate::config::file::LiveFilters::new(copy.filters()),
+        ..WriteContext::default()
+    };
+    let client = ClientOptions { copy, ..ClientOptions::default() };
+    let hubspot = HubSpot::with_options(&args.hubspot, client).context("cannot set up the HubSpot client")?;
     let auditor = Auditor::new(pool, hubspot, write);
     let kinds = args.kinds();
     let audits = kinds.iter().map(|kind| auditor.audit(*kind, args.repair, RunTrigger::Manual));

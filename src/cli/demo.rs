@@ -305,6 +305,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
         owners: args.owners.clone(),
         polling: PollingSettings::default(),
         retention: args.retention.clone(),
+        copy: crate::config::CopySettings::default(),
     })
 }
 

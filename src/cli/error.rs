@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, CopyConfigError};
 use crate::telemetry::ErrorChain;
 
 /// Why a command did not succeed, and so which exit code it gets.
@@ -32,6 +32,13 @@ pub(crate) fn port_in_use(error: anyhow::Error, bind: std::net::IpAddr, port: u1
         "port {port} ({var}) is already in use on {bind}, perhaps by another hubspot-sync; stop that program or \
          set {var} (or --{flag}) to a free port"
     ))
+}
+
+/// An unusable `HUBSPOT_SYNC_CONFIG` is an invalid setting (exit 2), its problems listed by line.
+impl From<CopyConfigError> for CliError {
+    fn from(e: CopyConfigError) -> Self {
+        CliError::Config(ConfigError::Stated(e.to_string()))
+    }
 }
 
 impl CliError {

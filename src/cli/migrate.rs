@@ -1,4 +1,5 @@
-//! `hubspot-sync migrate`: applies pending migrations (Fly's release command). The other commands
+//! `hubspot-sync migrate`: applies pending migrations (Fly's release command), then the typed
+//! columns of `HUBSPOT_SYNC_CONFIG` (added, changed, dropped as the file says). The other commands
 //! that use the database refuse an unmigrated one with [`refuse_unmigrated`], which says to run it.
 
 use std::process::ExitCode;
@@ -6,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use diesel_async::AsyncPgConnection;
 
-use crate::config::DatabaseSettings;
+use crate::config::{CopyConfig, CopySettings, DatabaseSettings};
 use crate::store::connect::DbTarget;
-use crate::store::{self, migrations};
+use crate::store::{self, mapped_columns, migrations};
 
 use super::error::CliError;
 
@@ -16,10 +17,13 @@ use super::error::CliError;
 pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub copy: CopySettings,
 }
 
 pub async fn run(args: MigrateArgs) -> Result<ExitCode, CliError> {
     let target = args.database.target()?;
+    let config = args.copy.load()?;
     let applied = migrations::run_pending(&target).await.map_err(anyhow::Error::from)?;
     if applied.is_empty() {
         println!("database is up to date");
@@ -29,7 +33,36 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode, CliError> {
         }
         println!("{} migration(s) applied", applied.len());
     }
+    apply_mappings(&target, &config).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds, changes and drops the typed columns so that they match `config`, saying what it did.
+async fn apply_mappings(target: &DbTarget, config: &CopyConfig) -> Result<(), CliError> {
+    let mut conn = target.connect("hubspot-sync migrate").await.context("cannot connect to the database")?;
+    let changes = mapped_columns::apply(&mut conn, config).await.map_err(anyhow::Error::from)?;
+    if changes.is_empty() {
+        println!("typed columns are up to date");
+    }
+    for change in &changes {
+        println!("{change}");
+    }
+    Ok(())
+}
+
+/// An error saying to run `hubspot-sync migrate` when the typed columns differ from `config`'s
+/// mappings (so nothing reads a column the file names before it exists).
+pub async fn check_mappings(conn: &mut AsyncPgConnection, config: &CopyConfig) -> anyhow::Result<()> {
+    let changes = mapped_columns::differences(conn, config).await.context("cannot read the typed columns applied")?;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = changes.iter().map(ToString::to_string).collect();
+    anyhow::bail!(
+        "the typed columns in the database differ from HUBSPOT_SYNC_CONFIG ({}): run `hubspot-sync migrate` (with \
+         the same DATABASE_URL and HUBSPOT_SYNC_CONFIG) first",
+        list.join("; ")
+    )
 }
 
 /// An error saying to run `hubspot-sync migrate` when the schema is missing or behind this build.
@@ -49,14 +82,16 @@ pub async fn check_migrated(conn: &mut AsyncPgConnection) -> anyhow::Result<()> 
     }
 }
 
-/// For `serve`: refuses an unmigrated database; an unreachable one is left to the readiness
-/// probe (the server starts and answers 503 until the database is back).
-pub async fn refuse_unmigrated(target: &DbTarget, application_name: &str) -> Result<(), CliError> {
+/// For `serve`: refuses an unmigrated database, or one whose typed columns differ from
+/// `config`; an unreachable one is left to the readiness probe (the server starts and answers
+/// 503 until the database is back).
+pub async fn refuse_unmigrated(target: &DbTarget, application_name: &str, config: &CopyConfig) -> Result<(), CliError> {
     let Ok(mut conn) = target.connect(application_name).await else {
         tracing::warn!("the database cannot be reached now; starting anyway (/readyz answers 503 until it can)");
         return Ok(());
     };
     check_migrated(&mut conn).await?;
+    check_mappings(&mut conn, config).await?;
     Ok(())
 }
 

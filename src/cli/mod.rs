@@ -1,5 +1,5 @@
 //! The command line: one binary, roles as subcommands (`serve`, `migrate`, `sync`, `audit`,
-//! `status`, `alert-test`, `demo`). Each subcommand flattens the settings it reads, so its `--help` lists them.
+//! `status`, `alert-test`, `demo`, `config`). Each subcommand flattens the settings it reads, so its `--help` lists them.
 //!
 //! Exit codes: 0 ok; 1 a failed run or an error at run time; 2 bad usage or a missing or invalid
 //! setting (reported by name before anything else happens); 3 a port is already in use (the
@@ -7,6 +7,7 @@
 
 mod alert_test;
 mod audit;
+mod config;
 mod demo;
 mod error;
 mod migrate;
@@ -54,6 +55,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Sends a test alert through every configured channel (webhook, e-mail); exit 1 if one fails.
     AlertTest(alert_test::AlertTestArgs),
+    /// Checks HUBSPOT_SYNC_CONFIG (config check) or prints a starting one (config suggest OBJECT).
+    Config(config::ConfigArgs),
     /// serve plus a bundled simulator emitting signed webhooks, with a private PostgreSQL.
     Demo(demo::DemoArgs),
 }
@@ -87,6 +90,7 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::AlertTest(args) => alert_test::run(args).await,
+        Command::Config(args) => config::run(args).await,
     }
 }
 

@@ -11,8 +11,8 @@ use crate::alerts::channels::Channels;
 use crate::alerts::monitor::Monitor;
 use crate::app::AppState;
 use crate::config::{
-    DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings, ScheduleSettings,
-    ServerSettings, WebhookSettings,
+    CopyConfig, CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings,
+    ScheduleSettings, ServerSettings, WebhookSettings,
 };
 use crate::fetcher::FetcherOptions;
 use crate::hubspot::{ClientOptions, HubSpot, Lane};
@@ -49,6 +49,8 @@ pub struct ServeArgs {
     pub polling: PollingSettings,
     #[command(flatten)]
     pub retention: RetentionSettings,
+    #[command(flatten)]
+    pub copy: CopySettings,
 }
 
 impl ServeArgs {
@@ -59,10 +61,12 @@ impl ServeArgs {
         let owner_hook = self.server.owner_hook.hook()?.map(|(url, secret)| Target::new(url, secret));
         let pool =
             store::build_pool(&target, &self.database.pool_options("hubspot-sync")).map_err(anyhow::Error::from)?;
-        let (webhooks, realtime) = self.realtime()?;
+        let copy = self.copy.load()?.supported()?;
+        let write = self.write_context(&copy);
+        let (webhooks, realtime) = self.realtime(copy, write.clone())?;
         // The poller shares the fetchers' HubSpot client (one request budget). Without a token
         // there is none: force sync answers 503 and the schedule comes from the settings.
-        let poller = realtime.as_ref().map(|rt| self.poller(pool.clone(), rt.hubspot.clone()));
+        let poller = realtime.as_ref().map(|rt| self.poller(pool.clone(), rt.hubspot.clone(), write.clone()));
         let control: SharedControl = match &poller {
             Some(poller) => Arc::new(poller.clone()),
             None => Arc::new(ScheduleOnly { schedules: self.schedules.clone() }),
@@ -78,7 +82,7 @@ impl ServeArgs {
         }
         let fast_polling = match (&realtime, webhooks.queue()) {
             (Some(rt), Some(queue)) if self.fast_polling() => {
-                let writer = Writer { pool: pool.clone(), context: self.write_context() };
+                let writer = Writer { pool: pool.clone(), context: write.clone() };
                 Some(FastPolling::new(
                     rt.hubspot.clone(),
                     queue.clone(),
@@ -93,7 +97,13 @@ impl ServeArgs {
         if let (Some(lanes), Some(rt)) = (&fast_polling, &realtime) {
             polling = polling.with_lanes(lanes.figures(), rt.hubspot.clone(), self.polling.fast_poll_budget_share);
         }
-        let ops = ops.with_polling(polling);
+        let reloader = crate::ops::reloader::Reloader::new(
+            self.copy.clone(),
+            pool.clone(),
+            realtime.as_ref().map(|rt| rt.hubspot.clone()),
+            write.filters.clone(),
+        );
+        let ops = ops.with_polling(polling).with_reloader(Arc::new(reloader));
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),
             shutdown_grace: self.server.shutdown_grace,
@@ -130,8 +140,13 @@ impl ServeArgs {
         })
     }
 
-    fn write_context(&self) -> WriteContext {
-        WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() }
+    /// How records are written: `OWNER_ROLE`, and `HUBSPOT_SYNC_CONFIG`'s filters.
+    fn write_context(&self, copy: &CopyConfig) -> WriteContext {
+        WriteContext {
+            owner_role: self.owners.owner_role.clone(),
+            filters: crate::config::file::LiveFilters::new(copy.filters()),
+            ..WriteContext::default()
+        }
     }
 
     /// Whether webhooks can be verified (`HUBSPOT_CLIENT_SECRET` is set).
@@ -164,22 +179,21 @@ impl ServeArgs {
     }
 
     /// The reconciliation poller (its scheduler starts with the server).
-    fn poller(&self, pool: store::Pool, hubspot: HubSpot) -> crate::poller::Poller {
-        let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
+    fn poller(&self, pool: store::Pool, hubspot: HubSpot, write: WriteContext) -> crate::poller::Poller {
         crate::poller::Poller::new(pool, hubspot, crate::poller::PollerOptions { write, ..Default::default() })
     }
 
     /// The webhook intake and its batch fetchers; without a HubSpot token nothing can be
     /// fetched, so webhooks get 503 (HubSpot keeps retrying them) and no fetcher starts.
-    fn realtime(&self) -> Result<(Intake, Option<Realtime>), CliError> {
+    fn realtime(&self, copy: CopyConfig, write: WriteContext) -> Result<(Intake, Option<Realtime>), CliError> {
         if self.hubspot.hubspot_access_token.is_none() {
             tracing::warn!("HUBSPOT_ACCESS_TOKEN is not set: webhooks are answered 503 until it is");
             return Ok((self.intake(None), None));
         }
-        let client = ClientOptions { polling_share: self.polling.fast_poll_budget_share, ..ClientOptions::default() };
+        let client =
+            ClientOptions { polling_share: self.polling.fast_poll_budget_share, copy, ..ClientOptions::default() };
         let hubspot = HubSpot::with_options(&self.hubspot, client).map_err(anyhow::Error::from)?;
         let queue = Arc::new(Queue::new(self.server.queue_capacity as usize));
-        let write = WriteContext { owner_role: self.owners.owner_role.clone(), ..WriteContext::default() };
         let mut options = FetcherOptions::new(self.server.fetch_window, write);
         // Without webhooks the queue holds what the lanes found: its reads are theirs to pay.
         if self.fast_polling() && !self.webhooks_on() {
@@ -194,10 +208,16 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let config = args.copy.load()?.supported()?;
     let options = args.options()?;
-    super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve").await?;
+    super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve", &config).await?;
+    super::config::refuse_invalid(&args.hubspot, &config).await?;
+    let reloader = options.state.ops.reloader.clone();
     let server =
         runtime::start(options).map_err(|e| error::port_in_use(e, args.server.bind, args.server.port, "PORT"))?;
+    if let Some(reloader) = reloader {
+        tokio::spawn(reload_on_sighup(reloader));
+    }
     let token = server.shutdown_token();
     tokio::spawn(async move {
         runtime::termination_signal().await;
@@ -206,4 +226,25 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     server.wait().await?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads `HUBSPOT_SYNC_CONFIG` on every SIGHUP (the outcome is logged).
+async fn reload_on_sighup(reloader: Arc<crate::ops::reloader::Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading HUBSPOT_SYNC_CONFIG");
+                    reloader.reload_logged().await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; reload HUBSPOT_SYNC_CONFIG through the API"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reloader;
+    }
 }

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::config::{DatabaseSettings, HubSpotSettings, OwnerSettings};
-use crate::hubspot::HubSpot;
+use crate::config::{CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings};
+use crate::hubspot::{ClientOptions, HubSpot};
 use crate::kind::ObjectKind;
 use crate::objects::WriteContext;
 use crate::poller::{Mode, Poller, PollerOptions, RunStatus, RunSummary, Trigger};
@@ -48,6 +48,8 @@ pub struct SyncArgs {
     pub hubspot: HubSpotSettings,
     #[command(flatten)]
     pub owners: OwnerSettings,
+    #[command(flatten)]
+    pub copy: CopySettings,
 }
 
 impl SyncArgs {
@@ -74,9 +76,15 @@ pub(super) fn kinds_of(targets: &[SyncTarget]) -> Vec<ObjectKind> {
 pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     let target = args.database.target()?;
     args.hubspot.access_token()?;
+    let copy = args.copy.load()?.supported()?;
     let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync sync").await?;
-    let hubspot = HubSpot::new(&args.hubspot).context("cannot set up the HubSpot client")?;
-    let write = WriteContext { owner_role: args.owners.owner_role.clone(), ..WriteContext::default() };
+    let write = WriteContext {
+        owner_role: args.owners.owner_role.clone(),
+        filters: crate::config::file::LiveFilters::new(copy.filters()),
+        ..WriteContext::default()
+    };
+    let client = ClientOptions { copy, ..ClientOptions::default() };
+    let hubspot = HubSpot::with_options(&args.hubspot, client).context("cannot set up the HubSpot client")?;
     let poller = Poller::new(pool, hubspot, PollerOptions { write, ..PollerOptions::default() });
     let mode = if args.full { Mode::Full } else { Mode::Incremental };
     let kinds = args.kinds();

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod database;
+pub mod file;
 mod hubspot;
 mod polling;
 mod retention;
@@ -18,6 +19,7 @@ mod server;
 
 pub use alerts::{AlertSettings, EmailAlerts, EmailSettings, OwnerHookSettings, Recipients, SmtpTls, SmtpUrl};
 pub use database::DatabaseSettings;
+pub use file::{CopyConfig, CopyConfigError, CopySettings};
 pub use hubspot::{ApiVersion, HubSpotSettings, RequireV3, WebhookSettings};
 pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};
 pub use retention::{MIN_RETENTION, Retention, RetentionSettings, parse_retention};

@@ -15,6 +15,8 @@ use super::transport::Call;
 use super::wire::{
     BatchReadRequest, BatchResponse, Filter, FilterGroup, IdInput, Page, PropertiesResponse, SearchRequest, SearchSort,
 };
+use crate::config::CopyConfig;
+use crate::config::file::{KnownProperty, Problem};
 use crate::kind::ObjectKind;
 
 /// Ids per batch read (HubSpot's maximum).
@@ -100,8 +102,13 @@ impl HubSpot {
         let endpoint = format!("{kind}.properties");
         let raw = self.send(Call::get(&url, &[], Lane::Background, &endpoint)).await?;
         let response: PropertiesResponse = decode(&raw, "property list")?;
-        let mut names: Vec<String> =
-            response.results.into_iter().filter(|p| !p.archived && !p.name.is_empty()).map(|p| p.name).collect();
+        let copy = self.copy_config();
+        let mut names: Vec<String> = response
+            .results
+            .into_iter()
+            .filter(|p| !p.archived && !p.name.is_empty() && copy.asks_for(kind, &p.name))
+            .map(|p| p.name)
+            .collect();
         names.sort();
         names.dedup();
         let known = self.inner.properties.last(kind).map_or(0, |l| l.len());
@@ -109,6 +116,42 @@ impl HubSpot {
             tracing::info!(object.kind = %kind, properties = names.len(), before = known, "discovered HubSpot properties");
         }
         Ok(self.inner.properties.put(kind, names, true))
+    }
+
+    /// Every live property of `kind` with its HubSpot type, read now (not cached): what
+    /// `HUBSPOT_SYNC_CONFIG` is checked against and `config suggest` starts from.
+    pub async fn property_definitions(&self, kind: ObjectKind) -> Result<Vec<KnownProperty>, HubSpotError> {
+        let url = self.inner.paths.properties(kind);
+        let endpoint = format!("{kind}.properties");
+        let raw = self.send(Call::get(&url, &[], Lane::Background, &endpoint)).await?;
+        let response: PropertiesResponse = decode(&raw, "property list")?;
+        let mut known: Vec<KnownProperty> = response
+            .results
+            .into_iter()
+            .filter(|p| !p.archived && !p.name.is_empty())
+            .map(|p| KnownProperty {
+                custom: p.hubspot_defined != Some(true),
+                name: p.name,
+                hubspot_type: p.property_type,
+                field_type: p.field_type,
+            })
+            .collect();
+        known.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(known)
+    }
+
+    /// `config`'s mappings checked against HubSpot's property lists (read now), by line.
+    pub async fn check_config(&self, config: &CopyConfig) -> Result<Vec<Problem>, HubSpotError> {
+        let mut problems = Vec::new();
+        for (kind, object) in &config.objects {
+            if object.columns.is_empty() {
+                continue;
+            }
+            let known = self.property_definitions(*kind).await?;
+            problems.extend(config.check_properties(*kind, &known));
+        }
+        problems.sort_by_key(|p| p.line);
+        Ok(problems)
     }
 
     /// Batch read by id, every discovered property; split into calls of at most 100 ids.
@@ -274,19 +317,33 @@ impl HubSpot {
         Ok(RecordPage { records: read.records, invalid, next, total })
     }
 
-    /// Records modified within the window, in `hs_object_id` order, at most 200.
+    /// Records modified within the window, in `hs_object_id` order, at most 200; only those
+    /// inside `HUBSPOT_SYNC_CONFIG`'s filter (the incremental runs' search: records outside it
+    /// cost nothing).
     pub async fn search_modified(
         &self,
         kind: ObjectKind,
         window: &SearchWindow,
         lane: Lane,
     ) -> Result<RecordPage, HubSpotError> {
+        let filter = self.copy_config().object(kind).filter;
+        self.search_modified_where(kind, window, lane, &filter.conditions()).await
+    }
+
+    /// Records modified within the window whose properties `only` lists hold one of its values.
+    async fn search_modified_where(
+        &self,
+        kind: ObjectKind,
+        window: &SearchWindow,
+        lane: Lane,
+        only: &[(&str, &[String])],
+    ) -> Result<RecordPage, HubSpotError> {
         let properties = self.properties(kind).await?;
         let lastmod = kind.lastmod_property();
-        let mut body = encode(&search_request(kind, window, &properties))?;
+        let mut body = encode(&search_request(kind, window, &properties, only))?;
         let inline = body.len() <= self.inner.options.max_search_body;
         if !inline {
-            body = encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()]))?;
+            body = encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()], only))?;
         }
         let url = self.inner.paths.search(kind);
         let endpoint = format!("{kind}.search");
@@ -301,8 +358,10 @@ impl HubSpot {
         self.complete(kind, records, invalid, next, total, false, lane).await
     }
 
-    /// [`HubSpot::search_modified`] when every property asked of HubSpot fits in one search body
-    /// (the page's records then carry all that is kept); `None` without a request otherwise.
+    /// Records modified within the window when every property asked of HubSpot fits in one
+    /// search body (the page's records then carry all that is kept); `None` without a request
+    /// otherwise. For the fast polling lanes: without the filter, so a record that moved out of
+    /// it is seen, written and archived.
     pub async fn search_modified_inline(
         &self,
         kind: ObjectKind,
@@ -310,11 +369,11 @@ impl HubSpot {
         lane: Lane,
     ) -> Result<Option<RecordPage>, HubSpotError> {
         let properties = self.properties(kind).await?;
-        let body = encode(&search_request(kind, window, &properties))?;
+        let body = encode(&search_request(kind, window, &properties, &[]))?;
         if body.len() > self.inner.options.max_search_body {
             return Ok(None);
         }
-        self.search_modified(kind, window, lane).await.map(Some)
+        self.search_modified_where(kind, window, lane, &[]).await.map(Some)
     }
 
     /// Ids and `updatedAt` of records modified within the window, in `hs_object_id` order, at
@@ -326,8 +385,9 @@ impl HubSpot {
         window: &SearchWindow,
         lane: Lane,
     ) -> Result<RecordPage, HubSpotError> {
+        // Without the filter: a record that moved out of it is found here, read and archived.
         let properties = ["hs_object_id".to_owned(), kind.lastmod_property().to_owned()];
-        let body = encode(&search_request(kind, window, &properties))?;
+        let body = encode(&search_request(kind, window, &properties, &[]))?;
         let url = self.inner.paths.search(kind);
         let endpoint = format!("{kind}.search");
         let raw = self.send(Call::post(&url, &[], body, true, lane, &endpoint)).await?;
@@ -399,12 +459,20 @@ fn next_after_id(page: &Page) -> Option<String> {
 }
 
 /// A search for records modified within the window, ids above `after_id`, in id order.
-fn search_request<'a>(kind: ObjectKind, window: &SearchWindow, properties: &'a [String]) -> SearchRequest<'a> {
+/// A search of `kind` modified in `window`; with `only` (a filter's properties and the values it
+/// keeps), records outside them are not returned.
+fn search_request<'a>(
+    kind: ObjectKind,
+    window: &SearchWindow,
+    properties: &'a [String],
+    only: &[(&str, &[String])],
+) -> SearchRequest<'a> {
     let mut filters = vec![Filter {
         property_name: kind.lastmod_property().to_owned(),
         operator: "BETWEEN",
         value: Some(window.from_ms.to_string()),
         high_value: Some(window.to_ms.to_string()),
+        values: None,
     }];
     if let Some(after_id) = &window.after_id {
         filters.push(Filter {
@@ -412,6 +480,16 @@ fn search_request<'a>(kind: ObjectKind, window: &SearchWindow, properties: &'a [
             operator: "GT",
             value: Some(after_id.clone()),
             high_value: None,
+            values: None,
+        });
+    }
+    for (property, values) in only {
+        filters.push(Filter {
+            property_name: (*property).to_owned(),
+            operator: "IN",
+            value: None,
+            high_value: None,
+            values: Some(values.to_vec()),
         });
     }
     SearchRequest {
@@ -445,6 +523,20 @@ fn count_fetched(object: &'static str, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_rides_on_the_search() {
+        let window = SearchWindow { from_ms: 1, to_ms: 2, after_id: None };
+        let pipelines = ["default".to_owned()];
+        let body = serde_json::to_value(search_request(ObjectKind::Deals, &window, &[], &[("pipeline", &pipelines)]));
+        let filters = &body.unwrap()["filterGroups"][0]["filters"];
+        assert_eq!(
+            filters[1],
+            serde_json::json!({"propertyName": "pipeline", "operator": "IN", "values": ["default"]})
+        );
+        let body = serde_json::to_value(search_request(ObjectKind::Deals, &window, &[], &[])).unwrap();
+        assert_eq!(body["filterGroups"][0]["filters"].as_array().map(Vec::len), Some(1));
+    }
 
     #[test]
     fn encoded_query_length() {

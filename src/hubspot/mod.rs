@@ -25,6 +25,7 @@ pub use limiter::Lane;
 pub use record::{InvalidRecord, Record, parse_time};
 pub use transport::{RequestMinute, RetryOptions};
 
+use crate::config::CopyConfig;
 use crate::config::HubSpotSettings;
 use crate::kind::ObjectKind;
 use crate::minutes::Minutes;
@@ -55,6 +56,8 @@ pub struct ClientOptions {
     pub max_search_body: usize,
     /// The most the fast polling lanes (`Lane::Polling`) may spend, as a share of the budget.
     pub polling_share: f64,
+    /// `HUBSPOT_SYNC_CONFIG`: discovered properties it does not ask for are left out.
+    pub copy: CopyConfig,
 }
 
 impl Default for ClientOptions {
@@ -70,6 +73,7 @@ impl Default for ClientOptions {
             max_query_bytes: 2000,
             max_search_body: 3000,
             polling_share: limiter::DEFAULT_POLLING_SHARE,
+            copy: CopyConfig::default(),
         }
     }
 }
@@ -102,6 +106,11 @@ impl PropertyCache {
         self.lists.lock().unwrap_or_else(PoisonError::into_inner).get(&kind).is_some_and(|(_, at)| at.is_none())
     }
 
+    /// Drops the discovered lists (not those the options fix), so they are read again.
+    fn forget_discovered(&self) {
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, (_, at)| at.is_none());
+    }
+
     fn put(&self, kind: ObjectKind, names: Vec<String>, discovered: bool) -> Arc<Vec<String>> {
         let names = Arc::new(names);
         let at = discovered.then(std::time::Instant::now);
@@ -115,6 +124,8 @@ struct Inner {
     paths: Paths,
     properties: PropertyCache,
     options: ClientOptions,
+    /// `HUBSPOT_SYNC_CONFIG` in force (from the options, then each reload).
+    copy: std::sync::RwLock<Arc<CopyConfig>>,
 }
 
 /// The HubSpot client. Cheap to clone; clones share the budget.
@@ -157,7 +168,20 @@ impl HubSpot {
             minutes: Minutes::default(),
         };
         let paths = Paths::new(&settings.hubspot_api_base, settings.hubspot_api_version.clone());
-        Ok(Self { inner: Arc::new(Inner { transport, paths, properties, options }) })
+        let copy = std::sync::RwLock::new(Arc::new(options.copy.clone()));
+        Ok(Self { inner: Arc::new(Inner { transport, paths, properties, options, copy }) })
+    }
+
+    /// `HUBSPOT_SYNC_CONFIG` in force: which properties are asked for, which records searched.
+    pub fn copy_config(&self) -> Arc<CopyConfig> {
+        self.inner.copy.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Puts a reloaded `HUBSPOT_SYNC_CONFIG` in force; the property lists are discovered again
+    /// (an include or exclude list may have changed).
+    pub fn set_copy_config(&self, config: CopyConfig) {
+        *self.inner.copy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        self.inner.properties.forget_discovered();
     }
 
     /// Takes one slot of the shared budget for a request sent right after with

@@ -115,6 +115,9 @@ pub struct Filter {
     pub value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub high_value: Option<String>,
+    /// For `IN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,8 +135,13 @@ pub struct PropertiesResponse {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct PropertyDefinition {
     pub name: String,
     pub archived: bool,
+    #[serde(rename = "type")]
+    pub property_type: String,
+    pub field_type: String,
+    /// `true` on HubSpot's own properties; absent or false on the portal's custom ones.
+    pub hubspot_defined: Option<bool>,
 }

@@ -1,8 +1,11 @@
 //! Writing HubSpot records of one kind to their table, in multi-row upserts.
 
+use std::borrow::Cow;
+
 use diesel_async::AsyncPgConnection;
 
 use super::{ObjectKind, call, contact, deal, owner};
+use crate::config::file::{FILTERED_KEY, LiveFilters};
 use crate::hubspot::Record;
 use crate::store::{StoreError, calls, contacts, deals, staff};
 
@@ -15,12 +18,37 @@ pub struct WriteContext {
     /// a live record then revives a row archived before it, whatever its `updatedAt` (HubSpot
     /// may restore a record without moving it; `store::records::revived`).
     pub read_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// `HUBSPOT_SYNC_CONFIG`'s filters: a record outside its object's filter is written archived,
+    /// with the reason under `properties->>'_hubspot_sync_filtered'` (a newer version inside the
+    /// filter makes it live again, by the usual newest-wins rule).
+    /// Shared: a reload of the file changes them for every writer at once.
+    pub filters: LiveFilters,
 }
 
 impl Default for WriteContext {
     fn default() -> Self {
-        Self { owner_role: "coach".to_owned(), read_since: None }
+        Self { owner_role: "coach".to_owned(), read_since: None, filters: LiveFilters::default() }
     }
+}
+
+/// `records` with those outside `kind`'s filter marked archived with the reason; how many.
+fn apply_filter<'a>(kind: ObjectKind, records: &'a [Record], ctx: &WriteContext) -> (Cow<'a, [Record]>, usize) {
+    let Some(filter) = ctx.filters.get(kind) else { return (Cow::Borrowed(records), 0) };
+    let mut filtered = 0;
+    let marked = records
+        .iter()
+        .map(|r| match filter.excludes(|name| r.prop(name)) {
+            None => r.clone(),
+            Some(reason) => {
+                filtered += 1;
+                let mut out = r.clone();
+                out.archived = true;
+                out.properties.insert(FILTERED_KEY.to_owned(), Some(reason));
+                out
+            }
+        })
+        .collect();
+    (Cow::Owned(marked), filtered)
 }
 
 /// Maps records of one kind to rows and upserts them (last-modified wins, one multi-row
@@ -33,20 +61,23 @@ pub async fn write_records(
     records: Vec<Record>,
     ctx: &WriteContext,
 ) -> Result<usize, StoreError> {
-    write_slice(conn, kind, &records, ctx).await
+    Ok(write_slice(conn, kind, &records, ctx).await?.0)
 }
 
 /// [`write_records`] on borrowed records (mapping to rows copies what it needs), so a caller that
-/// may retry them one by one keeps them without cloning every page.
+/// may retry them one by one keeps them without cloning every page. Returns the rows written
+/// and how many records were outside the object's filter.
 async fn write_slice(
     conn: &mut AsyncPgConnection,
     kind: ObjectKind,
     records: &[Record],
     ctx: &WriteContext,
-) -> Result<usize, StoreError> {
+) -> Result<(usize, usize), StoreError> {
     if records.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
+    let (records, filtered) = apply_filter(kind, records, ctx);
+    let records = records.as_ref();
     let written = match kind {
         ObjectKind::Contacts => {
             contacts::upsert_read(conn, records.iter().map(contact::to_row).collect(), ctx.read_since).await?
@@ -63,7 +94,7 @@ async fn write_slice(
         }
     };
     metrics::counter!(crate::metric::OBJECTS_UPSERTED, "object" => kind.as_str()).increment(written as u64);
-    Ok(written)
+    Ok((written, filtered))
 }
 
 /// A record that could not be stored, and why.
@@ -78,6 +109,8 @@ pub struct FailedRecord {
 pub struct WriteReport {
     pub written: usize,
     pub failed: Vec<FailedRecord>,
+    /// Records outside the object's filter (written archived).
+    pub filtered: usize,
 }
 
 /// Like [`write_records`], but a failing statement does not lose the batch: the records are
@@ -89,14 +122,17 @@ pub async fn write_isolating(
     ctx: &WriteContext,
 ) -> WriteReport {
     match write_slice(conn, kind, &records, ctx).await {
-        Ok(written) => WriteReport { written, failed: Vec::new() },
+        Ok((written, filtered)) => WriteReport { written, failed: Vec::new(), filtered },
         Err(batch_error) => {
             tracing::warn!(object.kind = %kind, error = %batch_error, "batch write failed; writing records one by one");
             let mut report = WriteReport::default();
             for record in records {
                 let id = record.id.clone();
                 match write_slice(conn, kind, std::slice::from_ref(&record), ctx).await {
-                    Ok(n) => report.written += n,
+                    Ok((n, filtered)) => {
+                        report.written += n;
+                        report.filtered += filtered;
+                    }
                     Err(e) => report.failed.push(FailedRecord { id, reason: e.to_string() }),
                 }
             }

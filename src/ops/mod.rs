@@ -18,6 +18,8 @@ pub mod health;
 pub mod history;
 pub mod openapi;
 pub mod page;
+pub mod reload;
+pub mod reloader;
 pub mod request_log;
 pub mod status;
 
@@ -48,6 +50,8 @@ pub struct OpsState {
     pub polling: Arc<PollingStatus>,
     /// The HubSpot client, for its requests per minute; none without a token.
     pub hubspot: Option<HubSpot>,
+    /// Reloads `HUBSPOT_SYNC_CONFIG` (`POST /api/config/reload`); none outside `serve`.
+    pub reloader: Option<Arc<reloader::Reloader>>,
 }
 
 impl OpsState {
@@ -62,7 +66,14 @@ impl OpsState {
             queue: None,
             polling: Arc::default(),
             hubspot: None,
+            reloader: None,
         }
+    }
+
+    /// Reloads `HUBSPOT_SYNC_CONFIG` on `POST /api/config/reload`.
+    pub fn with_reloader(mut self, reloader: Arc<reloader::Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// The HubSpot client whose requests the live charts show.

@@ -20,7 +20,8 @@ use super::status::{
         super::status::logs,
         super::history::history,
         super::status::failures,
-        super::status::force_sync
+        super::status::force_sync,
+        super::reload::reload
     ),
     components(schemas(
         History,
@@ -36,11 +37,12 @@ use super::status::{
         RunView,
         FailureView,
         ForceSyncAccepted,
+        super::reloader::Reloaded,
         ErrorBody,
         ObjectName
     )),
     modifiers(&AdminToken),
-    tags((name = "sync", description = "Reconciliation runs"))
+    tags((name = "sync", description = "Reconciliation runs"), (name = "admin", description = "Configuration"))
 )]
 pub struct ApiDoc;
 

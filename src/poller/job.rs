@@ -37,6 +37,7 @@ impl Job<'_> {
             page.records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
         let handled = page.records.len();
         let report = write_isolating(self.conn, self.kind, page.records, &self.write).await;
+        self.tally.filtered += report.filtered as u64;
         let attempts = self.park(&updated, &report.failed, &page.invalid).await;
         let failures = report
             .failed

@@ -46,6 +46,8 @@ pub struct Tally {
     pub released: Vec<String>,
     /// Rows a full pass marked archived because HubSpot no longer returns them.
     pub archived_unseen: u64,
+    /// Records outside `HUBSPOT_SYNC_CONFIG`'s filter (written archived), in `error_details`.
+    pub filtered: u64,
     /// Failures of the earlier runs of a resumed full pass, counted in `failed` ([`Tally::carry`]).
     pub carried: u64,
     pub progress: Arc<Progress>,
@@ -108,11 +110,12 @@ impl Tally {
 
     /// The `sync_logs` outcome; `fatal` is the error that stopped the run, with its details.
     pub fn outcome(&self, fatal: Option<(String, Value)>) -> RunOutcome {
-        let has_details = fatal.is_some() || self.failed > 0 || self.archived_unseen > 0;
+        let has_details = fatal.is_some() || self.failed > 0 || self.archived_unseen > 0 || self.filtered > 0;
         let details = has_details.then(|| {
             json!({
                 "pages": self.pages,
                 "archived_unseen": self.archived_unseen,
+                "filtered": self.filtered,
                 "failed_before_resume": self.carried,
                 "failed_ids": self.failed_ids.iter().take(MAX_LISTED).collect::<Vec<_>>(),
                 "parked": self.failed_ids.len(),

@@ -26,17 +26,21 @@ pub struct StoredRow {
     /// When this row was last written.
     #[diesel(sql_type = Timestamptz)]
     pub synced_at: DateTime<Utc>,
+    /// Archived because the record is outside `HUBSPOT_SYNC_CONFIG`'s filter (not missing).
+    #[diesel(sql_type = Bool)]
+    pub filtered: bool,
 }
 
 /// Every row of `kind`'s table, archived ones included.
 pub async fn stored(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<Vec<StoredRow>, StoreError> {
     let sql = match RecordTable::for_kind(kind) {
         Some(table) => format!(
-            "SELECT {key} AS id, updated_at, archived, synced_at FROM {table}",
+            "SELECT {key} AS id, updated_at, archived, synced_at, \
+             (archived AND properties ? '_hubspot_sync_filtered') AS filtered FROM {table}",
             key = table.key(),
             table = table.name()
         ),
-        None => "SELECT id, updated_at, archived, synced_at FROM staff".to_owned(),
+        None => "SELECT id, updated_at, archived, synced_at, false AS filtered FROM staff".to_owned(),
     };
     Ok(diesel::sql_query(sql).load(conn).await?)
 }

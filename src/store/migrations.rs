@@ -13,7 +13,7 @@ use super::connect::DbTarget;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Advisory lock key held while migrating ("hsmigrat" as bytes).
-const MIGRATION_LOCK: i64 = 0x6873_6d69_6772_6174;
+pub(crate) const MIGRATION_LOCK: i64 = 0x6873_6d69_6772_6174;
 
 type SyncConn = AsyncConnectionWrapper<AsyncPgConnection>;
 

@@ -11,6 +11,7 @@ pub mod deals;
 mod error;
 pub mod history;
 pub mod locks;
+pub mod mapped_columns;
 pub mod migrations;
 pub mod notify;
 pub mod owner_changes;

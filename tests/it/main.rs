@@ -5,6 +5,8 @@
 mod alerts;
 mod audit;
 mod cli;
+mod config_file;
+mod config_filter;
 mod demo;
 mod exposure;
 mod fast_poll;

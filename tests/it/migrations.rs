@@ -97,6 +97,7 @@ async fn migrate_applies_everything_on_an_empty_database() {
             "contacts",
             "deal_owner_history",
             "deals",
+            "mapped_columns",
             "owner_change_deliveries",
             "privacy_deletions",
             "staff",

@@ -139,7 +139,14 @@ async fn openapi_document_covers_the_routes_it_describes() {
     listed.sort();
     assert_eq!(
         listed,
-        ["/api/sync/failures", "/api/sync/history", "/api/sync/logs", "/api/sync/status", "/api/sync/{object}"]
+        [
+            "/api/config/reload",
+            "/api/sync/failures",
+            "/api/sync/history",
+            "/api/sync/logs",
+            "/api/sync/status",
+            "/api/sync/{object}"
+        ]
     );
     assert!(doc["components"]["securitySchemes"]["admin_token"].is_object());
     assert_refs_resolve(&doc, &doc);

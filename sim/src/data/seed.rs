@@ -254,7 +254,8 @@ pub(crate) fn call(rng: &mut StdRng, created: i64, owner: Option<Box<str>>) -> V
     ]
 }
 
-/// Types of the extra custom properties, in turn: (HubSpot `type`, `fieldType`, name suffix).
+/// Types of the extra custom properties, in turn: (HubSpot `type`, `fieldType`, name suffix):
+/// one of each HubSpot type, a multi-select (`checkbox`, values `a;b`) included.
 const EXTRA_TYPES: &[(&str, &str, &str)] = &[
     ("string", "text", "text"),
     ("number", "number", "count"),
@@ -263,6 +264,7 @@ const EXTRA_TYPES: &[(&str, &str, &str)] = &[
     ("enumeration", "select", "choice"),
     ("bool", "booleancheckbox", "flag"),
     ("string", "textarea", "notes"),
+    ("enumeration", "checkbox", "tags"),
 ];
 const EXTRA_CHOICES: &[(&str, &str)] = &[("Alpha", "alpha"), ("Beta", "beta"), ("Gamma", "gamma"), ("Delta", "delta")];
 
@@ -314,7 +316,14 @@ pub fn add_extra_properties(crm: &mut Crm, n: usize, seed: u64) {
                 if rng.random::<bool>() {
                     continue;
                 }
-                let value = match EXTRA_TYPES[i % EXTRA_TYPES.len()].0 {
+                let (ptype, field_type, _) = EXTRA_TYPES[i % EXTRA_TYPES.len()];
+                let value = match ptype {
+                    // A multi-select: some of the choices, `;`-separated, in the options' order.
+                    "enumeration" if field_type == "checkbox" => {
+                        let chosen: Vec<&str> =
+                            EXTRA_CHOICES.iter().filter(|_| rng.random::<bool>()).map(|(_, v)| *v).collect();
+                        chosen.join(";")
+                    }
                     "number" => rng.random_range(-1000..100_000).to_string(),
                     "datetime" => iso(rec.created_ms + rng.random_range(0..86_400_000 * 30)),
                     "date" => iso(rec.created_ms)[..10].to_string(),

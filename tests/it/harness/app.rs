@@ -322,7 +322,10 @@ impl AppBuilder {
         let (mut control, mut started) = (None, None);
         if self.recording {
             let (recording, rx) = RecordingControl::new(db.target.clone());
-            let ops = OpsState::new(self.admin_token.map(Secret::new), recording.clone()).with_queue_depth(|| 7);
+            let mut ops = OpsState::new(self.admin_token.map(Secret::new), recording.clone()).with_queue_depth(|| 7);
+            if let Some(reloader) = options.state.ops.reloader.clone() {
+                ops = ops.with_reloader(reloader);
+            }
             options.state.ops = ops;
             options.background = Background::default();
             (control, started) = (Some(recording), Some(rx));
