@@ -13,6 +13,10 @@
 //!   clear as it is between scheduled runs) and after (b): requests used and wall time of
 //!   `sync all`. Target: one search per object, under 300 ms.
 //!
+//! `BENCH_MAPPED_COLUMNS=N` (1 to 10) first adds N typed columns of `HUBSPOT_SYNC_CONFIG` to
+//! `contacts` and passes the file to `sync`: the cost of generated columns is the ratio of the
+//! rows/s of two runs of (b), with and without.
+//!
 //! Wall time is the binary's whole life (start, connecting, runs, exit), timed from here; the
 //! runs' own durations from `sync_logs` are shown next to it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
@@ -54,8 +58,47 @@ fn counters(stats: &Value) -> (u64, BTreeMap<String, u64>) {
     (stats["requests_total"].as_u64().unwrap_or(0), ops)
 }
 
-/// Runs `hubspot-sync sync all [--full]` against `sim` and `db` and waits for it.
-async fn sync_all(db: &Scratch, sim: &SimHandle, budget: u32, full: bool) -> Invocation {
+/// Typed columns over the simulator's contact properties, one of every type but boolean (no
+/// contact property holds one): `BENCH_MAPPED_COLUMNS=N` maps the first N.
+const MAPPINGS: [&str; 10] = [
+    r#"m_email = { property = "email", type = "text" }"#,
+    r#"m_nps = { property = "nps_score", type = "integer" }"#,
+    r#"m_created = { property = "createdate", type = "timestamptz" }"#,
+    r#"m_modified = { property = "lastmodifieddate", type = "timestamptz" }"#,
+    r#"m_first = { property = "firstname", type = "text" }"#,
+    r#"m_nps_num = { property = "nps_score", type = "numeric" }"#,
+    r#"m_created_on = { property = "createdate", type = "date" }"#,
+    r#"m_tier = { property = "membership_tier", type = "text[]" }"#,
+    r#"m_object_id = { property = "hs_object_id", type = "integer" }"#,
+    r#"m_source = { property = "signup_source", type = "text" }"#,
+];
+
+/// With `BENCH_MAPPED_COLUMNS=N` (1 to 10): the first N of [`MAPPINGS`] written to a config file
+/// and applied to `db` as generated columns (what `hubspot-sync migrate` does); the file's path,
+/// for `HUBSPOT_SYNC_CONFIG`.
+async fn mapped_columns(db: &Scratch) -> Option<std::path::PathBuf> {
+    let n = std::env::var("BENCH_MAPPED_COLUMNS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0).min(10);
+    if n == 0 {
+        return None;
+    }
+    let text = format!("[contacts.columns]\n{}\n", MAPPINGS[..n].join("\n"));
+    let path = std::env::temp_dir().join(format!("hubspot-sync-bench-{}.toml", std::process::id()));
+    std::fs::write(&path, &text).unwrap();
+    let config = hubspot_sync::config::CopyConfig::parse(&text, None).unwrap();
+    let mut conn = db.target.connect("hubspot-sync bench").await.unwrap();
+    hubspot_sync::store::mapped_columns::apply(&mut conn, &config).await.unwrap();
+    Some(path)
+}
+
+/// Runs `hubspot-sync sync all [--full]` against `sim` and `db` and waits for it (with
+/// `HUBSPOT_SYNC_CONFIG=config` when given).
+async fn sync_all(
+    db: &Scratch,
+    sim: &SimHandle,
+    budget: u32,
+    full: bool,
+    config: Option<&std::path::Path>,
+) -> Invocation {
     let (requests_before, ops_before) = counters(&sim.stats());
     let client = db.client().await;
     let since: String =
@@ -71,6 +114,9 @@ async fn sync_all(db: &Scratch, sim: &SimHandle, budget: u32, full: bool) -> Inv
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null());
+    if let Some(path) = config {
+        command.env("HUBSPOT_SYNC_CONFIG", path);
+    }
     let started = Instant::now();
     let output = command.output().await.unwrap();
     let wall = started.elapsed();
@@ -141,13 +187,14 @@ async fn scenario_a(pg: &Postgres) {
         .await
         .unwrap();
     let db = pg.scratch().await;
-    let full_a = sync_all(&db, &sim, 100, true).await;
+    let config = mapped_columns(&db).await;
+    let full_a = sync_all(&db, &sim, 100, true, config.as_deref()).await;
     let rows_a = rows_stored(&db).await;
     let stats = sim.stats();
     let max_window = stats["max_requests_in_window"].as_u64().unwrap_or(0);
     let throttled = stats["responses_429"].as_u64().unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let incr_a = sync_all(&db, &sim, 100, false).await;
+    let incr_a = sync_all(&db, &sim, 100, false, config.as_deref()).await;
     let load_a = common::load();
     pg.drop_db(db).await;
     sim.shutdown().await;
@@ -185,9 +232,10 @@ async fn scenario_a(pg: &Postgres) {
 async fn scenario_b(pg: &Postgres) {
     let sim = Sim::start(seed_sized(SimOptions { search_per_second: 0, ..SimOptions::default() })).await.unwrap();
     let db = pg.scratch().await;
-    let full_b = sync_all(&db, &sim, 100_000, true).await;
+    let config = mapped_columns(&db).await;
+    let full_b = sync_all(&db, &sim, 100_000, true, config.as_deref()).await;
     let rows_b = rows_stored(&db).await;
-    let incr_b = sync_all(&db, &sim, 100_000, false).await;
+    let incr_b = sync_all(&db, &sim, 100_000, false, config.as_deref()).await;
     let load_b = common::load();
     pg.drop_db(db).await;
     sim.shutdown().await;
