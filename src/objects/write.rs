@@ -19,7 +19,8 @@ pub struct WriteContext {
     /// may restore a record without moving it; `store::records::revived`).
     pub read_since: Option<chrono::DateTime<chrono::Utc>>,
     /// `HUBSPOT_SYNC_CONFIG`'s filters: a record outside its object's filter is written archived,
-    /// with the reason under `properties->>'_hubspot_sync_filtered'` (a newer version inside the
+    /// stripped of every property but the filter's own, with the reason under
+    /// `properties->>'_hubspot_sync_filtered'` (a newer version inside the
     /// filter makes it live again, by the usual newest-wins rule).
     /// Shared: a reload of the file changes them for every writer at once.
     pub filters: LiveFilters,
@@ -31,7 +32,9 @@ impl Default for WriteContext {
     }
 }
 
-/// `records` with those outside `kind`'s filter marked archived with the reason; how many.
+/// `records` with those outside `kind`'s filter marked archived with the reason and stripped of
+/// every property but the ones the filter judged them by and the owner (so the copy holds nothing
+/// of a record it was not asked to keep: no name, e-mail or amount); how many.
 fn apply_filter<'a>(kind: ObjectKind, records: &'a [Record], ctx: &WriteContext) -> (Cow<'a, [Record]>, usize) {
     let Some(filter) = ctx.filters.get(kind) else { return (Cow::Borrowed(records), 0) };
     let mut filtered = 0;
@@ -43,6 +46,13 @@ fn apply_filter<'a>(kind: ObjectKind, records: &'a [Record], ctx: &WriteContext)
                 filtered += 1;
                 let mut out = r.clone();
                 out.archived = true;
+                // Nothing the copy was not asked for: only what the filter judged the record by,
+                // and the owner (kept, so leaving the filter is never taken for an owner change
+                // by the owner-change hooks).
+                let judged: Vec<&str> = filter.conditions().into_iter().map(|(name, _)| name).collect();
+                out.properties.retain(|name, _| {
+                    judged.contains(&name.as_str()) || name == "hs_object_id" || name == "hubspot_owner_id"
+                });
                 out.properties.insert(FILTERED_KEY.to_owned(), Some(reason));
                 out
             }

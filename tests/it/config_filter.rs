@@ -99,6 +99,24 @@ async fn a_pipeline_filter_keeps_exactly_the_matching_deals() {
         reason(&app.db, "deals", "hubspot_deal_id", &outside).await.as_deref(),
         Some("pipeline 75e28846 is not in the filter")
     );
+    // The copy keeps nothing of a deal outside the filter but what it was judged by (and its
+    // owner, so leaving the filter is not an owner change).
+    let row = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT deal_name IS NULL AND deal_value IS NULL AND stage IS NULL, pipeline, \
+             (SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(properties) k \
+              WHERE k <> 'hubspot_owner_id') FROM deals WHERE hubspot_deal_id = $1",
+            &[&outside],
+        )
+        .await
+        .unwrap();
+    let (blank, pipeline, keys): (bool, Option<String>, String) = (row.get(0), row.get(1), row.get(2));
+    assert!(blank, "no name, amount or stage of a deal outside the filter");
+    assert_eq!(pipeline.as_deref(), Some("75e28846"));
+    assert_eq!(keys, "_hubspot_sync_filtered,hs_object_id,pipeline");
     let filtered: i64 = app
         .db
         .count("SELECT coalesce(sum((error_details->'details'->>'filtered')::bigint), 0)::bigint FROM sync_logs WHERE sync_type = 'deals'")
