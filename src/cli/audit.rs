@@ -10,9 +10,7 @@ use anyhow::Context as _;
 
 use crate::audit::{Auditor, Report};
 use crate::config::{CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings};
-use crate::hubspot::{ClientOptions, HubSpot};
 use crate::kind::ObjectKind;
-use crate::objects::WriteContext;
 use crate::store::sync_logs::RunTrigger;
 
 use super::error::CliError;
@@ -52,13 +50,7 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, CliError> {
     let copy = args.copy.load()?.supported()?;
     let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync audit").await?;
     // Repairs write as the sync does: records outside the filter archived, the properties kept.
-    let write = WriteContext {
-        owner_role: args.owners.owner_role.clone(),
-        filters: crate::config::file::LiveFilters::new(copy.filters()),
-        ..WriteContext::default()
-    };
-    let client = ClientOptions { copy, ..ClientOptions::default() };
-    let hubspot = HubSpot::with_options(&args.hubspot, client).context("cannot set up the HubSpot client")?;
+    let (write, hubspot) = super::sync::writer_and_client(&args.owners, &args.hubspot, copy)?;
     let auditor = Auditor::new(pool, hubspot, write);
     let kinds = args.kinds();
     let audits = kinds.iter().map(|kind| auditor.audit(*kind, args.repair, RunTrigger::Manual));

@@ -73,18 +73,29 @@ pub(super) fn kinds_of(targets: &[SyncTarget]) -> Vec<ObjectKind> {
     kinds
 }
 
+/// How a one-off command writes (as `serve` does: records outside `HUBSPOT_SYNC_CONFIG`'s filter
+/// archived) and the HubSpot client asking for the properties the file keeps.
+pub(super) fn writer_and_client(
+    owners: &OwnerSettings,
+    hubspot: &HubSpotSettings,
+    copy: crate::config::CopyConfig,
+) -> Result<(WriteContext, HubSpot), CliError> {
+    let write = WriteContext {
+        owner_role: owners.owner_role.clone(),
+        filters: crate::config::file::LiveFilters::new(copy.filters()),
+        ..WriteContext::default()
+    };
+    let client = ClientOptions { copy, ..ClientOptions::default() };
+    let hubspot = HubSpot::with_options(hubspot, client).context("cannot set up the HubSpot client")?;
+    Ok((write, hubspot))
+}
+
 pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     let target = args.database.target()?;
     args.hubspot.access_token()?;
     let copy = args.copy.load()?.supported()?;
     let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync sync").await?;
-    let write = WriteContext {
-        owner_role: args.owners.owner_role.clone(),
-        filters: crate::config::file::LiveFilters::new(copy.filters()),
-        ..WriteContext::default()
-    };
-    let client = ClientOptions { copy, ..ClientOptions::default() };
-    let hubspot = HubSpot::with_options(&args.hubspot, client).context("cannot set up the HubSpot client")?;
+    let (write, hubspot) = writer_and_client(&args.owners, &args.hubspot, copy)?;
     let poller = Poller::new(pool, hubspot, PollerOptions { write, ..PollerOptions::default() });
     let mode = if args.full { Mode::Full } else { Mode::Incremental };
     let kinds = args.kinds();
