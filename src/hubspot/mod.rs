@@ -6,6 +6,7 @@
 //! leniently and decoded record by record ([`record`]); [`transport`] retries with backoff.
 
 mod api;
+pub mod associations;
 pub mod error;
 pub mod limiter;
 pub mod paths;
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+pub use associations::{Associated, AssociationRead, AssociationType};
 pub use api::{BATCH_READ_MAX, BatchRead, LIST_LIMIT, RecordPage, SEARCH_LIMIT, SearchWindow};
 pub use error::HubSpotError;
 pub use limiter::Lane;
