@@ -169,6 +169,46 @@ pub async fn mark_removed(
     .await
 }
 
+/// Moves the live edges of records `merged` (of type `type_id`) to `survivor` at `at`, as
+/// HubSpot does on a merge: each edge from or to a merged record is copied to the survivor
+/// (live), and the merged records' edges are marked removed. Returns the edges copied.
+pub async fn move_edges(
+    conn: &mut AsyncPgConnection,
+    type_id: &str,
+    merged: &[String],
+    survivor: &str,
+    at: DateTime<Utc>,
+) -> diesel::QueryResult<usize> {
+    if merged.is_empty() {
+        return Ok(0);
+    }
+    let mut copied = 0;
+    for (end, other) in [("from", "to"), ("to", "from")] {
+        let sql = format!(
+            "INSERT INTO associations AS t (from_type, from_id, to_type, to_id, type_id, category, label, is_primary, \
+             removed, updated_at, synced_at) \
+             SELECT DISTINCT ON (from_type, from_id, to_type, to_id, type_id) from_type, from_id, to_type, to_id, \
+             type_id, category, label, is_primary, false, $4::timestamptz, now() FROM ( \
+             SELECT {end}_type, $3::text AS {end}_id, {other}_type, {other}_id, type_id, category, label, is_primary \
+             FROM associations WHERE {end}_type = $1 AND {end}_id = ANY($2) AND NOT removed \
+             AND NOT ({other}_type = $1 AND ({other}_id = $3 OR {other}_id = ANY($2)))) m \
+             ORDER BY from_type, from_id, to_type, to_id, type_id \
+             ON CONFLICT (from_type, from_id, to_type, to_id, type_id) DO UPDATE SET removed = false, removed_at = NULL, \
+             updated_at = excluded.updated_at, synced_at = now() \
+             WHERE t.removed AND t.updated_at <= excluded.updated_at"
+        );
+        copied += diesel::sql_query(sql)
+            .bind::<Text, _>(type_id)
+            .bind::<Array<Text>, _>(merged)
+            .bind::<Text, _>(survivor)
+            .bind::<Timestamptz, _>(at)
+            .execute(conn)
+            .await?;
+    }
+    mark_removed(conn, type_id, merged, at).await?;
+    Ok(copied)
+}
+
 /// What [`replace_for_sources`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Replaced {

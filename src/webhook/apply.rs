@@ -13,9 +13,11 @@ use diesel_async::AsyncConnection as _;
 use super::event::Plan;
 use crate::kind::ObjectKind;
 use crate::store::records::{self, RecordTable};
-use crate::store::{self, Pool, StoreError, contacts};
+use crate::store::{self, Pool, StoreError, associations, contacts};
 
-/// Applies a plan's privacy deletions, then merges, then deletions, in one durable transaction.
+/// Applies a plan's privacy deletions, then merges (the merged records' edges move to the
+/// survivor), then deletions (an archived record has no live edges), then association changes,
+/// in one durable transaction.
 pub async fn apply(pool: &Pool, plan: &Plan) -> Result<(), StoreError> {
     let mut conn = pool.get().await?;
     let mut deletions: BTreeMap<(ObjectKind, DateTime<Utc>), Vec<String>> = BTreeMap::new();
@@ -32,13 +34,36 @@ pub async fn apply(pool: &Pool, plan: &Plan) -> Result<(), StoreError> {
             if let Some(table) = RecordTable::for_kind(merge.kind) {
                 records::mark_archived(conn, table, &merge.merged, Some(&merge.survivor)).await?;
             }
+            if let Some(type_id) = merge.kind.type_id() {
+                let now = store::db_now(conn).await?;
+                associations::move_edges(conn, type_id, &merge.merged, &merge.survivor, now).await?;
+            }
         }
         for ((kind, at), ids) in deletions {
             if let Some(table) = RecordTable::for_kind(kind) {
                 records::archive_deleted(conn, table, &ids, at).await?;
             }
+            if let Some(type_id) = kind.type_id() {
+                associations::mark_removed(conn, type_id, &ids, at).await?;
+            }
         }
+        apply_edges(conn, plan).await?;
         Ok(())
     })
     .await
+}
+
+/// The association changes of a plan: each edge added or removed under the newest-wins rule;
+/// removing a HubSpot-defined association removes every type of the pair in that direction
+/// (its labels go with it), not older than the event.
+async fn apply_edges(conn: &mut diesel_async::AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
+    if plan.edges.is_empty() {
+        return Ok(());
+    }
+    associations::upsert(conn, plan.edges.clone()).await?;
+    for change in plan.edges.iter().filter(|c| c.removed && c.edge.category == "HUBSPOT_DEFINED") {
+        let e = &change.edge;
+        associations::remove_pair(conn, &e.from_type, &e.from_id, &e.to_type, &e.to_id, change.at).await?;
+    }
+    Ok(())
 }
