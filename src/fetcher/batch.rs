@@ -167,6 +167,7 @@ pub async fn run(
         records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
     let mut conn = pool.get().await?;
     let read_ids: Vec<String> = records.iter().filter(|r| !r.archived).map(|r| r.id.clone()).collect();
+    // Records stored for the first time, or live again (restored): their edges are read.
     let known_rows: HashSet<String> = records::existing(&mut conn, table, &read_ids).await?.into_iter().collect();
     let first_seen: Vec<String> = read_ids.into_iter().filter(|id| !known_rows.contains(id)).collect();
     let report = objects::write_isolating(&mut conn, kind, records, ctx).await;
@@ -225,8 +226,9 @@ pub async fn run(
     Ok(outcome)
 }
 
-/// Reads the edges of records stored for the first time (a new record's associations exist
-/// before any association event could reach us), in the background on the `Background` lane so
+/// Reads the edges of records stored for the first time or live again (a new record's
+/// associations exist before any association event could reach us; a restored record's come
+/// back with it), in the background on the `Background` lane so
 /// the real-time reads are not held up; what fails here the association sweep reads later.
 fn read_first_edges(hubspot: &HubSpot, pool: &Pool, kind: ObjectKind, ids: Vec<String>) {
     if ids.is_empty() {

@@ -209,6 +209,21 @@ pub async fn move_edges(
     Ok(copied)
 }
 
+/// Deletes every edge from or to the records `ids` of type `type_id` (a privacy deletion: the
+/// record is erased, and so is every trace of it). Returns the rows deleted.
+pub async fn erase(conn: &mut AsyncPgConnection, type_id: &str, ids: &[String]) -> diesel::QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "DELETE FROM associations WHERE (from_type = $1 AND from_id = ANY($2)) OR (to_type = $1 AND to_id = ANY($2))",
+    )
+    .bind::<Text, _>(type_id)
+    .bind::<Array<Text>, _>(ids)
+    .execute(conn)
+    .await
+}
+
 /// What [`replace_for_sources`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Replaced {
