@@ -65,5 +65,25 @@ async fn apply_edges(conn: &mut diesel_async::AsyncPgConnection, plan: &Plan) ->
         let e = &change.edge;
         associations::remove_pair(conn, &e.from_type, &e.from_id, &e.to_type, &e.to_id, change.at).await?;
     }
+    // An archived record has no live edges: an event that reached us after the record's
+    // deletion or merge (reordered, retried) adds none to it. A restore reads its edges again.
+    let latest = plan.edges.iter().map(|c| c.at).max().unwrap_or_else(Utc::now);
+    for kind in ObjectKind::SYNCED_RECORDS {
+        let (Some(table), Some(type_id)) = (RecordTable::for_kind(kind), kind.type_id()) else { continue };
+        let mut ends: Vec<String> = plan
+            .edges
+            .iter()
+            .flat_map(|c| [(&c.edge.from_type, &c.edge.from_id), (&c.edge.to_type, &c.edge.to_id)])
+            .filter(|(t, _)| t.as_str() == type_id)
+            .map(|(_, id)| id.clone())
+            .collect();
+        ends.sort();
+        ends.dedup();
+        if ends.is_empty() {
+            continue;
+        }
+        let archived = records::archived_among(conn, table, &ends).await?;
+        associations::mark_removed(conn, type_id, &archived, latest).await?;
+    }
     Ok(())
 }
