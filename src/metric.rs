@@ -113,6 +113,9 @@ pub const AUDIT_DRIFT_LEFT: &str = "hubspot_sync_audit_drift_left";
 // Operations (`alerts`, `ops`).
 /// Gauge, label `condition`: 1 while an alert condition holds.
 pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";
+/// Counter, label `result` (`delivered`, `failed`): attempts to deliver an owner change to
+/// `OWNER_CHANGE_WEBHOOK_URL` (`owner_hooks`).
+pub const OWNER_CHANGE_DELIVERIES: &str = "hubspot_sync_owner_change_deliveries_total";
 /// Gauge: 1 while this instance leads (holds the leader lock: schedules runs, sends alerts), else 0.
 pub const LEADER: &str = "hubspot_sync_leader";
 /// Counter, labels `method` (`GET`, `POST`, `HEAD`, `PUT`, `DELETE`, `PATCH`, `OPTIONS` or

@@ -174,6 +174,9 @@ async fn batch_read(
     }
     st.stats.operation_add(&format!("{}.batch_read_ids", kind.name()), req.inputs.len() as u64);
     let archived = p.flag("archived");
+    if archived {
+        st.stats.operation(&format!("{}.batch_read_archived", kind.name()));
+    }
     let mut out = String::with_capacity(req.inputs.len() * 500 + 256);
     out.push_str("{\"status\":\"COMPLETE\",\"results\":[");
     let mut missing: Vec<String> = Vec::new();

@@ -1,4 +1,5 @@
-//! Alerts to a Slack-compatible incoming webhook (`ALERT_WEBHOOK_URL`).
+//! Alerts to a Slack-compatible incoming webhook (`ALERT_WEBHOOK_URL`) and by e-mail
+//! (`ALERT_EMAIL_TO` through `SMTP_URL`).
 //!
 //! Four conditions, each judged afresh at every check from `sync_logs` and the live webhook
 //! figures ([`evaluate`]), so a restart re-alerts on what still holds:
@@ -16,12 +17,17 @@
 //!
 //! [`AlertState`] turns the set of conditions that hold into messages: one when a condition
 //! starts to hold, one when it clears, nothing in between. A message that cannot be delivered is
-//! retried at the next check. `monitor` runs the checks; `slack` delivers.
+//! retried at the next check, on that channel only (each channel keeps what it announced).
+//! `monitor` runs the checks; `channels` lists where messages go: `slack` and `email` deliver
+//! the same `message`.
 //!
 //! When several instances share a database, only the leader (`crate::poller::leader`) judges and
 //! sends, so each message goes out once. An instance that becomes leader starts from nothing
 //! announced and so announces what holds then, as a restart does.
 
+pub mod channels;
+pub mod email;
+pub mod message;
 pub mod monitor;
 pub mod slack;
 

@@ -1,7 +1,9 @@
 //! The periodic check behind alerts and the run metrics: every interval it reads `sync_logs`,
 //! records newly finished runs in the run-duration histogram, judges the alert conditions and
-//! delivers the messages owed. Runs in `serve` whether or not `ALERT_WEBHOOK_URL` is set (the
-//! metrics need it); without a URL, transitions are only logged.
+//! delivers the messages owed through every channel. Runs in `serve` whether or not a channel is
+//! configured (the metrics need it); without one, transitions are only logged. Each channel keeps
+//! its own record of what it announced, so a message one channel could not deliver is retried on
+//! that channel alone.
 //!
 //! It reads finished runs rather than being told by the poller, so runs of every process writing
 //! to the database (`hubspot-sync sync` included) are counted.
@@ -19,7 +21,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::slack::Notifier;
+use super::channels::Channels;
+use super::message::Message;
 use super::{
     AlertState, AuditResult, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition,
     audit_conditions, evaluate,
@@ -35,7 +38,7 @@ use crate::store::{self, Pool, StoreError};
 use crate::telemetry::ErrorChain;
 use crate::webhook::stats::WebhookStats;
 
-/// How often `serve` checks.
+/// How often `serve` checks by default (`ALERT_CHECK_INTERVAL`).
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);
 /// Finished runs are looked for this far behind the newest one seen, so a run whose transaction
 /// committed late is still counted (each once, by id).
@@ -46,11 +49,12 @@ pub struct Monitor {
     pool: Pool,
     webhooks: Arc<WebhookStats>,
     schedules: ScheduleSettings,
-    notifier: Option<Notifier>,
+    channels: Channels,
     started: DateTime<Utc>,
     /// Whether this process leads: only then are alerts judged and sent.
     leadership: Leadership,
-    state: AlertState,
+    /// What each channel announced (one entry per channel; one for the log without channels).
+    states: Vec<AlertState>,
     /// Newest `completed_at` recorded in the metrics; `None` before the first check.
     cursor: Option<DateTime<Utc>>,
     /// Runs recorded within [`OVERLAP`] of the cursor.
@@ -64,18 +68,20 @@ impl Monitor {
         pool: Pool,
         webhooks: Arc<WebhookStats>,
         schedules: ScheduleSettings,
-        notifier: Option<Notifier>,
+        channels: impl Into<Channels>,
         started: DateTime<Utc>,
         leadership: Leadership,
     ) -> Self {
+        let channels = channels.into();
+        let states = (0..channels.0.len().max(1)).map(|_| AlertState::default()).collect();
         Self {
             pool,
             webhooks,
             schedules,
-            notifier,
+            channels,
             started,
             leadership,
-            state: AlertState::default(),
+            states,
             cursor: None,
             recorded: HashMap::new(),
         }
@@ -83,11 +89,11 @@ impl Monitor {
 
     /// Whether a condition has been announced and not yet cleared.
     pub fn is_firing(&self, condition: super::Condition) -> bool {
-        self.state.is_firing(condition)
+        self.states.iter().any(|s| s.is_firing(condition))
     }
 
-    /// One check at `now`: returns the transitions delivered (all of them when no URL is set;
-    /// none while this process does not lead).
+    /// One check at `now`: returns the transitions delivered by at least one channel, each once
+    /// (all of them when no channel is set; none while this process does not lead).
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<Vec<Transition>, StoreError> {
         let mut conn = self.pool.get().await?;
         self.record_finished_runs(&mut conn).await?;
@@ -115,32 +121,41 @@ impl Monitor {
         };
         let mut holding = evaluate(&observation);
         holding.extend(audit_conditions(&audits));
-        let owed = self.state.transitions(&holding);
-        let mut delivered = Vec::new();
-        for transition in owed {
-            let condition = transition.condition.name();
-            if let Some(notifier) = &self.notifier {
-                if let Err(error) = notifier.send(&transition).await {
-                    tracing::warn!(alert.condition = %condition, error = %error, "alert not delivered; will retry");
-                    continue;
+        let mut delivered: Vec<Transition> = Vec::new();
+        for (i, state) in self.states.iter_mut().enumerate() {
+            let channel = self.channels.0.get(i);
+            for transition in state.transitions(&holding) {
+                if let Some(channel) = channel {
+                    if let Err(error) = channel.send(&Message::of(&transition)).await {
+                        tracing::warn!(alert.condition = %transition.condition.name(), alert.channel = channel.name(),
+                            error = %ErrorChain(&error), "alert not delivered; will retry");
+                        continue;
+                    }
+                }
+                state.delivered(&transition);
+                if !delivered.contains(&transition) {
+                    delivered.push(transition);
                 }
             }
+        }
+        for transition in &delivered {
+            let condition = transition.condition.name();
             tracing::warn!(alert.condition = %condition, alert.firing = transition.firing, "alert");
             metrics::gauge!(metric::ALERTS_FIRING, "condition" => condition).set(if transition.firing {
                 1.0
             } else {
                 0.0
             });
-            self.state.delivered(&transition);
-            delivered.push(transition);
         }
         Ok(delivered)
     }
 
     /// Not the leader: forgets what was announced (the leader announces), its gauges back to 0.
     fn stand_down(&mut self) {
-        for condition in self.state.clear() {
-            metrics::gauge!(metric::ALERTS_FIRING, "condition" => condition.name()).set(0.0);
+        for state in &mut self.states {
+            for condition in state.clear() {
+                metrics::gauge!(metric::ALERTS_FIRING, "condition" => condition.name()).set(0.0);
+            }
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::Transition;
+use super::message::{Message, Tone};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,20 +40,30 @@ impl Notifier {
 
     /// The message body for a transition.
     pub fn body(transition: &Transition) -> serde_json::Value {
-        let text = if transition.firing {
-            format!(":rotating_light: hubspot-sync: {}", transition.text)
-        } else {
-            format!(":white_check_mark: hubspot-sync: resolved: {}", transition.text)
+        Self::body_of(&Message::of(transition))
+    }
+
+    /// The body of a message: its line behind an emoji.
+    pub fn body_of(message: &Message) -> serde_json::Value {
+        let emoji = match message.tone {
+            Tone::Firing => ":rotating_light:",
+            Tone::Resolved => ":white_check_mark:",
+            Tone::Test => ":information_source:",
         };
-        serde_json::json!({ "text": text })
+        serde_json::json!({ "text": format!("{emoji} {}", message.line()) })
+    }
+
+    /// Sends the message of a transition.
+    pub async fn send(&self, transition: &Transition) -> Result<(), SendError> {
+        self.send_message(&Message::of(transition)).await
     }
 
     /// Sends one message.
-    pub async fn send(&self, transition: &Transition) -> Result<(), SendError> {
+    pub async fn send_message(&self, message: &Message) -> Result<(), SendError> {
         let response = self
             .http
             .post(self.url.clone())
-            .json(&Self::body(transition))
+            .json(&Self::body_of(message))
             .send()
             .await
             // `without_url`: the error would otherwise print the webhook URL.

@@ -1,10 +1,11 @@
 //! The command line: one binary, roles as subcommands (`serve`, `migrate`, `sync`, `audit`,
-//! `status`, `demo`). Each subcommand flattens the settings it reads, so its `--help` lists them.
+//! `status`, `alert-test`, `demo`). Each subcommand flattens the settings it reads, so its `--help` lists them.
 //!
 //! Exit codes: 0 ok; 1 a failed run or an error at run time; 2 bad usage or a missing or invalid
 //! setting (reported by name before anything else happens); 3 a port is already in use (the
 //! message names `PORT` or `METRICS_PORT`).
 
+mod alert_test;
 mod audit;
 mod demo;
 mod error;
@@ -51,6 +52,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Latest run per object, as a table or JSON.
     Status(status::StatusArgs),
+    /// Sends a test alert through every configured channel (webhook, e-mail); exit 1 if one fails.
+    AlertTest(alert_test::AlertTestArgs),
     /// serve plus a bundled simulator emitting signed webhooks, with a private PostgreSQL.
     Demo(demo::DemoArgs),
 }
@@ -83,6 +86,7 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Audit(args) => audit::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::AlertTest(args) => alert_test::run(args).await,
     }
 }
 

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::alerts::monitor::{self, Monitor};
-use crate::alerts::slack::Notifier;
+use crate::alerts::channels::Channels;
+use crate::alerts::monitor::Monitor;
 use crate::app::AppState;
 use crate::config::{
     DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings, ScheduleSettings,
@@ -20,6 +20,7 @@ use crate::kind::ObjectKind;
 use crate::maintenance::Maintenance;
 use crate::objects::WriteContext;
 use crate::ops::OpsState;
+use crate::owner_hooks::{Deliverer, Target};
 use crate::poller::Election;
 use crate::poller::control::{ScheduleOnly, SharedControl};
 use crate::poller::fast::{FastPolling, ObjectMode, PollingStatus, Writer};
@@ -54,6 +55,8 @@ impl ServeArgs {
     /// Checks the settings and builds what the server needs; no connection is opened yet.
     pub fn options(&self) -> Result<ServeOptions, CliError> {
         let target = self.database.target()?;
+        let channels = Channels::from_settings(&self.server.alerts)?;
+        let owner_hook = self.server.owner_hook.hook()?.map(|(url, secret)| Target::new(url, secret));
         let pool =
             store::build_pool(&target, &self.database.pool_options("hubspot-sync")).map_err(anyhow::Error::from)?;
         let (webhooks, realtime) = self.realtime()?;
@@ -69,6 +72,9 @@ impl ServeArgs {
         let mut ops = OpsState::new(self.server.admin_token.clone(), control);
         if let Some(queue) = webhooks.queue().cloned() {
             ops = ops.with_queue(queue);
+        }
+        if let Some(rt) = &realtime {
+            ops = ops.with_hubspot(rt.hubspot.clone());
         }
         let fast_polling = match (&realtime, webhooks.queue()) {
             (Some(rt), Some(queue)) if self.fast_polling() => {
@@ -103,13 +109,14 @@ impl ServeArgs {
                         pool.clone(),
                         ops.webhooks.clone(),
                         self.schedules.clone(),
-                        self.server.alert_webhook_url.clone().map(Notifier::new),
+                        channels,
                         chrono::Utc::now(),
                         election.leadership(),
                     ),
-                    monitor::CHECK_EVERY,
+                    self.server.alert_check_interval.max(std::time::Duration::from_secs(1)),
                 )),
                 maintenance: Some(Maintenance::new(pool.clone(), &self.retention, election.leadership())),
+                owner_hooks: Some(Deliverer::new(pool.clone(), owner_hook)),
             },
             state: AppState::new(pool, ops, webhooks),
             realtime,

@@ -7,6 +7,7 @@
 //! variable's name (each `value_name` is the variable's name); a missing required value is
 //! reported by [`ConfigError`], which also names it.
 
+mod alerts;
 mod database;
 mod hubspot;
 mod polling;
@@ -15,6 +16,7 @@ mod schedule;
 mod secret;
 mod server;
 
+pub use alerts::{AlertSettings, EmailAlerts, EmailSettings, OwnerHookSettings, Recipients, SmtpTls, SmtpUrl};
 pub use database::DatabaseSettings;
 pub use hubspot::{ApiVersion, HubSpotSettings, RequireV3, WebhookSettings};
 pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};

@@ -3,8 +3,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use url::Url;
-
 use super::{Secret, parse_duration};
 
 /// Default of `WEBHOOK_MAX_CONCURRENT`: HubSpot sends at most 10 requests at once per account
@@ -60,10 +58,16 @@ pub struct ServerSettings {
     /// Bearer token for the admin endpoints; when unset they answer 401.
     #[arg(long, env = "ADMIN_TOKEN", value_name = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
-    /// Slack-compatible incoming-webhook URL that gets a message when a run fails or a sync is
-    /// overdue.
-    #[arg(long, env = "ALERT_WEBHOOK_URL", value_name = "ALERT_WEBHOOK_URL", hide_env_values = true)]
-    pub alert_webhook_url: Option<Url>,
+    /// Where alerts go (Slack-compatible webhook, e-mail).
+    #[command(flatten)]
+    pub alerts: super::AlertSettings,
+    /// The signed owner-change webhook.
+    #[command(flatten)]
+    pub owner_hook: super::OwnerHookSettings,
+    /// How often the alert conditions are checked (and their messages sent).
+    #[arg(long, env = "ALERT_CHECK_INTERVAL", value_name = "ALERT_CHECK_INTERVAL", default_value = "30s",
+          value_parser = parse_duration)]
+    pub alert_check_interval: Duration,
     /// How long SIGTERM waits for the webhook queue and in-flight batches to drain.
     #[arg(long, env = "SHUTDOWN_GRACE", value_name = "SHUTDOWN_GRACE", default_value = "25s",
           value_parser = parse_duration)]

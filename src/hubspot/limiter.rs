@@ -233,6 +233,11 @@ impl Budget {
         WindowLog::new(limit, options.window + options.margin, limit.div_ceil(2))
     }
 
+    /// Requests allowed per window (`HUBSPOT_REQUESTS_PER_10S`).
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
     /// The share of the budget the `Polling` lane spent over the last [`SHARE_SPAN`] (0.0-1.0).
     pub fn polling_share_used(&self) -> f64 {
         let now = Instant::now();

@@ -18,15 +18,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 pub use associations::{Associated, AssociationRead, AssociationType};
 pub use api::{BATCH_READ_MAX, BatchRead, LIST_LIMIT, RecordPage, SEARCH_LIMIT, SearchWindow};
 pub use error::HubSpotError;
 pub use limiter::Lane;
 pub use record::{InvalidRecord, Record, parse_time};
-pub use transport::RetryOptions;
+pub use transport::{RequestMinute, RetryOptions};
 
 use crate::config::HubSpotSettings;
 use crate::kind::ObjectKind;
+use crate::minutes::Minutes;
 use limiter::{Budget, BudgetOptions};
 use paths::Paths;
 use transport::{Call, Transport};
@@ -148,7 +151,13 @@ impl HubSpot {
         for (kind, names) in &options.properties {
             properties.put(*kind, names.clone(), false);
         }
-        let transport = Transport { http, budget, retry: options.retry.clone(), window: options.window };
+        let transport = Transport {
+            http,
+            budget,
+            retry: options.retry.clone(),
+            window: options.window,
+            minutes: Minutes::default(),
+        };
         let paths = Paths::new(&settings.hubspot_api_base, settings.hubspot_api_version.clone());
         Ok(Self { inner: Arc::new(Inner { transport, paths, properties, options }) })
     }
@@ -162,6 +171,18 @@ impl HubSpot {
     /// The share of the request budget the `Polling` lane spent over the last minute (0.0-1.0).
     pub fn polling_share_used(&self) -> f64 {
         self.inner.transport.budget.polling_share_used()
+    }
+
+    /// Requests sent and 429s received in each of the last `minutes` minutes (at most an hour),
+    /// oldest first, the current minute last.
+    pub fn requests_per_minute(&self, now: DateTime<Utc>, minutes: usize) -> Vec<(DateTime<Utc>, RequestMinute)> {
+        self.inner.transport.minutes.series(now, minutes)
+    }
+
+    /// The request budget per minute (`HUBSPOT_REQUESTS_PER_10S` over a minute of windows).
+    pub fn budget_per_minute(&self) -> u64 {
+        let window = self.inner.options.window.as_secs_f64().max(0.001);
+        (f64::from(self.inner.transport.budget.requests()) * 60.0 / window).round() as u64
     }
 
     async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, HubSpotError> {

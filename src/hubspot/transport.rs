@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use chrono::Utc;
 use reqwest::{Method, Response, StatusCode};
 
 use super::error::{ErrorBody, HubSpotError};
 use super::limiter::{Budget, Lane};
 use crate::metric;
+use crate::minutes::Minutes;
 use crate::telemetry::ErrorChain;
 
 /// Retry settings (production defaults; tests shorten them).
@@ -90,6 +92,17 @@ pub struct Transport {
     pub retry: RetryOptions,
     /// The 10-second window, used when a 429 names no wait.
     pub window: Duration,
+    /// Requests sent and 429s received, minute by minute (the status page's budget chart).
+    pub minutes: Minutes<RequestMinute>,
+}
+
+/// HubSpot requests in one minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestMinute {
+    /// Requests sent (answered or not).
+    pub requests: u64,
+    /// Of those, answered 429.
+    pub rate_limited: u64,
 }
 
 impl Transport {
@@ -133,12 +146,17 @@ impl Transport {
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
+                self.minutes.update(Utc::now(), |m| m.requests += 1);
                 metrics::counter!(metric::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => "error")
                     .increment(1);
                 return Err(transport_failure(e));
             }
         };
         let status = response.status();
+        self.minutes.update(Utc::now(), |m| {
+            m.requests += 1;
+            m.rate_limited += u64::from(status.as_u16() == 429);
+        });
         metrics::counter!(metric::HUBSPOT_REQUESTS, "endpoint" => call.endpoint.to_owned(), "status" => status.as_str().to_owned())
             .increment(1);
         record_rate_headers(&response);

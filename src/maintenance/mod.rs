@@ -30,8 +30,6 @@ pub const SYNC_TYPE: &str = "maintenance";
 pub const BATCH: i64 = 1_000;
 /// Pause between two batches.
 pub const PAUSE: Duration = Duration::from_millis(50);
-/// The longest the loop sleeps before it looks at the clock again.
-const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
 /// What one table lost to one job.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -198,14 +196,7 @@ impl Maintenance {
     async fn lead(&self, leadership: &mut Leadership, shutdown: &CancellationToken) {
         let mut next = self.schedule.next_after(Utc::now());
         loop {
-            let wait =
-                next.map_or(LONGEST_SLEEP, |at| (at - Utc::now()).to_std().unwrap_or_default().min(LONGEST_SLEEP));
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = leadership.lost() => return,
-                () = shutdown.cancelled() => return,
-            }
-            if !leadership.is_leader() {
+            if !leadership.sleep_leading(next, shutdown).await {
                 return;
             }
             let now = Utc::now();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::OpsState;
 use super::error::{ApiError, ErrorBody};
+use crate::hubspot::HubSpot;
 use crate::kind::ObjectKind;
 use crate::store::Pool;
 use crate::store::history::{self, RunBucket};
@@ -47,19 +48,33 @@ pub struct ObjectHistory {
     pub duration_max_ms: Vec<Option<i64>>,
 }
 
-/// Webhook requests in one minute.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WebhookMinute {
+/// One minute of the live figures.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct LiveMinuteView {
     pub minute: DateTime<Utc>,
+    /// Webhook requests received, and of those refused.
     pub received: u64,
     pub rejected: u64,
+    /// HubSpot requests sent (every lane: webhook fetches, runs, fast polling), and of those
+    /// answered 429.
+    pub hubspot_requests: u64,
+    pub hubspot_rate_limited: u64,
+    /// Webhook-to-row latency of the ids the fetchers stored: mean and longest; null when none
+    /// was stored.
+    pub latency_avg_ms: Option<u64>,
+    pub latency_max_ms: Option<u64>,
+    /// The deepest the webhook queue was.
+    pub queue_depth_max: u64,
 }
 
 /// What the process keeps in memory.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LiveHistory {
     /// The last hour, oldest first, the current (incomplete) minute last.
-    pub webhooks_per_minute: Vec<WebhookMinute>,
+    pub minutes: Vec<LiveMinuteView>,
+    /// HubSpot's request budget per minute (`HUBSPOT_REQUESTS_PER_10S` x 6); null without a
+    /// HubSpot token.
+    pub hubspot_budget_per_minute: Option<u64>,
     pub queue_depth: u64,
 }
 
@@ -101,19 +116,35 @@ pub async fn history(
     let rows = history::run_buckets(&mut conn, from, step, count, names).await.map_err(ApiError::store)?;
     drop(conn);
     let objects = ObjectKind::ALL.iter().map(|kind| object_history(kind.as_str(), &rows, count as usize)).collect();
-    let webhooks_per_minute = ops
+    let live = live_history(&ops, now);
+    Ok(web::Json(History { window: window.to_owned(), bucket_seconds: step, buckets, objects, live }))
+}
+
+/// The last hour, minute by minute, from the webhook figures, the HubSpot client and the queue.
+fn live_history(ops: &OpsState, now: DateTime<Utc>) -> LiveHistory {
+    let mut minutes: Vec<LiveMinuteView> = ops
         .webhooks
         .per_minute(now, LIVE_MINUTES)
         .into_iter()
-        .map(|(minute, received, rejected)| WebhookMinute { minute, received, rejected })
+        .map(|(minute, received, rejected)| LiveMinuteView { minute, received, rejected, ..LiveMinuteView::default() })
         .collect();
-    Ok(web::Json(History {
-        window: window.to_owned(),
-        bucket_seconds: step,
-        buckets,
-        objects,
-        live: LiveHistory { webhooks_per_minute, queue_depth: (ops.queue_depth)() },
-    }))
+    if let Some(hubspot) = &ops.hubspot {
+        for (view, (_, m)) in minutes.iter_mut().zip(hubspot.requests_per_minute(now, LIVE_MINUTES)) {
+            (view.hubspot_requests, view.hubspot_rate_limited) = (m.requests, m.rate_limited);
+        }
+    }
+    if let Some(queue) = &ops.queue {
+        for (view, (_, m)) in minutes.iter_mut().zip(queue.freshness().per_minute(now, LIVE_MINUTES)) {
+            view.latency_avg_ms = m.latency_avg_ms();
+            view.latency_max_ms = (m.stored > 0).then_some(m.latency_max_ms);
+            view.queue_depth_max = m.depth_max;
+        }
+    }
+    LiveHistory {
+        minutes,
+        hubspot_budget_per_minute: ops.hubspot.as_ref().map(HubSpot::budget_per_minute),
+        queue_depth: (ops.queue_depth)(),
+    }
 }
 
 /// The starts of `count` buckets of `step` seconds, aligned on multiples of `step`, the last

@@ -24,6 +24,7 @@ pub mod status;
 use std::sync::Arc;
 
 use crate::config::Secret;
+use crate::hubspot::HubSpot;
 use crate::poller::control::SharedControl;
 use crate::poller::fast::PollingStatus;
 use crate::queue::Queue;
@@ -45,6 +46,8 @@ pub struct OpsState {
     pub queue: Option<Arc<Queue>>,
     /// Each object's mode, and the fast polling lanes' figures when they run.
     pub polling: Arc<PollingStatus>,
+    /// The HubSpot client, for its requests per minute; none without a token.
+    pub hubspot: Option<HubSpot>,
 }
 
 impl OpsState {
@@ -58,7 +61,14 @@ impl OpsState {
             queue_depth: Arc::new(|| 0),
             queue: None,
             polling: Arc::default(),
+            hubspot: None,
         }
+    }
+
+    /// The HubSpot client whose requests the live charts show.
+    pub fn with_hubspot(mut self, hubspot: HubSpot) -> Self {
+        self.hubspot = Some(hubspot);
+        self
     }
 
     /// Each object's mode and the fast polling lanes' figures.

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::history::{History, LiveHistory, ObjectHistory, WebhookMinute};
+use super::history::{History, LiveHistory, LiveMinuteView, ObjectHistory};
 use super::status::{
     AuditStatus, FailureView, FastPollingStatus, ForceSyncAccepted, LaneStatus, LiveFigures, ObjectName, ObjectStatus,
     RealtimeFreshness, RunView,
@@ -26,7 +26,7 @@ use super::status::{
         History,
         ObjectHistory,
         LiveHistory,
-        WebhookMinute,
+        LiveMinuteView,
         ObjectStatus,
         AuditStatus,
         LiveFigures,

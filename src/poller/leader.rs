@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,6 +29,9 @@ use crate::telemetry::ErrorChain;
 pub const CHECK: Duration = Duration::from_secs(10);
 /// How long a ping (or a try for the lock) may take before the connection is given up.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a leader's schedule loop sleeps before it looks at the clock again
+/// ([`Leadership::sleep_leading`]).
+pub const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 /// The longest a leader cut off from PostgreSQL goes on leading.
 pub const STEP_DOWN_WITHIN: Duration = CHECK.saturating_add(PING_TIMEOUT);
 
@@ -56,6 +60,18 @@ impl Leadership {
     /// Resolves once this process no longer leads; never once the election stopped.
     pub async fn lost(&mut self) {
         self.until(false).await;
+    }
+
+    /// Sleeps until `next` (at most [`LONGEST_SLEEP`], so a clock change is noticed) unless the
+    /// leadership is lost or `shutdown` fires first. True when this process still leads after
+    /// the sleep: the caller's schedule loop goes on; false: it returns.
+    pub async fn sleep_leading(&mut self, next: Option<DateTime<Utc>>, shutdown: &CancellationToken) -> bool {
+        let wait = next.map_or(LONGEST_SLEEP, |at| (at - Utc::now()).to_std().unwrap_or_default().min(LONGEST_SLEEP));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => self.is_leader(),
+            () = self.lost() => false,
+            () = shutdown.cancelled() => false,
+        }
     }
 
     /// Resolves at the election's next finding (whatever it is); never once it stopped.

@@ -9,7 +9,6 @@
 //! never skips a run, the weekly full pass included.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -20,10 +19,6 @@ use crate::audit::Auditor;
 use crate::config::{Schedule, ScheduleSettings};
 use crate::kind::ObjectKind;
 use crate::store::sync_logs;
-
-/// The longest the scheduler sleeps before it looks at the clock again (so a clock that jumps
-/// or a schedule far away never leaves it asleep for long).
-const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
 /// What a schedule starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -242,14 +237,7 @@ async fn lead(poller: &Poller, schedules: &Schedules, leadership: &mut Leadershi
         *super::core::lock(&poller.inner.next_sweep) =
             next.iter().find(|(t, _)| *t == Target::Associations).and_then(|(_, at)| *at);
         let earliest = next.iter().filter_map(|(_, at)| *at).min();
-        let wait =
-            earliest.map_or(LONGEST_SLEEP, |at| (at - Utc::now()).to_std().unwrap_or_default().min(LONGEST_SLEEP));
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = leadership.lost() => return,
-            () = shutdown.cancelled() => return,
-        }
-        if !leadership.is_leader() {
+        if !leadership.sleep_leading(earliest, shutdown).await {
             return;
         }
         let now = Utc::now();

@@ -7,9 +7,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::kind::ObjectKind;
+use crate::minutes::Minutes;
 
 /// The span the figures cover.
 pub const WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -67,10 +69,29 @@ fn count(counts: &mut VecDeque<(Instant, u64)>, n: u64, now: Instant) {
     }
 }
 
+/// One minute of the real-time path, over every kind (the status page's live charts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveMinute {
+    /// Ids stored by the fetchers, and their webhook-to-row latencies' sum and maximum.
+    pub stored: u64,
+    pub latency_sum_ms: u64,
+    pub latency_max_ms: u64,
+    /// The deepest the queue was seen (sampled every second and at every push).
+    pub depth_max: u64,
+}
+
+impl LiveMinute {
+    /// The mean webhook-to-row latency; `None` without stored ids.
+    pub fn latency_avg_ms(&self) -> Option<u64> {
+        (self.stored > 0).then(|| self.latency_sum_ms / self.stored)
+    }
+}
+
 /// The recorder, shared by the queue (events) and the fetchers (stored ids, reads).
 #[derive(Default)]
 pub struct Freshness {
     kinds: Mutex<HashMap<ObjectKind, Recent>>,
+    minutes: Minutes<LiveMinute>,
 }
 
 impl Freshness {
@@ -89,6 +110,14 @@ impl Freshness {
     /// A batch of `kind` was stored at `now`: its ids had been queued at `queued`, and it cost
     /// `reads` HubSpot requests.
     pub fn stored(&self, kind: ObjectKind, queued: &[Instant], reads: u64, now: Instant) {
+        self.minutes.update(Utc::now(), |m| {
+            for at in queued {
+                let ms = now.saturating_duration_since(*at).as_millis() as u64;
+                m.stored += 1;
+                m.latency_sum_ms += ms;
+                m.latency_max_ms = m.latency_max_ms.max(ms);
+            }
+        });
         self.with(kind, now, |r| {
             count(&mut r.reads, reads, now);
             for at in queued {
@@ -97,6 +126,16 @@ impl Freshness {
             let excess = r.latencies.len().saturating_sub(MAX_SAMPLES);
             r.latencies.drain(..excess);
         });
+    }
+
+    /// The queue held `depth` ids.
+    pub fn depth(&self, depth: usize) {
+        self.minutes.update(Utc::now(), |m| m.depth_max = m.depth_max.max(depth as u64));
+    }
+
+    /// The last `minutes` minutes (at most an hour), oldest first, the current one last.
+    pub fn per_minute(&self, now: DateTime<Utc>, minutes: usize) -> Vec<(DateTime<Utc>, LiveMinute)> {
+        self.minutes.series(now, minutes)
     }
 
     /// The figures of `kind` over the last [`WINDOW`] before `now`.

@@ -4,7 +4,7 @@
 //!   events for one record costs one fetch. An id taken by a fetcher is no longer "waiting": an
 //!   event arriving while its fetch is in flight queues it again, because that fetch may have read
 //!   the record just before the change.
-//! - **Bounded** by `QUEUE_CAPACITY` distinct waiting ids. A batch that would not fit is refused
+//! - **Bounded** by `QUEUE_CAPACITY` distinct ids, waiting or held by a read in flight. A batch that would not fit is refused
 //!   as a whole ([`QueueError::Full`]), the handler answers 503 and HubSpot retries it later.
 //!   Ids put back after a failed fetch ([`Queue::requeue`]) ignore the bound: they were accepted
 //!   once and are never dropped.
@@ -271,7 +271,14 @@ impl Queue {
                 fresh.insert((kind, id));
             }
         }
-        if state.depth + fresh.len() > self.capacity {
+        // Ids a read holds take room too (until it ends), counted once: one pushed again while
+        // read waits again without more room.
+        let held = Self::held(&state);
+        let new_room = fresh
+            .iter()
+            .filter(|(kind, id)| !state.lanes.get(kind).is_some_and(|lane| lane.in_flight.contains_key(*id)))
+            .count();
+        if state.depth + held + new_room > self.capacity {
             return Err(QueueError::Full);
         }
         let now = Instant::now();
@@ -318,6 +325,7 @@ impl Queue {
             }
         }
         state.depth += pushed.added;
+        self.freshness.depth(state.depth);
         state.offered += offered as u64;
         state.deduplicated += pushed.deduplicated as u64;
         Self::publish(&state, pushed);
@@ -325,6 +333,11 @@ impl Queue {
             self.changed.notify_one();
         }
         Ok(pushed)
+    }
+
+    /// Ids taken by reads in flight and not waiting again: they take room until their read ends.
+    fn held(state: &State) -> usize {
+        state.lanes.values().map(|lane| lane.in_flight.keys().filter(|id| !lane.waiting.contains(*id)).count()).sum()
     }
 
     /// Records what reads of `kind` returned (`(id, updatedAt)` in Unix ms): later changes they
@@ -601,9 +614,11 @@ impl Queue {
         }
     }
 
-    /// Refreshes the age gauge (it changes with time alone; the fetchers call this periodically).
+    /// Refreshes the age gauge (it changes with time alone; the fetchers call this every second)
+    /// and samples the depth for the live charts.
     pub fn publish_age(&self) {
         let state = self.lock();
+        self.freshness.depth(state.depth);
         let age = Self::oldest(&state).map_or(0.0, |since| since.elapsed().as_secs_f64());
         metrics::gauge!(metric::QUEUE_OLDEST_AGE).set(age);
     }

@@ -36,6 +36,24 @@ async fn a_batch_that_does_not_fit_is_refused_whole() {
 }
 
 #[tokio::test]
+async fn ids_held_by_a_read_take_room_until_it_ends() {
+    let q = Queue::new(2);
+    q.push_batch(&ids(ObjectKind::Contacts, &["1", "2"])).unwrap();
+    let taken = q.take_ready_timed(ObjectKind::Contacts, 100);
+    assert_eq!(taken.ids, ["1", "2"]);
+    assert_eq!(q.depth(), 0, "in flight, not waiting");
+    assert_eq!(q.push_batch(&ids(ObjectKind::Deals, &["3"])), Err(QueueError::Full), "the read holds both places");
+    // An id pushed again while its read is in flight waits again in the place it holds.
+    assert_eq!(q.push_batch(&ids(ObjectKind::Contacts, &["2", "1"])).map(|p| p.added), Ok(2));
+    assert_eq!(q.push_batch(&ids(ObjectKind::Deals, &["3"])), Err(QueueError::Full));
+    q.finished(ObjectKind::Contacts, &taken.ids);
+    assert_eq!(q.push_batch(&ids(ObjectKind::Deals, &["3"])), Err(QueueError::Full), "1 and 2 still wait");
+    let again = q.take_ready_timed(ObjectKind::Contacts, 100);
+    q.finished(ObjectKind::Contacts, &again.ids);
+    assert_eq!(q.push_batch(&ids(ObjectKind::Deals, &["3"])).map(|p| p.added), Ok(1), "room once the reads ended");
+}
+
+#[tokio::test]
 async fn takes_at_most_max_oldest_first_and_requeued_ids_go_first() {
     let q = Queue::new(1000);
     let many: Vec<String> = (0..250).map(|i| i.to_string()).collect();

@@ -1,6 +1,6 @@
 //! The operations work that runs next to the HTTP server in `serve`: the metrics listener on
-//! `METRICS_PORT`, the `LISTEN` task for `trigger_hubspot_sync()`, the alert monitor and the daily
-//! maintenance job (retention). Started
+//! `METRICS_PORT`, the `LISTEN` task for `trigger_hubspot_sync()`, the alert monitor, the daily
+//! maintenance job (retention) and the owner-change webhook's outbox drain. Started
 //! by `runtime::start` and stopped with the server's cancellation token.
 
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::monitor::Monitor;
 use crate::maintenance::Maintenance;
 use crate::ops::OpsState;
+use crate::owner_hooks::Deliverer;
 use crate::poller::listen;
 use crate::store::connect::DbTarget;
 use crate::telemetry::prometheus::{self, MetricsSource};
@@ -27,6 +28,8 @@ pub struct Background {
     pub monitor: Option<(Monitor, Duration)>,
     /// The daily maintenance job (retention), run while this process leads.
     pub maintenance: Option<Maintenance>,
+    /// The owner-change outbox drain (`OWNER_CHANGE_WEBHOOK_URL`), run by every instance.
+    pub owner_hooks: Option<Deliverer>,
 }
 
 /// The running parts.
@@ -69,6 +72,9 @@ impl Background {
         }
         if let Some(maintenance) = self.maintenance {
             running.tasks.push(maintenance.spawn(shutdown.clone()));
+        }
+        if let Some(deliverer) = self.owner_hooks {
+            running.tasks.push(deliverer.spawn(shutdown.clone()));
         }
         running
     }

@@ -14,6 +14,7 @@ pub mod history;
 pub mod locks;
 pub mod migrations;
 pub mod notify;
+pub mod owner_changes;
 pub mod pool;
 pub mod privacy;
 pub mod records;

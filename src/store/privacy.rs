@@ -86,6 +86,10 @@ pub async fn erase(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::Quer
             .bind::<Array<Text>, _>(&all)
             .execute(conn)
             .await?;
+        diesel::sql_query("DELETE FROM owner_change_deliveries WHERE object = 'contacts' AND hubspot_id = ANY($1)")
+            .bind::<Array<Text>, _>(&all)
+            .execute(conn)
+            .await?;
         let removed = diesel::sql_query("DELETE FROM contacts WHERE hubspot_contact_id = ANY($1)")
             .bind::<Array<Text>, _>(&all)
             .execute(conn)

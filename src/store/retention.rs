@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::StoreError;
 
 /// The tables of the owner history, each with a `changed_at` and an identity `id`.
-pub const OWNER_HISTORY_TABLES: [&str; 1] = ["contact_owner_history"];
+pub const OWNER_HISTORY_TABLES: [&str; 2] = ["contact_owner_history", "deal_owner_history"];
 
 const PROTECTED_SQL: &str = "\
 SELECT id FROM (SELECT DISTINCT ON (sync_type, mode) id FROM sync_logs WHERE status <> 'running' \

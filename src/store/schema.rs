@@ -45,6 +45,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    deal_owner_history (id) {
+        id -> Int8,
+        hubspot_deal_id -> Text,
+        previous_owner_id -> Nullable<Text>,
+        new_owner_id -> Nullable<Text>,
+        changed_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     /// HubSpot contacts (object type 0-1), one row per HubSpot id.
     contacts (hubspot_contact_id) {
         hubspot_contact_id -> Text,
@@ -179,6 +190,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     calls,
     contact_owner_history,
     contacts,
+    deal_owner_history,
     deals,
     privacy_deletions,
     staff,

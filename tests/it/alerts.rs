@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::harness::binary::{ServeBinary, command_for};
 use crate::harness::compare::{self, Merges};
 use crate::harness::control::{finished, quiet_poller};
+use crate::harness::smtp::{self, SmtpServer};
 use crate::harness::{PATIENCE, TestApp, TestDb, eventually, free_port, within};
 
 #[derive(Parser)]
@@ -334,5 +335,94 @@ async fn two_serve_processes_send_one_alert_and_the_survivor_takes_over() {
     let (code, _) = second.exit(PATIENCE).await;
     assert_eq!(code, Some(0));
     assert!(hook.drain().is_empty(), "{:?}", hook.drain());
+    hook.server.stop(true).await;
+}
+
+/// E-mail alerts from a running `serve`: a local SMTP server (with AUTH) gets one message when
+/// a condition starts and one when it clears; neither the message nor the log holds the SMTP
+/// password.
+#[tokio::test]
+async fn email_alerts_announce_a_condition_and_its_clearing_from_serve() {
+    let mut smtp = SmtpServer::start().await;
+    let db = TestDb::new().await;
+    quiet_poller(&db).await;
+    finished(&db, "contacts", 5, 0, Some("HubSpot answered 500 three times")).await;
+    let serve = ServeBinary::new(&db.url())
+        .quiet_schedules()
+        .env("ALERT_EMAIL_TO", "ops@example.com, oncall@example.com")
+        .env("ALERT_EMAIL_FROM", "hubspot-sync@example.com")
+        .env("SMTP_URL", smtp::url(smtp.port, smtp::PASSWORD))
+        .env("ALERT_CHECK_INTERVAL", "1s")
+        .spawn()
+        .await;
+    let mail = within(PATIENCE, "the alert e-mail arrives", smtp.mails.recv()).await.unwrap();
+    assert!(mail.subject().starts_with("[hubspot-sync] ALERT: contacts sync failed"), "{}", mail.subject());
+    assert!(mail.text().contains("hubspot-sync: contacts sync failed: HubSpot answered 500"), "{}", mail.data);
+    assert_eq!(mail.to.len(), 2, "{:?}", mail.to);
+    assert!(mail.from.contains("hubspot-sync@example.com"), "{}", mail.from);
+
+    finished(&db, "contacts", 5, 0, None).await;
+    let mail = within(PATIENCE, "the clearing e-mail arrives", smtp.mails.recv()).await.unwrap();
+    assert!(mail.subject().starts_with("[hubspot-sync] resolved: contacts sync recovered"), "{}", mail.subject());
+    serve.signal("-TERM");
+    let (code, logs) = serve.exit(PATIENCE).await;
+    assert_eq!(code, Some(0));
+    assert!(smtp.mails.try_recv().is_err(), "one message per transition");
+    assert!(!logs.contains(smtp::PASSWORD), "the SMTP password reached the log");
+}
+
+/// `hubspot-sync alert-test` with the env of `vars`: exit code, stdout, stderr.
+async fn alert_test(vars: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = crate::harness::binary::command();
+    cmd.arg("alert-test");
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    let out = within(PATIENCE, "alert-test ends", cmd.output()).await.unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// `alert-test` sends through every channel and says which delivered; a wrong SMTP password is
+/// a failure named as authentication (exit 1) while the webhook still delivers; no channel at
+/// all is said and exits 1.
+#[tokio::test]
+async fn alert_test_reports_each_channel_and_a_wrong_password() {
+    let mut hook = receiver(200).await;
+    let mut smtp = SmtpServer::start().await;
+    let (hook_url, smtp_port) = (hook.url.to_string(), smtp.port);
+    let email = |password: &str| {
+        vec![
+            ("ALERT_WEBHOOK_URL", hook_url.clone()),
+            ("ALERT_EMAIL_TO", "ops@example.com".to_owned()),
+            ("ALERT_EMAIL_FROM", "hubspot-sync@example.com".to_owned()),
+            ("SMTP_URL", smtp::url(smtp_port, password)),
+        ]
+    };
+
+    let (code, stdout, stderr) = alert_test(&email(smtp::PASSWORD)).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("webhook (ALERT_WEBHOOK_URL): delivered"), "{stdout}");
+    assert!(stdout.contains("e-mail (SMTP_URL): delivered"), "{stdout}");
+    let mail = smtp.mails.try_recv().expect("the test e-mail");
+    assert_eq!(mail.subject(), "[hubspot-sync] test alert");
+    assert!(hook.drain()[0].contains("test alert"));
+
+    let wrong = "smtp-wrong-password";
+    let (code, stdout, stderr) = alert_test(&email(wrong)).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("webhook (ALERT_WEBHOOK_URL): delivered"), "{stdout}");
+    assert!(stdout.contains("e-mail (SMTP_URL): failed: authentication failed"), "{stdout}");
+    assert!(!stdout.contains(wrong) && !stderr.contains(wrong), "the password was printed: {stdout}{stderr}");
+    assert!(smtp.auth_failures.try_recv().is_ok(), "the server refused the password");
+    assert!(smtp.mails.try_recv().is_err());
+
+    let (code, _, stderr) = alert_test(&[]).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no alert channel is configured"), "{stderr}");
+
+    let (code, _, stderr) = alert_test(&[("ALERT_EMAIL_TO", "ops@example.com".to_owned())]).await;
+    assert_eq!(code, Some(2), "an incomplete e-mail setup is bad usage");
+    assert!(stderr.contains("ALERT_EMAIL_FROM is not set"), "{stderr}");
     hook.server.stop(true).await;
 }

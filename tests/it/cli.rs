@@ -17,7 +17,7 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-const SERVE_VARIABLES: [&str; 22] = [
+const SERVE_VARIABLES: [&str; 28] = [
     "DATABASE_URL",
     "HUBSPOT_ACCESS_TOKEN",
     "HUBSPOT_CLIENT_SECRET",
@@ -33,6 +33,12 @@ const SERVE_VARIABLES: [&str; 22] = [
     "QUEUE_CAPACITY",
     "OWNER_ROLE",
     "ALERT_WEBHOOK_URL",
+    "ALERT_EMAIL_TO",
+    "ALERT_EMAIL_FROM",
+    "SMTP_URL",
+    "ALERT_CHECK_INTERVAL",
+    "OWNER_CHANGE_WEBHOOK_URL",
+    "OWNER_CHANGE_WEBHOOK_SECRET",
     "ADMIN_TOKEN",
     "SCHEDULE_CONTACTS",
     "SCHEDULE_DEALS",
@@ -55,6 +61,7 @@ fn help_of_every_subcommand_lists_its_variables() {
         ("status", &["DATABASE_URL"][..]),
         ("sync", &["DATABASE_URL", "HUBSPOT_ACCESS_TOKEN", "HUBSPOT_REQUESTS_PER_10S", "OWNER_ROLE"][..]),
         ("demo", &["HUBSPOT_CLIENT_SECRET", "PORT"][..]),
+        ("alert-test", &["ALERT_WEBHOOK_URL", "ALERT_EMAIL_TO", "ALERT_EMAIL_FROM", "SMTP_URL"][..]),
     ] {
         let out = run(&[sub, "--help"], &[]);
         assert!(out.status.success(), "{sub} --help failed");
@@ -73,6 +80,9 @@ fn help_never_shows_secret_values() {
         ("ADMIN_TOKEN", "admin-topsecret"),
         ("DATABASE_URL", "postgres://u:pw-topsecret@localhost/db"),
         ("ALERT_WEBHOOK_URL", "https://hooks.example.com/T0/hook-topsecret"),
+        ("SMTP_URL", "smtp://alerts:smtp-topsecret@mail.example.com:587"),
+        ("OWNER_CHANGE_WEBHOOK_URL", "https://app.example.com/hooks/owner-topsecret"),
+        ("OWNER_CHANGE_WEBHOOK_SECRET", "hmac-topsecret"),
     ];
     let out = run(&["serve", "--help"], &env);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -99,6 +109,9 @@ fn invalid_settings_are_named_before_anything_happens() {
         ("SHUTDOWN_GRACE", "25"),
         ("HUBSPOT_REQUIRE_V3", "maybe"),
         ("BIND", "localhost:80"),
+        ("SMTP_URL", "http://mail.example.com"),
+        ("ALERT_EMAIL_TO", "not an address"),
+        ("ALERT_CHECK_INTERVAL", "soon"),
     ] {
         let out = run(&["serve"], &[db, (var, value)]);
         assert_eq!(out.status.code(), Some(2), "{var}={value} was accepted");

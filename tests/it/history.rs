@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::harness::{TestApp, TestDb, get_json};
+use crate::harness::hooks::post_changes;
+use crate::harness::{PATIENCE, TestApp, TestDb, get_json, until_some};
 
 /// The error text of a seeded failed run (it must never appear in the history).
 pub const SECRET_ERROR: &str = "HubSpot answered 502 for batch 7f3e";
@@ -121,7 +122,7 @@ async fn history_aggregates_match_sync_logs_bucket_by_bucket() {
     assert_eq!(processed, expected);
 
     // Live figures, and nothing an anonymous reader may not see.
-    assert_eq!(h["live"]["webhooks_per_minute"].as_array().unwrap().len(), 60);
+    assert_eq!(h["live"]["minutes"].as_array().unwrap().len(), 60);
     let text = h.to_string() + &week.to_string();
     assert!(!text.contains(SECRET_ERROR) && !text.contains("error"), "no error text: {text}");
     let ids = app.db.client().await.query("SELECT id::text FROM sync_logs", &[]).await.unwrap();
@@ -129,5 +130,49 @@ async fn history_aggregates_match_sync_logs_bucket_by_bucket() {
 
     let (status, body) = get_json(&app.url("/api/sync/history?window=1y"), None).await;
     assert_eq!(status, 400, "{body}");
+    app.stop().await;
+}
+
+/// Sums `field` over the live minutes of a history's `live`.
+pub fn sum(live: &Value, field: &str) -> u64 {
+    live["minutes"].as_array().unwrap().iter().filter_map(|m| m[field].as_u64()).sum()
+}
+
+/// Posts two webhook requests naming five of the simulator's contacts, the first read answered
+/// 429 once; the history's `live` once the five were read, counted and a latency measured.
+pub async fn live_minutes_with_a_429(app: &TestApp) -> Value {
+    let ids: Vec<u64> =
+        app.sim().export_json("contacts").iter().take(5).map(|c| c["id"].as_str().unwrap().parse().unwrap()).collect();
+    let fault = hubspot_sim::FaultConfig { status: 429, retry_after: Some(1), fail_next: 1, ..Default::default() };
+    app.sim().set_faults(fault).unwrap();
+    assert_eq!(post_changes(&app.webhook_url, "contact", &ids[..3]).await, 204);
+    assert_eq!(post_changes(&app.webhook_url, "contact", &ids[3..]).await, 204);
+    until_some(PATIENCE, "the five ids read, stored and counted", || async {
+        let (_, h) = get_json(&app.url("/api/sync/history"), None).await;
+        let live = h["live"].clone();
+        let read = app.sim().stats()["operations"]["contacts.batch_read_ids"].as_u64() >= Some(5);
+        let measured = live["minutes"].as_array().unwrap().iter().any(|m| m["latency_max_ms"].is_u64());
+        (sum(&live, "hubspot_rate_limited") >= 1 && read && measured).then_some(live)
+    })
+    .await
+}
+
+/// The live minutes: webhook requests, HubSpot requests with a 429 marked, the webhook-to-row
+/// latency and the queue's depth, all counted from what really happened in this process.
+#[tokio::test]
+async fn live_minutes_count_webhooks_hubspot_requests_429s_latency_and_depth() {
+    let opts = hubspot_sim::SimOptions { contacts: 20, deals: 0, calls: 0, owners: 2, ..Default::default() };
+    let mut app = TestApp::builder().sim(opts).seeded().budget(50).arg("--fetch-window", "50ms").start().await;
+    let live = live_minutes_with_a_429(&app).await;
+    let minutes = live["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 60, "{live}");
+    assert_eq!(sum(&live, "received"), 2, "two webhook requests: {live}");
+    assert_eq!(sum(&live, "rejected"), 0);
+    // The 429, its retry and at least one more read: every request the client sent.
+    assert!(sum(&live, "hubspot_requests") >= 2, "{live}");
+    assert_eq!(live["hubspot_budget_per_minute"], 300, "50 requests per 10 s");
+    assert!(sum(&live, "queue_depth_max") >= 1, "the queue held the ids: {live}");
+    let stored: Vec<&Value> = minutes.iter().filter(|m| m["latency_avg_ms"].is_u64()).collect();
+    assert!(stored.iter().all(|m| m["latency_avg_ms"].as_u64() <= m["latency_max_ms"].as_u64()), "{live}");
     app.stop().await;
 }

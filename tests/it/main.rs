@@ -21,6 +21,7 @@ mod leader;
 mod listen;
 mod lock_order;
 mod migrations;
+mod owner_hooks;
 mod poison;
 mod poller;
 mod poller_harsh;

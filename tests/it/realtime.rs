@@ -144,6 +144,46 @@ async fn one_event_delivered_1000_times_costs_one_batch_read() {
     assert_eq!(app.db.count("SELECT count(*) FROM contacts").await, 1);
 }
 
+/// Ids waiting for a read whose deletion a webhook then announces: the read does not find them
+/// live, and they are archived from the deletion events, with no second (archived) read.
+#[tokio::test]
+async fn a_read_that_misses_ids_whose_deletion_was_announced_costs_no_archived_read() {
+    let small = SimOptions { contacts: 50, deals: 0, calls: 0, owners: 2, ..SimOptions::default() };
+    let mut app = TestApp::builder().sim(small).seeded().arg("--fetch-window", "1h").start().await;
+    let url = app.webhook_url.clone();
+    let live: u64 = app.sim().export_json("contacts")[0]["id"].as_str().unwrap().parse().unwrap();
+    // The idle dispatcher reads a lone change at once; after it, partial batches wait the hour.
+    assert_eq!(post_changes(&url, "contact", &[live]).await, 204);
+    let read = || app.sim().stats()["operations"]["contacts.batch_read"].as_u64().unwrap_or(0);
+    eventually(PATIENCE, "the first read", || async { read() >= 1 }).await;
+    let report = app.sim().churn(&churn("contacts", 0, 0, 3, 0, 0)).unwrap();
+    let gone: Vec<u64> = report.deleted.iter().map(|id| id.parse().unwrap()).collect();
+    assert_eq!(post_changes(&url, "contact", &gone).await, 204, "changes of the three, queued");
+    let now = chrono::Utc::now().timestamp_millis();
+    let deletions: Vec<serde_json::Value> = gone
+        .iter()
+        .map(|id| {
+            serde_json::json!({"eventId": 900 + id, "subscriptionType": "contact.deletion", "objectId": id,
+            "occurredAt": now, "portalId": 62515, "appId": 54321, "attemptNumber": 0})
+        })
+        .collect();
+    assert_eq!(post_signed(&url, serde_json::to_vec(&deletions).unwrap()).await, 204);
+    // The drain at shutdown reads the three in one batch and finds none of them live.
+    app.stop().await;
+    let stats = app.sim().stats();
+    assert_eq!(stats["operations"]["contacts.batch_read"], 2, "{stats}");
+    assert!(stats["operations"]["contacts.batch_read_archived"].is_null(), "no archived read: {stats}");
+    assert_eq!(stats["operations"]["contacts.batch_read_ids"], 4, "{stats}");
+    for id in &report.deleted {
+        assert_eq!(
+            app.db
+                .count(&format!("SELECT count(*) FROM contacts WHERE hubspot_contact_id = '{id}' AND archived"))
+                .await,
+            1
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_delivery_repeated_after_its_read_costs_no_other_read() {
     let small = SimOptions { contacts: 50, deals: 5, calls: 5, owners: 2, ..SimOptions::default() };

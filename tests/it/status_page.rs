@@ -340,8 +340,18 @@ async fn screenshot(browser: &mut Browser, session: &str, name: &str, history_on
 }
 
 async fn drive_history(chromium: PathBuf) {
-    let mut app = TestApp::builder().start().await;
+    let opts = hubspot_sim::SimOptions { contacts: 20, deals: 0, calls: 0, owners: 2, ..Default::default() };
+    let mut app = TestApp::builder().sim(opts).budget(50).arg("--fetch-window", "50ms").start().await;
     crate::history::seed_history(&app.db).await;
+    let live = crate::history::live_minutes_with_a_429(&app).await;
+    // With a HubSpot token the server starts with a run of the owners (they have none yet).
+    let owners = "SELECT count(*) FROM sync_logs WHERE sync_type = 'owners'";
+    crate::harness::eventually(crate::harness::PATIENCE, "the first owners run finished", || async {
+        let finished = app.db.count(&format!("{owners} AND status <> 'running'")).await;
+        finished >= 1 && finished == app.db.count(owners).await
+    })
+    .await;
+    let owner_runs = app.db.count(owners).await;
     let mut browser = Browser::launch(&chromium).await;
 
     // A phone: every object's three charts are drawn, and nothing scrolls sideways.
@@ -360,9 +370,9 @@ async fn drive_history(chromium: PathBuf) {
         .await;
     let drawn = drawn.as_array().unwrap();
     let objects: Vec<&str> = drawn.iter().map(|f| f["object"].as_str().unwrap()).collect();
-    assert_eq!(objects, ["contacts", "deals", "calls", "owners", "webhooks"]);
+    assert_eq!(objects, ["contacts", "deals", "calls", "owners", "live"]);
     let runs: Vec<u64> = drawn[..4].iter().map(|f| f["runs"].as_u64().unwrap()).collect();
-    assert_eq!(runs, [240, 80, 40, 0], "the status bars add up to the runs: {drawn:?}");
+    assert_eq!(runs, [240, 80, 40, owner_runs as u64], "the status bars add up to the runs: {drawn:?}");
     for f in &drawn[..4] {
         assert_eq!(f["charts"], 3, "{f}");
         assert_eq!(f["labelled"], true, "{f}");
@@ -371,6 +381,23 @@ async fn drive_history(chromium: PathBuf) {
     assert!(contacts["failed"].as_u64().unwrap() > 0, "failed runs are drawn: {contacts}");
     assert_eq!(contacts["failed"], contacts["marked"], "each bucket with a failure is marked, not only coloured");
     assert!(contacts["points"].as_u64().unwrap() > 0, "duration points: {contacts}");
+    // The last hour: webhooks, HubSpot requests against the budget with the 429 crossed and
+    // marked, latency points, queue depth; the bars add up to what the API counted.
+    let shown = browser
+        .eval(
+            &session,
+            "(() => { const f = document.querySelector('figure[data-object=live]');              const sum = (s) => [...f.querySelectorAll(`rect[data-series=${s}]`)].reduce((n, r) => n + Number(r.dataset.count), 0);              return { charts: f.querySelectorAll('svg.chart').length, accepted: sum('accepted'),              requests: sum('hubspot-requests') + sum('rate-limited'), limited: sum('rate-limited'),              budget: f.querySelectorAll('line[data-series=budget]').length,              latency: f.querySelectorAll('circle[data-series=latency-average]').length,              marked: f.querySelectorAll('text.marker').length,              labelled: [...f.querySelectorAll('svg.chart')].every(c => c.getAttribute('role') === 'img' && c.getAttribute('aria-label')),              table: document.querySelectorAll('#live-table tr[data-minute]').length }; })()",
+        )
+        .await;
+    assert_eq!(shown["charts"], 4, "{shown}");
+    assert_eq!(shown["labelled"], true, "{shown}");
+    assert_eq!(shown["accepted"].as_u64(), Some(crate::history::sum(&live, "received")), "{shown} {live}");
+    assert!(shown["requests"].as_u64() >= Some(crate::history::sum(&live, "hubspot_requests")), "{shown} {live}");
+    assert!(shown["limited"].as_u64() >= Some(1), "the 429 is drawn: {shown}");
+    assert!(shown["marked"].as_u64() >= Some(1), "and marked, not only patterned: {shown}");
+    assert_eq!(shown["budget"], 1, "the budget line: {shown}");
+    assert!(shown["latency"].as_u64() >= Some(1), "{shown}");
+    assert!(shown["table"].as_u64() >= Some(1), "the minutes as table rows: {shown}");
     screenshot(&mut browser, &session, "status-history-phone", true).await;
     browser.eval(&session, "document.querySelector('details.numbers').open = true").await;
     let width = browser.eval(&session, "document.documentElement.scrollWidth").await;
@@ -397,7 +424,7 @@ async fn drive_history(chromium: PathBuf) {
         *per_object.entry(object.to_owned()).or_default() += shown[0].unwrap();
     }
     assert_eq!(per_object.get("contacts"), Some(&240));
-    assert_eq!(per_object.get("owners"), None, "no rows for an object without runs");
+    assert_eq!(per_object.get("owners").copied().unwrap_or(0), owner_runs, "the owners' runs of this test");
 
     // 7 days: the run of 3 days ago is in.
     browser.eval(&session, "document.querySelector('.window button[data-window=\"7d\"]').click()").await;

@@ -333,6 +333,8 @@ async fn schema_module_matches_the_migrated_database() {
     )> = schema::contacts::table.load(&mut conn).await.unwrap();
     let _: Vec<(i64, String, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>)> =
         schema::contact_owner_history::table.load(&mut conn).await.unwrap();
+    let _: Vec<(i64, String, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>)> =
+        schema::deal_owner_history::table.load(&mut conn).await.unwrap();
     let _: Vec<(
         String,
         Option<String>,

@@ -11,6 +11,7 @@ pub mod db;
 pub mod hooks;
 pub mod hubspot;
 pub mod proxy;
+pub mod smtp;
 pub mod wait;
 
 pub use app::TestApp;
