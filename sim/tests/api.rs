@@ -607,8 +607,8 @@ async fn all_associated(h: &SimHandle, prefix: &str, from: &str, to: &str, id: &
 
 #[tokio::test]
 async fn association_batch_read_pages_each_input_and_reports_missing_ids() {
-    let h = sim(SimOptions { contacts: 200, deals: 100, calls: 300, association_page_size: 2, ..Default::default() })
-        .await;
+    let h =
+        sim(SimOptions { contacts: 200, deals: 100, calls: 300, association_page_size: 2, ..Default::default() }).await;
     let edges = h.export_json("associations");
     assert!(!edges.is_empty());
     // Both directions, with HubSpot's type ids, categories and labels.
@@ -631,12 +631,9 @@ async fn association_batch_read_pages_each_input_and_reports_missing_ids() {
         assert_eq!(requests, n.div_ceil(2), "{prefix}: paging only while more follow");
     }
     // A missing id: 207 with HubSpot's error entry; the others answered.
-    let (s, _, b) = post(
-        &h,
-        "/crm/v4/associations/0-1/0-48/batch/read",
-        json!({"inputs": [{"id": contact}, {"id": "999999999"}]}),
-    )
-    .await;
+    let (s, _, b) =
+        post(&h, "/crm/v4/associations/0-1/0-48/batch/read", json!({"inputs": [{"id": contact}, {"id": "999999999"}]}))
+            .await;
     assert_eq!(s, 207, "{b}");
     assert_eq!(b["numErrors"], 1);
     assert_eq!(b["errors"][0]["category"], "OBJECT_NOT_FOUND");

@@ -167,6 +167,7 @@ pub async fn run(
         records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
     let mut conn = pool.get().await?;
     let read_ids: Vec<String> = records.iter().filter(|r| !r.archived).map(|r| r.id.clone()).collect();
+    let read_archived: Vec<String> = records.iter().filter(|r| r.archived).map(|r| r.id.clone()).collect();
     // Records stored for the first time, or live again (restored): their edges are read.
     let known_rows: HashSet<String> = records::existing(&mut conn, table, &read_ids).await?.into_iter().collect();
     let first_seen: Vec<String> = read_ids.into_iter().filter(|id| !known_rows.contains(id)).collect();
@@ -187,6 +188,8 @@ pub async fn run(
         by_survivor.entry(survivor).or_default().push(old);
     }
     let type_id = kind.type_id().unwrap_or_default();
+    // Read archived (deleted): no live edges, whatever moved to them before.
+    associations::mark_removed(&mut conn, type_id, &read_archived, started).await?;
     for (survivor, old) in by_survivor {
         records::mark_archived(&mut conn, table, &old, Some(&survivor)).await?;
         associations::move_edges(&mut conn, type_id, &old, &survivor, started).await?;
@@ -226,9 +229,9 @@ pub async fn run(
     Ok(outcome)
 }
 
-/// Reads the edges of records stored for the first time or live again (a new record's
-/// associations exist before any association event could reach us; a restored record's come
-/// back with it), in the background on the `Background` lane so
+/// Reads the edges of records stored for the first time or live again, from both ends (a new
+/// record's associations exist before any association event could reach us; a restored
+/// record's come back with it; a merge's survivor takes the merged records'), in the background on the `Background` lane so
 /// the real-time reads are not held up; what fails here the association sweep reads later.
 fn read_first_edges(hubspot: &HubSpot, pool: &Pool, kind: ObjectKind, ids: Vec<String>) {
     if ids.is_empty() {
@@ -238,7 +241,7 @@ fn read_first_edges(hubspot: &HubSpot, pool: &Pool, kind: ObjectKind, ids: Vec<S
     tokio::spawn(async move {
         let result = async {
             let mut conn = pool.get().await?;
-            objects::associations::sync_edges(&hubspot, &mut conn, kind, &ids, Lane::Background).await
+            objects::associations::sync_edges_both_ways(&hubspot, &mut conn, kind, &ids, Lane::Background).await
         }
         .await;
         if let Err(e) = result {

@@ -204,7 +204,8 @@ impl HubSpot {
             if error.means_none() {
                 continue;
             }
-            let reason = format!("{}: {}", error.category.as_deref().unwrap_or(""), error.message.as_deref().unwrap_or(""));
+            let reason =
+                format!("{}: {}", error.category.as_deref().unwrap_or(""), error.message.as_deref().unwrap_or(""));
             for id in error.ids() {
                 if answered.insert(id.clone()) {
                     out.failed.push((id, reason.clone()));

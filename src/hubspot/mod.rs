@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use associations::{Associated, AssociationRead, AssociationType};
 pub use api::{BATCH_READ_MAX, BatchRead, LIST_LIMIT, RecordPage, SEARCH_LIMIT, SearchWindow};
+pub use associations::{Associated, AssociationRead, AssociationType};
 pub use error::HubSpotError;
 pub use limiter::Lane;
 pub use record::{InvalidRecord, Record, parse_time};

@@ -88,7 +88,10 @@ mod tests {
         assert_eq!(dated.objects(ObjectKind::Contacts), "https://api.hubapi.com/crm/objects/2026-03/contacts");
         assert_eq!(dated.properties(ObjectKind::Deals), "https://api.hubapi.com/crm/properties/2026-03/deals");
         assert_eq!(dated.owners(), "https://api.hubapi.com/crm/owners/2026-03");
-        assert_eq!(v3.associations_batch_read("0-1", "0-3"), "https://api.hubapi.com/crm/v4/associations/0-1/0-3/batch/read");
+        assert_eq!(
+            v3.associations_batch_read("0-1", "0-3"),
+            "https://api.hubapi.com/crm/v4/associations/0-1/0-3/batch/read"
+        );
         assert_eq!(
             dated.associations_batch_read("contacts", "deals"),
             "https://api.hubapi.com/crm/associations/2026-03/contacts/deals/batch/read"

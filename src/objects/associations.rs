@@ -87,18 +87,66 @@ pub async fn sync_edges(
     ids: &[String],
     lane: Lane,
 ) -> Result<EdgeReport, SyncError> {
-    let Some(from_type) = kind.type_id() else { return Ok(EdgeReport::default()) };
+    let (report, _) = sync_edges_to(hubspot, conn, kind, ids, &targets(kind), lane).await?;
+    Ok(report)
+}
+
+/// [`sync_edges`] of records new to the copy (or live again), read from both ends: their edges,
+/// then the edges back to `kind` of every record of the other kinds they are associated with.
+/// The other end's direction has its own type ids (user-defined labels too), and events about
+/// it may have reached us before the record existed here (a merge's survivor), so it is read
+/// rather than inferred.
+pub async fn sync_edges_both_ways(
+    hubspot: &HubSpot,
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    ids: &[String],
+    lane: Lane,
+) -> Result<EdgeReport, SyncError> {
+    let Some(back) = kind.type_id() else { return Ok(EdgeReport::default()) };
+    // What the copy believes points at them is read again too (an edge a merge moved here that
+    // HubSpot had removed before the merge, say).
+    let believed = associations::live_sources(conn, back, ids).await?;
+    let (mut report, mut associated) = sync_edges_to(hubspot, conn, kind, ids, &targets(kind), lane).await?;
+    for (from_type, from_id) in believed {
+        if let Some(other) = ObjectKind::from_type_id(&from_type).and_then(ObjectKind::type_id) {
+            associated.entry(other).or_default().insert(from_id);
+        }
+    }
+    for (to_type, others) in associated {
+        let Some(other) = ObjectKind::from_type_id(to_type) else { continue };
+        let others: Vec<String> = others.into_iter().collect();
+        let (back_report, _) = sync_edges_to(hubspot, conn, other, &others, &[back], lane).await?;
+        report.written += back_report.written;
+        report.removed += back_report.removed;
+    }
+    Ok(report)
+}
+
+/// Ids associated with the records read, per object type.
+type Associated = std::collections::BTreeMap<&'static str, std::collections::BTreeSet<String>>;
+
+async fn sync_edges_to(
+    hubspot: &HubSpot,
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    ids: &[String],
+    to_types: &[&'static str],
+    lane: Lane,
+) -> Result<(EdgeReport, Associated), SyncError> {
+    let mut associated = Associated::new();
+    let Some(from_type) = kind.type_id() else { return Ok((EdgeReport::default(), associated)) };
     let mut report = EdgeReport::default();
     for chunk in ids.chunks(CHUNK) {
         let mut failed_ids = std::collections::BTreeSet::new();
-        for to_type in targets(kind) {
+        for &to_type in to_types {
             let read_at: DateTime<Utc> = crate::store::db_now(conn).await?;
             let read = hubspot.read_associations(from_type, to_type, chunk, lane).await?;
             failed_ids.extend(read.failed.iter().map(|(id, _)| id.clone()));
             let answered: Vec<String> = read.edges.keys().cloned().collect();
             let edges = edges_of(from_type, to_type, &read);
-            let done =
-                associations::replace_for_sources(conn, from_type, &answered, to_type, edges, read_at).await?;
+            associated.entry(to_type).or_default().extend(edges.iter().map(|e| e.to_id.clone()));
+            let done = associations::replace_for_sources(conn, from_type, &answered, to_type, edges, read_at).await?;
             report.written += done.written;
             report.removed += done.removed;
         }
@@ -106,7 +154,7 @@ pub async fn sync_edges(
         report.records += chunk.len() - failed_ids.len();
     }
     metrics::counter!(crate::metric::ASSOCIATIONS_WRITTEN).increment(report.written as u64);
-    Ok(report)
+    Ok((report, associated))
 }
 
 /// Marks removed the live edges of archived records of `kind` (the rule: an archived record has

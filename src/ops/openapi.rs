@@ -9,7 +9,7 @@ use super::error::ErrorBody;
 use super::history::{History, LiveHistory, LiveMinuteView, ObjectHistory};
 use super::status::{
     AuditStatus, FailureView, FastPollingStatus, ForceSyncAccepted, LaneStatus, LiveFigures, ObjectName, ObjectStatus,
-    RealtimeFreshness, RunView,
+    RealtimeFreshness, RunView, SyncName,
 };
 
 #[derive(OpenApi)]
@@ -37,7 +37,8 @@ use super::status::{
         FailureView,
         ForceSyncAccepted,
         ErrorBody,
-        ObjectName
+        ObjectName,
+        SyncName
     )),
     modifiers(&AdminToken),
     tags((name = "sync", description = "Reconciliation runs"))

@@ -276,6 +276,17 @@ pub enum ObjectName {
     Owners,
 }
 
+/// What `POST /api/sync/{object}` starts: a run of an object, or the association sweep.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum SyncName {
+    Contacts,
+    Deals,
+    Calls,
+    Owners,
+    Associations,
+}
+
 /// Filters of `GET /api/sync/logs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -338,8 +349,12 @@ pub async fn status(
         .into_iter()
         .map(|kind| {
             let next_run = next_runs.iter().find(|(k, _)| *k == kind).and_then(|(_, at)| *at);
-            let mut row =
-                object_status(kind.as_str(), latest.iter().find(|row| row.sync_type == kind.as_str()), next_run, live.clone());
+            let mut row = object_status(
+                kind.as_str(),
+                latest.iter().find(|row| row.sync_type == kind.as_str()),
+                next_run,
+                live.clone(),
+            );
             if let Some(p) = parked.iter().find(|p| p.object == kind.as_str()) {
                 (row.parked, row.oldest_parked) = (p.parked, Some(p.oldest));
             }
@@ -445,7 +460,7 @@ pub async fn logs(
 /// Starts a run of one object now (admin only).
 #[utoipa::path(post, path = "/api/sync/{object}", tag = "sync",
     params(
-        ("object" = ObjectName, Path, description = "contacts, deals, calls or owners", example = "contacts"),
+        ("object" = SyncName, Path, description = "contacts, deals, calls or owners; associations for the association sweep", example = "contacts"),
         ForceQuery,
     ),
     security(("admin_token" = [])),

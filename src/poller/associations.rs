@@ -57,9 +57,8 @@ pub async fn begin(inner: &Inner, trigger: RunTrigger) -> Result<Uuid, PollerErr
     if !inner.sweeping.load(std::sync::atomic::Ordering::SeqCst) {
         sync_logs::fail_abandoned(&mut conn, SYNC_TYPE).await.map_err(StoreError::from)?;
     }
-    let id = sync_logs::start_run(&mut conn, SYNC_TYPE, trigger, RunMode::Incremental)
-        .await
-        .map_err(StoreError::from)?;
+    let id =
+        sync_logs::start_run(&mut conn, SYNC_TYPE, trigger, RunMode::Incremental).await.map_err(StoreError::from)?;
     Ok(id)
 }
 
@@ -72,7 +71,8 @@ pub async fn execute(inner: &Inner, run_id: Uuid) -> Result<SweepSummary, Poller
     let result = sweep(inner, &mut report, &mut changed_first).await;
     inner.sweeping.store(false, std::sync::atomic::Ordering::SeqCst);
     let error = result.err().map(|e| ErrorChain(&e).to_string());
-    let details = Details { edges_written: report.written, edges_removed: report.removed, changed_records_first: changed_first };
+    let details =
+        Details { edges_written: report.written, edges_removed: report.removed, changed_records_first: changed_first };
     let outcome = RunOutcome {
         records_processed: i32::try_from(report.records).unwrap_or(i32::MAX),
         records_failed: i32::try_from(report.failed).unwrap_or(i32::MAX),

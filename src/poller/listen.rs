@@ -118,7 +118,9 @@ async fn dispatch(control: &SharedControl, payload: &str) {
     if asks_for_associations(payload) {
         match control.trigger_associations(RunTrigger::Sql).await {
             Ok(run_id) => tracing::info!(run.id = %run_id, "association sweep started by trigger_hubspot_sync()"),
-            Err(error) => tracing::warn!(error = %error, "trigger_hubspot_sync() could not start the association sweep"),
+            Err(error) => {
+                tracing::warn!(error = %error, "trigger_hubspot_sync() could not start the association sweep")
+            }
         }
         return;
     }

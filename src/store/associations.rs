@@ -243,7 +243,8 @@ pub async fn replace_for_sources(
     edges: Vec<Edge>,
     read_at: DateTime<Utc>,
 ) -> diesel::QueryResult<Replaced> {
-    let keep: Vec<String> = edges.iter().map(|e| format!("{}\u{1f}{}\u{1f}{}", e.from_id, e.to_id, e.type_id)).collect();
+    let keep: Vec<String> =
+        edges.iter().map(|e| format!("{}\u{1f}{}\u{1f}{}", e.from_id, e.to_id, e.type_id)).collect();
     let written =
         upsert(conn, edges.into_iter().map(|edge| EdgeChange { edge, removed: false, at: read_at }).collect()).await?;
     let mut removed = 0;
@@ -266,6 +267,31 @@ pub async fn replace_for_sources(
         .await?;
     }
     Ok(Replaced { written, removed })
+}
+
+/// The records with a live edge to one of `to_ids` (of type `to_type`): `(from_type, from_id)`,
+/// sorted, each once.
+pub async fn live_sources(
+    conn: &mut AsyncPgConnection,
+    to_type: &str,
+    to_ids: &[String],
+) -> diesel::QueryResult<Vec<(String, String)>> {
+    #[derive(QueryableByName)]
+    struct Source {
+        #[diesel(sql_type = Text)]
+        from_type: String,
+        #[diesel(sql_type = Text)]
+        from_id: String,
+    }
+    let rows: Vec<Source> = diesel::sql_query(
+        "SELECT DISTINCT from_type, from_id FROM associations WHERE to_type = $1 AND to_id = ANY($2) AND NOT removed \
+         ORDER BY from_type, from_id",
+    )
+    .bind::<Text, _>(to_type)
+    .bind::<Array<Text>, _>(to_ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.from_type, r.from_id)).collect())
 }
 
 /// Every stored edge, live or removed, in key order.

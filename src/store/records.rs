@@ -298,13 +298,21 @@ pub async fn archived_among(
 }
 
 /// Which of `ids` have a live (not archived) row in `table`, sorted.
-pub async fn existing(conn: &mut AsyncPgConnection, table: RecordTable, ids: &[String]) -> diesel::QueryResult<Vec<String>> {
+pub async fn existing(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+) -> diesel::QueryResult<Vec<String>> {
     #[derive(diesel::QueryableByName)]
     struct Id {
         #[diesel(sql_type = Text)]
         id: String,
     }
-    let sql = format!("SELECT {key} AS id FROM {name} WHERE {key} = ANY($1) AND NOT archived ORDER BY {key}", key = table.key(), name = table.name());
+    let sql = format!(
+        "SELECT {key} AS id FROM {name} WHERE {key} = ANY($1) AND NOT archived ORDER BY {key}",
+        key = table.key(),
+        name = table.name()
+    );
     let rows: Vec<Id> = diesel::sql_query(sql).bind::<Array<Text>, _>(ids).load(conn).await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }

@@ -34,9 +34,18 @@ pub async fn apply(pool: &Pool, plan: &Plan) -> Result<(), StoreError> {
             if let Some(table) = RecordTable::for_kind(merge.kind) {
                 records::mark_archived(conn, table, &merge.merged, Some(&merge.survivor)).await?;
             }
-            if let Some(type_id) = merge.kind.type_id() {
+            if let (Some(type_id), Some(table)) = (merge.kind.type_id(), RecordTable::for_kind(merge.kind)) {
+                // Moved when the merge happened, so a deletion of the survivor after it (in this
+                // batch or a later one) removes what moved.
+                let at = match merge.occurred_at.and_then(DateTime::from_timestamp_millis) {
+                    Some(at) => at,
+                    None => store::db_now(conn).await?,
+                };
+                associations::move_edges(conn, type_id, &merge.merged, &merge.survivor, at).await?;
+                // A survivor merged away since (a later merge delivered first) keeps none.
+                let gone = records::archived_among(conn, table, std::slice::from_ref(&merge.survivor)).await?;
                 let now = store::db_now(conn).await?;
-                associations::move_edges(conn, type_id, &merge.merged, &merge.survivor, now).await?;
+                associations::mark_removed(conn, type_id, &gone, now).await?;
             }
         }
         for ((kind, at), ids) in deletions {

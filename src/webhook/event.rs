@@ -63,6 +63,8 @@ pub struct Merge {
     pub kind: ObjectKind,
     pub merged: Vec<String>,
     pub survivor: String,
+    /// The event's `occurredAt` (Unix ms), if given: when the edges moved to the survivor.
+    pub occurred_at: Option<i64>,
 }
 
 /// A deletion at a point in time.
@@ -162,7 +164,7 @@ fn add(plan: &mut Plan, event: RawEvent) -> bool {
             merged.sort();
             merged.dedup();
             plan.fetch.push(Change::untimed(kind, survivor.clone()));
-            plan.merges.push(Merge { kind, merged, survivor });
+            plan.merges.push(Merge { kind, merged, survivor, occurred_at: event.occurred_at });
             true
         }
         _ => false,
@@ -373,7 +375,9 @@ mod tests {
         let edges: Vec<_> = p
             .edges
             .iter()
-            .map(|c| (c.edge.from_type.as_str(), c.edge.from_id.as_str(), c.edge.to_type.as_str(), c.edge.type_id, c.removed))
+            .map(|c| {
+                (c.edge.from_type.as_str(), c.edge.from_id.as_str(), c.edge.to_type.as_str(), c.edge.type_id, c.removed)
+            })
             .collect();
         assert_eq!(
             edges,
@@ -415,11 +419,13 @@ mod tests {
         );
         assert_eq!(fetched(&p), vec![(ObjectKind::Contacts, "20".into())]);
         let merged = vec!["10".to_owned(), "11".into(), "12".into()];
-        assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Contacts, merged, survivor: "20".into() }]);
+        let survivor = "20".to_owned();
+        assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Contacts, merged, survivor, occurred_at: None }]);
         // Without a new record, the primary survives and is not archived.
         let p =
             parse(r#"[{"subscriptionType":"deal.merge","objectId":10,"primaryObjectId":10,"mergedObjectIds":[11]}]"#);
-        assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Deals, merged: vec!["11".into()], survivor: "10".into() }]);
+        let (merged, survivor) = (vec!["11".to_owned()], "10".to_owned());
+        assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Deals, merged, survivor, occurred_at: None }]);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::poller::{Mode, Poller, RunStatus, Trigger};
 use serde_json::json;
 
-use crate::harness::compare::{Merges, assert_converged, assert_edges_converged, edge_differences, live_edges_of_archived};
+use crate::harness::compare::{
+    Merges, assert_converged, assert_edges_converged, edge_differences, live_edges_of_archived,
+};
 use crate::harness::hooks::post_signed;
 use crate::harness::hubspot::{client, poller};
 use crate::harness::{PATIENCE, TestApp, TestDb, eventually};
@@ -61,8 +63,13 @@ async fn a_full_sync_stores_every_edge_and_the_views_join_them() {
         let db = &db;
         async move { db.count(sql).await }
     };
-    assert!(count("SELECT count(*) FROM associations WHERE from_type = '0-1' AND to_type = '0-2' AND is_primary").await > 0);
-    assert!(count("SELECT count(*) FROM associations WHERE category = 'USER_DEFINED' AND label = 'Decision maker'").await > 0);
+    assert!(
+        count("SELECT count(*) FROM associations WHERE from_type = '0-1' AND to_type = '0-2' AND is_primary").await > 0
+    );
+    assert!(
+        count("SELECT count(*) FROM associations WHERE category = 'USER_DEFINED' AND label = 'Decision maker'").await
+            > 0
+    );
     let pairs = |from: &str, to: &str| {
         let set: std::collections::BTreeSet<(String, String)> = sim
             .export_json("associations")
@@ -84,7 +91,9 @@ async fn a_full_sync_stores_every_edge_and_the_views_join_them() {
     assert!(removed > 0);
     full_sync(&poller).await;
     assert_edges_converged(&db, &sim).await;
-    assert!(count("SELECT count(*) FROM associations WHERE removed AND removed_at IS NOT NULL").await >= removed as i64);
+    assert!(
+        count("SELECT count(*) FROM associations WHERE removed AND removed_at IS NOT NULL").await >= removed as i64
+    );
 }
 
 #[tokio::test]
@@ -214,7 +223,10 @@ async fn removals_re_additions_duplicates_and_reordered_events_converge_by_occur
     send(vec![generic("0-48", 77, "0-1", contact, 194), generic("0-1", contact, "0-48", 77, 193)]).await;
     eventually(PATIENCE, "both directions of the call's edge are stored", || async {
         app.db.count("SELECT count(*) FROM call_contacts WHERE hubspot_call_id = '77'").await == 1
-            && app.db.count("SELECT count(*) FROM associations WHERE from_type = '0-1' AND type_id = 193 AND NOT removed").await
+            && app
+                .db
+                .count("SELECT count(*) FROM associations WHERE from_type = '0-1' AND type_id = 193 AND NOT removed")
+                .await
                 == 1
     })
     .await;

@@ -140,12 +140,7 @@ impl Associations {
     /// Moves every edge of `old` to `new` (a merge), both directions; an edge between the two
     /// is dropped.
     pub fn move_all(&mut self, old: End, new: End) {
-        let keys: Vec<_> = self
-            .edges
-            .keys()
-            .filter(|k| (k.0, k.1) == old || (k.2, k.3) == old)
-            .copied()
-            .collect();
+        let keys: Vec<_> = self.edges.keys().filter(|k| (k.0, k.1) == old || (k.2, k.3) == old).copied().collect();
         for key in keys {
             let Some(types) = self.edges.remove(&key) else { continue };
             let from = if (key.0, key.1) == old { new } else { (key.0, key.1) };

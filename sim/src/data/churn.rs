@@ -439,7 +439,10 @@ pub fn apply(
             },
         };
         if other == kind {
-            return Err(ChurnError::UnknownObject(format!("{name}: associations join two different objects", name = other.name())));
+            return Err(ChurnError::UnknownObject(format!(
+                "{name}: associations join two different objects",
+                name = other.name()
+            )));
         }
         let (from_type, to_type) = (kind.type_id(), other.type_id());
         let targets = pick_many(&crm.store(other).live, req.association_changes, rng);

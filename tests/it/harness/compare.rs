@@ -80,7 +80,15 @@ pub fn expected_edges(sim: &SimHandle) -> std::collections::BTreeSet<EdgeKey> {
             let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
             let type_id = i32::try_from(e["typeId"].as_i64().unwrap_or_default()).unwrap_or_default();
             let label = e["label"].as_str().map(str::to_owned);
-            (s("fromObjectTypeId"), s("fromObjectId"), s("toObjectTypeId"), s("toObjectId"), type_id, s("category"), label)
+            (
+                s("fromObjectTypeId"),
+                s("fromObjectId"),
+                s("toObjectTypeId"),
+                s("toObjectId"),
+                type_id,
+                s("category"),
+                label,
+            )
         })
         .collect()
 }
@@ -117,8 +125,7 @@ pub async fn live_edges_of_archived(db: &TestDb) -> i64 {
 pub async fn edge_differences(db: &TestDb, sim: &SimHandle) -> Vec<String> {
     let expected = expected_edges(sim);
     let stored = stored_edges(db).await;
-    let mut out: Vec<String> =
-        expected.difference(&stored).take(20).map(|e| format!("edge missing: {e:?}")).collect();
+    let mut out: Vec<String> = expected.difference(&stored).take(20).map(|e| format!("edge missing: {e:?}")).collect();
     out.extend(stored.difference(&expected).take(20).map(|e| format!("edge extra: {e:?}")));
     let archived = live_edges_of_archived(db).await;
     if archived > 0 {
