@@ -203,6 +203,12 @@ pub async fn run(
         records::archive_deleted(&mut conn, table, &ids, at).await?;
         associations::mark_removed(&mut conn, type_id, &ids, at).await?;
     }
+    // An archived record has no live edges (whatever moved to it or arrived since).
+    let mut touched: Vec<String> = ids.iter().chain(updated.keys()).cloned().collect();
+    touched.sort();
+    touched.dedup();
+    let archived_now = records::archived_among(&mut conn, table, &touched).await?;
+    associations::mark_removed_all(&mut conn, type_id, &archived_now).await?;
     let parked_now: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
     let first_seen: Vec<String> = first_seen.into_iter().filter(|id| !parked_now.contains(id.as_str())).collect();
     read_first_edges(hubspot, pool, kind, first_seen);

@@ -145,16 +145,36 @@ async fn sync_edges_to(
             failed_ids.extend(read.failed.iter().map(|(id, _)| id.clone()));
             let answered: Vec<String> = read.edges.keys().cloned().collect();
             let edges = edges_of(from_type, to_type, &read);
-            associated.entry(to_type).or_default().extend(edges.iter().map(|e| e.to_id.clone()));
+            let ends: Vec<String> = edges.iter().map(|e| e.to_id.clone()).collect();
+            associated.entry(to_type).or_default().extend(ends.iter().cloned());
             let done = associations::replace_for_sources(conn, from_type, &answered, to_type, edges, read_at).await?;
             report.written += done.written;
             report.removed += done.removed;
+            // A record archived here while the read was in flight keeps no live edge.
+            report.removed += remove_edges_of_archived_among(conn, kind, &answered).await?;
+            if let Some(other) = ObjectKind::from_type_id(to_type) {
+                report.removed += remove_edges_of_archived_among(conn, other, &ends).await?;
+            }
         }
         report.failed += failed_ids.len();
         report.records += chunk.len() - failed_ids.len();
     }
     metrics::counter!(crate::metric::ASSOCIATIONS_WRITTEN).increment(report.written as u64);
     Ok((report, associated))
+}
+
+/// Marks removed the live edges of those of `ids` (records of `kind`) the copy holds archived.
+pub async fn remove_edges_of_archived_among(
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    ids: &[String],
+) -> Result<usize, SyncError> {
+    let (Some(table), Some(type_id)) = (RecordTable::for_kind(kind), kind.type_id()) else { return Ok(0) };
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let archived = crate::store::records::archived_among(conn, table, ids).await?;
+    Ok(associations::mark_removed_all(conn, type_id, &archived).await?)
 }
 
 /// Marks removed the live edges of archived records of `kind` (the rule: an archived record has

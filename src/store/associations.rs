@@ -150,13 +150,34 @@ pub async fn mark_removed(
     ids: &[String],
     at: DateTime<Utc>,
 ) -> diesel::QueryResult<usize> {
+    remove_of(conn, type_id, ids, Some(at)).await
+}
+
+/// Marks removed, now, every live edge from or to the records `ids` of type `type_id`, however
+/// recent: for records the copy holds archived (an archived record has no live edges, whatever
+/// arrived since; a restore reads its edges again).
+pub async fn mark_removed_all(
+    conn: &mut AsyncPgConnection,
+    type_id: &str,
+    ids: &[String],
+) -> diesel::QueryResult<usize> {
+    remove_of(conn, type_id, ids, None).await
+}
+
+async fn remove_of(
+    conn: &mut AsyncPgConnection,
+    type_id: &str,
+    ids: &[String],
+    at: Option<DateTime<Utc>>,
+) -> diesel::QueryResult<usize> {
     if ids.is_empty() {
         return Ok(0);
     }
     diesel::sql_query(
-        "UPDATE associations a SET removed = true, removed_at = $3, updated_at = greatest(a.updated_at, $3), \
-         synced_at = now() FROM (SELECT from_type, from_id, to_type, to_id, type_id FROM associations \
-         WHERE NOT removed AND updated_at <= $3 AND ((from_type = $1 AND from_id = ANY($2)) \
+        "UPDATE associations a SET removed = true, removed_at = coalesce($3, now()), \
+         updated_at = greatest(a.updated_at, coalesce($3, now())), synced_at = now() \
+         FROM (SELECT from_type, from_id, to_type, to_id, type_id FROM associations \
+         WHERE NOT removed AND ($3::timestamptz IS NULL OR updated_at <= $3) AND ((from_type = $1 AND from_id = ANY($2)) \
          OR (to_type = $1 AND to_id = ANY($2))) \
          ORDER BY from_type, from_id, to_type, to_id, type_id FOR UPDATE) k \
          WHERE a.from_type = k.from_type AND a.from_id = k.from_id AND a.to_type = k.to_type \
@@ -164,7 +185,7 @@ pub async fn mark_removed(
     )
     .bind::<Text, _>(type_id)
     .bind::<Array<Text>, _>(ids)
-    .bind::<Timestamptz, _>(at)
+    .bind::<Nullable<Timestamptz>, _>(at)
     .execute(conn)
     .await
 }

@@ -34,7 +34,7 @@ pub async fn apply(pool: &Pool, plan: &Plan) -> Result<(), StoreError> {
             if let Some(table) = RecordTable::for_kind(merge.kind) {
                 records::mark_archived(conn, table, &merge.merged, Some(&merge.survivor)).await?;
             }
-            if let (Some(type_id), Some(table)) = (merge.kind.type_id(), RecordTable::for_kind(merge.kind)) {
+            if let Some(type_id) = merge.kind.type_id() {
                 // Moved when the merge happened, so a deletion of the survivor after it (in this
                 // batch or a later one) removes what moved.
                 let at = match merge.occurred_at.and_then(DateTime::from_timestamp_millis) {
@@ -42,10 +42,6 @@ pub async fn apply(pool: &Pool, plan: &Plan) -> Result<(), StoreError> {
                     None => store::db_now(conn).await?,
                 };
                 associations::move_edges(conn, type_id, &merge.merged, &merge.survivor, at).await?;
-                // A survivor merged away since (a later merge delivered first) keeps none.
-                let gone = records::archived_among(conn, table, std::slice::from_ref(&merge.survivor)).await?;
-                let now = store::db_now(conn).await?;
-                associations::mark_removed(conn, type_id, &gone, now).await?;
             }
         }
         for ((kind, at), ids) in deletions {
@@ -57,6 +53,7 @@ pub async fn apply(pool: &Pool, plan: &Plan) -> Result<(), StoreError> {
             }
         }
         apply_edges(conn, plan).await?;
+        no_edges_of_archived(conn, plan).await?;
         Ok(())
     })
     .await
@@ -74,25 +71,35 @@ async fn apply_edges(conn: &mut diesel_async::AsyncPgConnection, plan: &Plan) ->
         let e = &change.edge;
         associations::remove_pair(conn, &e.from_type, &e.from_id, &e.to_type, &e.to_id, change.at).await?;
     }
-    // An archived record has no live edges: an event that reached us after the record's
-    // deletion or merge (reordered, retried) adds none to it. A restore reads its edges again.
-    let latest = plan.edges.iter().map(|c| c.at).max().unwrap_or_else(Utc::now);
+    Ok(())
+}
+
+/// An archived record has no live edges: among the records a plan touched (merged, survivors,
+/// deleted, ends of association events), those the copy holds archived lose any live edge,
+/// however recent (an event that reached us after the record's deletion or merge, reordered or
+/// retried; edges a merge moved to a survivor merged away since). A restore reads them again.
+async fn no_edges_of_archived(conn: &mut diesel_async::AsyncPgConnection, plan: &Plan) -> Result<(), StoreError> {
     for kind in ObjectKind::SYNCED_RECORDS {
         let (Some(table), Some(type_id)) = (RecordTable::for_kind(kind), kind.type_id()) else { continue };
-        let mut ends: Vec<String> = plan
+        let mut ids: Vec<String> = plan
             .edges
             .iter()
             .flat_map(|c| [(&c.edge.from_type, &c.edge.from_id), (&c.edge.to_type, &c.edge.to_id)])
             .filter(|(t, _)| t.as_str() == type_id)
             .map(|(_, id)| id.clone())
             .collect();
-        ends.sort();
-        ends.dedup();
-        if ends.is_empty() {
+        for merge in plan.merges.iter().filter(|m| m.kind == kind) {
+            ids.extend(merge.merged.iter().cloned());
+            ids.push(merge.survivor.clone());
+        }
+        ids.extend(plan.deletions.iter().filter(|d| d.kind == kind).map(|d| d.id.clone()));
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
             continue;
         }
-        let archived = records::archived_among(conn, table, &ends).await?;
-        associations::mark_removed(conn, type_id, &archived, latest).await?;
+        let archived = records::archived_among(conn, table, &ids).await?;
+        associations::mark_removed_all(conn, type_id, &archived).await?;
     }
     Ok(())
 }
