@@ -116,6 +116,47 @@ impl ObjectKind {
     }
 }
 
+/// HubSpot object type ids by the names legacy association events use (`CONTACT` in
+/// `CONTACT_TO_DEAL`); `None` for a name we have no type id for.
+pub fn legacy_type_id(name: &str) -> Option<&'static str> {
+    match name {
+        "CONTACT" => Some("0-1"),
+        "COMPANY" => Some("0-2"),
+        "DEAL" => Some("0-3"),
+        "TICKET" => Some("0-5"),
+        "LINE_ITEM" => Some("0-8"),
+        _ => None,
+    }
+}
+
+/// HubSpot's own (`HUBSPOT_DEFINED`) association type id from `from` to `to` (object type
+/// ids), the unlabeled one, or the primary one where HubSpot has it (to companies): legacy
+/// association events name no type id, so theirs is this one.
+pub fn default_association_type(from: &str, to: &str, primary: bool) -> Option<i32> {
+    Some(match (from, to, primary) {
+        ("0-1", "0-2", true) => 1,
+        ("0-2", "0-1", true) => 2,
+        ("0-3", "0-1", _) => 3,
+        ("0-1", "0-3", _) => 4,
+        ("0-3", "0-2", true) => 5,
+        ("0-2", "0-3", true) => 6,
+        ("0-1", "0-2", false) => 279,
+        ("0-2", "0-1", false) => 280,
+        ("0-3", "0-2", false) => 341,
+        ("0-2", "0-3", false) => 342,
+        ("0-2", "0-48", _) => 181,
+        ("0-48", "0-2", _) => 182,
+        ("0-1", "0-48", _) => 193,
+        ("0-48", "0-1", _) => 194,
+        ("0-3", "0-48", _) => 205,
+        ("0-48", "0-3", _) => 206,
+        _ => return None,
+    })
+}
+
+/// The object type id of companies: edges to them are kept (by type id) though companies are not.
+pub const COMPANIES_TYPE_ID: &str = "0-2";
+
 impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -59,6 +59,8 @@ pub const PARKED_RETRIES: &str = "hubspot_sync_parked_retries_total";
 pub const OBJECTS_FETCHED: &str = "hubspot_sync_objects_fetched_total";
 /// Counter, label `object`: rows written (upserted or archived) to PostgreSQL.
 pub const OBJECTS_UPSERTED: &str = "hubspot_sync_objects_upserted_total";
+/// Counter: association edge rows inserted or changed from HubSpot reads and events.
+pub const ASSOCIATIONS_WRITTEN: &str = "hubspot_sync_associations_written_total";
 
 // The HubSpot client (`hubspot`).
 /// Counter, label `status` (HTTP status, or `error` for transport failures): HubSpot API calls.

@@ -144,6 +144,34 @@ def main():
         s, _, o = http("GET", f"{owner_path}/{r['results'][0]['id']}")
         validate(f"{version} owner", owners_spec, "PublicOwner", o)
 
+    # Associations: the v4 batch read and its dated form, 200 (paged per input) and 207.
+    s, _, b = http("GET", "/crm/v3/objects/contacts?limit=20")
+    contact_ids = [x["id"] for x in b["results"]]
+    for spec, prefix in [("associations.v4", "/crm/v4/associations"), ("associations.2026-03", "/crm/associations/2026-03")]:
+        for frm, to in [("contacts", "deals"), ("0-1", "0-48"), ("contacts", "companies"), ("0-48", "0-1"), ("deals", "contacts")]:
+            ids = contact_ids if frm in ("contacts", "0-1") else None
+            if ids is None:
+                kind = "calls" if frm == "0-48" else frm
+                s, _, b = http("GET", f"/crm/v3/objects/{kind}?limit=20")
+                ids = [x["id"] for x in b["results"]]
+            s, _, r = http("POST", f"{prefix}/{frm}/{to}/batch/read", {"inputs": [{"id": i} for i in ids]})
+            expect(f"{spec} batch read {frm}->{to} 200", s == 200, f"{s} {r}")
+            validate(f"{spec} batch read {frm}->{to} 200", spec, "BatchResponsePublicAssociationMultiWithLabel", r)
+            expect(f"{spec} batch read {frm}->{to} has edges", any(x["to"] for x in r.get("results", [])), r)
+            paged = [x for x in r.get("results", []) if "paging" in x]
+            if paged:
+                x = paged[0]
+                s, _, r2 = http("POST", f"{prefix}/{frm}/{to}/batch/read", {"inputs": [{"id": x["from"]["id"], "after": x["paging"]["next"]["after"]}]})
+                validate(f"{spec} batch read {frm}->{to} next page", spec, "BatchResponsePublicAssociationMultiWithLabel", r2)
+        s, _, r = http("POST", f"{prefix}/contacts/deals/batch/read", {"inputs": [{"id": contact_ids[0]}, {"id": "424242424242"}]})
+        expect(f"{spec} batch read 207", s == 207, s)
+        validate(f"{spec} batch read 207", spec, "BatchResponsePublicAssociationMultiWithLabelWithErrors", r)
+        for e in r.get("errors", []):
+            validate(f"{spec} batch read 207 error item", spec, "StandardError", e)
+        s, _, r = http("POST", f"{prefix}/contacts/deals/batch/read", {"inputs": [{"id": str(i)} for i in range(101)]})
+        expect(f"{spec} batch read >100 status", s == 400, s)
+        validate(f"{spec} batch read >100 body", spec, "Error", r)
+
     # Error bodies, validated against the Error schema of every object spec.
     errors = {}
     errors["401"] = http("GET", "/crm/v3/objects/contacts", token=None)

@@ -9,7 +9,7 @@ if ! python3 -c 'import jsonschema, hubspot' 2>/dev/null; then
 fi
 cargo build -q -p hubspot-sim
 LOG="$(mktemp)"
-"${CARGO_TARGET_DIR:-$ROOT/target}/debug/hubspot-sim" --port 0 --contacts 3000 --deals 800 --calls 1500 --owners 25 --seed 7 >"$LOG" 2>/dev/null &
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/hubspot-sim" --port 0 --contacts 3000 --deals 800 --calls 1500 --owners 25 --seed 7 --association-page-size 3 >"$LOG" 2>/dev/null &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 1 100); do

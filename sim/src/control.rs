@@ -96,7 +96,7 @@ async fn export(st: web::Data<AppState>, path: web::Path<String>) -> HttpRespons
     let obj = object.clone();
     match web::block(move || st2.export(&obj)).await {
         Ok(Some(body)) => HttpResponse::Ok().content_type("application/x-ndjson").body(body),
-        Ok(None) => HttpResponse::NotFound().json(json!({"status": "error", "message": format!("unknown object {object}: use contacts, deals, calls or owners"), "category": "OBJECT_NOT_FOUND", "correlationId": crate::errors::correlation_id()})),
+        Ok(None) => HttpResponse::NotFound().json(json!({"status": "error", "message": format!("unknown object {object}: use contacts, deals, calls, owners or associations"), "category": "OBJECT_NOT_FOUND", "correlationId": crate::errors::correlation_id()})),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
     }
 }

@@ -5,6 +5,7 @@
 //! assembled by copying bytes. The last-modified, create-date and `hs_object_id` properties are
 //! derived from the record's own fields, so they can never disagree with `updatedAt`/`createdAt`.
 
+pub mod assoc;
 pub mod churn;
 pub mod json;
 pub mod owners;

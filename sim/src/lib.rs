@@ -75,6 +75,9 @@ pub struct SimOptions {
     /// Custom properties of mixed types added to each object's schema (with values on about
     /// half the records), as real portals with several hundred properties have; 0 is none.
     pub extra_properties: usize,
+    /// Associated records per page of one input of an association batch read (HubSpot pages
+    /// them; tests shrink it to see the paging).
+    pub association_page_size: usize,
 }
 
 impl Default for SimOptions {
@@ -98,6 +101,7 @@ impl Default for SimOptions {
             clock: None,
             search_lag_ms: 0,
             extra_properties: 0,
+            association_page_size: 500,
         }
     }
 }
@@ -173,6 +177,7 @@ impl Sim {
             webhook_stats,
             next_event_id: AtomicU64::new(opts.seed % 1000 * 1_000_000 + 1),
             batch_errors: poison::BatchErrors::default(),
+            association_page_size: opts.association_page_size,
         });
         let workers = match opts.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),
@@ -189,6 +194,8 @@ impl Sim {
                         .wrap(middleware::from_fn(routes::gate::gate))
                         .service(web::scope("/v3/objects").configure(routes::objects))
                         .service(web::scope("/objects/2026-03").configure(routes::objects))
+                        .service(web::scope("/v4/associations").configure(routes::assoc::configure))
+                        .service(web::scope("/associations/2026-03").configure(routes::assoc::configure))
                         .service(web::scope("/v3/owners").configure(routes::meta::owners))
                         .service(web::scope("/owners/2026-03").configure(routes::meta::owners))
                         .service(web::scope("/v3/properties").configure(routes::meta::properties))
@@ -271,7 +278,7 @@ impl SimHandle {
         self.state.create_property(req)
     }
 
-    /// NDJSON export of `contacts`, `deals`, `calls` or `owners`.
+    /// NDJSON export of `contacts`, `deals`, `calls`, `owners` or `associations`.
     pub fn export(&self, object: &str) -> Option<String> {
         self.state.export(object)
     }

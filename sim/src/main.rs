@@ -64,6 +64,9 @@ struct Cli {
     /// Custom properties of mixed types added to every object (several hundred, as real portals).
     #[arg(long, default_value_t = 0)]
     extra_properties: usize,
+    /// Associated records per page of one input of an association batch read.
+    #[arg(long, default_value_t = 500)]
+    association_page_size: usize,
     /// HTTP worker threads (0: one per core, at most 4).
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -104,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         workers: cli.workers,
         search_lag_ms: cli.search_lag_ms,
         extra_properties: cli.extra_properties,
+        association_page_size: cli.association_page_size,
         ..SimOptions::default()
     })
     .await?;

@@ -2,6 +2,7 @@
 //! and `/crm/objects/2026-03`. Owners and properties are in [`meta`]; auth, URI length, limits
 //! and faults in [`gate`].
 
+pub mod assoc;
 pub mod gate;
 pub mod meta;
 

@@ -24,6 +24,8 @@ pub struct AppState {
     pub next_event_id: AtomicU64,
     /// Ids batch reads answer with per-id errors (`poison`).
     pub batch_errors: crate::poison::BatchErrors,
+    /// Associated records per page of one input of an association batch read.
+    pub association_page_size: usize,
 }
 
 impl AppState {
@@ -101,10 +103,14 @@ impl AppState {
         crate::data::owners::apply(&mut crm, req, &mut rng, ts)
     }
 
-    /// NDJSON of every record of `object` (archived and merged-away included), or owners.
+    /// NDJSON of every record of `object` (archived and merged-away included), or owners, or
+    /// `associations` (every edge whose ends are both live, one line per association type).
     pub fn export(&self, object: &str) -> Option<String> {
         let crm = self.read();
         let mut out = String::new();
+        if object == "associations" {
+            return Some(crate::data::assoc::export(&crm));
+        }
         if object == "owners" {
             for o in &crm.owners {
                 out.push_str(&o.to_json().to_string());

@@ -578,3 +578,122 @@ async fn extra_properties_are_served_on_records_and_exported() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(&b["results"][0]["properties"][name.as_str()], value);
 }
+
+/// Every page of one input's associations, following its own `after`.
+async fn all_associated(h: &SimHandle, prefix: &str, from: &str, to: &str, id: &str) -> (Vec<String>, usize) {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    let mut calls = 0;
+    loop {
+        let input = match &after {
+            Some(a) => json!({"id": id, "after": a}),
+            None => json!({"id": id}),
+        };
+        let (s, _, b) = post(h, &format!("{prefix}/{from}/{to}/batch/read"), json!({"inputs": [input]})).await;
+        calls += 1;
+        assert_eq!(s, 200, "{b}");
+        let result = &b["results"][0];
+        assert_eq!(result["from"]["id"], id);
+        for t in result["to"].as_array().unwrap() {
+            out.push(t["toObjectId"].as_str().unwrap().to_owned());
+            assert!(!t["associationTypes"].as_array().unwrap().is_empty());
+        }
+        match result["paging"]["next"]["after"].as_str() {
+            Some(a) => after = Some(a.to_owned()),
+            None => return (out, calls),
+        }
+    }
+}
+
+#[tokio::test]
+async fn association_batch_read_pages_each_input_and_reports_missing_ids() {
+    let h =
+        sim(SimOptions { contacts: 200, deals: 100, calls: 300, association_page_size: 2, ..Default::default() }).await;
+    let edges = h.export_json("associations");
+    assert!(!edges.is_empty());
+    // Both directions, with HubSpot's type ids, categories and labels.
+    let has = |ft: &str, tt: &str, type_id: u64| {
+        edges.iter().any(|e| e["fromObjectTypeId"] == ft && e["toObjectTypeId"] == tt && e["typeId"] == type_id)
+    };
+    assert!(has("0-3", "0-1", 3) && has("0-1", "0-3", 4) && has("0-48", "0-1", 194) && has("0-1", "0-48", 193));
+    assert!(has("0-1", "0-2", 1) && has("0-1", "0-2", 279) && has("0-3", "0-2", 341));
+    assert!(edges.iter().any(|e| e["category"] == "USER_DEFINED" && e["label"] == "Decision maker"));
+    // The contact with the most calls, read page by page (2 per page) under both path families.
+    let mut count = std::collections::HashMap::<String, usize>::new();
+    for e in edges.iter().filter(|e| e["fromObjectTypeId"] == "0-1" && e["toObjectTypeId"] == "0-48") {
+        *count.entry(e["fromObjectId"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    let (contact, n) = count.into_iter().max_by_key(|(_, n)| *n).unwrap();
+    assert!(n >= 3, "a contact with several calls: {n}");
+    for prefix in ["/crm/v4/associations", "/crm/associations/2026-03"] {
+        let (calls, requests) = all_associated(&h, prefix, "contacts", "calls", &contact).await;
+        assert_eq!(calls.len(), n, "{prefix}");
+        assert_eq!(requests, n.div_ceil(2), "{prefix}: paging only while more follow");
+    }
+    // A missing id: 207 with HubSpot's error entry; the others answered.
+    let (s, _, b) =
+        post(&h, "/crm/v4/associations/0-1/0-48/batch/read", json!({"inputs": [{"id": contact}, {"id": "999999999"}]}))
+            .await;
+    assert_eq!(s, 207, "{b}");
+    assert_eq!(b["numErrors"], 1);
+    assert_eq!(b["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(b["errors"][0]["context"]["ids"][0], "999999999");
+    assert_eq!(b["results"].as_array().unwrap().len(), 1);
+    // Too many inputs, an unknown type.
+    let inputs: Vec<Value> = (0..101).map(|i| json!({"id": i.to_string()})).collect();
+    let (s, _, b) = post(&h, "/crm/v4/associations/contacts/deals/batch/read", json!({"inputs": inputs})).await;
+    assert_eq!(s, 400);
+    assert_error_body(&b, "VALIDATION_ERROR");
+    let (s, _, b) = post(&h, "/crm/v4/associations/contacts/widgets/batch/read", json!({"inputs": []})).await;
+    assert_eq!(s, 400);
+    assert_error_body(&b, "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn association_churn_and_merges_change_edges_but_not_records() {
+    let h = sim(SimOptions { contacts: 200, deals: 100, calls: 300, ..Default::default() }).await;
+    let before = h.export_json("contacts");
+    let edges_before = h.export_json("associations").len();
+    let report = h
+        .churn(&ChurnRequest {
+            object: "calls".into(),
+            association_changes: 20,
+            association_object: Some("deals".into()),
+            association_removal_share: Some(0.0),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(report.associations.len(), 20);
+    assert!(report.associations.iter().all(|a| a.to_object == "deals" && !a.removed));
+    let edges = h.export_json("associations");
+    assert!(edges.len() > edges_before, "additions show in both directions");
+    for a in &report.associations {
+        for (ft, f, tt, t) in [("0-48", &a.from, "0-3", &a.to), ("0-3", &a.to, "0-48", &a.from)] {
+            assert!(
+                edges.iter().any(|e| e["fromObjectTypeId"] == ft
+                    && e["fromObjectId"] == f.as_str()
+                    && e["toObjectTypeId"] == tt
+                    && e["toObjectId"] == t.as_str()),
+                "{ft} {f} -> {tt} {t}"
+            );
+        }
+    }
+    assert_eq!(h.export_json("contacts"), before, "records are not touched");
+    // A merge moves the merged contacts' edges to the new record.
+    let report = h.churn(&ChurnRequest { object: "contacts".into(), merges: 1, ..Default::default() }).unwrap();
+    let m = &report.merged[0];
+    let edges = h.export_json("associations");
+    let of = |id: &str| edges.iter().filter(|e| e["fromObjectTypeId"] == "0-1" && e["fromObjectId"] == id).count();
+    assert_eq!(of(&m.primary) + of(&m.merged[0]), 0, "merged-away records report no edges");
+    let survivor_deals: Vec<_> = edges
+        .iter()
+        .filter(|e| e["fromObjectTypeId"] == "0-3" && e["toObjectTypeId"] == "0-1" && e["toObjectId"] == m.new.as_str())
+        .collect();
+    let (s, _, b) =
+        post(&h, "/crm/v4/associations/contacts/deals/batch/read", json!({"inputs": [{"id": m.new}]})).await;
+    assert_eq!(s, 200, "{b}");
+    let read: Vec<_> = b["results"][0]["to"].as_array().unwrap().iter().map(|t| t["toObjectId"].clone()).collect();
+    let mut expected: Vec<_> = survivor_deals.iter().map(|e| e["fromObjectId"].clone()).collect();
+    expected.dedup();
+    assert_eq!(read.len(), expected.len(), "{b}");
+}

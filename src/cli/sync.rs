@@ -1,6 +1,6 @@
 //! `hubspot-sync sync <object>... [--full]`: one reconciliation run per object now, the objects
 //! in parallel under the shared HubSpot budget, each recorded in `sync_logs` with trigger
-//! `manual`. Exit 0 when every run is `success` or `partial`, 1 when any is `failed`.
+//! `manual`; `associations` runs the association sweep after them. Exit 0 when every run is `success` or `partial`, 1 when any is `failed`.
 //!
 //! On a terminal, a progress line per object (records, pages, rate, ETA when the total is known);
 //! elsewhere a plain log line per object every few seconds.
@@ -24,6 +24,8 @@ use super::error::CliError;
 pub enum SyncTarget {
     All,
     One(ObjectKind),
+    /// The association sweep (`sync` only).
+    Associations,
 }
 
 /// Parses one `OBJECT` argument (`sync` and `audit` take the same ones).
@@ -31,12 +33,16 @@ pub(super) fn parse_target(raw: &str) -> Result<SyncTarget, String> {
     if raw == "all" {
         return Ok(SyncTarget::All);
     }
-    raw.parse::<ObjectKind>().map(SyncTarget::One).map_err(|e| format!("{e}, or all"))
+    if raw == crate::poller::associations::SYNC_TYPE {
+        return Ok(SyncTarget::Associations);
+    }
+    raw.parse::<ObjectKind>().map(SyncTarget::One).map_err(|e| format!("{e}, associations, or all"))
 }
 
 #[derive(clap::Args, Debug)]
 pub struct SyncArgs {
-    /// Objects to sync: contacts, deals, calls, owners, or all.
+    /// Objects to sync: contacts, deals, calls, owners, all, or associations (the association
+    /// sweep).
     #[arg(required = true, value_name = "OBJECT", value_parser = parse_target)]
     pub objects: Vec<SyncTarget>,
     /// Fetch everything instead of what changed since the last good run.
@@ -66,6 +72,7 @@ pub(super) fn kinds_of(targets: &[SyncTarget]) -> Vec<ObjectKind> {
         .flat_map(|t| match t {
             SyncTarget::All => ObjectKind::ALL.to_vec(),
             SyncTarget::One(kind) => vec![*kind],
+            SyncTarget::Associations => Vec::new(),
         })
         .collect();
     kinds.sort();
@@ -104,6 +111,31 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
     let results = futures_util::future::join_all(runs).await;
     display.stop().await;
     let mut failed = false;
+    if args.objects.contains(&SyncTarget::Associations) {
+        match poller.sweep_associations(Trigger::Manual).await {
+            Ok(s) => {
+                failed |= s.status == RunStatus::Failed;
+                println!(
+                    "{:<12} {:<8} {:>8} records {:>6} failed {:>8} edges written {:>6} removed {:>8.1} s  run {}",
+                    "associations",
+                    s.status.as_str(),
+                    s.report.records,
+                    s.report.failed,
+                    s.report.written,
+                    s.report.removed,
+                    s.duration.as_secs_f64(),
+                    s.run_id
+                );
+                if let Some(error) = &s.error {
+                    println!("          error: {error}");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("associations not run: {e:#}");
+            }
+        }
+    }
     for (kind, result) in kinds.iter().zip(results) {
         match result {
             Ok(summary) => {

@@ -71,6 +71,10 @@ pub struct ScheduleSettings {
     /// Cron (UTC) for the drift audit of every object (with repair; see `hubspot-sync audit`).
     #[arg(long, env = "SCHEDULE_AUDIT", value_name = "SCHEDULE_AUDIT", default_value = "0 4 * * *")]
     pub schedule_audit: Schedule,
+    /// Cron (UTC) for the association sweep (associations re-read; see `hubspot-sync sync
+    /// associations`).
+    #[arg(long, env = "SCHEDULE_ASSOCIATIONS", value_name = "SCHEDULE_ASSOCIATIONS", default_value = "0 * * * *")]
+    pub schedule_associations: Schedule,
 }
 
 impl ScheduleSettings {

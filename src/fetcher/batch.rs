@@ -23,6 +23,7 @@ use crate::hubspot::{HubSpot, InvalidRecord, Lane, Record};
 use crate::kind::ObjectKind;
 use crate::objects::{self, SyncError, WriteContext};
 use crate::queue::{Gone, Queue};
+use crate::store::associations;
 use crate::store::records::{self, RecordTable};
 use crate::store::sync_failures::{self, Backoff, NewFailure};
 use crate::store::{Pool, ping_conn};
@@ -165,6 +166,11 @@ pub async fn run(
     let updated: BTreeMap<String, chrono::DateTime<Utc>> =
         records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
     let mut conn = pool.get().await?;
+    let read_ids: Vec<String> = records.iter().filter(|r| !r.archived).map(|r| r.id.clone()).collect();
+    let read_archived: Vec<String> = records.iter().filter(|r| r.archived).map(|r| r.id.clone()).collect();
+    // Records stored for the first time, or live again (restored): their edges are read.
+    let known_rows: HashSet<String> = records::existing(&mut conn, table, &read_ids).await?.into_iter().collect();
+    let first_seen: Vec<String> = read_ids.into_iter().filter(|id| !known_rows.contains(id)).collect();
     let report = objects::write_isolating(&mut conn, kind, records, ctx).await;
     if !report.failed.is_empty() {
         // Records refused one by one while the database itself is gone are not poison: the
@@ -181,16 +187,31 @@ pub async fn run(
     for (old, survivor) in merged {
         by_survivor.entry(survivor).or_default().push(old);
     }
+    let type_id = kind.type_id().unwrap_or_default();
+    // Read archived (deleted): no live edges, whatever moved to them before.
+    associations::mark_removed(&mut conn, type_id, &read_archived, started).await?;
     for (survivor, old) in by_survivor {
         records::mark_archived(&mut conn, table, &old, Some(&survivor)).await?;
+        associations::move_edges(&mut conn, type_id, &old, &survivor, started).await?;
     }
     if !gone.is_empty() {
         records::archive_deleted(&mut conn, table, &gone, started).await?;
+        associations::mark_removed(&mut conn, type_id, &gone, started).await?;
     }
     for (at, ids) in deleted {
         let at = chrono::DateTime::from_timestamp_millis(at).unwrap_or(started);
         records::archive_deleted(&mut conn, table, &ids, at).await?;
+        associations::mark_removed(&mut conn, type_id, &ids, at).await?;
     }
+    // An archived record has no live edges (whatever moved to it or arrived since).
+    let mut touched: Vec<String> = ids.iter().chain(updated.keys()).cloned().collect();
+    touched.sort();
+    touched.dedup();
+    let archived_now = records::archived_among(&mut conn, table, &touched).await?;
+    associations::mark_removed_all(&mut conn, type_id, &archived_now).await?;
+    let parked_now: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
+    let first_seen: Vec<String> = first_seen.into_iter().filter(|id| !parked_now.contains(id.as_str())).collect();
+    read_first_edges(hubspot, pool, kind, first_seen);
     let parked: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
     outcome.versions = updated
         .iter()
@@ -212,6 +233,28 @@ pub async fn run(
         }
     }
     Ok(outcome)
+}
+
+/// Reads the edges of records stored for the first time or live again, from both ends (a new
+/// record's associations exist before any association event could reach us; a restored
+/// record's come back with it; a merge's survivor takes the merged records'), in the background on the `Background` lane so
+/// the real-time reads are not held up; what fails here the association sweep reads later.
+fn read_first_edges(hubspot: &HubSpot, pool: &Pool, kind: ObjectKind, ids: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    let (hubspot, pool) = (hubspot.clone(), pool.clone());
+    tokio::spawn(async move {
+        let result = async {
+            let mut conn = pool.get().await?;
+            objects::associations::sync_edges_both_ways(&hubspot, &mut conn, kind, &ids, Lane::Background).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(object.kind = %kind, records = ids.len(), error = %crate::telemetry::ErrorChain(&e),
+                "cannot read the associations of new records; the association sweep will");
+        }
+    });
 }
 
 #[cfg(test)]

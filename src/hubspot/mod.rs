@@ -6,6 +6,7 @@
 //! leniently and decoded record by record ([`record`]); [`transport`] retries with backoff.
 
 mod api;
+pub mod associations;
 pub mod error;
 pub mod limiter;
 pub mod paths;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use api::{BATCH_READ_MAX, BatchRead, LIST_LIMIT, RecordPage, SEARCH_LIMIT, SearchWindow};
+pub use associations::{Associated, AssociationRead, AssociationType};
 pub use error::HubSpotError;
 pub use limiter::Lane;
 pub use record::{InvalidRecord, Record, parse_time};

@@ -51,6 +51,15 @@ impl Paths {
         format!("{}/{}", self.crm("properties"), Self::object_type(kind))
     }
 
+    /// `POST` association batch read from one object type to another (names or type ids):
+    /// `/crm/v4/associations/...` with `v3`, `/crm/associations/{version}/...` when dated.
+    pub fn associations_batch_read(&self, from: &str, to: &str) -> String {
+        match &self.version {
+            ApiVersion::V3 => format!("{}/crm/v4/associations/{from}/{to}/batch/read", self.base),
+            ApiVersion::Dated(v) => format!("{}/crm/associations/{v}/{from}/{to}/batch/read", self.base),
+        }
+    }
+
     /// `GET` owners list.
     pub fn owners(&self) -> String {
         self.crm("owners")
@@ -79,5 +88,13 @@ mod tests {
         assert_eq!(dated.objects(ObjectKind::Contacts), "https://api.hubapi.com/crm/objects/2026-03/contacts");
         assert_eq!(dated.properties(ObjectKind::Deals), "https://api.hubapi.com/crm/properties/2026-03/deals");
         assert_eq!(dated.owners(), "https://api.hubapi.com/crm/owners/2026-03");
+        assert_eq!(
+            v3.associations_batch_read("0-1", "0-3"),
+            "https://api.hubapi.com/crm/v4/associations/0-1/0-3/batch/read"
+        );
+        assert_eq!(
+            dated.associations_batch_read("contacts", "deals"),
+            "https://api.hubapi.com/crm/associations/2026-03/contacts/deals/batch/read"
+        );
     }
 }

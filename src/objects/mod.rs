@@ -1,6 +1,7 @@
 //! The mapping of HubSpot records to rows (one module per kind) and [`write_records`], which
 //! upserts them. The object kinds themselves are `crate::kind` (re-exported here).
 
+pub mod associations;
 mod call;
 mod contact;
 mod deal;

@@ -9,7 +9,7 @@ use super::error::ErrorBody;
 use super::history::{History, LiveHistory, LiveMinuteView, ObjectHistory};
 use super::status::{
     AuditStatus, FailureView, FastPollingStatus, ForceSyncAccepted, LaneStatus, LiveFigures, ObjectName, ObjectStatus,
-    RealtimeFreshness, RunView,
+    RealtimeFreshness, RunView, SyncName,
 };
 
 #[derive(OpenApi)]
@@ -39,7 +39,8 @@ use super::status::{
         ForceSyncAccepted,
         super::reloader::Reloaded,
         ErrorBody,
-        ObjectName
+        ObjectName,
+        SyncName
     )),
     modifiers(&AdminToken),
     tags((name = "sync", description = "Reconciliation runs"), (name = "admin", description = "Configuration"))

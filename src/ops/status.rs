@@ -16,6 +16,7 @@ use super::OpsState;
 use super::admin::{Access, AdminAuth};
 use super::error::{ApiError, ErrorBody};
 use crate::kind::ObjectKind;
+use crate::poller::associations::SYNC_TYPE as ASSOCIATIONS;
 use crate::poller::control::TriggerError;
 use crate::poller::fast::{LaneFigures, ObjectMode};
 use crate::queue::Queue;
@@ -275,6 +276,17 @@ pub enum ObjectName {
     Owners,
 }
 
+/// What `POST /api/sync/{object}` starts: a run of an object, or the association sweep.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum SyncName {
+    Contacts,
+    Deals,
+    Calls,
+    Owners,
+    Associations,
+}
+
 /// Filters of `GET /api/sync/logs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -333,12 +345,16 @@ pub async fn status(
         fast_polling_budget_used: share.map(|(_, used)| used),
     };
     let next_runs = ops.control.next_runs();
-    let rows = ObjectKind::ALL
+    let mut rows = ObjectKind::ALL
         .into_iter()
         .map(|kind| {
             let next_run = next_runs.iter().find(|(k, _)| *k == kind).and_then(|(_, at)| *at);
-            let mut row =
-                object_status(kind, latest.iter().find(|row| row.sync_type == kind.as_str()), next_run, live.clone());
+            let mut row = object_status(
+                kind.as_str(),
+                latest.iter().find(|row| row.sync_type == kind.as_str()),
+                next_run,
+                live.clone(),
+            );
             if let Some(p) = parked.iter().find(|p| p.object == kind.as_str()) {
                 (row.parked, row.oldest_parked) = (p.parked, Some(p.oldest));
             }
@@ -357,7 +373,12 @@ pub async fn status(
             });
             row
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // The association sweep: a row of its own after the objects'.
+    let sweep = latest.iter().find(|row| row.sync_type == ASSOCIATIONS);
+    let mut row = object_status(ASSOCIATIONS, sweep, ops.control.next_sweep(), live);
+    row.mode = "sweep".to_owned();
+    rows.push(row);
     Ok(web::Json(rows))
 }
 
@@ -368,14 +389,14 @@ fn realtime(queue: Option<&Queue>, kind: ObjectKind) -> Option<RealtimeFreshness
 }
 
 fn object_status(
-    kind: ObjectKind,
+    sync_type: &str,
     row: Option<&LatestStatus>,
     next_run: Option<DateTime<Utc>>,
     live: LiveFigures,
 ) -> ObjectStatus {
     match row {
         Some(row) => ObjectStatus {
-            sync_type: kind.as_str().to_owned(),
+            sync_type: sync_type.to_owned(),
             last_sync_time: row.last_sync_time,
             status: row.status.as_str().to_owned(),
             records_processed: row.records_processed,
@@ -391,7 +412,7 @@ fn object_status(
             live,
         },
         None => ObjectStatus {
-            sync_type: kind.as_str().to_owned(),
+            sync_type: sync_type.to_owned(),
             last_sync_time: None,
             status: "never".to_owned(),
             records_processed: 0,
@@ -439,7 +460,7 @@ pub async fn logs(
 /// Starts a run of one object now (admin only).
 #[utoipa::path(post, path = "/api/sync/{object}", tag = "sync",
     params(
-        ("object" = ObjectName, Path, description = "contacts, deals, calls or owners", example = "contacts"),
+        ("object" = SyncName, Path, description = "contacts, deals, calls or owners; associations for the association sweep", example = "contacts"),
         ForceQuery,
     ),
     security(("admin_token" = [])),
@@ -456,6 +477,14 @@ pub async fn force_sync(
     object: web::Path<String>,
     query: web::Query<ForceQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    if object.as_str() == ASSOCIATIONS {
+        let run_id = ops.control.trigger_associations(RunTrigger::Manual).await.map_err(|e| match e {
+            TriggerError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            TriggerError::Failed(cause) => ApiError::Internal(cause),
+        })?;
+        tracing::info!(run.id = %run_id, "association sweep started from the API");
+        return Ok(HttpResponse::Accepted().json(ForceSyncAccepted { run_id }));
+    }
     let kind = object.parse::<ObjectKind>().map_err(|e| ApiError::NotFound(e.to_string()))?;
     let mode = if query.full.unwrap_or(false) { RunMode::Full } else { RunMode::Incremental };
     let run_id = ops.control.trigger(kind, mode, RunTrigger::Manual).await.map_err(|e| match e {

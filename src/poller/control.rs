@@ -39,6 +39,17 @@ pub trait SyncControl: Send + Sync + 'static {
 
     /// The next scheduled run per object (`None` when the schedule never fires again).
     fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)>;
+
+    /// When the association sweep runs next, if known.
+    fn next_sweep(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    /// Starts an association sweep now and returns its `sync_logs` id at once.
+    fn trigger_associations(&self, trigger: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
+        let _ = trigger;
+        Box::pin(async { Err(TriggerError::Unavailable("no association sweep runs in this process".into())) })
+    }
 }
 
 /// A shared [`SyncControl`].
@@ -66,6 +77,10 @@ impl SyncControl for ScheduleOnly {
     fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
         self.next_runs_after(Utc::now())
     }
+
+    fn next_sweep(&self) -> Option<DateTime<Utc>> {
+        self.schedules.schedule_associations.next_after(Utc::now())
+    }
 }
 
 impl SyncControl for Poller {
@@ -85,5 +100,18 @@ impl SyncControl for Poller {
 
     fn next_runs(&self) -> Vec<(ObjectKind, Option<DateTime<Utc>>)> {
         Poller::next_runs(self)
+    }
+
+    fn next_sweep(&self) -> Option<DateTime<Utc>> {
+        *super::core::lock(&self.inner.next_sweep)
+    }
+
+    fn trigger_associations(&self, trigger: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
+        Box::pin(async move {
+            self.trigger_sweep(trigger).await.map_err(|e| match e {
+                PollerError::Stopped => TriggerError::Unavailable(e.to_string()),
+                other => TriggerError::Failed(other.to_string()),
+            })
+        })
     }
 }

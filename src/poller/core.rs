@@ -109,6 +109,10 @@ pub struct Inner {
     active: Mutex<HashMap<Uuid, ObjectKind>>,
     /// Set by shutdown: no run starts after it.
     pub stopping: AtomicBool,
+    /// Set while an association sweep runs in this process.
+    pub sweeping: AtomicBool,
+    /// When the scheduler fires the association sweep next (set while it runs).
+    pub next_sweep: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Inner {
@@ -124,6 +128,8 @@ impl Inner {
             aborts: Mutex::default(),
             active: Mutex::default(),
             stopping: AtomicBool::new(false),
+            sweeping: AtomicBool::new(false),
+            next_sweep: Mutex::default(),
         }
     }
 

@@ -9,6 +9,10 @@
 //! could not read or store. Those are saved with each checkpoint, so a resumed pass knows the
 //! failures of the runs before it too (it never archives them, and says `partial`).
 //!
+//! After the records, the associations of every live record are read again (v4 batch read,
+//! `Background` lane): edges HubSpot no longer reports are marked removed, and so are the edges
+//! of archived records.
+//!
 //! The property list is read again at the start of every pass, so custom properties created
 //! since the last read are fetched.
 
@@ -17,7 +21,8 @@ use chrono::{DateTime, Utc};
 use super::job::{Job, fetch_ahead};
 use crate::hubspot::Lane;
 use crate::objects::SyncError;
-use crate::store::{records, sync_state};
+use crate::objects::associations as edges;
+use crate::store::{associations, records, sync_state};
 
 /// Where a pass is: which list, and HubSpot's cursor within it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +121,21 @@ async fn finish(job: &mut Job<'_>, started: DateTime<Utc>) -> Result<(), SyncErr
     }
     let watermark = job.tally.earliest_failed.map_or(started, |t| t.min(started));
     sync_state::complete_full_sync(job.conn, job.kind.as_str(), watermark).await?;
+    read_all_edges(job).await
+}
+
+/// Reads the associations of every live record of the kind (to the other kinds and companies)
+/// and marks removed the edges HubSpot no longer reports, and those of archived records.
+async fn read_all_edges(job: &mut Job<'_>) -> Result<(), SyncError> {
+    let Some(table) = records::RecordTable::for_kind(job.kind) else { return Ok(()) };
+    let ids = associations::live_ids(job.conn, table.name(), table.key(), None).await?;
+    let report = edges::sync_edges(job.hubspot, job.conn, job.kind, &ids, Lane::Background).await?;
+    let archived = edges::remove_edges_of_archived(job.conn, job.kind).await?;
+    tracing::info!(
+        object.kind = %job.kind, records = report.records, edges_written = report.written,
+        edges_removed = report.removed + archived, records_failed = report.failed,
+        "read the associations of every live record"
+    );
     Ok(())
 }
 

@@ -109,7 +109,21 @@ pub fn requested(payload: &str) -> Option<Vec<ObjectKind>> {
     }
 }
 
+/// Whether a notification payload asks for the association sweep.
+pub fn asks_for_associations(payload: &str) -> bool {
+    serde_json::from_str::<Payload>(payload).is_ok_and(|p| p.sync_type == super::associations::SYNC_TYPE)
+}
+
 async fn dispatch(control: &SharedControl, payload: &str) {
+    if asks_for_associations(payload) {
+        match control.trigger_associations(RunTrigger::Sql).await {
+            Ok(run_id) => tracing::info!(run.id = %run_id, "association sweep started by trigger_hubspot_sync()"),
+            Err(error) => {
+                tracing::warn!(error = %error, "trigger_hubspot_sync() could not start the association sweep")
+            }
+        }
+        return;
+    }
     let Some(kinds) = requested(payload) else {
         tracing::warn!(db.channel = CHANNEL, "ignored a notification that names no known sync type");
         return;
@@ -136,5 +150,7 @@ mod tests {
         assert_eq!(requested(r#"{"sync_type":"all"}"#), Some(ObjectKind::ALL.to_vec()));
         assert_eq!(requested(r#"{"sync_type":"companies"}"#), None);
         assert_eq!(requested("contacts"), None);
+        assert!(asks_for_associations(r#"{"sync_type":"associations"}"#));
+        assert!(!asks_for_associations(r#"{"sync_type":"all"}"#));
     }
 }

@@ -8,6 +8,8 @@
 //! - [`leader`]: which instance leads (schedules, sends alerts) when several share a database.
 //! - [`slots`]: one run per object per process, later requests coalesced into one follow-up;
 //!   `store::locks`: a PostgreSQL advisory lock per object across instances.
+//! - [`associations`]: the association sweep (`SCHEDULE_ASSOCIATIONS`), one `sync_logs` row of
+//!   sync type `associations` per sweep.
 //! - [`control`]: what the operations surface asks of the poller; [`listen`]: runs asked for
 //!   with `trigger_hubspot_sync()`.
 //!
@@ -15,6 +17,7 @@
 //! grace, then aborts what is left and closes its `sync_logs` rows as `failed`, so no row is left
 //! `running` by a clean stop.
 
+pub mod associations;
 pub mod control;
 mod core;
 pub mod fast;
@@ -130,6 +133,31 @@ impl Poller {
                 break;
             }
         }
+    }
+
+    /// Runs one association sweep to completion (the CLI's `sync associations`).
+    pub async fn sweep_associations(&self, trigger: Trigger) -> Result<associations::SweepSummary, PollerError> {
+        if self.inner.is_stopping() {
+            return Err(PollerError::Stopped);
+        }
+        let run_id = associations::begin(&self.inner, trigger).await?;
+        associations::execute(&self.inner, run_id).await
+    }
+
+    /// Starts an association sweep now and returns its `sync_logs` id without waiting for the
+    /// end.
+    pub async fn trigger_sweep(&self, trigger: Trigger) -> Result<Uuid, PollerError> {
+        if self.inner.is_stopping() {
+            return Err(PollerError::Stopped);
+        }
+        let run_id = associations::begin(&self.inner, trigger).await?;
+        let this = self.clone();
+        self.inner.spawn(async move {
+            if let Err(e) = associations::execute(&this.inner, run_id).await {
+                tracing::warn!(run.id = %run_id, error = %ErrorChain(&e), "the association sweep could not be recorded");
+            }
+        });
+        Ok(run_id)
     }
 
     /// The next scheduled time per object (set while the scheduler runs).

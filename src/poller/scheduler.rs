@@ -29,6 +29,8 @@ pub enum Target {
     FullPass,
     /// A drift audit of every object, with repair (not a run: no slot, no run lock).
     Audit,
+    /// The association sweep (`sync_logs` type `associations`).
+    Associations,
 }
 
 /// The cron schedules, from `SCHEDULE_*`.
@@ -47,6 +49,7 @@ impl From<&ScheduleSettings> for Schedules {
                 (Target::Object(ObjectKind::Owners), s.schedule_owners.clone()),
                 (Target::FullPass, s.schedule_full.clone()),
                 (Target::Audit, s.schedule_audit.clone()),
+                (Target::Associations, s.schedule_associations.clone()),
             ],
         }
     }
@@ -85,7 +88,7 @@ pub fn runs_of(target: Target) -> Vec<(ObjectKind, Mode)> {
     match target {
         Target::Object(kind) => vec![(kind, Mode::Incremental)],
         Target::FullPass => ObjectKind::ALL.iter().map(|k| (*k, Mode::Full)).collect(),
-        Target::Audit => Vec::new(),
+        Target::Audit | Target::Associations => Vec::new(),
     }
 }
 
@@ -216,11 +219,23 @@ fn start_audit(poller: &Poller) {
     });
 }
 
+/// Starts the association sweep in the background.
+fn start_sweep(poller: &Poller) {
+    let this = poller.clone();
+    poller.spawn(async move {
+        if let Err(e) = this.trigger_sweep(Trigger::Schedule).await {
+            tracing::warn!(error = %e, "scheduled association sweep did not start");
+        }
+    });
+}
+
 /// Fires the schedules while this process leads.
 async fn lead(poller: &Poller, schedules: &Schedules, leadership: &mut Leadership, shutdown: &CancellationToken) {
     let mut next = schedules.next_after(Utc::now());
     loop {
         poller.set_next_runs(next_per_object(&next));
+        *super::core::lock(&poller.inner.next_sweep) =
+            next.iter().find(|(t, _)| *t == Target::Associations).and_then(|(_, at)| *at);
         let earliest = next.iter().filter_map(|(_, at)| *at).min();
         if !leadership.sleep_leading(earliest, shutdown).await {
             return;
@@ -230,6 +245,9 @@ async fn lead(poller: &Poller, schedules: &Schedules, leadership: &mut Leadershi
             if at.is_some_and(|t| t <= now) {
                 if *target == Target::Audit {
                     start_audit(poller);
+                }
+                if *target == Target::Associations {
+                    start_sweep(poller);
                 }
                 for (kind, mode) in runs_of(*target) {
                     start(poller, kind, mode, Trigger::Schedule);

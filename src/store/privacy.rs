@@ -6,7 +6,7 @@
 //! into E, erasing E takes A to E), the record an erased row was merged into, and every id listed
 //! in `hs_merged_object_ids` of a row in the set (an alias whose merge webhook was missed and
 //! that a full pass archived with `merged_into` NULL). For all of them: the `contacts` rows,
-//! their `contact_owner_history`, and their entries in the failed-record lists of the contacts'
+//! their `contact_owner_history`, their `associations` (from and to them), and their entries in the failed-record lists of the contacts'
 //! `sync_logs.error_details`; every one of those ids is recorded in `privacy_deletions`.
 //!
 //! **What cannot come back.** The purge holds [`PURGE_LOCK`] exclusively for its transaction;
@@ -94,6 +94,8 @@ pub async fn erase(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::Quer
             .bind::<Array<Text>, _>(&all)
             .execute(conn)
             .await?;
+        // Its associations name it: they go too (store::associations::erase).
+        super::associations::erase(conn, "0-1", &all).await?;
         // A parked record's error text can quote the person's values.
         diesel::sql_query("DELETE FROM sync_failures WHERE object = 'contacts' AND hubspot_id = ANY($1)")
             .bind::<Array<Text>, _>(&all)

@@ -277,6 +277,46 @@ pub fn in_id_order(table: &str, key: &str, set: &str, condition: &str) -> String
     )
 }
 
+/// Which of `ids` have an archived row in `table`, sorted.
+pub async fn archived_among(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+) -> diesel::QueryResult<Vec<String>> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let sql = format!(
+        "SELECT {key} AS id FROM {name} WHERE {key} = ANY($1) AND archived ORDER BY {key}",
+        key = table.key(),
+        name = table.name()
+    );
+    let rows: Vec<Id> = diesel::sql_query(sql).bind::<Array<Text>, _>(ids).load(conn).await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Which of `ids` have a live (not archived) row in `table`, sorted.
+pub async fn existing(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+) -> diesel::QueryResult<Vec<String>> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let sql = format!(
+        "SELECT {key} AS id FROM {name} WHERE {key} = ANY($1) AND NOT archived ORDER BY {key}",
+        key = table.key(),
+        name = table.name()
+    );
+    let rows: Vec<Id> = diesel::sql_query(sql).bind::<Array<Text>, _>(ids).load(conn).await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
 /// Marks rows archived (deleted in HubSpot, or merged away into `merged_into`). Rows not stored
 /// yet are left alone: there is nothing to hide. Returns the number of rows changed.
 pub async fn mark_archived(

@@ -13,8 +13,9 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::kind::ObjectKind;
+use crate::kind::{self, ObjectKind};
 use crate::queue::Change;
+use crate::store::associations::{Edge, EdgeChange};
 
 /// One event, read leniently: every field optional, ids as numbers or strings.
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +47,14 @@ pub struct RawEvent {
     #[serde(deserialize_with = "id::opt")]
     pub to_object_type_id: Option<String>,
     pub association_type: Option<String>,
+    /// Generic events: the association type id and category of this direction.
+    #[serde(deserialize_with = "id::int")]
+    pub association_type_id: Option<i32>,
+    pub association_category: Option<String>,
+    #[serde(deserialize_with = "id::flag")]
+    pub association_removed: Option<bool>,
+    #[serde(deserialize_with = "id::flag")]
+    pub is_primary_association: Option<bool>,
 }
 
 /// A merge: `merged` (and a superseded primary) now point at `survivor`.
@@ -54,6 +63,8 @@ pub struct Merge {
     pub kind: ObjectKind,
     pub merged: Vec<String>,
     pub survivor: String,
+    /// The event's `occurredAt` (Unix ms), if given: when the edges moved to the survivor.
+    pub occurred_at: Option<i64>,
 }
 
 /// A deletion at a point in time.
@@ -76,6 +87,9 @@ pub struct Plan {
     pub fetch_associated: Vec<(ObjectKind, String)>,
     /// Association-change events planned (each named one or two ends in `fetch_associated`).
     pub association_events: usize,
+    /// The edges association-change events add or remove (one per event: its direction), at
+    /// the event's `occurredAt`.
+    pub edges: Vec<EdgeChange>,
     pub deletions: Vec<Deletion>,
     pub merges: Vec<Merge>,
     /// Contact ids whose personal data goes now.
@@ -87,7 +101,7 @@ pub struct Plan {
 impl Plan {
     /// Whether anything must be written before answering (not just queued).
     pub fn writes(&self) -> bool {
-        !(self.deletions.is_empty() && self.merges.is_empty() && self.privacy.is_empty())
+        !(self.deletions.is_empty() && self.merges.is_empty() && self.privacy.is_empty() && self.edges.is_empty())
     }
 }
 
@@ -119,6 +133,9 @@ fn add(plan: &mut Plan, event: RawEvent) -> bool {
     let Some((prefix, action)) = subscription.split_once('.') else { return false };
     let kind = kind_of(prefix, event.object_type_id.as_deref());
     if action == "associationChange" {
+        if let Some(edge) = edge_change(prefix, &event) {
+            plan.edges.push(edge);
+        }
         let planned = push_associated(plan, prefix, kind, event);
         plan.association_events += usize::from(planned);
         return planned;
@@ -147,7 +164,7 @@ fn add(plan: &mut Plan, event: RawEvent) -> bool {
             merged.sort();
             merged.dedup();
             plan.fetch.push(Change::untimed(kind, survivor.clone()));
-            plan.merges.push(Merge { kind, merged, survivor });
+            plan.merges.push(Merge { kind, merged, survivor, occurred_at: event.occurred_at });
             true
         }
         _ => false,
@@ -191,6 +208,52 @@ fn push_associated(plan: &mut Plan, prefix: &str, kind: Option<ObjectKind>, even
     plan.fetch_associated.len() > before
 }
 
+/// The edge an association-change event adds or removes, from the event alone: the ends' type
+/// ids (`fromObjectTypeId`/`toObjectTypeId`; legacy events: the halves of `associationType`,
+/// else the subscribed object for `from`), `associationTypeId` (legacy events name none: the
+/// HubSpot-defined type of the pair, primary when `isPrimaryAssociation`), `associationCategory`
+/// (default `HUBSPOT_DEFINED`), `associationRemoved`, at `occurredAt`. `None` when an end or the
+/// type cannot be known.
+fn edge_change(prefix: &str, event: &RawEvent) -> Option<EdgeChange> {
+    let legacy = event.association_type.as_deref().and_then(|t| t.split_once("_TO_"));
+    let subscribed = match prefix {
+        "contact" => Some("0-1"),
+        "deal" => Some("0-3"),
+        "company" => Some("0-2"),
+        _ => None,
+    };
+    let from_type = match (&event.from_object_type_id, legacy) {
+        (Some(t), _) => t.clone(),
+        (None, Some((from, _))) => kind::legacy_type_id(from)?.to_owned(),
+        (None, None) => subscribed?.to_owned(),
+    };
+    let to_type = match (&event.to_object_type_id, legacy) {
+        (Some(t), _) => t.clone(),
+        (None, Some((_, to))) => kind::legacy_type_id(to)?.to_owned(),
+        (None, None) => return None,
+    };
+    let primary = event.is_primary_association.unwrap_or(false);
+    let type_id = match event.association_type_id {
+        Some(id) => id,
+        None => kind::default_association_type(&from_type, &to_type, primary)?,
+    };
+    let at = event.occurred_at.and_then(DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
+    Some(EdgeChange {
+        edge: Edge {
+            from_type,
+            from_id: event.from_object_id.clone()?,
+            to_type,
+            to_id: event.to_object_id.clone()?,
+            type_id,
+            category: event.association_category.clone().unwrap_or_else(|| "HUBSPOT_DEFINED".to_owned()),
+            label: None,
+            is_primary: primary || matches!(type_id, 1 | 2 | 5 | 6),
+        },
+        removed: event.association_removed.unwrap_or(false),
+        at,
+    })
+}
+
 /// The kind a legacy `associationType` end names (`CONTACT` in `CONTACT_TO_DEAL`).
 fn legacy_kind(name: &str) -> Option<ObjectKind> {
     match name {
@@ -224,6 +287,20 @@ mod id {
     /// Unix milliseconds, as a number or a numeric string.
     pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Ok(text(Value::deserialize(d)?).and_then(|t| t.parse().ok()))
+    }
+
+    /// An integer, as a number or a numeric string.
+    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+        Ok(text(Value::deserialize(d)?).and_then(|t| t.parse().ok()))
+    }
+
+    /// A boolean, as `true`/`false` or their strings.
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Bool(b) => Some(b),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        })
     }
 
     pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -294,7 +371,24 @@ mod tests {
         let want: Vec<_> = want.iter().map(|(k, id)| (*k, (*id).to_owned())).collect();
         assert_eq!(p.fetch_associated, want);
         assert_eq!(p.ignored, 1, "companies and tickets are not kept");
-        assert!(!p.writes());
+        // Every event with both ends and a known type is an edge of its own direction.
+        let edges: Vec<_> = p
+            .edges
+            .iter()
+            .map(|c| {
+                (c.edge.from_type.as_str(), c.edge.from_id.as_str(), c.edge.to_type.as_str(), c.edge.type_id, c.removed)
+            })
+            .collect();
+        assert_eq!(
+            edges,
+            [
+                ("0-3", "70", "0-1", 3, false),
+                ("0-1", "6", "0-3", 4, true),
+                ("0-3", "72", "0-2", 341, false),
+                ("0-2", "901", "0-48", 181, false),
+            ]
+        );
+        assert!(p.writes(), "edges are written before the answer");
     }
 
     #[test]
@@ -325,11 +419,13 @@ mod tests {
         );
         assert_eq!(fetched(&p), vec![(ObjectKind::Contacts, "20".into())]);
         let merged = vec!["10".to_owned(), "11".into(), "12".into()];
-        assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Contacts, merged, survivor: "20".into() }]);
+        let survivor = "20".to_owned();
+        assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Contacts, merged, survivor, occurred_at: None }]);
         // Without a new record, the primary survives and is not archived.
         let p =
             parse(r#"[{"subscriptionType":"deal.merge","objectId":10,"primaryObjectId":10,"mergedObjectIds":[11]}]"#);
-        assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Deals, merged: vec!["11".into()], survivor: "10".into() }]);
+        let (merged, survivor) = (vec!["11".to_owned()], "10".to_owned());
+        assert_eq!(p.merges, vec![Merge { kind: ObjectKind::Deals, merged, survivor, occurred_at: None }]);
     }
 
     #[test]
@@ -355,5 +451,20 @@ mod tests {
         );
         assert_eq!(fetched(&p), vec![(ObjectKind::Deals, "3".into())]);
         assert_eq!(p.ignored, 5);
+    }
+
+    #[test]
+    fn generic_events_carry_their_type_category_and_time() {
+        let p = parse(
+            r#"[{"subscriptionType":"object.associationChange","objectTypeId":"0-48","objectId":80,
+                 "fromObjectTypeId":"0-48","fromObjectId":80,"toObjectTypeId":"0-1","toObjectId":"5",
+                 "associationTypeId":"194","associationCategory":"USER_DEFINED","associationRemoved":"true",
+                 "occurredAt":1700000000000}]"#,
+        );
+        let change = &p.edges[0];
+        assert_eq!(change.edge.type_id, 194);
+        assert_eq!(change.edge.category, "USER_DEFINED");
+        assert!(change.removed);
+        assert_eq!(change.at.timestamp_millis(), 1_700_000_000_000);
     }
 }

@@ -85,7 +85,8 @@ async fn steady_churn_converges(write: &str) -> Value {
             ("contacts", "fast_polling"),
             ("deals", "fast_polling"),
             ("calls", "fast_polling"),
-            ("owners", "schedules_only")
+            ("owners", "schedules_only"),
+            ("associations", "sweep")
         ]
     );
     let fast = lane(&app, "deals", "fast").await;

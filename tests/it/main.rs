@@ -3,6 +3,7 @@
 //! gets its own database cloned from a migrated template (see `harness::db`).
 
 mod alerts;
+mod associations;
 mod audit;
 mod cli;
 mod config_file;

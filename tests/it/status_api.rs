@@ -38,9 +38,10 @@ async fn status_has_one_element_per_object_with_live_figures() {
     assert_eq!(status, 200);
     let rows = body.as_array().unwrap();
     let types: Vec<_> = rows.iter().map(|r| r["sync_type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["contacts", "deals", "calls", "owners"]);
+    assert_eq!(types, ["contacts", "deals", "calls", "owners", "associations"], "the association sweep last");
     let statuses: Vec<_> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["success", "failed", "running", "never"]);
+    assert_eq!(statuses, ["success", "failed", "running", "never", "never"]);
+    assert_eq!(rows[4]["mode"], "sweep");
     assert_eq!(rows[0]["records_processed"], 120);
     assert!(rows[0]["duration_ms"].is_i64() && rows[0]["last_sync_time"].is_string());
     assert!(rows[3]["last_sync_time"].is_null() && rows[3]["duration_ms"].is_null());

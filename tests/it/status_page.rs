@@ -219,7 +219,13 @@ async fn drive(chromium: PathBuf) {
         .iter()
         .map(|c| (c["object"].as_str().unwrap().to_owned(), c["status"].as_str().unwrap().to_owned()))
         .collect();
-    let expected = [("contacts", "success"), ("deals", "failed"), ("calls", "partial"), ("owners", "never")];
+    let expected = [
+        ("contacts", "success"),
+        ("deals", "failed"),
+        ("calls", "partial"),
+        ("owners", "never"),
+        ("associations", "never"),
+    ];
     assert_eq!(summary, expected.map(|(o, s)| (o.to_owned(), s.to_owned())));
     let contacts_text = cards[0]["text"].as_str().unwrap();
     assert!(contacts_text.contains("250"), "{contacts_text}");

@@ -32,10 +32,17 @@ pub struct ChurnRequest {
     /// random ones. An id merged away is erased with the record it now resolves to.
     pub privacy_delete_ids: Vec<String>,
     /// Association changes between records of this object and records of another kind
-    /// (contacts with deals, deals with contacts, calls with contacts). Each fires an event per
+    /// (contacts with deals, deals with contacts, calls with contacts, or `association_object`),
+    /// kept in the simulator's associations (both directions). Each fires an event per
     /// direction on each end's subscription, with HubSpot's fields; records are not changed
     /// (association changes do not move `updatedAt`).
     pub association_changes: usize,
+    /// The other object of `association_changes` (`contacts`, `deals`, `calls`); by default
+    /// contacts go with deals, deals and calls with contacts.
+    pub association_object: Option<String>,
+    /// The share of association changes that remove an existing association (default 0.3; a
+    /// record without one gets one added instead).
+    pub association_removal_share: Option<f64>,
     /// Restores keep the record's `updatedAt` (HubSpot does not promise to move it), so neither
     /// a last-modified search nor a newer-wins rule notices them.
     pub restore_keeps_updated_at: bool,
@@ -415,15 +422,47 @@ pub fn apply(
         }
         rep.bulk_timestamp = Some(iso(ts));
     }
+    // A merge moves the merged records' edges to the record that survives, as HubSpot does.
+    let type_id = kind.type_id();
+    for m in &rep.merged {
+        let Ok(new) = m.new.parse::<u64>() else { continue };
+        for old in std::iter::once(&m.primary).chain(&m.merged).filter_map(|id| id.parse::<u64>().ok()) {
+            crm.associations.move_all((type_id, old), (type_id, new));
+        }
+    }
     if req.association_changes > 0 {
-        let other = match kind {
-            ObjectKind::Contacts => ObjectKind::Deals,
-            ObjectKind::Deals | ObjectKind::Calls => ObjectKind::Contacts,
+        let other = match req.association_object.as_deref() {
+            Some(name) => ObjectKind::parse(name).ok_or_else(|| ChurnError::UnknownObject(name.to_owned()))?,
+            None => match kind {
+                ObjectKind::Contacts => ObjectKind::Deals,
+                ObjectKind::Deals | ObjectKind::Calls => ObjectKind::Contacts,
+            },
         };
+        if other == kind {
+            return Err(ChurnError::UnknownObject(format!(
+                "{name}: associations join two different objects",
+                name = other.name()
+            )));
+        }
+        let (from_type, to_type) = (kind.type_id(), other.type_id());
         let targets = pick_many(&crm.store(other).live, req.association_changes, rng);
-        let s = crm.store_mut(kind);
-        for (from, to) in pick_many(&s.live, req.association_changes, rng).into_iter().zip(targets) {
-            let removed = rng.random_bool(0.3);
+        let sources = pick_many(&crm.store(kind).live, req.association_changes, rng);
+        for (from, target) in sources.into_iter().zip(targets) {
+            let remove = rng.random_bool(req.association_removal_share.unwrap_or(0.3).clamp(0.0, 1.0));
+            let existing = crm
+                .associations
+                .of((from_type, from), to_type)
+                .map(|(id, _)| id)
+                .find(|id| crm.store(other).live.contains(id));
+            let (to, removed) = match existing {
+                Some(to) if remove => (to, true),
+                _ => (target, false),
+            };
+            if removed {
+                crm.associations.remove((from_type, from), (to_type, to));
+            } else if let Some(t) = super::assoc::default_type(from_type, to_type) {
+                crm.associations.add((from_type, from), (to_type, to), t);
+            }
             rep.associations.push(AssociationReport {
                 from: from.to_string(),
                 to_object: other.name().to_string(),

@@ -81,6 +81,7 @@ pub fn generate(cfg: &SeedConfig) -> Crm {
         last_owner_id: owners.iter().map(|o| o.id).max().unwrap_or(10_000_000),
         owners,
         last_ts: SEED_END_MS,
+        associations: Default::default(),
     };
     let owner_for = |rng: &mut StdRng| -> Option<Box<str>> {
         let r = rng.random::<f64>();
@@ -139,6 +140,8 @@ pub fn generate(cfg: &SeedConfig) -> Crm {
             }
         }
     }
+    // Its own random stream: the records stay what they were before associations existed.
+    super::assoc::seed(&mut crm, &mut StdRng::seed_from_u64(cfg.seed ^ 0xA550_C1A7));
     crm
 }
 

@@ -258,6 +258,8 @@ pub struct Crm {
     pub last_owner_id: u64,
     /// Last timestamp handed out by [`Crm::now`]; keeps modification times monotonic.
     pub last_ts: i64,
+    /// Associations between records, both directions.
+    pub associations: super::assoc::Associations,
 }
 
 impl Crm {

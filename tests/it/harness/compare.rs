@@ -1,5 +1,6 @@
 //! PostgreSQL against the simulator's export: every difference, on every named column, the
-//! HubSpot times, `archived`, `merged_into` and the `properties` jsonb. The fault scenarios, the
+//! HubSpot times, `archived`, `merged_into` and the `properties` jsonb; and the live edges of
+//! `associations` against the simulator's edges ([`edge_differences`]). The fault scenarios, the
 //! poller and the real-time tests all end with [`assert_converged`]: zero differences is the only
 //! passing figure.
 
@@ -8,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use hubspot_sim::SimHandle;
 use hubspot_sync::hubspot::record::decode_object;
 use hubspot_sync::objects::{self, ObjectKind, WriteContext};
+use hubspot_sync::store::associations::{self, Edge, EdgeChange};
 use hubspot_sync::store::records::{self, RecordTable};
 use serde_json::Value;
 
@@ -31,6 +33,118 @@ pub async fn seed(db: &TestDb, sim: &SimHandle) {
             let id = line["id"].as_str().expect("export id").to_owned();
             records::mark_archived(&mut conn, table, &[id], line["mergedInto"].as_str()).await.expect("archive");
         }
+    }
+    drop(conn);
+    seed_edges(db, sim).await;
+}
+
+/// Copies the simulator's edges into `associations` (as a first full sync would), dated at the
+/// end of the seeded history so every later change is newer.
+pub async fn seed_edges(db: &TestDb, sim: &SimHandle) {
+    let at = chrono::DateTime::from_timestamp_millis(hubspot_sim::data::seed::SEED_END_MS).expect("a time");
+    let changes: Vec<EdgeChange> = expected_edges(sim)
+        .into_iter()
+        .map(|(from_type, from_id, to_type, to_id, type_id, category, label)| EdgeChange {
+            edge: Edge {
+                is_primary: matches!(type_id, 1 | 2 | 5 | 6),
+                from_type,
+                from_id,
+                to_type,
+                to_id,
+                type_id,
+                category,
+                label,
+            },
+            removed: false,
+            at,
+        })
+        .collect();
+    let mut conn = db.conn().await;
+    associations::upsert(&mut conn, changes).await.expect("seed edges");
+}
+
+/// An edge as compared: from type and id, to type and id, type id, category, label.
+pub type EdgeKey = (String, String, String, String, i32, String, Option<String>);
+
+/// Whether edges from this object type are compared (those from the kinds we keep).
+fn compared(from_type: &str) -> bool {
+    RECORD_KINDS.iter().any(|k| k.type_id() == Some(from_type))
+}
+
+/// The simulator's edges from contacts, deals and calls (both ends live).
+pub fn expected_edges(sim: &SimHandle) -> std::collections::BTreeSet<EdgeKey> {
+    sim.export_json("associations")
+        .into_iter()
+        .filter(|e| compared(e["fromObjectTypeId"].as_str().unwrap_or_default()))
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            let type_id = i32::try_from(e["typeId"].as_i64().unwrap_or_default()).unwrap_or_default();
+            let label = e["label"].as_str().map(str::to_owned);
+            (
+                s("fromObjectTypeId"),
+                s("fromObjectId"),
+                s("toObjectTypeId"),
+                s("toObjectId"),
+                type_id,
+                s("category"),
+                label,
+            )
+        })
+        .collect()
+}
+
+/// The live edges stored from contacts, deals and calls.
+pub async fn stored_edges(db: &TestDb) -> std::collections::BTreeSet<EdgeKey> {
+    let mut conn = db.conn().await;
+    associations::all(&mut conn)
+        .await
+        .expect("edges")
+        .into_iter()
+        .filter(|e| !e.removed && compared(&e.from_type))
+        .map(|e| (e.from_type, e.from_id, e.to_type, e.to_id, e.type_id, e.category, e.label))
+        .collect()
+}
+
+/// Live edges from or to an archived record (the rule: an archived record has none).
+pub async fn live_edges_of_archived(db: &TestDb) -> i64 {
+    let mut sql = String::from("SELECT count(*) FROM associations a WHERE NOT a.removed AND (false");
+    for kind in RECORD_KINDS {
+        let table = RecordTable::for_kind(kind).expect("a record table");
+        let (name, key, type_id) = (table.name(), table.key(), kind.type_id().unwrap_or_default());
+        sql.push_str(&format!(
+            " OR EXISTS (SELECT 1 FROM {name} r WHERE r.archived AND ((a.from_type = '{type_id}' AND a.from_id = r.{key}) \
+             OR (a.to_type = '{type_id}' AND a.to_id = r.{key})))"
+        ));
+    }
+    sql.push(')');
+    db.count(&sql).await
+}
+
+/// Every difference between the stored live edges and the simulator's (the first 20 of each
+/// side named), and live edges of archived records.
+pub async fn edge_differences(db: &TestDb, sim: &SimHandle) -> Vec<String> {
+    let expected = expected_edges(sim);
+    let stored = stored_edges(db).await;
+    let mut out: Vec<String> = expected.difference(&stored).take(20).map(|e| format!("edge missing: {e:?}")).collect();
+    out.extend(stored.difference(&expected).take(20).map(|e| format!("edge extra: {e:?}")));
+    let archived = live_edges_of_archived(db).await;
+    if archived > 0 {
+        out.push(format!("{archived} live edges of archived records"));
+    }
+    out
+}
+
+/// Waits (up to [`super::PATIENCE`]) for the stored edges to equal the simulator's: edges read in
+/// the background after a record's first fetch may land a little after the rest.
+pub async fn assert_edges_converged(db: &TestDb, sim: &SimHandle) {
+    let deadline = std::time::Instant::now() + super::PATIENCE;
+    loop {
+        let diff = edge_differences(db, sim).await;
+        if diff.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "edges differ:\n{}", diff.join("\n"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

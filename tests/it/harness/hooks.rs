@@ -12,7 +12,7 @@ pub const SECRETS: &str = "old-secret,new-secret";
 /// A cron expression that never fires during a test (1 January, midnight).
 pub const NEVER: &str = "0 0 1 1 *";
 /// The schedule settings, as `serve` flags and as environment variables.
-pub const SCHEDULES: [(&str, &str); 7] = [
+pub const SCHEDULES: [(&str, &str); 8] = [
     ("--schedule-contacts", "SCHEDULE_CONTACTS"),
     ("--schedule-deals", "SCHEDULE_DEALS"),
     ("--schedule-calls", "SCHEDULE_CALLS"),
@@ -20,6 +20,7 @@ pub const SCHEDULES: [(&str, &str); 7] = [
     ("--schedule-full", "SCHEDULE_FULL"),
     ("--schedule-audit", "SCHEDULE_AUDIT"),
     ("--schedule-maintenance", "SCHEDULE_MAINTENANCE"),
+    ("--schedule-associations", "SCHEDULE_ASSOCIATIONS"),
 ];
 
 /// Signature headers HubSpot would send for `body` to `url` at `ts` (v1 and v3).
