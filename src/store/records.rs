@@ -283,18 +283,7 @@ pub async fn archived_among(
     table: RecordTable,
     ids: &[String],
 ) -> diesel::QueryResult<Vec<String>> {
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = Text)]
-        id: String,
-    }
-    let sql = format!(
-        "SELECT {key} AS id FROM {name} WHERE {key} = ANY($1) AND archived ORDER BY {key}",
-        key = table.key(),
-        name = table.name()
-    );
-    let rows: Vec<Id> = diesel::sql_query(sql).bind::<Array<Text>, _>(ids).load(conn).await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    ids_where(conn, table, ids, true).await
 }
 
 /// Which of `ids` have a live (not archived) row in `table`, sorted.
@@ -303,17 +292,31 @@ pub async fn existing(
     table: RecordTable,
     ids: &[String],
 ) -> diesel::QueryResult<Vec<String>> {
+    ids_where(conn, table, ids, false).await
+}
+
+/// Which of `ids` have a row in `table` with `archived` as given, sorted.
+async fn ids_where(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    ids: &[String],
+    archived: bool,
+) -> diesel::QueryResult<Vec<String>> {
     #[derive(diesel::QueryableByName)]
     struct Id {
         #[diesel(sql_type = Text)]
         id: String,
     }
     let sql = format!(
-        "SELECT {key} AS id FROM {name} WHERE {key} = ANY($1) AND NOT archived ORDER BY {key}",
+        "SELECT {key} AS id FROM {name} WHERE {key} = ANY($1) AND archived = $2 ORDER BY {key}",
         key = table.key(),
         name = table.name()
     );
-    let rows: Vec<Id> = diesel::sql_query(sql).bind::<Array<Text>, _>(ids).load(conn).await?;
+    let rows: Vec<Id> = diesel::sql_query(sql)
+        .bind::<Array<Text>, _>(ids)
+        .bind::<diesel::sql_types::Bool, _>(archived)
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
