@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::harness::hooks::{SECRET, signed};
 use crate::harness::{PATIENCE, TestApp, eventually, within};
+use hubspot_sim::SimOptions;
 
 async fn server(extra: &[(&str, &str)]) -> TestApp {
     // HubSpot unreachable and a long fetch window: ids stay queued, nothing needs HubSpot here.
@@ -272,7 +273,16 @@ async fn a_connection_beyond_the_cap_is_closed_until_one_ends() {
 /// took the hour (on a deploy, the old instance held the port while HubSpot's retries ran out).
 #[tokio::test]
 async fn shutdown_closes_idle_kept_alive_connections_at_once_and_finishes_the_request_in_flight() {
-    let mut app = server(&[("--http-keep-alive", "1h"), ("--shutdown-grace", "1h")]).await;
+    // A reachable HubSpot: the delivery may be accepted before the stop closes the queue (the
+    // stop runs on its own task), and its ids must then be read within the grace, not wait it
+    // out against an unreachable HubSpot.
+    let mut app = TestApp::builder()
+        .sim(SimOptions::default())
+        .arg("--fetch-window", "1h")
+        .arg("--http-keep-alive", "1h")
+        .arg("--shutdown-grace", "1h")
+        .start()
+        .await;
     let addr = app.addr;
     let mut idle = Vec::new();
     for _ in 0..5 {
