@@ -9,6 +9,11 @@
 //!   request the simulator served, at 10 per second. Target: within 10% of that floor.
 //! - (b) throughput: no budget (`HUBSPOT_REQUESTS_PER_10S=100000`, simulator unlimited) and no
 //!   latency: rows written to PostgreSQL per second of `sync all --full`. Target: >= 20,000.
+//!   Next to it, the records phase (the first run's start to the last object's full pass
+//!   completed in `sync_state`, before the associations are read) and the baseline of issue 21:
+//!   `COPY` of the same rows (every stored column) into the same tables of a fresh database, one
+//!   stream per table, one after the other. Target: records phase within 1.5x of `COPY`, and at
+//!   least 30,000 rows/s.
 //! - (c) incremental, nothing changed, right after (a) (after 10 s, so the rolling window is
 //!   clear as it is between scheduled runs) and after (b): requests used and wall time of
 //!   `sync all`. Target: one search per object, under 300 ms.
@@ -235,6 +240,8 @@ async fn scenario_b(pg: &Postgres) {
     let config = mapped_columns(&db).await;
     let full_b = sync_all(&db, &sim, 100_000, true, config.as_deref()).await;
     let rows_b = rows_stored(&db).await;
+    let records_phase = records_phase(&db).await;
+    let copy = copy_baseline(pg, &db).await;
     let incr_b = sync_all(&db, &sim, 100_000, false, config.as_deref()).await;
     let load_b = common::load();
     pg.drop_db(db).await;
@@ -258,7 +265,88 @@ async fn scenario_b(pg: &Postgres) {
     println!();
     println!("runs: {}", runs_line(&full_b));
     println!();
+    println!("records phase (every object's records stored, before the associations) against COPY of the same rows:");
+    println!();
+    common::table(
+        &[
+            "rows",
+            "records phase",
+            "rows/s (records phase)",
+            "COPY, same rows and tables",
+            "COPY rows/s",
+            "records phase ÷ COPY",
+        ],
+        0,
+        &[vec![
+            thousands(copy.rows),
+            secs(records_phase),
+            thousands((rows_b as f64 / records_phase.as_secs_f64()) as u64),
+            secs(copy.time),
+            thousands((copy.rows as f64 / copy.time.as_secs_f64()) as u64),
+            format!("{:.2}", records_phase.as_secs_f64() / copy.time.as_secs_f64()),
+        ]],
+    );
+    println!();
+    println!("COPY by table: {}", copy.by_table.join(", "));
+    println!();
     incremental_table("after (b): no budget, no latency", &incr_b);
+}
+
+/// From the first run's start to the last full pass completed (`sync_state.updated_at`, set
+/// when an object's records are all stored, before its associations are read).
+async fn records_phase(db: &Scratch) -> Duration {
+    let sql = "SELECT extract(epoch FROM max(s.updated_at) - min(l.started_at))::float8 \
+               FROM sync_state s JOIN sync_logs l ON l.sync_type = s.sync_type";
+    Duration::from_secs_f64(db.client().await.query_one(sql, &[]).await.unwrap().get::<_, f64>(0))
+}
+
+/// What [`copy_baseline`] measured.
+struct Copied {
+    rows: u64,
+    time: Duration,
+    by_table: Vec<String>,
+}
+
+/// `COPY ... FROM STDIN` (text format) of every row `db` holds in the record tables and `staff`
+/// (every column but the generated ones) into the same tables of a fresh database (with the same
+/// typed columns), one table after the other; the time of the `COPY`s alone.
+async fn copy_baseline(pg: &Postgres, db: &Scratch) -> Copied {
+    use futures_util::{SinkExt, TryStreamExt};
+    let source = db.client().await;
+    let fresh = pg.scratch().await;
+    let _ = mapped_columns(&fresh).await;
+    let target = fresh.client().await;
+    let mut copied = Copied { rows: 0, time: Duration::ZERO, by_table: Vec::new() };
+    for table in ["contacts", "deals", "calls", "staff"] {
+        let columns: Vec<String> = source
+            .query(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'public' \
+                 AND table_name = $1 AND is_generated = 'NEVER' ORDER BY ordinal_position",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| format!("\"{}\"", r.get::<_, String>(0)))
+            .collect();
+        let columns = columns.join(", ");
+        let out = source.copy_out(&format!("COPY (SELECT {columns} FROM {table}) TO STDOUT")).await.unwrap();
+        let chunks: Vec<bytes::Bytes> = out.try_collect().await.unwrap();
+        let data: Vec<u8> = chunks.concat();
+        let rows = data.iter().filter(|b| **b == b'\n').count() as u64;
+        let started = Instant::now();
+        let sink = target.copy_in(&format!("COPY {table} ({columns}) FROM STDIN")).await.unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+        sink.finish().await.unwrap();
+        let took = started.elapsed();
+        copied.rows += rows;
+        copied.time += took;
+        copied.by_table.push(format!("{table} {} rows {:.0} ms", thousands(rows), common::ms(took)));
+    }
+    drop(target);
+    pg.drop_db(fresh).await;
+    copied
 }
 
 /// (c): what an incremental run with nothing to do used.

@@ -48,7 +48,17 @@ pub fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
-/// A JSON scalar as text: strings as they are, numbers and booleans printed, null as `None`.
+/// A JSON scalar as text: strings as they are (moved, not copied), numbers and booleans printed,
+/// null as `None`.
+fn into_text(value: Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+/// [`into_text`] of a borrowed value.
 fn text(value: &Value) -> Option<String> {
     match value {
         Value::Null => None,
@@ -86,7 +96,7 @@ pub fn decode_object(value: Value) -> Result<Record, InvalidRecord> {
     let wire: WireObject = serde_json::from_value(value).map_err(|e| invalid(format!("not a CRM object: {e}")))?;
     let id = id_text(&wire.id).ok_or_else(|| invalid("no id".into()))?;
     let properties: BTreeMap<String, Option<String>> =
-        wire.properties.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+        wire.properties.into_iter().map(|(k, v)| (k, into_text(v))).collect();
     let updated_at = wire
         .updated_at
         .as_deref()

@@ -1,6 +1,7 @@
 //! A full pass: every live record, then every archived one, from the list API, written page by
-//! page as they arrive. After each page the position is saved in `sync_state`, so an
-//! interrupted pass resumes there (the pass keeps its original start time).
+//! page as they arrive (pages that arrived while the last write ran are written together, up to
+//! 1,000 records: `job::Gathered`). After each write the position is saved in `sync_state`, so
+//! an interrupted pass resumes there (the pass keeps its original start time).
 //!
 //! Deletions: archived records come back with `archived = true` and are stored so. Records
 //! HubSpot no longer returns at all (merged away, permanently deleted) are found at the end:
@@ -18,7 +19,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::job::{Job, fetch_ahead};
+use super::job::{GATHER_AHEAD, GATHER_RECORDS, Gathered, Job, fetch_ahead};
 use crate::hubspot::Lane;
 use crate::objects::SyncError;
 use crate::objects::associations as edges;
@@ -89,7 +90,7 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     }
     let (started, first) = start(job).await?;
     let (kind, hubspot) = (job.kind, job.hubspot.clone());
-    let (mut pages, _fetcher) = fetch_ahead(first, move |position: Position| {
+    let (pages, _fetcher) = fetch_ahead(first, GATHER_AHEAD, move |position: Position| {
         let hubspot = hubspot.clone();
         async move {
             let page = hubspot.list_page(kind, position.after.as_deref(), position.archived, Lane::Background).await?;
@@ -97,10 +98,11 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
             Ok((page, next))
         }
     });
-    while let Some(fetched) = pages.recv().await {
+    let mut pages = Gathered::new(pages);
+    while let Some((fetched, merged)) = pages.next(GATHER_RECORDS).await {
         let (page, next) = fetched?;
         let failed_before = job.tally.failed_ids.len();
-        job.store(page).await;
+        job.store_gathered(page, merged).await;
         if let Some(next) = next {
             let failed = &job.tally.failed_ids[failed_before..];
             let earliest = job.tally.earliest_failed;

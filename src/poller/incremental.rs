@@ -34,7 +34,7 @@ pub async fn run(job: &mut Job<'_>, watermark: DateTime<Utc>) -> Result<(), Sync
     let first = window(watermark, Utc::now(), overlap, skew);
     let to = DateTime::from_timestamp_millis(first.to_ms).unwrap_or_else(Utc::now);
     let (kind, hubspot) = (job.kind, job.hubspot.clone());
-    let (mut pages, _fetcher) = fetch_ahead(first, move |window: SearchWindow| {
+    let (mut pages, _fetcher) = fetch_ahead(first, 2, move |window: SearchWindow| {
         let hubspot = hubspot.clone();
         async move {
             let page = hubspot.search_modified(kind, &window, Lane::Background).await?;

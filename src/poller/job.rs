@@ -52,6 +52,13 @@ impl Job<'_> {
         self.tally.page(handled, failures, page.invalid);
     }
 
+    /// [`Job::store`] of `pages` pages merged into one ([`Gathered::next`]): one write, counted
+    /// as that many pages.
+    pub async fn store_gathered(&mut self, page: RecordPage, pages: usize) {
+        self.store(page).await;
+        self.tally.more_pages(pages.saturating_sub(1));
+    }
+
     /// Parks what failed and un-parks what was stored; returns the attempts of each parked id.
     /// Nothing is parked while the database itself is unreachable (the run fails on its own).
     async fn park(
@@ -110,15 +117,15 @@ impl Drop for Fetcher {
     }
 }
 
-/// Fetches pages ahead of the writer (at most two waiting, so memory stays bounded): the next
-/// request is in flight while the previous page is written.
-pub fn fetch_ahead<C, F, Fut>(first: C, mut fetch: F) -> (mpsc::Receiver<Fetched<C>>, Fetcher)
+/// Fetches pages ahead of the writer (at most `depth` waiting, so memory stays bounded): the
+/// next request is in flight while the previous page is written.
+pub fn fetch_ahead<C, F, Fut>(first: C, depth: usize, mut fetch: F) -> (mpsc::Receiver<Fetched<C>>, Fetcher)
 where
     C: Clone + Send + 'static,
     F: FnMut(C) -> Fut + Send + 'static,
     Fut: Future<Output = Fetched<C>> + Send,
 {
-    let (tx, rx) = mpsc::channel(2);
+    let (tx, rx) = mpsc::channel(depth.max(1));
     let task = tokio::spawn(async move {
         let mut cursor = first;
         loop {
@@ -137,4 +144,138 @@ where
         }
     });
     (rx, Fetcher(task))
+}
+
+/// Pages of a full pass fetched ahead of the writer: enough to fill one [`GATHER_RECORDS`] write.
+pub const GATHER_AHEAD: usize = 10;
+
+/// Most records written together when pages wait for the writer: the largest upsert statement
+/// (`store::records::MAX_BATCH`).
+pub const GATHER_RECORDS: usize = crate::store::records::MAX_BATCH;
+
+/// Pages read from [`fetch_ahead`] and merged while they wait: when the database is slower than
+/// HubSpot, the pages that arrived during one write are written by the next as one statement
+/// (one upsert, one un-parking, one checkpoint instead of one per page); when it is faster,
+/// every page is written as it comes, as before.
+pub struct Gathered<C> {
+    pages: mpsc::Receiver<Fetched<C>>,
+    /// A page (or error) taken from the channel that did not fit the last merge.
+    held: Option<Fetched<C>>,
+}
+
+impl<C> Gathered<C> {
+    pub fn new(pages: mpsc::Receiver<Fetched<C>>) -> Self {
+        Self { pages, held: None }
+    }
+
+    /// The next page, merged with those already waiting behind it (at most `max_records`
+    /// records, unless one page alone has more): its records and invalid records in order, the
+    /// cursor after the last one merged, and how many pages were merged. An error is returned
+    /// after the pages before it, on its own.
+    pub async fn next(&mut self, max_records: usize) -> Option<(Fetched<C>, usize)> {
+        let first = match self.held.take() {
+            Some(held) => held,
+            None => self.pages.recv().await?,
+        };
+        let (mut page, mut next) = match first {
+            Ok(first) => first,
+            Err(e) => return Some((Err(e), 1)),
+        };
+        let mut merged = 1;
+        while next.is_some() {
+            let Ok(waiting) = self.pages.try_recv() else { break };
+            match waiting {
+                Ok((more, after)) if page.records.len() + more.records.len() <= max_records => {
+                    page.records.extend(more.records);
+                    page.invalid.extend(more.invalid);
+                    next = after;
+                    merged += 1;
+                }
+                other => {
+                    self.held = Some(other);
+                    break;
+                }
+            }
+        }
+        Some((Ok((page, next)), merged))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hubspot::{InvalidRecord, Record};
+
+    fn page(ids: std::ops::Range<u32>) -> RecordPage {
+        let records = ids
+            .map(|i| Record {
+                id: i.to_string(),
+                properties: Default::default(),
+                created_at: None,
+                updated_at: Utc::now(),
+                archived: false,
+            })
+            .collect();
+        RecordPage { records, invalid: vec![InvalidRecord { id: None, reason: "odd".into() }], ..RecordPage::default() }
+    }
+
+    fn ids(page: &RecordPage) -> Vec<String> {
+        page.records.iter().map(|r| r.id.clone()).collect()
+    }
+
+    fn range(from: u32, to: u32) -> Vec<String> {
+        (from..to).map(|i| i.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn waiting_pages_are_merged_in_order_up_to_the_cap() {
+        let (tx, rx) = mpsc::channel::<Fetched<u32>>(10);
+        for (n, next) in [(0, Some(1)), (1, Some(2)), (2, Some(3)), (3, None)] {
+            tx.send(Ok((page(n * 100..n * 100 + 100), next))).await.unwrap();
+        }
+        drop(tx);
+        let mut gathered = Gathered::new(rx);
+        let (first, merged) = gathered.next(250).await.unwrap();
+        let (first, next) = first.unwrap();
+        assert_eq!((merged, next), (2, Some(2)), "a third page would pass 250 records");
+        assert_eq!(ids(&first), range(0, 200));
+        assert_eq!(first.invalid.len(), 2);
+        let (second, merged) = gathered.next(250).await.unwrap();
+        let (second, next) = second.unwrap();
+        assert_eq!((merged, next), (2, None), "the page held back comes first, with the last one");
+        assert_eq!(ids(&second), range(200, 400));
+        assert!(gathered.next(250).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_page_that_is_not_waiting_is_not_awaited() {
+        let (tx, rx) = mpsc::channel::<Fetched<u32>>(10);
+        tx.send(Ok((page(0..100), Some(1)))).await.unwrap();
+        let mut gathered = Gathered::new(rx);
+        let (first, merged) = gathered.next(1_000).await.unwrap();
+        assert_eq!(merged, 1);
+        assert_eq!(first.unwrap().1, Some(1));
+        tx.send(Ok((page(100..200), None))).await.unwrap();
+        let (second, merged) = gathered.next(1_000).await.unwrap();
+        assert_eq!(merged, 1);
+        assert_eq!(ids(&second.unwrap().0), range(100, 200));
+    }
+
+    #[tokio::test]
+    async fn an_error_comes_after_the_pages_before_it_and_alone() {
+        let (tx, rx) = mpsc::channel::<Fetched<u32>>(10);
+        tx.send(Ok((page(0..100), Some(1)))).await.unwrap();
+        tx.send(Ok((page(100..200), Some(2)))).await.unwrap();
+        tx.send(Err(HubSpotError::NotFound { message: "gone".into() })).await.unwrap();
+        drop(tx);
+        let mut gathered = Gathered::new(rx);
+        let (first, merged) = gathered.next(1_000).await.unwrap();
+        let (first, next) = first.unwrap();
+        assert_eq!((merged, next), (2, Some(2)), "the cursor after the last page written, not past the error");
+        assert_eq!(ids(&first), range(0, 200));
+        let (error, merged) = gathered.next(1_000).await.unwrap();
+        assert!(matches!(error, Err(HubSpotError::NotFound { .. })));
+        assert_eq!(merged, 1);
+        assert!(gathered.next(1_000).await.is_none());
+    }
 }

@@ -58,6 +58,12 @@ impl Tally {
         Self { progress, ..Self::default() }
     }
 
+    /// Counts `n` pages more, written with the last one counted ([`super::job::Gathered`]).
+    pub fn more_pages(&mut self, n: usize) {
+        self.pages += n as u64;
+        self.progress.pages.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// Counts one page: `handled` records written or attempted, plus the failures, each with its
     /// last-modified time and whether it still holds the watermark.
     pub fn page(
