@@ -12,7 +12,9 @@ mod write;
 
 pub use crate::kind::{ObjectKind, UnknownObject};
 pub use error::SyncError;
-pub use write::{FailedRecord, WriteContext, WriteReport, write_isolating, write_records};
+pub use write::{
+    FailedRecord, Prepared, WriteContext, WriteReport, prepare, write_isolating, write_prepared, write_records,
+};
 
 /// Row mappers, one per kind (pure functions, unit-tested below).
 pub mod rows {

@@ -86,25 +86,89 @@ async fn write_slice(
     if records.is_empty() {
         return Ok((0, 0));
     }
+    let (rows, filtered) = map_rows(kind, records, ctx);
+    Ok((write_rows(conn, kind, rows, ctx).await?, filtered))
+}
+
+/// A table's rows, mapped from records of its kind.
+enum Rows {
+    Contacts(Vec<contacts::ContactRow>),
+    Deals(Vec<deals::DealRow>),
+    Calls(Vec<calls::CallRow>),
+    Owners(Vec<staff::StaffRow>),
+}
+
+impl Rows {
+    fn append(&mut self, other: Rows) {
+        match (self, other) {
+            (Rows::Contacts(a), Rows::Contacts(b)) => a.extend(b),
+            (Rows::Deals(a), Rows::Deals(b)) => a.extend(b),
+            (Rows::Calls(a), Rows::Calls(b)) => a.extend(b),
+            (Rows::Owners(a), Rows::Owners(b)) => a.extend(b),
+            // Prepared batches are only merged within one kind (`Prepared::append`).
+            _ => unreachable!("rows of two kinds merged"),
+        }
+    }
+}
+
+/// `records` after `kind`'s filter ([`apply_filter`]), mapped to rows; how many were filtered.
+fn map_rows(kind: ObjectKind, records: &[Record], ctx: &WriteContext) -> (Rows, usize) {
     let (records, filtered) = apply_filter(kind, records, ctx);
     let records = records.as_ref();
-    let written = match kind {
-        ObjectKind::Contacts => {
-            contacts::upsert_read(conn, records.iter().map(contact::to_row).collect(), ctx.read_since).await?
-        }
-        ObjectKind::Deals => {
-            deals::upsert_read(conn, records.iter().map(deal::to_row).collect(), ctx.read_since).await?
-        }
-        ObjectKind::Calls => {
-            calls::upsert_read(conn, records.iter().map(call::to_row).collect(), ctx.read_since).await?
-        }
-        ObjectKind::Owners => {
-            let rows: Vec<_> = records.iter().map(owner::to_row).collect();
-            staff::upsert_batch(conn, &rows, &ctx.owner_role).await?
-        }
+    let rows = match kind {
+        ObjectKind::Contacts => Rows::Contacts(records.iter().map(contact::to_row).collect()),
+        ObjectKind::Deals => Rows::Deals(records.iter().map(deal::to_row).collect()),
+        ObjectKind::Calls => Rows::Calls(records.iter().map(call::to_row).collect()),
+        ObjectKind::Owners => Rows::Owners(records.iter().map(owner::to_row).collect()),
+    };
+    (rows, filtered)
+}
+
+/// Upserts mapped rows; returns the rows written.
+async fn write_rows(
+    conn: &mut AsyncPgConnection,
+    kind: ObjectKind,
+    rows: Rows,
+    ctx: &WriteContext,
+) -> Result<usize, StoreError> {
+    let written = match rows {
+        Rows::Contacts(rows) => contacts::upsert_read(conn, rows, ctx.read_since).await?,
+        Rows::Deals(rows) => deals::upsert_read(conn, rows, ctx.read_since).await?,
+        Rows::Calls(rows) => calls::upsert_read(conn, rows, ctx.read_since).await?,
+        Rows::Owners(rows) => staff::upsert_batch(conn, &rows, &ctx.owner_role).await?,
     };
     metrics::counter!(crate::metric::OBJECTS_UPSERTED, "object" => kind.as_str()).increment(written as u64);
-    Ok((written, filtered))
+    Ok(written)
+}
+
+/// Records of one kind already mapped to rows ([`prepare`]), so the mapping (with decoding, the
+/// client's main work per record) can run while the database writes the batch before.
+pub struct Prepared {
+    kind: ObjectKind,
+    records: Vec<Record>,
+    rows: Rows,
+    filtered: usize,
+}
+
+impl Prepared {
+    /// The records, as read (before the filter).
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Appends `other`, of the same kind, after these.
+    pub fn append(&mut self, other: Prepared) {
+        assert_eq!(self.kind, other.kind, "prepared records of two kinds merged");
+        self.records.extend(other.records);
+        self.rows.append(other.rows);
+        self.filtered += other.filtered;
+    }
+}
+
+/// Maps `records` of `kind` to their rows with `ctx`'s filter, for [`write_prepared`].
+pub fn prepare(kind: ObjectKind, records: Vec<Record>, ctx: &WriteContext) -> Prepared {
+    let (rows, filtered) = map_rows(kind, &records, ctx);
+    Prepared { kind, records, rows, filtered }
 }
 
 /// A record that could not be stored, and why.
@@ -131,8 +195,17 @@ pub async fn write_isolating(
     records: Vec<Record>,
     ctx: &WriteContext,
 ) -> WriteReport {
-    match write_slice(conn, kind, &records, ctx).await {
-        Ok((written, filtered)) => WriteReport { written, failed: Vec::new(), filtered },
+    write_prepared(conn, prepare(kind, records, ctx), ctx).await
+}
+
+/// [`write_isolating`] of records mapped beforehand ([`prepare`], with the same `ctx`).
+pub async fn write_prepared(conn: &mut AsyncPgConnection, prepared: Prepared, ctx: &WriteContext) -> WriteReport {
+    let Prepared { kind, records, rows, filtered } = prepared;
+    if records.is_empty() {
+        return WriteReport::default();
+    }
+    match write_rows(conn, kind, rows, ctx).await {
+        Ok(written) => WriteReport { written, failed: Vec::new(), filtered },
         Err(batch_error) => {
             tracing::warn!(object.kind = %kind, error = %batch_error, "batch write failed; writing records one by one");
             let mut report = WriteReport::default();

@@ -19,7 +19,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::job::{GATHER_AHEAD, GATHER_RECORDS, Gathered, Job, fetch_ahead};
+use super::job::{GATHER_AHEAD, GATHER_RECORDS, Gathered, Job, ReadyPage, fetch_ahead};
 use crate::hubspot::Lane;
 use crate::objects::SyncError;
 use crate::objects::associations as edges;
@@ -89,20 +89,21 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
         tracing::warn!(object.kind = %job.kind, error = %e, "cannot re-read the property list before a full sync");
     }
     let (started, first) = start(job).await?;
-    let (kind, hubspot) = (job.kind, job.hubspot.clone());
+    let (kind, hubspot, write) = (job.kind, job.hubspot.clone(), job.write.clone());
+    // Pages are mapped to rows as they arrive, while the writer waits for the database.
     let (pages, _fetcher) = fetch_ahead(first, GATHER_AHEAD, move |position: Position| {
-        let hubspot = hubspot.clone();
+        let (hubspot, write) = (hubspot.clone(), write.clone());
         async move {
             let page = hubspot.list_page(kind, position.after.as_deref(), position.archived, Lane::Background).await?;
             let next = position.then(page.next.clone());
-            Ok((page, next))
+            Ok((ReadyPage::new(kind, page, &write), next))
         }
     });
     let mut pages = Gathered::new(pages);
     while let Some((fetched, merged)) = pages.next(GATHER_RECORDS).await {
         let (page, next) = fetched?;
         let failed_before = job.tally.failed_ids.len();
-        job.store_gathered(page, merged).await;
+        job.store_ready(page, merged).await;
         if let Some(next) = next {
             let failed = &job.tally.failed_ids[failed_before..];
             let earliest = job.tally.earliest_failed;

@@ -10,9 +10,10 @@ use tokio::sync::mpsc;
 
 use super::core::PollerOptions;
 use super::tally::Tally;
+use crate::hubspot::InvalidRecord;
 use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
 use crate::kind::ObjectKind;
-use crate::objects::{WriteContext, write_isolating};
+use crate::objects::{Prepared, WriteContext, prepare, write_prepared};
 use crate::store::sync_failures::{self, NewFailure};
 
 /// One run's working set.
@@ -33,12 +34,20 @@ impl Job<'_> {
     /// A refused record holds the watermark until it has failed
     /// [`PollerOptions::hold_watermark_attempts`] times.
     pub async fn store(&mut self, page: RecordPage) {
+        let ready = ReadyPage::new(self.kind, page, &self.write);
+        self.store_ready(ready, 1).await;
+    }
+
+    /// [`Job::store`] of a page mapped beforehand, or of `pages` pages merged into one
+    /// ([`Gathered::next`]): one write, counted as that many pages.
+    pub async fn store_ready(&mut self, page: ReadyPage, pages: usize) {
+        let ReadyPage { prepared, invalid } = page;
         let updated: HashMap<String, DateTime<Utc>> =
-            page.records.iter().map(|r| (r.id.clone(), r.updated_at)).collect();
-        let handled = page.records.len();
-        let report = write_isolating(self.conn, self.kind, page.records, &self.write).await;
+            prepared.records().iter().map(|r| (r.id.clone(), r.updated_at)).collect();
+        let handled = prepared.records().len();
+        let report = write_prepared(self.conn, prepared, &self.write).await;
         self.tally.filtered += report.filtered as u64;
-        let attempts = self.park(&updated, &report.failed, &page.invalid).await;
+        let attempts = self.park(&updated, &report.failed, &invalid).await;
         let failures = report
             .failed
             .into_iter()
@@ -49,13 +58,7 @@ impl Job<'_> {
                 (f, at, holds)
             })
             .collect();
-        self.tally.page(handled, failures, page.invalid);
-    }
-
-    /// [`Job::store`] of `pages` pages merged into one ([`Gathered::next`]): one write, counted
-    /// as that many pages.
-    pub async fn store_gathered(&mut self, page: RecordPage, pages: usize) {
-        self.store(page).await;
+        self.tally.page(handled, failures, invalid);
         self.tally.more_pages(pages.saturating_sub(1));
     }
 
@@ -106,7 +109,29 @@ impl Job<'_> {
 }
 
 /// A page and the cursor that follows it (`None` after the last page).
-pub type Fetched<C> = Result<(RecordPage, Option<C>), HubSpotError>;
+pub type Fetched<C, P = RecordPage> = Result<(P, Option<C>), HubSpotError>;
+
+/// A page whose records are mapped to rows ([`prepare`]), and its unreadable records.
+pub struct ReadyPage {
+    pub prepared: Prepared,
+    pub invalid: Vec<InvalidRecord>,
+}
+
+impl ReadyPage {
+    /// `page`'s records of `kind` mapped with `write`'s filter.
+    pub fn new(kind: ObjectKind, page: RecordPage, write: &WriteContext) -> Self {
+        Self { prepared: prepare(kind, page.records, write), invalid: page.invalid }
+    }
+
+    fn len(&self) -> usize {
+        self.prepared.records().len()
+    }
+
+    fn append(&mut self, other: ReadyPage) {
+        self.prepared.append(other.prepared);
+        self.invalid.extend(other.invalid);
+    }
+}
 
 /// Aborts the page fetcher when the run stops early.
 pub struct Fetcher(tokio::task::JoinHandle<()>);
@@ -119,11 +144,12 @@ impl Drop for Fetcher {
 
 /// Fetches pages ahead of the writer (at most `depth` waiting, so memory stays bounded): the
 /// next request is in flight while the previous page is written.
-pub fn fetch_ahead<C, F, Fut>(first: C, depth: usize, mut fetch: F) -> (mpsc::Receiver<Fetched<C>>, Fetcher)
+pub fn fetch_ahead<C, P, F, Fut>(first: C, depth: usize, mut fetch: F) -> (mpsc::Receiver<Fetched<C, P>>, Fetcher)
 where
     C: Clone + Send + 'static,
+    P: Send + 'static,
     F: FnMut(C) -> Fut + Send + 'static,
-    Fut: Future<Output = Fetched<C>> + Send,
+    Fut: Future<Output = Fetched<C, P>> + Send,
 {
     let (tx, rx) = mpsc::channel(depth.max(1));
     let task = tokio::spawn(async move {
@@ -158,13 +184,13 @@ pub const GATHER_RECORDS: usize = crate::store::records::MAX_BATCH;
 /// (one upsert, one un-parking, one checkpoint instead of one per page); when it is faster,
 /// every page is written as it comes, as before.
 pub struct Gathered<C> {
-    pages: mpsc::Receiver<Fetched<C>>,
+    pages: mpsc::Receiver<Fetched<C, ReadyPage>>,
     /// A page (or error) taken from the channel that did not fit the last merge.
-    held: Option<Fetched<C>>,
+    held: Option<Fetched<C, ReadyPage>>,
 }
 
 impl<C> Gathered<C> {
-    pub fn new(pages: mpsc::Receiver<Fetched<C>>) -> Self {
+    pub fn new(pages: mpsc::Receiver<Fetched<C, ReadyPage>>) -> Self {
         Self { pages, held: None }
     }
 
@@ -172,7 +198,7 @@ impl<C> Gathered<C> {
     /// records, unless one page alone has more): its records and invalid records in order, the
     /// cursor after the last one merged, and how many pages were merged. An error is returned
     /// after the pages before it, on its own.
-    pub async fn next(&mut self, max_records: usize) -> Option<(Fetched<C>, usize)> {
+    pub async fn next(&mut self, max_records: usize) -> Option<(Fetched<C, ReadyPage>, usize)> {
         let first = match self.held.take() {
             Some(held) => held,
             None => self.pages.recv().await?,
@@ -185,9 +211,8 @@ impl<C> Gathered<C> {
         while next.is_some() {
             let Ok(waiting) = self.pages.try_recv() else { break };
             match waiting {
-                Ok((more, after)) if page.records.len() + more.records.len() <= max_records => {
-                    page.records.extend(more.records);
-                    page.invalid.extend(more.invalid);
+                Ok((more, after)) if page.len() + more.len() <= max_records => {
+                    page.append(more);
                     next = after;
                     merged += 1;
                 }
@@ -204,9 +229,9 @@ impl<C> Gathered<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hubspot::{InvalidRecord, Record};
+    use crate::hubspot::Record;
 
-    fn page(ids: std::ops::Range<u32>) -> RecordPage {
+    fn page(ids: std::ops::Range<u32>) -> ReadyPage {
         let records = ids
             .map(|i| Record {
                 id: i.to_string(),
@@ -216,11 +241,16 @@ mod tests {
                 archived: false,
             })
             .collect();
-        RecordPage { records, invalid: vec![InvalidRecord { id: None, reason: "odd".into() }], ..RecordPage::default() }
+        let page = RecordPage {
+            records,
+            invalid: vec![InvalidRecord { id: None, reason: "odd".into() }],
+            ..RecordPage::default()
+        };
+        ReadyPage::new(ObjectKind::Calls, page, &WriteContext::default())
     }
 
-    fn ids(page: &RecordPage) -> Vec<String> {
-        page.records.iter().map(|r| r.id.clone()).collect()
+    fn ids(page: &ReadyPage) -> Vec<String> {
+        page.prepared.records().iter().map(|r| r.id.clone()).collect()
     }
 
     fn range(from: u32, to: u32) -> Vec<String> {
@@ -229,7 +259,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_pages_are_merged_in_order_up_to_the_cap() {
-        let (tx, rx) = mpsc::channel::<Fetched<u32>>(10);
+        let (tx, rx) = mpsc::channel::<Fetched<u32, ReadyPage>>(10);
         for (n, next) in [(0, Some(1)), (1, Some(2)), (2, Some(3)), (3, None)] {
             tx.send(Ok((page(n * 100..n * 100 + 100), next))).await.unwrap();
         }
@@ -249,7 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_page_that_is_not_waiting_is_not_awaited() {
-        let (tx, rx) = mpsc::channel::<Fetched<u32>>(10);
+        let (tx, rx) = mpsc::channel::<Fetched<u32, ReadyPage>>(10);
         tx.send(Ok((page(0..100), Some(1)))).await.unwrap();
         let mut gathered = Gathered::new(rx);
         let (first, merged) = gathered.next(1_000).await.unwrap();
@@ -263,7 +293,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_comes_after_the_pages_before_it_and_alone() {
-        let (tx, rx) = mpsc::channel::<Fetched<u32>>(10);
+        let (tx, rx) = mpsc::channel::<Fetched<u32, ReadyPage>>(10);
         tx.send(Ok((page(0..100), Some(1)))).await.unwrap();
         tx.send(Ok((page(100..200), Some(2)))).await.unwrap();
         tx.send(Err(HubSpotError::NotFound { message: "gone".into() })).await.unwrap();

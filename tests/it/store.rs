@@ -440,3 +440,93 @@ async fn webhook_digests_are_kept_once_checked_and_pruned_after_their_retention(
     assert_eq!(webhook_replay::legacy_check(&mut conn, &a).await.unwrap(), check(false, true));
     assert_eq!(webhook_replay::legacy_check(&mut conn, &b).await.unwrap(), check(true, true));
 }
+
+/// A HubSpot contact as decoded from the wire.
+fn read_contact(id: &str, updated: i64, props: &[(&str, &str)]) -> hubspot_sync::hubspot::Record {
+    hubspot_sync::hubspot::Record {
+        id: id.to_owned(),
+        properties: props.iter().map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned()))).collect(),
+        created_at: Some(at(0)),
+        updated_at: at(updated),
+        archived: false,
+    }
+}
+
+/// The full pass maps pages to rows while the writer waits and merges the pages that waited
+/// (`objects::prepare`, `Prepared::append`, `write_prepared`): the merged write keeps every rule
+/// of the upsert (a stale version never regresses a newer row, NUL bytes and absurd dates made
+/// storable, the filter, typed columns), and a batch the database refuses still falls back to
+/// one record at a time.
+#[tokio::test]
+async fn prepared_pages_merged_into_one_write_keep_every_rule() {
+    use hubspot_sync::config::CopyConfig;
+    use hubspot_sync::config::file::LiveFilters;
+    use hubspot_sync::objects::{ObjectKind, WriteContext, prepare, write_prepared};
+
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let config = CopyConfig::parse(
+        "[contacts.columns]\nm_score = { property = \"custom_score\", type = \"integer\" }\n\
+         [contacts.filter]\nowners = [\"7\"]\n",
+        None,
+    )
+    .unwrap();
+    hubspot_sync::store::mapped_columns::apply(&mut conn, &config).await.unwrap();
+    let ctx = WriteContext { filters: LiveFilters::new(config.filters()), ..WriteContext::default() };
+    // A newer version already stored: the pass's older one must not replace it.
+    contacts::upsert_batch(&mut conn, vec![contact("s1", 50, Some("7"), "Newer")]).await.unwrap();
+
+    let owner = ("hubspot_owner_id", "7");
+    let mut nul = read_contact("n1", 10, &[owner, ("firstname", "An\0n"), ("custom_score", "12")]);
+    nul.created_at = Some(Utc.with_ymd_and_hms(-10_000, 1, 1, 0, 0, 0).unwrap());
+    let mut first =
+        prepare(ObjectKind::Contacts, vec![nul, read_contact("s1", 10, &[owner, ("firstname", "Older")])], &ctx);
+    let outside = read_contact("f1", 10, &[("hubspot_owner_id", "8"), ("firstname", "Out"), ("email", "o@x.io")]);
+    first.append(prepare(ObjectKind::Contacts, vec![outside, read_contact("ok", 10, &[owner])], &ctx));
+    let report = write_prepared(&mut conn, first, &ctx).await;
+    assert_eq!((report.written, report.filtered, report.failed.len()), (3, 1, 0), "n1, f1 and ok; s1 is older");
+
+    let row: (Option<String>, Option<DateTime<Utc>>, String, Option<i64>) = diesel::sql_query(
+        "SELECT first_name, created_at, properties->>'firstname' AS raw, m_score FROM contacts WHERE hubspot_contact_id = 'n1'",
+    )
+    .get_result::<NulRow>(&mut conn)
+    .await
+    .map(|r| (r.first_name, r.created_at, r.raw, r.m_score))
+    .unwrap();
+    assert_eq!(row, (Some("Ann".to_owned()), None, "An\\u0000n".to_owned(), Some(12)));
+    let s1 = stored(&mut conn, "s1").await.unwrap();
+    assert_eq!((s1.1.as_deref(), s1.3), (Some("Newer"), at(50)), "a stale version never regresses a row");
+    let f1 = stored(&mut conn, "f1").await.unwrap();
+    assert!(f1.4 && f1.1.is_none(), "outside the filter: archived, stripped");
+
+    // One record PostgreSQL refuses (a trigger standing in for any per-row error) fails alone.
+    for sql in [
+        "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.hubspot_contact_id = 'bad' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_bad BEFORE INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION refuse_bad()",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
+    let mut batch = prepare(ObjectKind::Contacts, vec![read_contact("g1", 10, &[owner])], &ctx);
+    batch.append(prepare(
+        ObjectKind::Contacts,
+        vec![read_contact("bad", 10, &[owner]), read_contact("g2", 10, &[owner])],
+        &ctx,
+    ));
+    let report = write_prepared(&mut conn, batch, &ctx).await;
+    assert_eq!(report.written, 2);
+    assert_eq!(report.failed.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["bad"]);
+    assert!(stored(&mut conn, "g1").await.is_some() && stored(&mut conn, "g2").await.is_some());
+}
+
+#[derive(diesel::QueryableByName)]
+struct NulRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    first_name: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    created_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    raw: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    m_score: Option<i64>,
+}
