@@ -10,8 +10,7 @@ use tokio::sync::mpsc;
 
 use super::core::PollerOptions;
 use super::tally::Tally;
-use crate::hubspot::InvalidRecord;
-use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
+use crate::hubspot::{HubSpot, HubSpotError, InvalidRecord, RecordPage};
 use crate::kind::ObjectKind;
 use crate::objects::{Prepared, WriteContext, prepare, write_prepared};
 use crate::store::sync_failures::{self, NewFailure};
