@@ -321,6 +321,45 @@ async fn search_is_limited_to_five_per_second() {
     h.shutdown().await;
 }
 
+/// Searches count against the 10-second budget by default; with `searches_in_budget: false` only
+/// the search limit holds them. Either way the stats report the most requests in any budget
+/// window and the most searches in any second.
+#[tokio::test]
+async fn searches_in_or_outside_the_budget() {
+    for in_budget in [true, false] {
+        let clock = Clock::manual(T0);
+        let h = sim(SimOptions {
+            contacts: 20,
+            requests_per_10s: 8,
+            searches_in_budget: in_budget,
+            clock: Some(clock.clone()),
+            ..Default::default()
+        })
+        .await;
+        for _ in 0..5 {
+            assert_eq!(post(&h, "/crm/v3/objects/contacts/search", json!({})).await.0, 200);
+        }
+        let (s, _, b) = post(&h, "/crm/v3/objects/contacts/search", json!({})).await;
+        assert_eq!((s, b["policyName"].as_str()), (429, Some("SECONDLY")));
+        let mut served = 0;
+        for _ in 0..8 {
+            if get(&h, "/crm/v3/objects/contacts?limit=1").await.0 == 200 {
+                served += 1;
+            }
+        }
+        // Counted, the five searches left three list slots; outside the budget, all eight.
+        assert_eq!(served, if in_budget { 3 } else { 8 }, "searches in budget: {in_budget}");
+        let (s, _, b) = get(&h, "/crm/v3/objects/contacts?limit=1").await;
+        assert_eq!((s, b["policyName"].as_str()), (429, Some("TEN_SECONDLY_ROLLING")));
+        clock.advance(1000);
+        assert_eq!(post(&h, "/crm/v3/objects/contacts/search", json!({})).await.0, if in_budget { 429 } else { 200 });
+        let stats = h.stats();
+        assert_eq!(stats["max_requests_in_window"], 8);
+        assert_eq!(stats["max_searches_in_1s"], 5);
+        h.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn injected_faults() {
     let h = sim(SimOptions { contacts: 20, ..Default::default() }).await;
