@@ -11,6 +11,7 @@ mod config_filter;
 mod demo;
 mod exposure;
 mod fast_poll;
+mod full_split;
 mod faults_database;
 mod faults_deploy;
 mod faults_hostile;
