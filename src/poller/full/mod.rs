@@ -1,5 +1,5 @@
-//! A full pass: every live record, then every archived one, from the list API, written page by
-//! page as they arrive. After each page the position is saved in `sync_state`, so an
+//! A full pass: every archived record (archived list), and every live one (list and search
+//! pages), written page by page as they arrive. After each page the position is saved in `sync_state`, so an
 //! interrupted pass resumes there (the pass keeps its original start time).
 //!
 //! Deletions: archived records come back with `archived = true` and are stored so. Records
@@ -12,6 +12,11 @@
 //! After the records, the associations of every live record are read again (v4 batch read,
 //! `Background` lane): edges HubSpot no longer reports are marked removed, and so are the edges
 //! of archived records.
+//!
+//! Live ids are read by two walkers (`plan`): list pages from the lowest id, search pages of 200
+//! (`hs_object_id` ranges) from the highest, claimed so both end together; the checkpoint holds
+//! both. Rows in the searched ids that a pass did not see are read again (batch read) before
+//! they are archived, as a search index trails writes by a few seconds.
 //!
 //! The property list is read again at the start of every pass, so custom properties created
 //! since the last read are fetched.
@@ -107,7 +112,28 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
         // Both walkers stopped with ids left: never archive what was not read.
         return Err(SyncError::Incomplete(left.encode()));
     }
+    if let Some(boundary) = left.boundary {
+        reread_unseen(job, started, boundary).await?;
+    }
     finish(job, started).await
+}
+
+/// Reads again (batch reads of live records) the rows searches should have seen and did not,
+/// before they are archived as unseen: a search index a few seconds behind can miss a record
+/// changed or created just before; what HubSpot still has is stored, the rest is archived.
+async fn reread_unseen(job: &mut Job<'_>, started: DateTime<Utc>, boundary: u64) -> Result<(), SyncError> {
+    let Some(table) = records::RecordTable::for_kind(job.kind) else { return Ok(()) };
+    let unseen = records::unseen_above(job.conn, table, started, boundary).await?;
+    if unseen.is_empty() {
+        return Ok(());
+    }
+    let read = job.hubspot.batch_read(job.kind, &unseen, Lane::Background).await?;
+    tracing::info!(
+        object.kind = %job.kind, unseen = unseen.len(), still_live = read.records.len(),
+        "read again the records the searches did not return"
+    );
+    job.store(RecordPage { records: read.records, invalid: read.invalid, next: None, total: None }).await;
+    Ok(())
 }
 
 /// The list walker: archived pages, then live ones up to the boundary.
