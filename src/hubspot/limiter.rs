@@ -625,4 +625,48 @@ mod tests {
         }
         assert!(max_in_window(&sent, Duration::from_secs(1)) <= 2, "{sent:?}");
     }
+
+    /// A greedy searcher and a greedy lister share 10 requests a second and 5 searches: counted
+    /// in the budget, searches keep their 5 a second (they go first) and lists get the rest;
+    /// outside it, lists get all 10. No second ever holds more than the limits allow.
+    #[tokio::test(start_paused = true)]
+    async fn searches_in_or_outside_the_budget() {
+        for in_budget in [true, false] {
+            let budget = std::sync::Arc::new(Budget::new(&BudgetOptions {
+                requests: 10,
+                window: Duration::from_secs(1),
+                margin: Duration::ZERO,
+                searches_per_second: 5,
+                search_margin: Duration::ZERO,
+                searches_in_budget: in_budget,
+                polling_share: DEFAULT_POLLING_SHARE,
+            }));
+            let start = Instant::now();
+            let run = |is_search: bool| {
+                let budget = budget.clone();
+                tokio::spawn(async move {
+                    let mut sent = Vec::new();
+                    while start.elapsed() < Duration::from_secs(6) {
+                        budget.acquire(Lane::Background, is_search).await;
+                        sent.push(start.elapsed());
+                    }
+                    sent
+                })
+            };
+            let (searches, lists) = (run(true), run(false));
+            let (searches, lists) = (searches.await.unwrap(), lists.await.unwrap());
+            let second = Duration::from_secs(1);
+            assert!(max_in_window(&searches, second) <= 5, "{searches:?}");
+            assert!(searches.len() >= 28, "searches use their limit: {}", searches.len());
+            if in_budget {
+                let mut all = [searches.clone(), lists.clone()].concat();
+                all.sort();
+                assert!(max_in_window(&all, second) <= 10);
+                assert!((24..=34).contains(&lists.len()), "lists get the rest: {}", lists.len());
+            } else {
+                assert!(max_in_window(&lists, second) <= 10);
+                assert!(lists.len() >= 56, "lists get the whole budget: {}", lists.len());
+            }
+        }
+    }
 }
