@@ -238,7 +238,17 @@ async fn scenario_a(pg: &Postgres, searches_in_budget: bool) {
     println!("(a) `sync all --full`, 100 requests / 10 s, 50 ms latency, {model} ({load_a} after (a) and (c))");
     println!();
     common::table(
-        &["list pages", "search pages", "records part", "÷ list floor (41.4 s)", "whole pass", "max in any 10 s", "max searches in any 1 s", "429s", "differences"],
+        &[
+            "list pages",
+            "search pages",
+            "records part",
+            "÷ list floor (41.4 s)",
+            "whole pass",
+            "max in any 10 s",
+            "max searches in any 1 s",
+            "429s",
+            "differences",
+        ],
         0,
         &[vec![
             thousands(pages),

@@ -337,22 +337,30 @@ async fn search_walks_id_ranges_in_both_directions() {
     let ids = |b: &Value| -> Vec<u64> {
         b["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().parse().unwrap()).collect()
     };
-    let (_, _, top) = post(&h, "/crm/v3/objects/contacts/search", json!({
-        "sorts": [{"propertyName": "hs_object_id", "direction": "DESCENDING"}], "limit": 200
-    }))
+    let (_, _, top) = post(
+        &h,
+        "/crm/v3/objects/contacts/search",
+        json!({
+            "sorts": [{"propertyName": "hs_object_id", "direction": "DESCENDING"}], "limit": 200
+        }),
+    )
     .await;
     assert_eq!(top["total"].as_u64().unwrap() as usize, live.len());
     assert_eq!(ids(&top), live.iter().rev().take(200).copied().collect::<Vec<_>>());
     let (low, high) = (live[50], live[live.len() - 201]);
     let (mut after, mut got): (u64, Vec<u64>) = (low, Vec::new());
     loop {
-        let (s, _, b) = post(&h, "/crm/v3/objects/contacts/search", json!({
-            "filterGroups": [{"filters": [
-                {"propertyName": "hs_object_id", "operator": "GT", "value": after.to_string()},
-                {"propertyName": "hs_object_id", "operator": "LTE", "value": high.to_string()}
-            ]}],
-            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": 200
-        }))
+        let (s, _, b) = post(
+            &h,
+            "/crm/v3/objects/contacts/search",
+            json!({
+                "filterGroups": [{"filters": [
+                    {"propertyName": "hs_object_id", "operator": "GT", "value": after.to_string()},
+                    {"propertyName": "hs_object_id", "operator": "LTE", "value": high.to_string()}
+                ]}],
+                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": 200
+            }),
+        )
         .await;
         assert_eq!(s, 200, "{b}");
         let page = ids(&b);

@@ -577,7 +577,13 @@ fn search_request<'a>(
 
 /// An `hs_object_id` filter (`GT`, `LTE`, ...).
 fn id_filter(operator: &'static str, id: u64) -> Filter {
-    Filter { property_name: "hs_object_id".into(), operator, value: Some(id.to_string()), high_value: None, values: None }
+    Filter {
+        property_name: "hs_object_id".into(),
+        operator,
+        value: Some(id.to_string()),
+        high_value: None,
+        values: None,
+    }
 }
 
 fn push_owner(out: &mut BatchRead, owner: Result<Record, InvalidRecord>) {

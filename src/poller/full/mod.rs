@@ -212,4 +212,3 @@ async fn read_all_edges(job: &mut Job<'_>) -> Result<(), SyncError> {
     );
     Ok(())
 }
-

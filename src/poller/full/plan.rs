@@ -78,8 +78,13 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub const START: Checkpoint =
-        Checkpoint { live: Walk::At(None), archived: Walk::At(None), boundary: None, ranges: Vec::new(), density: None };
+    pub const START: Checkpoint = Checkpoint {
+        live: Walk::At(None),
+        archived: Walk::At(None),
+        boundary: None,
+        ranges: Vec::new(),
+        density: None,
+    };
 
     /// `split:{json}`; [`Checkpoint::decode`] also reads the list-only `live:<after>` and
     /// `archived:<after>` of passes begun before searches.
@@ -109,10 +114,18 @@ impl Checkpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// A live list page: the cursor after it, and the highest id on it.
-    Live { next: Option<String>, through: Option<u64> },
-    Archived { next: Option<String> },
+    Live {
+        next: Option<String>,
+        through: Option<u64>,
+    },
+    Archived {
+        next: Option<String>,
+    },
     /// A page of the range ending at `upto`: the last id it read (`None`: the range is done).
-    Range { upto: Option<u64>, next: Option<u64> },
+    Range {
+        upto: Option<u64>,
+        next: Option<u64>,
+    },
     /// Nothing (a first search made redundant by a list that ended first).
     Nothing,
 }
@@ -367,7 +380,10 @@ mod tests {
             density: Some(0.5),
         };
         assert_eq!(Checkpoint::decode(&split.encode()), Some(split));
-        assert_eq!(Checkpoint::decode("live:5"), Some(Checkpoint { live: Walk::At(Some("5".into())), ..Checkpoint::START }));
+        assert_eq!(
+            Checkpoint::decode("live:5"),
+            Some(Checkpoint { live: Walk::At(Some("5".into())), ..Checkpoint::START })
+        );
         let archived = Checkpoint::decode("archived:").unwrap();
         assert_eq!((archived.live, archived.archived), (Walk::Done, Walk::At(None)));
         assert_eq!(Checkpoint::decode("bogus"), None);
@@ -391,7 +407,13 @@ mod tests {
     }
 
     fn record(id: u64) -> Record {
-        Record { id: id.to_string(), properties: BTreeMap::new(), created_at: None, updated_at: chrono::Utc::now(), archived: false }
+        Record {
+            id: id.to_string(),
+            properties: BTreeMap::new(),
+            created_at: None,
+            updated_at: chrono::Utc::now(),
+            archived: false,
+        }
     }
 
     /// HubSpot's answers over sorted ids: a list page from a cursor (the next id), a search range.
@@ -410,8 +432,12 @@ mod tests {
         }
 
         fn search(&self, range: &Range) -> (Vec<Record>, Option<u64>, u64) {
-            let hits: Vec<u64> =
-                self.live.iter().copied().filter(|id| *id > range.after && range.upto.is_none_or(|u| *id <= u)).collect();
+            let hits: Vec<u64> = self
+                .live
+                .iter()
+                .copied()
+                .filter(|id| *id > range.after && range.upto.is_none_or(|u| *id <= u))
+                .collect();
             let page: Vec<u64> = hits.iter().copied().take(200).collect();
             let next = (page.len() == 200).then(|| page[199]);
             (page.into_iter().map(record).collect(), next, hits.len() as u64)
@@ -466,7 +492,13 @@ mod tests {
                     Some((archived, after)) => {
                         let (records, next) = account.list(archived, after.as_deref());
                         let effect = plan.list_fetched(archived, &records, next);
-                        let records = records.into_iter().map(|mut r| { r.archived = archived; r }).collect();
+                        let records = records
+                            .into_iter()
+                            .map(|mut r| {
+                                r.archived = archived;
+                                r
+                            })
+                            .collect();
                         pending.push_back((records, effect));
                     }
                     None => list_done = true,
