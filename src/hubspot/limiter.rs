@@ -38,6 +38,10 @@ pub enum Lane {
     Realtime,
     Background,
     Polling,
+    /// Bulk reads that may wait: they go only while no real-time or background caller (nor a
+    /// due search) waits, with no share of their own (a full pass's association reads, so the
+    /// records of every object's pass go first).
+    Bulk,
 }
 
 impl Lane {
@@ -46,6 +50,7 @@ impl Lane {
             Self::Realtime => "realtime",
             Self::Background => "background",
             Self::Polling => "polling",
+            Self::Bulk => "bulk",
         }
     }
 }
@@ -293,6 +298,7 @@ impl Budget {
                 _ if is_search => self.take_search(lane).await,
                 Lane::Realtime => self.take_realtime().await,
                 Lane::Background => self.take_background().await,
+                Lane::Bulk => self.take_bulk().await,
             }
             // A 429 seen by another caller while this one waited: do not send into it.
             if !self.general_pause.in_force() && (!is_search || !self.search_pause.in_force()) {
@@ -375,6 +381,23 @@ impl Budget {
         }
         if self.background_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.background_idle.notify_waiters();
+        }
+    }
+
+    /// The `Bulk` lane: only while no real-time or background caller, nor a due search, waits.
+    async fn take_bulk(&self) {
+        loop {
+            Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
+            Self::gone(&self.background_waiting, &self.background_idle).await;
+            Self::gone(&self.searches_due, &self.searches_idle).await;
+            let waiting = |n: &AtomicUsize| n.load(Ordering::SeqCst) > 0;
+            if waiting(&self.realtime_waiting) || waiting(&self.background_waiting) {
+                continue;
+            }
+            match self.general.try_admit(Instant::now()) {
+                Ok(()) => return,
+                Err(not_until) => tokio::time::sleep_until(not_until).await,
+            }
         }
     }
 

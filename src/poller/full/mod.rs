@@ -10,7 +10,7 @@
 //! failures of the runs before it too (it never archives them, and says `partial`).
 //!
 //! After the records, the associations of every live record are read again (v4 batch read,
-//! `Background` lane): edges HubSpot no longer reports are marked removed, and so are the edges
+//! `Bulk` lane: after the record pages of every pass still running): edges HubSpot no longer reports are marked removed, and so are the edges
 //! of archived records.
 //!
 //! Live ids are read by two walkers (`plan`): list pages from the lowest id, search pages of 200
@@ -203,7 +203,8 @@ async fn finish(job: &mut Job<'_>, started: DateTime<Utc>) -> Result<(), SyncErr
 async fn read_all_edges(job: &mut Job<'_>) -> Result<(), SyncError> {
     let Some(table) = records::RecordTable::for_kind(job.kind) else { return Ok(()) };
     let ids = associations::live_ids(job.conn, table.name(), table.key(), None).await?;
-    let report = edges::sync_edges(job.hubspot, job.conn, job.kind, &ids, Lane::Background).await?;
+    // `Bulk`: they give way to the records of passes still running (other objects').
+    let report = edges::sync_edges(job.hubspot, job.conn, job.kind, &ids, Lane::Bulk).await?;
     let archived = edges::remove_edges_of_archived(job.conn, job.kind).await?;
     tracing::info!(
         object.kind = %job.kind, records = report.records, edges_written = report.written,
