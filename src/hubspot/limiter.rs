@@ -572,6 +572,28 @@ mod tests {
         assert_eq!(*order.lock().unwrap(), vec![Lane::Realtime, Lane::Background]);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn bulk_reads_give_way_to_background_ones() {
+        // One request per 50 ms; a bulk read queues first, then a background one: the background
+        // one goes first, the bulk one next.
+        let budget = budget(1, Duration::from_millis(50), DEFAULT_POLLING_SHARE);
+        budget.acquire(Lane::Background, false).await; // uses the first cell
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for lane in [Lane::Bulk, Lane::Background] {
+            let (b, o) = (budget.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                b.acquire(lane, false).await;
+                o.lock().unwrap().push(lane);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![Lane::Background, Lane::Bulk]);
+    }
+
     fn budget(requests: u32, window: Duration, polling_share: f64) -> std::sync::Arc<Budget> {
         std::sync::Arc::new(Budget::new(&BudgetOptions {
             requests,
