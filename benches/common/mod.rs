@@ -261,3 +261,33 @@ pub async fn stale_records(
     }
     stale
 }
+
+/// Records whose stored `updated_at` or `archived` differ from the simulator's export (missing
+/// ones included; a merged-away id counts when stored live), and stored ids the export lacks.
+pub async fn differences(db: &Scratch, sim: &SimHandle) -> usize {
+    let client = db.client().await;
+    let mut differ = 0;
+    for kind in KINDS {
+        let table = RecordTable::for_kind(kind).unwrap();
+        let sql = format!(
+            "SELECT {key}, (extract(epoch FROM updated_at) * 1000)::bigint, archived FROM {t}",
+            key = table.key(),
+            t = table.name()
+        );
+        let mut stored: HashMap<String, (i64, bool)> =
+            client.query(&sql, &[]).await.unwrap().into_iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
+        for line in sim.export_json(kind.as_str()) {
+            let id = line["id"].as_str().unwrap();
+            let row = stored.remove(id);
+            if line["mergedInto"].is_string() {
+                differ += usize::from(row.is_some_and(|(_, archived)| !archived));
+                continue;
+            }
+            let want =
+                chrono::DateTime::parse_from_rfc3339(line["updatedAt"].as_str().unwrap()).unwrap().timestamp_millis();
+            differ += usize::from(row != Some((want, line["archived"] == true)));
+        }
+        differ += stored.len();
+    }
+    differ
+}

@@ -58,6 +58,9 @@ pub struct SimOptions {
     pub window_ms: i64,
     /// Search requests per second (HubSpot: 5); 0 turns it off.
     pub search_per_second: u32,
+    /// Whether searches also count against `requests_per_10s` (the default, the stricter model;
+    /// HubSpot's usage page leaves search out of the per-app figures for OAuth apps).
+    pub searches_in_budget: bool,
     /// Daily request quota; 0 turns it off.
     pub requests_per_day: u64,
     /// Latency added to every API call, in ms.
@@ -93,6 +96,7 @@ impl Default for SimOptions {
             requests_per_10s: 0,
             window_ms: 10_000,
             search_per_second: 5,
+            searches_in_budget: true,
             requests_per_day: 1_000_000,
             latency_ms: 0,
             webhook: None,
@@ -167,6 +171,7 @@ impl Sim {
                 window_ms: opts.window_ms.max(1),
                 search_per_second: opts.search_per_second,
                 daily: opts.requests_per_day,
+                searches_in_budget: opts.searches_in_budget,
             }),
             faults: faults::Faults::new(opts.latency_ms, opts.seed).with_search_lag(opts.search_lag_ms),
             stats: stats::Stats::default(),

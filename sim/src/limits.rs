@@ -93,6 +93,9 @@ pub struct LimitConfig {
     pub search_per_second: u32,
     /// Requests per UTC day; 0 turns it off.
     pub daily: u64,
+    /// Whether searches also take a slot of the 10-second budget (HubSpot leaves it unsettled;
+    /// `true`, the stricter model, by default).
+    pub searches_in_budget: bool,
 }
 
 /// Result of admitting a request.
@@ -123,7 +126,7 @@ impl Limits {
     }
 
     /// Admits one API request, or names the policy that refuses it. Search requests must pass
-    /// both the secondly search limit and the 10-second budget.
+    /// the secondly search limit and, unless `searches_in_budget` is off, the 10-second budget.
     pub fn admit(&self, now: i64, is_search: bool) -> Result<Admitted, Policy> {
         let day = now.div_euclid(86_400_000);
         let mut daily = self.daily.lock().unwrap_or_else(PoisonError::into_inner);
@@ -140,7 +143,9 @@ impl Limits {
                 return Err(Policy::Secondly);
             }
         }
-        let remaining = {
+        let remaining = if is_search && !self.cfg.searches_in_budget {
+            self.cfg.requests_per_window
+        } else {
             let mut b = self.burst.lock().unwrap_or_else(PoisonError::into_inner);
             b.try_acquire(now).ok_or(Policy::TenSecondlyRolling)?
         };

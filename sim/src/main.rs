@@ -31,6 +31,9 @@ struct Cli {
     /// Search requests per second; 0 turns the limit off.
     #[arg(long, default_value_t = 5)]
     search_per_second: u32,
+    /// Whether searches also count against --requests-per-10s (`false`: only the search limit).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    searches_in_budget: bool,
     /// Daily request quota; 0 turns it off.
     #[arg(long, default_value_t = 1_000_000)]
     requests_per_day: u64,
@@ -100,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         seed: cli.seed,
         requests_per_10s: cli.requests_per_10s,
         search_per_second: cli.search_per_second,
+        searches_in_budget: cli.searches_in_budget,
         requests_per_day: cli.requests_per_day,
         latency_ms: cli.latency_ms,
         webhook,

@@ -321,6 +321,100 @@ async fn search_is_limited_to_five_per_second() {
     h.shutdown().await;
 }
 
+/// What a full pass asks of search: the highest ids (descending, no filter) with `total`, then
+/// `hs_object_id` ranges (`GT` the last id read, `LTE` the range's end) in ascending pages of 200,
+/// past 10,000 results in all: exactly the live ids of the range, each once, in order.
+#[tokio::test]
+async fn search_walks_id_ranges_in_both_directions() {
+    let h = sim(SimOptions { contacts: 11_000, deals: 0, calls: 0, search_per_second: 0, ..Default::default() }).await;
+    let mut live: Vec<u64> = h
+        .export_json("contacts")
+        .iter()
+        .filter(|l| l["archived"] == false && !l["mergedInto"].is_string())
+        .map(|l| l["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    live.sort_unstable();
+    let ids = |b: &Value| -> Vec<u64> {
+        b["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().parse().unwrap()).collect()
+    };
+    let (_, _, top) = post(
+        &h,
+        "/crm/v3/objects/contacts/search",
+        json!({
+            "sorts": [{"propertyName": "hs_object_id", "direction": "DESCENDING"}], "limit": 200
+        }),
+    )
+    .await;
+    assert_eq!(top["total"].as_u64().unwrap() as usize, live.len());
+    assert_eq!(ids(&top), live.iter().rev().take(200).copied().collect::<Vec<_>>());
+    let (low, high) = (live[50], live[live.len() - 201]);
+    let (mut after, mut got): (u64, Vec<u64>) = (low, Vec::new());
+    loop {
+        let (s, _, b) = post(
+            &h,
+            "/crm/v3/objects/contacts/search",
+            json!({
+                "filterGroups": [{"filters": [
+                    {"propertyName": "hs_object_id", "operator": "GT", "value": after.to_string()},
+                    {"propertyName": "hs_object_id", "operator": "LTE", "value": high.to_string()}
+                ]}],
+                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": 200
+            }),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        let page = ids(&b);
+        got.extend(&page);
+        if page.len() < 200 {
+            break;
+        }
+        after = *page.last().unwrap();
+    }
+    let want: Vec<u64> = live.iter().copied().filter(|id| *id > low && *id <= high).collect();
+    assert!(want.len() > 10_000, "the walk passes the 10,000-result cap");
+    assert_eq!(got, want);
+    h.shutdown().await;
+}
+
+/// Searches count against the 10-second budget by default; with `searches_in_budget: false` only
+/// the search limit holds them. Either way the stats report the most requests in any budget
+/// window and the most searches in any second.
+#[tokio::test]
+async fn searches_in_or_outside_the_budget() {
+    for in_budget in [true, false] {
+        let clock = Clock::manual(T0);
+        let h = sim(SimOptions {
+            contacts: 20,
+            requests_per_10s: 8,
+            searches_in_budget: in_budget,
+            clock: Some(clock.clone()),
+            ..Default::default()
+        })
+        .await;
+        for _ in 0..5 {
+            assert_eq!(post(&h, "/crm/v3/objects/contacts/search", json!({})).await.0, 200);
+        }
+        let (s, _, b) = post(&h, "/crm/v3/objects/contacts/search", json!({})).await;
+        assert_eq!((s, b["policyName"].as_str()), (429, Some("SECONDLY")));
+        let mut served = 0;
+        for _ in 0..8 {
+            if get(&h, "/crm/v3/objects/contacts?limit=1").await.0 == 200 {
+                served += 1;
+            }
+        }
+        // Counted, the five searches left three list slots; outside the budget, all eight.
+        assert_eq!(served, if in_budget { 3 } else { 8 }, "searches in budget: {in_budget}");
+        let (s, _, b) = get(&h, "/crm/v3/objects/contacts?limit=1").await;
+        assert_eq!((s, b["policyName"].as_str()), (429, Some("TEN_SECONDLY_ROLLING")));
+        clock.advance(1000);
+        assert_eq!(post(&h, "/crm/v3/objects/contacts/search", json!({})).await.0, if in_budget { 429 } else { 200 });
+        let stats = h.stats();
+        assert_eq!(stats["max_requests_in_window"], 8);
+        assert_eq!(stats["max_searches_in_1s"], 5);
+        h.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn injected_faults() {
     let h = sim(SimOptions { contacts: 20, ..Default::default() }).await;

@@ -294,6 +294,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
             hubspot_api_base: sim.url().parse().context("the simulator's URL")?,
             hubspot_api_version: ApiVersion::V3,
             hubspot_requests_per_10s: 100,
+            hubspot_searches_in_budget: true,
         },
         webhooks: WebhookSettings {
             hubspot_client_secret: Some(client_secret.parse::<SecretList>().map_err(anyhow::Error::msg)?),

@@ -95,6 +95,14 @@ pub struct HubSpotSettings {
     #[arg(long, env = "HUBSPOT_REQUESTS_PER_10S", value_name = "HUBSPOT_REQUESTS_PER_10S", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub hubspot_requests_per_10s: u32,
+    /// Whether each search (5 per second at most) also takes a slot of
+    /// `HUBSPOT_REQUESTS_PER_10S`. HubSpot's usage page leaves search out of the per-app figures
+    /// for OAuth apps; counting them is the conservative model. `false` lets a full pass read
+    /// search pages beside a full budget of list pages.
+    #[arg(long, env = "HUBSPOT_SEARCHES_IN_BUDGET", value_name = "HUBSPOT_SEARCHES_IN_BUDGET",
+          default_value = "true", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub hubspot_searches_in_budget: bool,
 }
 
 impl HubSpotSettings {

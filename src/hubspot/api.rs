@@ -397,6 +397,81 @@ impl HubSpot {
         Ok(RecordPage { records, invalid, next, total })
     }
 
+    /// One search page of a full pass: records with `hs_object_id` in `(after, upto]` (no upper
+    /// bound without `upto`), 200 at most, ascending by id; `next` is the last id of a full page
+    /// (the next page asks for ids above it, so no page passes the 10,000-result cap). Every
+    /// property, like a list page.
+    pub async fn search_id_range(
+        &self,
+        kind: ObjectKind,
+        after: u64,
+        upto: Option<u64>,
+        lane: Lane,
+    ) -> Result<RecordPage, HubSpotError> {
+        let mut filters = vec![id_filter("GT", after)];
+        filters.extend(upto.map(|upto| id_filter("LTE", upto)));
+        self.search_by_id(kind, filters, "ASCENDING", lane).await
+    }
+
+    /// The 200 highest live ids of `kind` (descending) with every property, and `total`, the
+    /// number of live records: where a full pass's searches start.
+    pub async fn search_top(&self, kind: ObjectKind, lane: Lane) -> Result<RecordPage, HubSpotError> {
+        let mut page = self.search_by_id(kind, Vec::new(), "DESCENDING", lane).await?;
+        page.next = None;
+        Ok(page)
+    }
+
+    async fn search_by_id(
+        &self,
+        kind: ObjectKind,
+        filters: Vec<Filter>,
+        direction: &'static str,
+        lane: Lane,
+    ) -> Result<RecordPage, HubSpotError> {
+        let properties = self.properties(kind).await?;
+        let request = |properties| SearchRequest {
+            filter_groups: if filters.is_empty() { Vec::new() } else { vec![FilterGroup { filters: filters.clone() }] },
+            sorts: vec![SearchSort { property_name: "hs_object_id".into(), direction }],
+            properties,
+            limit: SEARCH_LIMIT,
+        };
+        let mut body = encode(&request(&properties))?;
+        let inline = body.len() <= self.inner.options.max_search_body;
+        let ids_only = ["hs_object_id".to_owned()];
+        if !inline {
+            body = encode(&request(&ids_only))?;
+        }
+        let url = self.inner.paths.search(kind);
+        let endpoint = format!("{kind}.search");
+        let raw = self.send(Call::post(&url, &[], body, true, lane, &endpoint)).await?;
+        let page: Page = decode(&raw, "search page")?;
+        let (total, next) = (page.total, next_after_id(&page));
+        let (records, invalid) = decode_all(page.results, decode_object);
+        count_fetched(kind.as_str(), records.len());
+        if inline {
+            return Ok(RecordPage { records, invalid, next, total });
+        }
+        self.complete(kind, records, invalid, next, total, false, lane).await
+    }
+
+    /// The share of a full pass's records that search pages carry when the budget and the
+    /// search limit are both used to the full (0 when searches are off): 200-record searches
+    /// at the search limit beside 100-record list pages in what is left of the budget (all of
+    /// it when searches do not count against it).
+    pub fn search_share(&self) -> f64 {
+        let options = &self.inner.options;
+        let budget = &self.inner.transport.budget;
+        let window = (options.window + options.window_margin).as_secs_f64().max(0.001);
+        let requests = f64::from(budget.requests()) / window;
+        let searches = f64::from(options.searches_per_second) / (1.0 + options.search_margin.as_secs_f64());
+        let (searches, lists) = match budget.searches_in_budget() {
+            true => (searches.min(requests), (requests - searches).max(0.0)),
+            false => (searches, requests),
+        };
+        let carried = searches * f64::from(SEARCH_LIMIT);
+        if carried <= 0.0 { 0.0 } else { carried / (carried + lists * f64::from(LIST_LIMIT)) }
+    }
+
     /// One page of owners, active or archived.
     pub async fn owners_page(
         &self,
@@ -497,6 +572,17 @@ fn search_request<'a>(
         sorts: vec![SearchSort { property_name: "hs_object_id".into(), direction: "ASCENDING" }],
         properties,
         limit: SEARCH_LIMIT,
+    }
+}
+
+/// An `hs_object_id` filter (`GT`, `LTE`, ...).
+fn id_filter(operator: &'static str, id: u64) -> Filter {
+    Filter {
+        property_name: "hs_object_id".into(),
+        operator,
+        value: Some(id.to_string()),
+        high_value: None,
+        values: None,
     }
 }
 

@@ -38,6 +38,10 @@ pub enum Lane {
     Realtime,
     Background,
     Polling,
+    /// Bulk reads that may wait: they go only while no real-time or background caller (nor a
+    /// due search) waits, with no share of their own (a full pass's association reads, so the
+    /// records of every object's pass go first).
+    Bulk,
 }
 
 impl Lane {
@@ -46,6 +50,7 @@ impl Lane {
             Self::Realtime => "realtime",
             Self::Background => "background",
             Self::Polling => "polling",
+            Self::Bulk => "bulk",
         }
     }
 }
@@ -110,6 +115,12 @@ impl WindowLog {
         Ok(())
     }
 
+    /// When the log would admit a request (`now` or later), without admitting it.
+    pub fn ready_at(&self, now: Instant) -> Instant {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.next_slot(&state, now)
+    }
+
     fn record(&self, state: &mut LogState, now: Instant) {
         if state.admitted.len() == self.limit {
             state.admitted.pop_front();
@@ -171,6 +182,12 @@ pub struct BudgetOptions {
     pub margin: Duration,
     /// Searches per second (HubSpot: 5); 0 turns the search limit off.
     pub searches_per_second: u32,
+    /// What lengthens the search limit's one-second window (network jitter between admitting a
+    /// search and HubSpot counting it).
+    pub search_margin: Duration,
+    /// Whether a search also takes a slot of the 10-second budget (`HUBSPOT_SEARCHES_IN_BUDGET`;
+    /// HubSpot leaves this unsettled, counting them is the conservative model).
+    pub searches_in_budget: bool,
     /// The most the `Polling` lane may spend, as a share of `requests` (0.0-1.0; at least one
     /// request per window).
     pub polling_share: f64,
@@ -192,11 +209,16 @@ pub struct Budget {
     /// When the `Polling` lane's recent requests were admitted (the last [`SHARE_SPAN`]).
     polling_sent: Mutex<VecDeque<Instant>>,
     requests: u32,
+    searches_in_budget: bool,
     realtime_waiting: AtomicUsize,
     realtime_idle: Notify,
     /// Background callers waiting (the `Polling` lane gives way to them too).
     background_waiting: AtomicUsize,
     background_idle: Notify,
+    /// Searches whose search slot is due and that wait for a budget slot: other background
+    /// requests give way to them, so a full pass's searches use the search limit to the full.
+    searches_due: AtomicUsize,
+    searches_idle: Notify,
 }
 
 /// The span over which [`Budget::polling_share_used`] is measured.
@@ -206,22 +228,26 @@ impl Budget {
     pub fn new(options: &BudgetOptions) -> Self {
         Self {
             general: WindowLog::new(options.requests, options.window + options.margin, options.requests / 12),
-            // Searches are few (one per page of an incremental run) but HubSpot's secondly window
-            // is short, so jitter matters more: the whole margin, and bursts of at most 3 (one
-            // search per object of an incremental run of contacts, deals and calls).
+            // A search's two slots (search limit and, when searches count, the budget) are taken
+            // at one moment, so only network jitter separates the admission from HubSpot's count:
+            // the search margin covers it. Bursts of at most 3 (one search per object of an
+            // incremental run of contacts, deals and calls).
             search: (options.searches_per_second > 0).then(|| {
                 let per_second = options.searches_per_second;
-                WindowLog::new(per_second, Duration::from_secs(1) + options.margin, 3)
+                WindowLog::new(per_second, Duration::from_secs(1) + options.search_margin, 3.min(per_second))
             }),
             general_pause: PauseGate::default(),
             search_pause: PauseGate::default(),
             polling: Self::polling_log(options),
             polling_sent: Mutex::new(VecDeque::new()),
             requests: options.requests.max(1),
+            searches_in_budget: options.searches_in_budget,
             realtime_waiting: AtomicUsize::new(0),
             realtime_idle: Notify::new(),
             background_waiting: AtomicUsize::new(0),
             background_idle: Notify::new(),
+            searches_due: AtomicUsize::new(0),
+            searches_idle: Notify::new(),
         }
     }
 
@@ -231,6 +257,11 @@ impl Budget {
         let share = if options.polling_share.is_finite() { options.polling_share.clamp(0.0, 1.0) } else { 0.0 };
         let limit = ((f64::from(options.requests) * share).floor() as u32).max(1);
         WindowLog::new(limit, options.window + options.margin, limit.div_ceil(2))
+    }
+
+    /// Whether searches take a slot of the budget too (`HUBSPOT_SEARCHES_IN_BUDGET`).
+    pub fn searches_in_budget(&self) -> bool {
+        self.searches_in_budget
     }
 
     /// Requests allowed per window (`HUBSPOT_REQUESTS_PER_10S`).
@@ -258,20 +289,60 @@ impl Budget {
         loop {
             if is_search {
                 self.search_pause.wait().await;
-                if let (Some(search), false) = (&self.search, lane == Lane::Polling) {
-                    Self::take(search).await;
-                }
             }
             self.general_pause.wait().await;
             match lane {
-                Lane::Realtime => self.take_realtime().await,
-                Lane::Background => self.take_background().await,
                 // The polling lane may wait long (it gives way): its search slot is taken with
                 // the others, at the moment it is sent.
                 Lane::Polling => self.take_polling(is_search).await,
+                _ if is_search => self.take_search(lane).await,
+                Lane::Realtime => self.take_realtime().await,
+                Lane::Background => self.take_background().await,
+                Lane::Bulk => self.take_bulk().await,
             }
             // A 429 seen by another caller while this one waited: do not send into it.
             if !self.general_pause.in_force() && (!is_search || !self.search_pause.in_force()) {
+                return;
+            }
+        }
+    }
+
+    /// A search of the real-time or background lane: its search slot and (when searches count
+    /// against the budget) a budget slot, taken together; while it waits for the budget slot
+    /// only, other background requests give way to it (real-time ones still go first).
+    async fn take_search(&self, lane: Lane) {
+        let search = match (&self.search, self.searches_in_budget) {
+            (None, false) => return,
+            (None, true) if lane == Lane::Realtime => return self.take_realtime().await,
+            (None, true) => return self.take_background().await,
+            (Some(search), false) => return Self::take(search).await,
+            (Some(search), true) => search,
+        };
+        let logs = [search, &self.general];
+        loop {
+            let now = Instant::now();
+            let due = search.ready_at(now);
+            if due > now {
+                tokio::time::sleep_until(due).await;
+                continue;
+            }
+            self.searches_due.fetch_add(1, Ordering::SeqCst);
+            let admitted = loop {
+                if lane != Lane::Realtime {
+                    Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
+                }
+                let now = Instant::now();
+                match WindowLog::try_admit_all(&logs, now) {
+                    Ok(()) => break true,
+                    // Another search took the search slot meanwhile: wait for the next one.
+                    Err(_) if search.ready_at(now) > now => break false,
+                    Err(not_until) => tokio::time::sleep_until(not_until).await,
+                }
+            };
+            if self.searches_due.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.searches_idle.notify_waiters();
+            }
+            if admitted {
                 return;
             }
         }
@@ -302,6 +373,7 @@ impl Budget {
         self.background_waiting.fetch_add(1, Ordering::SeqCst);
         loop {
             Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
+            Self::gone(&self.searches_due, &self.searches_idle).await;
             match self.general.try_admit(Instant::now()) {
                 Ok(()) => break,
                 Err(not_until) => tokio::time::sleep_until(not_until).await,
@@ -312,6 +384,23 @@ impl Budget {
         }
     }
 
+    /// The `Bulk` lane: only while no real-time or background caller, nor a due search, waits.
+    async fn take_bulk(&self) {
+        loop {
+            Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
+            Self::gone(&self.background_waiting, &self.background_idle).await;
+            Self::gone(&self.searches_due, &self.searches_idle).await;
+            let waiting = |n: &AtomicUsize| n.load(Ordering::SeqCst) > 0;
+            if waiting(&self.realtime_waiting) || waiting(&self.background_waiting) {
+                continue;
+            }
+            match self.general.try_admit(Instant::now()) {
+                Ok(()) => return,
+                Err(not_until) => tokio::time::sleep_until(not_until).await,
+            }
+        }
+    }
+
     /// The `Polling` lane: only while no real-time or background caller waits, and within its
     /// share (its own log and the general one admit together, or neither does).
     async fn take_polling(&self, is_search: bool) {
@@ -319,10 +408,14 @@ impl Budget {
         if let (true, Some(search)) = (is_search, &self.search) {
             logs.push(search);
         }
-        logs.extend([&self.polling, &self.general]);
+        logs.push(&self.polling);
+        if !is_search || self.searches_in_budget {
+            logs.push(&self.general);
+        }
         loop {
             Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
             Self::gone(&self.background_waiting, &self.background_idle).await;
+            Self::gone(&self.searches_due, &self.searches_idle).await;
             if self.realtime_waiting.load(Ordering::SeqCst) > 0 {
                 continue;
             }
@@ -457,6 +550,8 @@ mod tests {
             window: Duration::from_millis(50),
             margin: Duration::ZERO,
             searches_per_second: 0,
+            search_margin: Duration::ZERO,
+            searches_in_budget: true,
             polling_share: DEFAULT_POLLING_SHARE,
         }));
         budget.acquire(Lane::Background, false).await; // uses the first cell
@@ -477,12 +572,36 @@ mod tests {
         assert_eq!(*order.lock().unwrap(), vec![Lane::Realtime, Lane::Background]);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn bulk_reads_give_way_to_background_ones() {
+        // One request per 50 ms; a bulk read queues first, then a background one: the background
+        // one goes first, the bulk one next.
+        let budget = budget(1, Duration::from_millis(50), DEFAULT_POLLING_SHARE);
+        budget.acquire(Lane::Background, false).await; // uses the first cell
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for lane in [Lane::Bulk, Lane::Background] {
+            let (b, o) = (budget.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                b.acquire(lane, false).await;
+                o.lock().unwrap().push(lane);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![Lane::Background, Lane::Bulk]);
+    }
+
     fn budget(requests: u32, window: Duration, polling_share: f64) -> std::sync::Arc<Budget> {
         std::sync::Arc::new(Budget::new(&BudgetOptions {
             requests,
             window,
             margin: Duration::ZERO,
             searches_per_second: 0,
+            search_margin: Duration::ZERO,
+            searches_in_budget: true,
             polling_share,
         }))
     }
@@ -539,6 +658,8 @@ mod tests {
             window: Duration::from_secs(10),
             margin: Duration::ZERO,
             searches_per_second: 2,
+            search_margin: Duration::ZERO,
+            searches_in_budget: true,
             polling_share: 0.5,
         }));
         let start = Instant::now();
@@ -548,5 +669,49 @@ mod tests {
             sent.push(start.elapsed());
         }
         assert!(max_in_window(&sent, Duration::from_secs(1)) <= 2, "{sent:?}");
+    }
+
+    /// A greedy searcher and a greedy lister share 10 requests a second and 5 searches: counted
+    /// in the budget, searches keep their 5 a second (they go first) and lists get the rest;
+    /// outside it, lists get all 10. No second ever holds more than the limits allow.
+    #[tokio::test(start_paused = true)]
+    async fn searches_in_or_outside_the_budget() {
+        for in_budget in [true, false] {
+            let budget = std::sync::Arc::new(Budget::new(&BudgetOptions {
+                requests: 10,
+                window: Duration::from_secs(1),
+                margin: Duration::ZERO,
+                searches_per_second: 5,
+                search_margin: Duration::ZERO,
+                searches_in_budget: in_budget,
+                polling_share: DEFAULT_POLLING_SHARE,
+            }));
+            let start = Instant::now();
+            let run = |is_search: bool| {
+                let budget = budget.clone();
+                tokio::spawn(async move {
+                    let mut sent = Vec::new();
+                    while start.elapsed() < Duration::from_secs(6) {
+                        budget.acquire(Lane::Background, is_search).await;
+                        sent.push(start.elapsed());
+                    }
+                    sent
+                })
+            };
+            let (searches, lists) = (run(true), run(false));
+            let (searches, lists) = (searches.await.unwrap(), lists.await.unwrap());
+            let second = Duration::from_secs(1);
+            assert!(max_in_window(&searches, second) <= 5, "{searches:?}");
+            assert!(searches.len() >= 28, "searches use their limit: {}", searches.len());
+            if in_budget {
+                let mut all = [searches.clone(), lists.clone()].concat();
+                all.sort();
+                assert!(max_in_window(&all, second) <= 10);
+                assert!((24..=34).contains(&lists.len()), "lists get the rest: {}", lists.len());
+            } else {
+                assert!(max_in_window(&lists, second) <= 10);
+                assert!(lists.len() >= 56, "lists get the whole budget: {}", lists.len());
+            }
+        }
     }
 }

@@ -44,6 +44,9 @@ pub struct ClientOptions {
     pub window_margin: Duration,
     /// Search requests per second (HubSpot: 5).
     pub searches_per_second: u32,
+    /// Extra length of the search limit's one-second window (network jitter between admitting a
+    /// search and HubSpot counting it; both of a search's slots are taken at one moment).
+    pub search_margin: Duration,
     pub retry: RetryOptions,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
@@ -68,6 +71,7 @@ impl Default for ClientOptions {
             window: Duration::from_secs(10),
             window_margin: Duration::from_millis(200),
             searches_per_second: 5,
+            search_margin: Duration::from_millis(50),
             retry: RetryOptions::default(),
             request_timeout: Duration::from_secs(30),
             properties: HashMap::new(),
@@ -156,6 +160,8 @@ impl HubSpot {
             window: options.window,
             margin: options.window_margin,
             searches_per_second: options.searches_per_second,
+            search_margin: options.search_margin,
+            searches_in_budget: settings.hubspot_searches_in_budget,
             polling_share: options.polling_share,
         });
         let properties = PropertyCache::default();

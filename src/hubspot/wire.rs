@@ -101,12 +101,12 @@ pub struct SearchRequest<'a> {
     pub limit: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FilterGroup {
     pub filters: Vec<Filter>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Filter {
     pub property_name: String,

@@ -12,6 +12,9 @@ pub enum SyncError {
     HubSpot(#[from] HubSpotError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A full pass whose page walkers stopped with ids left to read (its checkpoint).
+    #[error("the full pass stopped with ids left to read (checkpoint {0})")]
+    Incomplete(String),
 }
 
 impl From<diesel::result::Error> for SyncError {
@@ -32,6 +35,7 @@ impl SyncError {
         match self {
             Self::HubSpot(e) => e.details(),
             Self::Store(e) => serde_json::json!({ "error": crate::telemetry::ErrorChain(e).to_string() }),
+            Self::Incomplete(checkpoint) => serde_json::json!({ "error": self.to_string(), "checkpoint": checkpoint }),
         }
     }
 }

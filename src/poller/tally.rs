@@ -58,7 +58,7 @@ impl Tally {
         Self { progress, ..Self::default() }
     }
 
-    /// Counts `n` pages more, written with the last one counted ([`super::job::Gathered`]).
+    /// Counts `n` pages more, written together with the last one counted (a full pass merges pages that waited).
     pub fn more_pages(&mut self, n: usize) {
         self.pages += n as u64;
         self.progress.pages.fetch_add(n as u64, Ordering::Relaxed);

@@ -366,6 +366,32 @@ pub async fn archive_unseen(
         .await
 }
 
+/// The live rows [`archive_unseen`] would archive whose ids are numerically above `above`: a
+/// full pass reads them again before archiving (search pages, which covered those ids, may
+/// miss a record their index has not caught up with).
+pub async fn unseen_above(
+    conn: &mut AsyncPgConnection,
+    table: RecordTable,
+    since: DateTime<Utc>,
+    above: u64,
+) -> diesel::QueryResult<Vec<String>> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    // Ids are digits: longer is larger, equal lengths compare as text (no cast to fail).
+    let sql = format!(
+        "SELECT {key} AS id FROM {name} WHERE NOT archived AND synced_at < $1 AND updated_at < $1 \
+         AND (length({key}) > length($2) OR (length({key}) = length($2) AND {key} > $2)) ORDER BY {key}",
+        key = table.key(),
+        name = table.name()
+    );
+    let rows: Vec<Id> =
+        diesel::sql_query(sql).bind::<Timestamptz, _>(since).bind::<Text, _>(above.to_string()).load(conn).await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
 /// Marks rows archived because HubSpot deleted them at `deleted_at` (a deletion webhook's
 /// `occurredAt`), unless the stored row is newer than that: an out-of-order deletion that
 /// arrives after a later restore was fetched leaves the restored row alone. `updated_at` moves

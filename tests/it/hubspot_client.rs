@@ -182,6 +182,7 @@ async fn an_unreachable_hubspot_is_a_transport_error_that_keeps_its_cause() {
         hubspot_api_base: url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
         hubspot_api_version: ApiVersion::V3,
         hubspot_requests_per_10s: 100_000,
+        hubspot_searches_in_budget: true,
     };
     let hubspot = HubSpot::with_options(&settings, fast_options(Duration::from_secs(10))).unwrap();
     let error = hubspot.batch_read(ObjectKind::Contacts, &["1".to_owned()], Lane::Realtime).await.unwrap_err();

@@ -15,6 +15,7 @@ mod faults_database;
 mod faults_deploy;
 mod faults_hostile;
 mod faults_hubspot;
+mod full_split;
 mod harness;
 mod history;
 mod hubspot_client;

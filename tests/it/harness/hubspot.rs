@@ -17,6 +17,7 @@ pub fn settings(sim: &SimHandle, budget: u32, version: ApiVersion) -> HubSpotSet
         hubspot_api_base: url::Url::parse(sim.url()).unwrap(),
         hubspot_api_version: version,
         hubspot_requests_per_10s: budget,
+        hubspot_searches_in_budget: true,
     }
 }
 
