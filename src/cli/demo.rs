@@ -306,6 +306,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
         polling: PollingSettings::default(),
         retention: args.retention.clone(),
         copy: crate::config::CopySettings::default(),
+        portal: crate::config::PortalSettings::default(),
     })
 }
 

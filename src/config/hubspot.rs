@@ -107,6 +107,19 @@ impl HubSpotSettings {
     }
 }
 
+/// Which HubSpot account the process settings are (the default account of a multi-account
+/// database).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PortalSettings {
+    /// The HubSpot portal (hub) id of the account `HUBSPOT_ACCESS_TOKEN` reads. Optional with one
+    /// account (its rows are kept under portal id 0 until it is set); required before `accounts
+    /// add` adds another one. Once set, `migrate` and `serve` move the default account's rows to
+    /// it (once), and refuse a value that differs from the database's.
+    #[arg(long, env = "HUBSPOT_PORTAL_ID", value_name = "HUBSPOT_PORTAL_ID",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub hubspot_portal_id: Option<i64>,
+}
+
 /// How webhooks from HubSpot are authenticated.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WebhookSettings {

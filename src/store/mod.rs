@@ -3,6 +3,7 @@
 //! Every query function takes `&mut AsyncPgConnection`; callers own transactions. The store never
 //! sees HubSpot wire types: `objects` maps them to the row structs defined here.
 
+pub mod accounts;
 pub mod associations;
 pub mod audit;
 pub mod calls;
