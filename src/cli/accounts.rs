@@ -63,9 +63,7 @@ pub struct AddArgs {
 
 /// An environment variable name (letters, digits, underscores; not starting with a digit).
 pub fn env_name(raw: &str) -> Result<String, String> {
-    let ok = raw.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
+    if crate::ops::accounts::is_env_name(raw) {
         Ok(raw.to_owned())
     } else {
         Err(format!(

@@ -301,3 +301,46 @@ async fn accounts_are_added_listed_and_removed_only_with_their_rows_when_told() 
     assert_eq!(db.count("SELECT count(*) FROM contacts").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM accounts").await, 1);
 }
+
+#[tokio::test]
+async fn the_admin_api_manages_accounts_and_never_drops_rows_unasked() {
+    const TOKEN: &str = "admin-token-for-accounts";
+    let mut app = crate::harness::app::TestApp::builder().admin_token(TOKEN).start().await;
+    let http = reqwest::Client::new();
+    let accounts_url = app.url("/api/accounts");
+    assert_eq!(http.get(&accounts_url).send().await.unwrap().status(), 401);
+    let list: serde_json::Value =
+        http.get(&accounts_url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["is_default"], true);
+
+    let body = json!({ "portal_id": 2002, "name": "emea", "token_env": "HUBSPOT_TOKEN_EMEA" });
+    let post = || http.post(&accounts_url).bearer_auth(TOKEN);
+    let r = post().json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 409, "refused while the default portal id is unknown");
+    assert!(r.text().await.unwrap().contains("HUBSPOT_PORTAL_ID"));
+    accounts::adopt_default_portal(&mut app.db.conn().await, 1001).await.unwrap();
+    let r = post().json(&json!({ "portal_id": 2002, "name": "emea", "token_env": "pat-na1-0000" })).send().await.unwrap();
+    assert_eq!(r.status(), 422, "a secret where its variable's name belongs");
+    let r = post().json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let added: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((added["portal_id"].as_i64(), added["token_env"].as_str()), (Some(2002), Some("HUBSPOT_TOKEN_EMEA")));
+    assert_eq!(post().json(&body).send().await.unwrap().status(), 409, "taken");
+
+    let mut emea = scoped(&app.db, 2002).await;
+    contacts::upsert_batch(&mut emea, vec![contact("1", "zoe", 20)]).await.unwrap();
+    let one = app.url("/api/accounts/2002");
+    let r = http.delete(&one).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("delete_data=true"));
+    assert_eq!(app.db.count("SELECT count(*) FROM contacts").await, 1, "nothing deleted");
+    assert_eq!(http.delete(app.url("/api/accounts/1001")).bearer_auth(TOKEN).send().await.unwrap().status(), 409);
+    assert_eq!(http.delete(app.url("/api/accounts/3003")).bearer_auth(TOKEN).send().await.unwrap().status(), 404);
+    let r = http.delete(format!("{one}?delete_data=true")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let removed: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(removed["rows_deleted"]["contacts"], 1);
+    assert_eq!(app.db.count("SELECT count(*) FROM contacts").await, 0);
+    app.stop().await;
+}
