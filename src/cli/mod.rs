@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod error;
 mod migrate;
+mod scope;
 mod serve;
 mod status;
 mod sync;

@@ -120,6 +120,33 @@ pub struct PortalSettings {
     pub hubspot_portal_id: Option<i64>,
 }
 
+impl HubSpotSettings {
+    /// The settings of another account: its token read from the environment variable
+    /// `token_env` (never stored), its API base and budget when it has its own.
+    pub fn for_account(
+        &self,
+        token_env: &str,
+        api_base: Option<&str>,
+        requests_per_10s: Option<i32>,
+    ) -> Result<HubSpotSettings, ConfigError> {
+        let token = std::env::var(token_env).ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+            ConfigError::Stated(format!("{token_env} (the account's token variable) is not set in this environment"))
+        })?;
+        let hubspot_api_base = match api_base {
+            None => self.hubspot_api_base.clone(),
+            Some(raw) => {
+                Url::parse(raw).map_err(|e| ConfigError::Stated(format!("the account's API base {raw}: {e}")))?
+            }
+        };
+        Ok(HubSpotSettings {
+            hubspot_access_token: Some(Secret::new(token)),
+            hubspot_api_base,
+            hubspot_api_version: self.hubspot_api_version.clone(),
+            hubspot_requests_per_10s: requests_per_10s.map_or(self.hubspot_requests_per_10s, |n| n.max(1) as u32),
+        })
+    }
+}
+
 /// How webhooks from HubSpot are authenticated.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WebhookSettings {

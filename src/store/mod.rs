@@ -31,4 +31,4 @@ pub mod sync_state;
 pub mod webhook_replay;
 
 pub use error::{Cause, StoreError};
-pub use pool::{Pool, PooledConn, build_pool, commit_durably, db_now, ping, ping_conn};
+pub use pool::{Pool, PooledConn, build_pool, build_pool_for, commit_durably, db_now, ping, ping_conn};

@@ -320,7 +320,8 @@ async fn the_admin_api_manages_accounts_and_never_drops_rows_unasked() {
     assert_eq!(r.status(), 409, "refused while the default portal id is unknown");
     assert!(r.text().await.unwrap().contains("HUBSPOT_PORTAL_ID"));
     accounts::adopt_default_portal(&mut app.db.conn().await, 1001).await.unwrap();
-    let r = post().json(&json!({ "portal_id": 2002, "name": "emea", "token_env": "pat-na1-0000" })).send().await.unwrap();
+    let r =
+        post().json(&json!({ "portal_id": 2002, "name": "emea", "token_env": "pat-na1-0000" })).send().await.unwrap();
     assert_eq!(r.status(), 422, "a secret where its variable's name belongs");
     let r = post().json(&body).send().await.unwrap();
     assert_eq!(r.status(), 201);
@@ -343,4 +344,66 @@ async fn the_admin_api_manages_accounts_and_never_drops_rows_unasked() {
     assert_eq!(removed["rows_deleted"]["contacts"], 1);
     assert_eq!(app.db.count("SELECT count(*) FROM contacts").await, 0);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn sync_audit_and_status_work_on_the_account_they_are_given() {
+    let us = sim(40, 15, 15).await;
+    let emea = hubspot_sim::Sim::start(hubspot_sim::SimOptions {
+        contacts: 30,
+        deals: 12,
+        calls: 12,
+        owners: 5,
+        workers: 2,
+        seed: 99,
+        ..hubspot_sim::SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    accounts::adopt_default_portal(&mut conn, 1001).await.unwrap();
+    let account = NewAccount { api_base: Some(emea.url().to_owned()), ..new_account(2002, "emea") };
+    accounts::add(&mut conn, account).await.unwrap();
+    let run = |args: &[&str], token: bool| {
+        let mut cmd = crate::harness::binary::command_for(&db, &us);
+        cmd.args(args);
+        if token {
+            cmd.env("HUBSPOT_TOKEN_2002", "pat-eu1-emea-token");
+        }
+        async move {
+            let out = within(PATIENCE, "the command ends", cmd.output()).await.unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, _, err) = run(&["sync", "all", "--account", "2002"], false).await;
+    assert_eq!(code, Some(2), "the account's token variable is missing: {err}");
+    assert!(err.contains("HUBSPOT_TOKEN_2002"), "{err}");
+    assert!(!err.contains("pat-"), "no secret printed: {err}");
+
+    let (code, _, err) = run(&["sync", "all"], false).await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["sync", "all", "--account", "2002"], true).await;
+    assert_eq!(code, Some(0), "{err}");
+    // Each portal holds its own HubSpot's copy, ids shared or not.
+    compare::assert_converged(&db, &us, compare::Merges::Archived, true).await;
+    db.read_portal(Some(2002));
+    compare::assert_converged(&db, &emea, compare::Merges::Archived, true).await;
+    db.read_portal(None);
+    assert_eq!(
+        db.count("SELECT count(*) FROM contacts WHERE portal_id = 2002").await,
+        emea.export_json("contacts").iter().filter(|l| l["archived"] == false).count() as i64
+    );
+    let (code, out, err) = run(&["audit", "all", "--account", "2002", "--json"], true).await;
+    assert_eq!(code, Some(0), "no drift in the account's own portal: {out} {err}");
+    let (code, out, _) = run(&["status", "--account", "2002", "--json"], false).await;
+    assert_eq!(code, Some(0));
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 4, "{rows}");
+    let (code, _, err) = run(&["status", "--account", "3003"], false).await;
+    assert_eq!(code, Some(1), "{err}");
 }
