@@ -299,6 +299,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
             hubspot_client_secret: Some(client_secret.parse::<SecretList>().map_err(anyhow::Error::msg)?),
             hubspot_require_v3: RequireV3::Auto,
             public_url: None,
+            webhook_unknown_portal: "accept".into(),
         },
         server: args.server.clone(),
         schedules: args.schedules.clone(),

@@ -165,6 +165,11 @@ pub struct WebhookSettings {
     /// the request's `Host` and `X-Forwarded-Proto`.
     #[arg(long, env = "PUBLIC_URL", value_name = "PUBLIC_URL")]
     pub public_url: Option<Url>,
+    /// Events for a HubSpot portal that is no account of this database: `accept` (counted and
+    /// answered 204, so HubSpot does not retry them for a day) or `refuse` (answered 404).
+    #[arg(long, env = "WEBHOOK_UNKNOWN_PORTAL", value_name = "WEBHOOK_UNKNOWN_PORTAL", default_value = "accept",
+          value_parser = ["accept", "refuse"])]
+    pub webhook_unknown_portal: String,
 }
 
 #[cfg(test)]

@@ -407,3 +407,64 @@ async fn sync_audit_and_status_work_on_the_account_they_are_given() {
     let (code, _, err) = run(&["status", "--account", "3003"], false).await;
     assert_eq!(code, Some(1), "{err}");
 }
+
+/// A deletion event of contact `id` from `portal`.
+fn deletion(portal: i64, id: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!([{
+        "eventId": 1, "subscriptionId": 1, "portalId": portal, "appId": 54321, "attemptNumber": 0,
+        "occurredAt": chrono::Utc::now().timestamp_millis(), "subscriptionType": "contact.deletion",
+        "objectId": id.parse::<u64>().unwrap(), "changeSource": "CRM"
+    }]))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn one_webhook_url_routes_each_portal_and_verifies_it_with_its_own_secret() {
+    use crate::harness::hooks::{SECRET, SECRETS, post, signed};
+    const EMEA_SECRET: &str = "emea-app-secret";
+    let sim = sim(5, 2, 2).await;
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    accounts::adopt_default_portal(&mut conn, 1001).await.unwrap();
+    let account = NewAccount { client_secret_env: Some("EMEA_CLIENT_SECRET".into()), ..new_account(2002, "emea") };
+    accounts::add(&mut conn, account).await.unwrap();
+    // The same HubSpot id in both portals.
+    contacts::upsert_batch(&mut conn, vec![contact("987654321", "ada", 10)]).await.unwrap();
+    contacts::upsert_batch(&mut scoped(&db, 2002).await, vec![contact("987654321", "zoe", 10)]).await.unwrap();
+    let serve = crate::harness::binary::ServeBinary::new(&db.url())
+        .hubspot(&sim)
+        .quiet_schedules()
+        .env("HUBSPOT_CLIENT_SECRET", SECRETS)
+        .env("HUBSPOT_PORTAL_ID", "1001")
+        .env("EMEA_CLIENT_SECRET", EMEA_SECRET)
+        .spawn()
+        .await;
+    let url = serve.url("/webhooks/hubspot");
+    let now = || chrono::Utc::now().timestamp_millis();
+    let live = |portal: i64| {
+        format!(
+            "SELECT count(*) FROM contacts WHERE portal_id = {portal} AND hubspot_contact_id = '987654321' AND NOT archived"
+        )
+    };
+
+    // Portal 2002's event signed with the default account's secret: forged for that portal.
+    let body = deletion(2002, "987654321");
+    assert_eq!(post(&url, body.clone(), &signed(SECRET, &url, &body, now())).await, 401);
+    // The default account's secret cannot be used for it either way round.
+    let body = deletion(1001, "987654321");
+    assert_eq!(post(&url, body.clone(), &signed(EMEA_SECRET, &url, &body, now())).await, 401);
+    assert_eq!((db.count(&live(1001)).await, db.count(&live(2002)).await), (1, 1), "nothing written");
+    // Signed with its own secret, portal 2002's batch is verified; its fetchers are not run by
+    // this process yet, so it is not acknowledged (HubSpot retries it).
+    let body = deletion(2002, "987654321");
+    assert_eq!(post(&url, body.clone(), &signed(EMEA_SECRET, &url, &body, now())).await, 503);
+    // An unknown portal: counted, answered 204, nothing written, whoever signed it.
+    let body = deletion(9009, "987654321");
+    assert_eq!(post(&url, body, &[]).await, 204);
+    assert_eq!((db.count(&live(1001)).await, db.count(&live(2002)).await), (1, 1));
+    // The default account's own batch deletes its own row, not portal 2002's namesake.
+    let body = deletion(1001, "987654321");
+    assert_eq!(post(&url, body.clone(), &signed(SECRET, &url, &body, now())).await, 204);
+    assert_eq!((db.count(&live(1001)).await, db.count(&live(2002)).await), (0, 1));
+    drop(serve);
+}
