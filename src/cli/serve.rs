@@ -118,6 +118,7 @@ impl ServeArgs {
             background: Background {
                 metrics_bind: Some(SocketAddr::new(self.server.bind, self.server.metrics_port)),
                 listen: Some(target.clone()),
+                listen_portal: self.portal.hubspot_portal_id,
                 monitor: Some((
                     Monitor::new(
                         pool.clone(),
