@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use diesel_async::SimpleAsyncConnection as _;
 
 use crate::config::DatabaseSettings;
 use crate::kind::ObjectKind;
@@ -38,7 +37,7 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode, CliError> {
                 anyhow::anyhow!("no account has portal id {portal_id} (see `hubspot-sync accounts list`)").into()
             );
         }
-        conn.batch_execute(&accounts::session_setting(portal_id)).await.context("cannot select the account")?;
+        accounts::enter(&mut conn, portal_id).await.context("cannot select the account")?;
     }
     let rows = sync_logs::latest_status(&mut conn).await.context("cannot read get_latest_sync_status()")?;
     if args.json {

@@ -60,6 +60,11 @@ pub fn session_setting(portal_id: i64) -> String {
     format!("SET {SETTING} = '{portal_id}'")
 }
 
+/// Makes the session of `conn` work for `portal_id` from now on (a one-off command's connection).
+pub async fn enter(conn: &mut AsyncPgConnection, portal_id: i64) -> QueryResult<()> {
+    diesel_async::SimpleAsyncConnection::batch_execute(conn, &session_setting(portal_id)).await
+}
+
 /// Puts the transaction `conn` is in into `portal_id`'s scope (until it ends). Outside a
 /// transaction it would last for one statement only: call it first inside one.
 pub async fn scope(conn: &mut AsyncPgConnection, portal_id: i64) -> QueryResult<()> {
