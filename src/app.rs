@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::ops::{self, OpsState, health, history, openapi, page, reload, status};
+use crate::ops::{self, OpsState, accounts, health, history, openapi, page, reload, status};
 use crate::store::Pool;
 use crate::webhook::{self, Intake};
 
@@ -46,6 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/sync/history").get(history::history))
         .service(web::resource("/api/sync/failures").get(status::failures))
         .service(web::resource("/api/config/reload").post(reload::reload))
+        .service(web::resource("/api/accounts").get(accounts::list).post(accounts::add))
+        .service(web::resource("/api/accounts/{portal_id}").delete(accounts::remove))
         .service(web::resource("/api/sync/{object}").post(status::force_sync));
     cfg.default_service(web::to(not_found));
 }

@@ -17,6 +17,9 @@ pub const WEBHOOK_REQUESTS_REJECTED: &str = "hubspot_sync_webhook_requests_rejec
 pub const WEBHOOK_SIGNATURE_FAILURES: &str = "hubspot_sync_webhook_signature_failures_total";
 /// Counter: events accepted but not acted on (types or objects we do not keep).
 pub const WEBHOOK_EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_total";
+/// Counter: events for a HubSpot portal that is no account of this database (answered 204 unless
+/// `WEBHOOK_UNKNOWN_PORTAL=refuse`, never written).
+pub const WEBHOOK_UNKNOWN_PORTAL_EVENTS: &str = "hubspot_sync_webhook_unknown_portal_events_total";
 
 // The public HTTP port's connections (`runtime::connections`).
 /// Counter: kept-alive connections closed because the next request head was not complete in

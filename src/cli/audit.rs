@@ -35,6 +35,8 @@ pub struct AuditArgs {
     pub owners: OwnerSettings,
     #[command(flatten)]
     pub copy: CopySettings,
+    #[command(flatten)]
+    pub account: super::scope::AccountArg,
 }
 
 impl AuditArgs {
@@ -45,12 +47,15 @@ impl AuditArgs {
 }
 
 pub async fn run(args: AuditArgs) -> Result<ExitCode, CliError> {
-    let target = args.database.target()?;
-    args.hubspot.access_token()?;
+    if args.account.account.is_none() {
+        args.hubspot.access_token()?;
+    }
     let copy = args.copy.load()?.supported()?;
-    let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync audit").await?;
+    let (pool, hubspot) =
+        super::scope::scoped(&args.account, &args.database, &args.hubspot, "hubspot-sync audit").await?;
+    hubspot.access_token()?;
     // Repairs write as the sync does: records outside the filter archived, the properties kept.
-    let (write, hubspot) = super::sync::writer_and_client(&args.owners, &args.hubspot, copy)?;
+    let (write, hubspot) = super::sync::writer_and_client(&args.owners, &hubspot, copy)?;
     let auditor = Auditor::new(pool, hubspot, write);
     let kinds = args.kinds();
     let audits = kinds.iter().map(|kind| auditor.audit(*kind, args.repair, RunTrigger::Manual));

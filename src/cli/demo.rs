@@ -300,6 +300,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
             hubspot_client_secret: Some(client_secret.parse::<SecretList>().map_err(anyhow::Error::msg)?),
             hubspot_require_v3: RequireV3::Auto,
             public_url: None,
+            webhook_unknown_portal: "accept".into(),
         },
         server: args.server.clone(),
         schedules: args.schedules.clone(),
@@ -307,6 +308,7 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
         polling: PollingSettings::default(),
         retention: args.retention.clone(),
         copy: crate::config::CopySettings::default(),
+        portal: crate::config::PortalSettings::default(),
     })
 }
 

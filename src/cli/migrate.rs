@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use diesel_async::AsyncPgConnection;
 
-use crate::config::{CopyConfig, CopySettings, DatabaseSettings};
+use crate::config::{CopyConfig, CopySettings, DatabaseSettings, PortalSettings};
 use crate::store::connect::DbTarget;
-use crate::store::{self, mapped_columns, migrations};
+use crate::store::{self, accounts, mapped_columns, migrations};
 
 use super::error::CliError;
 
@@ -19,6 +19,8 @@ pub struct MigrateArgs {
     pub database: DatabaseSettings,
     #[command(flatten)]
     pub copy: CopySettings,
+    #[command(flatten)]
+    pub portal: PortalSettings,
 }
 
 pub async fn run(args: MigrateArgs) -> Result<ExitCode, CliError> {
@@ -34,7 +36,25 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode, CliError> {
         println!("{} migration(s) applied", applied.len());
     }
     apply_mappings(&target, &config).await?;
+    if let Some(portal_id) = args.portal.hubspot_portal_id {
+        let mut conn = target.connect("hubspot-sync migrate").await.context("cannot connect to the database")?;
+        adopt_portal(&mut conn, portal_id).await?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Makes `HUBSPOT_PORTAL_ID` the default account's portal id (rows moved from portal id 0 once),
+/// saying what it did; refuses a value that differs from the database's.
+pub async fn adopt_portal(conn: &mut AsyncPgConnection, portal_id: i64) -> Result<(), CliError> {
+    match accounts::adopt_default_portal(conn, portal_id).await.map_err(anyhow::Error::from)? {
+        accounts::Adopted::Unchanged => {}
+        accounts::Adopted::Rewritten(rows) => {
+            let total: i64 = rows.iter().map(|(_, n)| n).sum();
+            println!("the default account is now portal {portal_id} ({total} existing rows moved to it)");
+            tracing::info!(portal_id, rows = total, "the default account's rows moved to HUBSPOT_PORTAL_ID");
+        }
+    }
+    Ok(())
 }
 
 /// Adds, changes and drops the typed columns so that they match `config`, saying what it did.

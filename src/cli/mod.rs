@@ -1,16 +1,18 @@
 //! The command line: one binary, roles as subcommands (`serve`, `migrate`, `sync`, `audit`,
-//! `status`, `alert-test`, `demo`, `config`). Each subcommand flattens the settings it reads, so its `--help` lists them.
+//! `status`, `alert-test`, `demo`, `config`, `accounts`). Each subcommand flattens the settings it reads, so its `--help` lists them.
 //!
 //! Exit codes: 0 ok; 1 a failed run or an error at run time; 2 bad usage or a missing or invalid
 //! setting (reported by name before anything else happens); 3 a port is already in use (the
 //! message names `PORT` or `METRICS_PORT`).
 
+mod accounts;
 mod alert_test;
 mod audit;
 mod config;
 mod demo;
 mod error;
 mod migrate;
+mod scope;
 mod serve;
 mod status;
 mod sync;
@@ -57,6 +59,8 @@ pub enum Command {
     AlertTest(alert_test::AlertTestArgs),
     /// Checks HUBSPOT_SYNC_CONFIG (config check) or prints a starting one (config suggest OBJECT).
     Config(config::ConfigArgs),
+    /// Manages the HubSpot accounts of a multi-account database (add, list, remove).
+    Accounts(accounts::AccountsArgs),
     /// serve plus a bundled simulator emitting signed webhooks, with a private PostgreSQL.
     Demo(demo::DemoArgs),
 }
@@ -91,6 +95,7 @@ async fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Demo(args) => demo::run(args).await,
         Command::AlertTest(args) => alert_test::run(args).await,
         Command::Config(args) => config::run(args).await,
+        Command::Accounts(args) => accounts::run(args).await,
     }
 }
 

@@ -7,12 +7,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use crate::alerts::channels::Channels;
 use crate::alerts::monitor::Monitor;
 use crate::app::AppState;
 use crate::config::{
-    CopyConfig, CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, RetentionSettings,
-    ScheduleSettings, ServerSettings, WebhookSettings,
+    CopyConfig, CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, PortalSettings,
+    RetentionSettings, ScheduleSettings, ServerSettings, WebhookSettings,
 };
 use crate::fetcher::FetcherOptions;
 use crate::hubspot::{ClientOptions, HubSpot, Lane};
@@ -51,6 +53,8 @@ pub struct ServeArgs {
     pub retention: RetentionSettings,
     #[command(flatten)]
     pub copy: CopySettings,
+    #[command(flatten)]
+    pub portal: PortalSettings,
 }
 
 impl ServeArgs {
@@ -114,6 +118,7 @@ impl ServeArgs {
             background: Background {
                 metrics_bind: Some(SocketAddr::new(self.server.bind, self.server.metrics_port)),
                 listen: Some(target.clone()),
+                listen_portal: self.portal.hubspot_portal_id,
                 monitor: Some((
                     Monitor::new(
                         pool.clone(),
@@ -211,6 +216,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let config = args.copy.load()?.supported()?;
     let options = args.options()?;
     super::migrate::refuse_unmigrated(&args.database.target()?, "hubspot-sync serve", &config).await?;
+    if let Some(portal_id) = args.portal.hubspot_portal_id {
+        let mut conn =
+            args.database.target()?.connect("hubspot-sync serve").await.context("cannot connect to the database")?;
+        super::migrate::adopt_portal(&mut conn, portal_id).await?;
+    }
     super::config::refuse_invalid(&args.hubspot, &config).await?;
     let reloader = options.state.ops.reloader.clone();
     let server =

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 
 use crate::config::DatabaseSettings;
 use crate::kind::ObjectKind;
+use crate::store::accounts;
 use crate::store::sync_logs::{self, LatestStatus};
 
 use super::error::CliError;
@@ -17,6 +18,9 @@ pub struct StatusArgs {
     pub json: bool,
     #[command(flatten)]
     pub database: DatabaseSettings,
+    /// The HubSpot portal id of the account whose runs to show (default: the default account).
+    #[arg(long, value_name = "PORTAL_ID", value_parser = clap::value_parser!(i64).range(0..))]
+    pub account: Option<i64>,
 }
 
 /// Exit 0 with the rows; 1 when the database cannot be reached or is not migrated (saying so).
@@ -27,6 +31,14 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode, CliError> {
         .await
         .context("cannot connect to the database (check DATABASE_URL and that PostgreSQL is running)")?;
     super::migrate::check_migrated(&mut conn).await?;
+    if let Some(portal_id) = args.account {
+        if accounts::get(&mut conn, portal_id).await.context("cannot read the accounts")?.is_none() {
+            return Err(
+                anyhow::anyhow!("no account has portal id {portal_id} (see `hubspot-sync accounts list`)").into()
+            );
+        }
+        accounts::enter(&mut conn, portal_id).await.context("cannot select the account")?;
+    }
     let rows = sync_logs::latest_status(&mut conn).await.context("cannot read get_latest_sync_status()")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows).context("cannot encode the status")?);

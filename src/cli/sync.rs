@@ -56,6 +56,8 @@ pub struct SyncArgs {
     pub owners: OwnerSettings,
     #[command(flatten)]
     pub copy: CopySettings,
+    #[command(flatten)]
+    pub account: super::scope::AccountArg,
 }
 
 impl SyncArgs {
@@ -98,11 +100,14 @@ pub(super) fn writer_and_client(
 }
 
 pub async fn run(args: SyncArgs) -> Result<ExitCode, CliError> {
-    let target = args.database.target()?;
-    args.hubspot.access_token()?;
+    if args.account.account.is_none() {
+        args.hubspot.access_token()?;
+    }
     let copy = args.copy.load()?.supported()?;
-    let pool = super::migrate::migrated_pool(&target, &args.database, "hubspot-sync sync").await?;
-    let (write, hubspot) = writer_and_client(&args.owners, &args.hubspot, copy)?;
+    let (pool, hubspot) =
+        super::scope::scoped(&args.account, &args.database, &args.hubspot, "hubspot-sync sync").await?;
+    hubspot.access_token()?;
+    let (write, hubspot) = writer_and_client(&args.owners, &hubspot, copy)?;
     let poller = Poller::new(pool, hubspot, PollerOptions { write, ..PollerOptions::default() });
     let mode = if args.full { Mode::Full } else { Mode::Incremental };
     let kinds = args.kinds();

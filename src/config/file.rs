@@ -396,6 +396,7 @@ pub fn builtin_columns(kind: ObjectKind) -> &'static [&'static str] {
             "merged_into",
             "properties",
             "synced_at",
+            "portal_id",
         ],
         ObjectKind::Deals => &[
             "hubspot_deal_id",
@@ -413,6 +414,7 @@ pub fn builtin_columns(kind: ObjectKind) -> &'static [&'static str] {
             "merged_into",
             "properties",
             "synced_at",
+            "portal_id",
         ],
         ObjectKind::Calls => &[
             "hubspot_call_id",
@@ -430,6 +432,7 @@ pub fn builtin_columns(kind: ObjectKind) -> &'static [&'static str] {
             "merged_into",
             "properties",
             "synced_at",
+            "portal_id",
         ],
         ObjectKind::Owners => &[],
     }

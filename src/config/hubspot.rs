@@ -115,6 +115,47 @@ impl HubSpotSettings {
     }
 }
 
+/// Which HubSpot account the process settings are (the default account of a multi-account
+/// database).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PortalSettings {
+    /// The HubSpot portal (hub) id of the account `HUBSPOT_ACCESS_TOKEN` reads. Optional with one
+    /// account (its rows are kept under portal id 0 until it is set); required before `accounts
+    /// add` adds another one. Once set, `migrate` and `serve` move the default account's rows to
+    /// it (once), and refuse a value that differs from the database's.
+    #[arg(long, env = "HUBSPOT_PORTAL_ID", value_name = "HUBSPOT_PORTAL_ID",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub hubspot_portal_id: Option<i64>,
+}
+
+impl HubSpotSettings {
+    /// The settings of another account: its token read from the environment variable
+    /// `token_env` (never stored), its API base and budget when it has its own.
+    pub fn for_account(
+        &self,
+        token_env: &str,
+        api_base: Option<&str>,
+        requests_per_10s: Option<i32>,
+    ) -> Result<HubSpotSettings, ConfigError> {
+        let token = std::env::var(token_env).ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+            ConfigError::Stated(format!("{token_env} (the account's token variable) is not set in this environment"))
+        })?;
+        let hubspot_api_base = match api_base {
+            None => self.hubspot_api_base.clone(),
+            Some(raw) => {
+                Url::parse(raw).map_err(|e| ConfigError::Stated(format!("the account's API base {raw}: {e}")))?
+            }
+        };
+        Ok(HubSpotSettings {
+            hubspot_access_token: Some(Secret::new(token)),
+            hubspot_api_base,
+            hubspot_api_version: self.hubspot_api_version.clone(),
+            hubspot_requests_per_10s: requests_per_10s.map_or(self.hubspot_requests_per_10s, |n| n.max(1) as u32),
+            hubspot_searches_in_budget: self.hubspot_searches_in_budget,
+        })
+    }
+}
+
 /// How webhooks from HubSpot are authenticated.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WebhookSettings {
@@ -133,6 +174,11 @@ pub struct WebhookSettings {
     /// the request's `Host` and `X-Forwarded-Proto`.
     #[arg(long, env = "PUBLIC_URL", value_name = "PUBLIC_URL")]
     pub public_url: Option<Url>,
+    /// Events for a HubSpot portal that is no account of this database: `accept` (counted and
+    /// answered 204, so HubSpot does not retry them for a day) or `refuse` (answered 404).
+    #[arg(long, env = "WEBHOOK_UNKNOWN_PORTAL", value_name = "WEBHOOK_UNKNOWN_PORTAL", default_value = "accept",
+          value_parser = ["accept", "refuse"])]
+    pub webhook_unknown_portal: String,
 }
 
 #[cfg(test)]

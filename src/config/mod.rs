@@ -20,7 +20,7 @@ mod server;
 pub use alerts::{AlertSettings, EmailAlerts, EmailSettings, OwnerHookSettings, Recipients, SmtpTls, SmtpUrl};
 pub use database::DatabaseSettings;
 pub use file::{CopyConfig, CopyConfigError, CopySettings};
-pub use hubspot::{ApiVersion, HubSpotSettings, RequireV3, WebhookSettings};
+pub use hubspot::{ApiVersion, HubSpotSettings, PortalSettings, RequireV3, WebhookSettings};
 pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};
 pub use retention::{MIN_RETENTION, Retention, RetentionSettings, parse_retention};
 pub use schedule::{Schedule, ScheduleSettings};

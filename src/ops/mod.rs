@@ -11,6 +11,7 @@
 //! [`crate::poller::control::SyncControl`]; nothing here writes synced data. Handlers extract only what they use:
 //! `Data<OpsState>` and `Data<Pool>`.
 
+pub mod accounts;
 pub mod admin;
 pub mod error;
 pub mod headers;

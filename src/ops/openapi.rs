@@ -21,7 +21,10 @@ use super::status::{
         super::history::history,
         super::status::failures,
         super::status::force_sync,
-        super::reload::reload
+        super::reload::reload,
+        super::accounts::list,
+        super::accounts::add,
+        super::accounts::remove
     ),
     components(schemas(
         History,
@@ -38,6 +41,9 @@ use super::status::{
         FailureView,
         ForceSyncAccepted,
         super::reloader::Reloaded,
+        super::accounts::AccountView,
+        super::accounts::AddAccount,
+        super::accounts::RemovedView,
         ErrorBody,
         ObjectName,
         SyncName

@@ -37,19 +37,37 @@ pub struct ListenHandle {
     pub task: JoinHandle<()>,
 }
 
-/// Starts listening; the task ends when `shutdown` is cancelled.
+/// Starts listening for the default account; the task ends when `shutdown` is cancelled.
 pub fn spawn(target: DbTarget, control: SharedControl, shutdown: CancellationToken) -> ListenHandle {
+    spawn_for(target, control, shutdown, None)
+}
+
+/// Starts listening for the account of `portal` (`None`: the default account, whose portal id
+/// is not known): notifications for another portal are left to the process that runs it.
+pub fn spawn_for(
+    target: DbTarget,
+    control: SharedControl,
+    shutdown: CancellationToken,
+    portal: Option<i64>,
+) -> ListenHandle {
     let (tx, listening) = watch::channel(0);
-    let task = tokio::spawn(run(target, control, shutdown, tx));
+    let portal = portal.unwrap_or(crate::store::accounts::UNKNOWN_PORTAL);
+    let task = tokio::spawn(run(target, control, shutdown, tx, portal));
     ListenHandle { listening, task }
 }
 
-async fn run(target: DbTarget, control: SharedControl, shutdown: CancellationToken, listening: watch::Sender<u64>) {
+async fn run(
+    target: DbTarget,
+    control: SharedControl,
+    shutdown: CancellationToken,
+    listening: watch::Sender<u64>,
+    portal: i64,
+) {
     let mut retry = FIRST_RETRY;
     loop {
         let session = tokio::select! {
             _ = shutdown.cancelled() => return,
-            session = session(&target, &control, &listening) => session,
+            session = session(&target, &control, &listening, portal) => session,
         };
         match session {
             // The connection worked for a while: start backing off from the beginning.
@@ -72,6 +90,7 @@ async fn session(
     target: &DbTarget,
     control: &SharedControl,
     listening: &watch::Sender<u64>,
+    portal: i64,
 ) -> Result<(), ListenError> {
     let mut listener = Listener::start(target, APPLICATION_NAME, CHANNEL).await?;
     listening.send_modify(|n| *n += 1);
@@ -81,7 +100,8 @@ async fn session(
     loop {
         tokio::select! {
             payload = listener.next_payload() => match payload {
-                Some(payload) => dispatch(control, &payload).await,
+                Some(payload) if for_portal(&payload, portal) => dispatch(control, &payload).await,
+                Some(_) => tracing::debug!(db.channel = CHANNEL, "a trigger for another account's portal"),
                 None => break,
             },
             _ = ping.tick() => {
@@ -98,6 +118,14 @@ async fn session(
 #[derive(Deserialize)]
 struct Payload {
     sync_type: String,
+    /// `trigger_hubspot_sync(sync_type, portal_id)`: `None` for every account.
+    #[serde(default)]
+    portal_id: Option<i64>,
+}
+
+/// Whether a notification payload is for the account of `portal` (or for every account).
+pub fn for_portal(payload: &str, portal: i64) -> bool {
+    serde_json::from_str::<Payload>(payload).is_ok_and(|p| p.portal_id.is_none_or(|p| p == portal))
 }
 
 /// The objects a notification payload asks for; `None` when it is not understood.
@@ -152,5 +180,9 @@ mod tests {
         assert_eq!(requested("contacts"), None);
         assert!(asks_for_associations(r#"{"sync_type":"associations"}"#));
         assert!(!asks_for_associations(r#"{"sync_type":"all"}"#));
+        assert!(for_portal(r#"{"sync_type":"all","portal_id":null}"#, 1001), "every account");
+        assert!(for_portal(r#"{"sync_type":"all"}"#, 1001), "a payload of before accounts");
+        assert!(for_portal(r#"{"sync_type":"all","portal_id":1001}"#, 1001));
+        assert!(!for_portal(r#"{"sync_type":"all","portal_id":2002}"#, 1001), "another account's");
     }
 }

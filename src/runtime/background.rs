@@ -24,6 +24,9 @@ pub struct Background {
     pub metrics_bind: Option<SocketAddr>,
     /// The database to `LISTEN` on.
     pub listen: Option<DbTarget>,
+    /// The portal id of the account this process runs (`HUBSPOT_PORTAL_ID`): `LISTEN` acts on
+    /// triggers for it or for every account (`None`: the default account's, not yet known).
+    pub listen_portal: Option<i64>,
     /// The alert and run-metrics monitor, with its check interval.
     pub monitor: Option<(Monitor, Duration)>,
     /// The daily maintenance job (retention), run while this process leads.
@@ -64,7 +67,7 @@ impl Background {
             }
         }
         if let Some(target) = self.listen {
-            let handle = listen::spawn(target, ops.control.clone(), shutdown.clone());
+            let handle = listen::spawn_for(target, ops.control.clone(), shutdown.clone(), self.listen_portal);
             running.tasks.push(handle.task);
         }
         if let Some((monitor, every)) = self.monitor {

@@ -82,7 +82,7 @@ const UPSERT: &str = "INSERT INTO associations AS t (from_type, from_id, to_type
      $9::bool[], $10::timestamptz[]) \
      AS u(from_type, from_id, to_type, to_id, type_id, category, label, is_primary, removed, at) \
      ORDER BY u.from_type, u.from_id, u.to_type, u.to_id, u.type_id \
-     ON CONFLICT (from_type, from_id, to_type, to_id, type_id) DO UPDATE SET \
+     ON CONFLICT (portal_id, from_type, from_id, to_type, to_id, type_id) DO UPDATE SET \
      category = CASE WHEN excluded.removed THEN t.category ELSE excluded.category END, \
      label = CASE WHEN excluded.removed THEN t.label ELSE coalesce(excluded.label, t.label) END, \
      is_primary = CASE WHEN excluded.removed THEN t.is_primary ELSE excluded.is_primary END, \
@@ -130,7 +130,8 @@ pub async fn remove_pair(
 ) -> diesel::QueryResult<usize> {
     diesel::sql_query(
         "UPDATE associations SET removed = true, removed_at = $5, updated_at = $5, synced_at = now() \
-         WHERE from_type = $1 AND from_id = $2 AND to_type = $3 AND to_id = $4 AND NOT removed AND updated_at <= $5",
+         WHERE portal_id = hubspot_sync_portal() AND from_type = $1 AND from_id = $2 AND to_type = $3 AND to_id = $4 \
+         AND NOT removed AND updated_at <= $5",
     )
     .bind::<Text, _>(from_type)
     .bind::<Text, _>(from_id)
@@ -177,11 +178,12 @@ async fn remove_of(
         "UPDATE associations a SET removed = true, removed_at = coalesce($3, now()), \
          updated_at = greatest(a.updated_at, coalesce($3, now())), synced_at = now() \
          FROM (SELECT from_type, from_id, to_type, to_id, type_id FROM associations \
-         WHERE NOT removed AND ($3::timestamptz IS NULL OR updated_at <= $3) AND ((from_type = $1 AND from_id = ANY($2)) \
+         WHERE portal_id = hubspot_sync_portal() AND NOT removed AND ($3::timestamptz IS NULL OR updated_at <= $3) \
+         AND ((from_type = $1 AND from_id = ANY($2)) \
          OR (to_type = $1 AND to_id = ANY($2))) \
          ORDER BY from_type, from_id, to_type, to_id, type_id FOR UPDATE) k \
-         WHERE a.from_type = k.from_type AND a.from_id = k.from_id AND a.to_type = k.to_type \
-         AND a.to_id = k.to_id AND a.type_id = k.type_id",
+         WHERE a.portal_id = hubspot_sync_portal() AND a.from_type = k.from_type AND a.from_id = k.from_id \
+         AND a.to_type = k.to_type AND a.to_id = k.to_id AND a.type_id = k.type_id",
     )
     .bind::<Text, _>(type_id)
     .bind::<Array<Text>, _>(ids)
@@ -211,10 +213,10 @@ pub async fn move_edges(
              SELECT DISTINCT ON (from_type, from_id, to_type, to_id, type_id) from_type, from_id, to_type, to_id, \
              type_id, category, label, is_primary, false, $4::timestamptz, now() FROM ( \
              SELECT {end}_type, $3::text AS {end}_id, {other}_type, {other}_id, type_id, category, label, is_primary \
-             FROM associations WHERE {end}_type = $1 AND {end}_id = ANY($2) AND NOT removed \
+             FROM associations WHERE portal_id = hubspot_sync_portal() AND {end}_type = $1 AND {end}_id = ANY($2) AND NOT removed \
              AND NOT ({other}_type = $1 AND ({other}_id = $3 OR {other}_id = ANY($2)))) m \
              ORDER BY from_type, from_id, to_type, to_id, type_id \
-             ON CONFLICT (from_type, from_id, to_type, to_id, type_id) DO UPDATE SET removed = false, removed_at = NULL, \
+             ON CONFLICT (portal_id, from_type, from_id, to_type, to_id, type_id) DO UPDATE SET removed = false, removed_at = NULL, \
              updated_at = excluded.updated_at, synced_at = now() \
              WHERE t.removed AND t.updated_at <= excluded.updated_at"
         );
@@ -237,7 +239,8 @@ pub async fn erase(conn: &mut AsyncPgConnection, type_id: &str, ids: &[String]) 
         return Ok(0);
     }
     diesel::sql_query(
-        "DELETE FROM associations WHERE (from_type = $1 AND from_id = ANY($2)) OR (to_type = $1 AND to_id = ANY($2))",
+        "DELETE FROM associations WHERE portal_id = hubspot_sync_portal() \
+         AND ((from_type = $1 AND from_id = ANY($2)) OR (to_type = $1 AND to_id = ANY($2)))",
     )
     .bind::<Text, _>(type_id)
     .bind::<Array<Text>, _>(ids)
@@ -273,11 +276,12 @@ pub async fn replace_for_sources(
         removed += diesel::sql_query(
             "UPDATE associations a SET removed = true, removed_at = $4, updated_at = $4, synced_at = now() \
              FROM (SELECT from_type, from_id, to_type, to_id, type_id FROM associations \
-             WHERE from_type = $1 AND from_id = ANY($2) AND to_type = $3 AND NOT removed AND updated_at < $4 \
+             WHERE portal_id = hubspot_sync_portal() AND from_type = $1 AND from_id = ANY($2) AND to_type = $3 \
+             AND NOT removed AND updated_at < $4 \
              AND NOT (from_id || chr(31) || to_id || chr(31) || type_id::text = ANY($5)) \
              ORDER BY from_type, from_id, to_type, to_id, type_id FOR UPDATE) k \
-             WHERE a.from_type = k.from_type AND a.from_id = k.from_id AND a.to_type = k.to_type \
-             AND a.to_id = k.to_id AND a.type_id = k.type_id",
+             WHERE a.portal_id = hubspot_sync_portal() AND a.from_type = k.from_type AND a.from_id = k.from_id \
+             AND a.to_type = k.to_type AND a.to_id = k.to_id AND a.type_id = k.type_id",
         )
         .bind::<Text, _>(from_type)
         .bind::<Array<Text>, _>(chunk)
@@ -305,7 +309,8 @@ pub async fn live_sources(
         from_id: String,
     }
     let rows: Vec<Source> = diesel::sql_query(
-        "SELECT DISTINCT from_type, from_id FROM associations WHERE to_type = $1 AND to_id = ANY($2) AND NOT removed \
+        "SELECT DISTINCT from_type, from_id FROM associations WHERE portal_id = hubspot_sync_portal() AND to_type = $1 \
+         AND to_id = ANY($2) AND NOT removed \
          ORDER BY from_type, from_id",
     )
     .bind::<Text, _>(to_type)
@@ -319,7 +324,7 @@ pub async fn live_sources(
 pub async fn all(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<StoredEdge>> {
     diesel::sql_query(
         "SELECT from_type, from_id, to_type, to_id, type_id, category, label, is_primary, removed \
-         FROM associations ORDER BY from_type, from_id, to_type, to_id, type_id",
+         FROM associations WHERE portal_id = hubspot_sync_portal() ORDER BY from_type, from_id, to_type, to_id, type_id",
     )
     .load(conn)
     .await
@@ -339,7 +344,7 @@ pub async fn live_ids(
         id: String,
     }
     let sql = format!(
-        "SELECT {key} AS id FROM {table} WHERE NOT archived AND ($1::timestamptz IS NULL OR synced_at >= $1) \
+        "SELECT {key} AS id FROM {table} WHERE portal_id = hubspot_sync_portal() AND NOT archived AND ($1::timestamptz IS NULL OR synced_at >= $1) \
          ORDER BY {key}"
     );
     let rows: Vec<Id> = diesel::sql_query(sql).bind::<Nullable<Timestamptz>, _>(since).load(conn).await?;
@@ -359,9 +364,10 @@ pub async fn archived_with_live_edges(
         id: String,
     }
     let sql = format!(
-        "SELECT r.{key} AS id FROM {table} r WHERE r.archived AND (EXISTS (SELECT 1 FROM associations a \
-         WHERE a.from_type = $1 AND a.from_id = r.{key} AND NOT a.removed) OR EXISTS (SELECT 1 FROM associations a \
-         WHERE a.to_type = $1 AND a.to_id = r.{key} AND NOT a.removed)) ORDER BY r.{key}"
+        "SELECT r.{key} AS id FROM {table} r WHERE r.portal_id = hubspot_sync_portal() AND r.archived \
+         AND (EXISTS (SELECT 1 FROM associations a WHERE a.portal_id = r.portal_id AND a.from_type = $1 \
+         AND a.from_id = r.{key} AND NOT a.removed) OR EXISTS (SELECT 1 FROM associations a \
+         WHERE a.portal_id = r.portal_id AND a.to_type = $1 AND a.to_id = r.{key} AND NOT a.removed)) ORDER BY r.{key}"
     );
     let rows: Vec<Id> = diesel::sql_query(sql).bind::<Text, _>(type_id).load(conn).await?;
     Ok(rows.into_iter().map(|r| r.id).collect())

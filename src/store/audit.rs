@@ -36,11 +36,14 @@ pub async fn stored(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<Ve
     let sql = match RecordTable::for_kind(kind) {
         Some(table) => format!(
             "SELECT {key} AS id, updated_at, archived, synced_at, \
-             (archived AND properties ? '_hubspot_sync_filtered') AS filtered FROM {table}",
+             (archived AND properties ? '_hubspot_sync_filtered') AS filtered FROM {table} \
+             WHERE portal_id = hubspot_sync_portal()",
             key = table.key(),
             table = table.name()
         ),
-        None => "SELECT id, updated_at, archived, synced_at, false AS filtered FROM staff".to_owned(),
+        None => "SELECT id, updated_at, archived, synced_at, false AS filtered FROM staff \
+                 WHERE portal_id = hubspot_sync_portal()"
+            .to_owned(),
     };
     Ok(diesel::sql_query(sql).load(conn).await?)
 }
@@ -69,10 +72,12 @@ pub async fn parked_count(conn: &mut AsyncPgConnection, object: &str) -> Result<
     if !table.present {
         return Ok(0);
     }
-    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM sync_failures WHERE object = $1")
-        .bind::<Text, _>(object)
-        .get_result(conn)
-        .await?;
+    let count: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM sync_failures WHERE portal_id = hubspot_sync_portal() AND object = $1",
+    )
+    .bind::<Text, _>(object)
+    .get_result(conn)
+    .await?;
     Ok(count.n)
 }
 
@@ -87,7 +92,7 @@ pub async fn fail_abandoned(conn: &mut AsyncPgConnection, object: &str) -> Resul
     Ok(diesel::sql_query(
         "UPDATE sync_logs SET status = 'failed', completed_at = now(), error_details = jsonb_build_object( \
            'error', 'interrupted: the process stopped before recording the end of the audit') \
-         WHERE sync_type = $1 AND status = 'running' AND mode = 'audit'",
+         WHERE portal_id = hubspot_sync_portal() AND sync_type = $1 AND status = 'running' AND mode = 'audit'",
     )
     .bind::<Text, _>(object)
     .execute(conn)
@@ -143,7 +148,8 @@ pub struct LastAudit {
 pub async fn latest(conn: &mut AsyncPgConnection) -> Result<Vec<LastAudit>, StoreError> {
     Ok(diesel::sql_query(
         "SELECT DISTINCT ON (sync_type) id, sync_type, status, completed_at, error_details AS details \
-         FROM sync_logs WHERE platform = 'hubspot' AND mode = 'audit' AND status <> 'running' \
+         FROM sync_logs WHERE portal_id = hubspot_sync_portal() AND platform = 'hubspot' AND mode = 'audit' \
+         AND status <> 'running' \
          ORDER BY sync_type, started_at DESC",
     )
     .load(conn)

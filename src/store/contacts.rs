@@ -39,8 +39,9 @@ impl Record for ContactRow {
         column!("status", "text", Nullable<Text>, |r| r.status.as_deref()),
     ];
     /// Privacy-deleted ids are never written back.
-    const ONLY_IF: Option<&'static str> =
-        Some("NOT EXISTS (SELECT 1 FROM privacy_deletions p WHERE p.hubspot_contact_id = u.id)");
+    const ONLY_IF: Option<&'static str> = Some(
+        "NOT EXISTS (SELECT 1 FROM privacy_deletions p WHERE p.portal_id = hubspot_sync_portal() AND p.hubspot_contact_id = u.id)",
+    );
 
     row_accessors!(hubspot_contact_id);
 }

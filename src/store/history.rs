@@ -49,7 +49,7 @@ SELECT sync_type, floor(extract(epoch FROM started_at - $1) / $2)::int AS bucket
 FROM sync_logs \
 WHERE started_at >= $1 AND started_at < $1 + make_interval(secs => $2 * $3) \
   AND platform = 'hubspot' AND mode IN ('incremental', 'full') AND status <> 'running' \
-  AND sync_type = ANY($4) \
+  AND sync_type = ANY($4) AND portal_id = hubspot_sync_portal() \
 GROUP BY 1, 2 ORDER BY 1, 2";
 
 /// The finished runs of `sync_types` that started in `buckets` buckets of `step_seconds` from

@@ -3,6 +3,7 @@
 //! Every query function takes `&mut AsyncPgConnection`; callers own transactions. The store never
 //! sees HubSpot wire types: `objects` maps them to the row structs defined here.
 
+pub mod accounts;
 pub mod associations;
 pub mod audit;
 pub mod calls;
@@ -30,4 +31,4 @@ pub mod sync_state;
 pub mod webhook_replay;
 
 pub use error::{Cause, StoreError};
-pub use pool::{Pool, PooledConn, build_pool, commit_durably, db_now, ping, ping_conn};
+pub use pool::{Pool, PooledConn, build_pool, build_pool_for, commit_durably, db_now, ping, ping_conn};

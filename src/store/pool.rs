@@ -65,6 +65,12 @@ pub async fn commit_durably(conn: &mut AsyncPgConnection) -> diesel::QueryResult
 /// Builds the pool. No connection is opened until the first checkout, so a database that is
 /// down at start-up does not stop the process; `/readyz` reports it instead.
 pub fn build_pool(target: &DbTarget, options: &PoolOptions) -> Result<Pool, StoreError> {
+    build_pool_for(target, options, None)
+}
+
+/// [`build_pool`] for one HubSpot account: every connection works for `portal_id`
+/// (`store::accounts::session_setting`); `None` is the default account.
+pub fn build_pool_for(target: &DbTarget, options: &PoolOptions, portal_id: Option<i64>) -> Result<Pool, StoreError> {
     let mut config = ManagerConfig::default();
     let setup_target = target.clone();
     let app_name = options.application_name.clone();
@@ -74,7 +80,10 @@ pub fn build_pool(target: &DbTarget, options: &PoolOptions) -> Result<Pool, Stor
         async move { target.connect(&app_name).await }.boxed()
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(target.redacted(), config);
-    let settings = session_settings(options);
+    let mut settings = session_settings(options);
+    if let Some(portal_id) = portal_id {
+        settings = format!("{settings}; {}", super::accounts::session_setting(portal_id));
+    }
     dp::Pool::builder(manager)
         .max_size(options.max_size)
         .wait_timeout(Some(options.wait_timeout))

@@ -43,7 +43,8 @@ async fn closure(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::QueryR
     while !frontier.is_empty() {
         let rows: Vec<Linked> = diesel::sql_query(
             "SELECT hubspot_contact_id AS id, merged_into, properties->>'hs_merged_object_ids' AS merged_ids \
-             FROM contacts WHERE hubspot_contact_id = ANY($1) OR merged_into = ANY($1)",
+             FROM contacts WHERE portal_id = hubspot_sync_portal() \
+             AND (hubspot_contact_id = ANY($1) OR merged_into = ANY($1))",
         )
         .bind::<Array<Text>, _>(&frontier)
         .load(conn)
@@ -82,22 +83,28 @@ pub async fn erase(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::Quer
         .bind::<Array<Text>, _>(&all)
         .execute(conn)
         .await?;
-        diesel::sql_query("DELETE FROM contact_owner_history WHERE hubspot_contact_id = ANY($1)")
+        diesel::sql_query("DELETE FROM contact_owner_history WHERE portal_id = hubspot_sync_portal() AND hubspot_contact_id = ANY($1)")
             .bind::<Array<Text>, _>(&all)
             .execute(conn)
             .await?;
-        diesel::sql_query("DELETE FROM owner_change_deliveries WHERE object = 'contacts' AND hubspot_id = ANY($1)")
+        diesel::sql_query(
+            "DELETE FROM owner_change_deliveries WHERE portal_id = hubspot_sync_portal() AND object = 'contacts' \
+             AND hubspot_id = ANY($1)",
+        )
             .bind::<Array<Text>, _>(&all)
             .execute(conn)
             .await?;
-        let removed = diesel::sql_query("DELETE FROM contacts WHERE hubspot_contact_id = ANY($1)")
+        let removed = diesel::sql_query("DELETE FROM contacts WHERE portal_id = hubspot_sync_portal() AND hubspot_contact_id = ANY($1)")
             .bind::<Array<Text>, _>(&all)
             .execute(conn)
             .await?;
         // Its associations name it: they go too (store::associations::erase).
         super::associations::erase(conn, "0-1", &all).await?;
         // A parked record's error text can quote the person's values.
-        diesel::sql_query("DELETE FROM sync_failures WHERE object = 'contacts' AND hubspot_id = ANY($1)")
+        diesel::sql_query(
+            "DELETE FROM sync_failures WHERE portal_id = hubspot_sync_portal() AND object = 'contacts' \
+             AND hubspot_id = ANY($1)",
+        )
             .bind::<Array<Text>, _>(&all)
             .execute(conn)
             .await?;
@@ -120,7 +127,8 @@ async fn scrub_run_details(conn: &mut AsyncPgConnection, ids: &[String]) -> dies
                  THEN coalesce((SELECT jsonb_agg(e) FROM jsonb_array_elements(v) e WHERE NOT {names}), '[]'::jsonb) \
                  ELSE v END) \
              FROM jsonb_each(error_details) AS f(k, v)) \
-         WHERE sync_type = 'contacts' AND jsonb_typeof(error_details) = 'object' AND EXISTS ( \
+         WHERE portal_id = hubspot_sync_portal() AND sync_type = 'contacts' \
+         AND jsonb_typeof(error_details) = 'object' AND EXISTS ( \
              SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(error_details) = 'object' THEN error_details \
                  ELSE '{{}}'::jsonb END) AS f(k, v), \
              jsonb_array_elements(CASE WHEN k = ANY({LISTS}) AND jsonb_typeof(v) = 'array' THEN v \

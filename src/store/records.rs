@@ -29,6 +29,7 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::accounts::PORTAL_ROWS;
 use crate::kind::ObjectKind;
 
 /// The `ON CONFLICT ... DO UPDATE ... WHERE` condition shared by the record upserts; `t` is the
@@ -181,7 +182,7 @@ pub fn upsert_sql<R: Record>() -> String {
     sql.push_str("ORDER BY u.id ");
     let _ = write!(
         sql,
-        "ON CONFLICT ({key}) DO UPDATE SET {updates}, created_at = excluded.created_at, \
+        "ON CONFLICT (portal_id, {key}) DO UPDATE SET {updates}, created_at = excluded.created_at, \
          updated_at = excluded.updated_at, archived = excluded.archived, \
          archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \
          merged_into = CASE WHEN excluded.archived THEN t.merged_into END, \
@@ -266,14 +267,14 @@ macro_rules! row_accessors {
 }
 pub(crate) use row_accessors;
 
-/// `UPDATE {table} SET {set} WHERE {condition}` that locks the rows it changes in id order
+/// `UPDATE {table} SET {set} WHERE {condition}` on the session's portal's rows that locks the rows it changes in id order
 /// (`SELECT ... ORDER BY id FOR UPDATE` first), not in the order of whatever scan PostgreSQL
 /// picks, so it cannot deadlock with an upsert or another update over the same rows.
 /// `condition` names the table's columns unqualified; it is checked again on the locked row.
 pub fn in_id_order(table: &str, key: &str, set: &str, condition: &str) -> String {
     format!(
-        "UPDATE {table} SET {set} FROM (SELECT {key} AS locked_id FROM {table} WHERE {condition} \
-         ORDER BY {key} FOR UPDATE) AS locked WHERE {key} = locked.locked_id AND {condition}"
+        "UPDATE {table} SET {set} FROM (SELECT {key} AS locked_id FROM {table} WHERE {PORTAL_ROWS} AND {condition} \
+         ORDER BY {key} FOR UPDATE) AS locked WHERE {PORTAL_ROWS} AND {key} = locked.locked_id AND {condition}"
     )
 }
 
@@ -308,7 +309,7 @@ async fn ids_where(
         id: String,
     }
     let sql = format!(
-        "SELECT {key} AS id FROM {name} WHERE {key} = ANY($1) AND archived = $2 ORDER BY {key}",
+        "SELECT {key} AS id FROM {name} WHERE {PORTAL_ROWS} AND {key} = ANY($1) AND archived = $2 ORDER BY {key}",
         key = table.key(),
         name = table.name()
     );
@@ -382,7 +383,7 @@ pub async fn unseen_above(
     }
     // Ids are digits: longer is larger, equal lengths compare as text (no cast to fail).
     let sql = format!(
-        "SELECT {key} AS id FROM {name} WHERE NOT archived AND synced_at < $1 AND updated_at < $1 \
+        "SELECT {key} AS id FROM {name} WHERE {PORTAL_ROWS} AND NOT archived AND synced_at < $1 AND updated_at < $1 \
          AND (length({key}) > length($2) OR (length({key}) = length($2) AND {key} > $2)) ORDER BY {key}",
         key = table.key(),
         name = table.name()
@@ -440,9 +441,9 @@ mod tests {
              $8::text[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::jsonb[]) \
              AS u(id, email, first_name, last_name, phone, owner_id, lifecycle_stage, status, created_at, \
              updated_at, archived, properties) \
-         WHERE NOT EXISTS (SELECT 1 FROM privacy_deletions p WHERE p.hubspot_contact_id = u.id) \
+         WHERE NOT EXISTS (SELECT 1 FROM privacy_deletions p WHERE p.portal_id = hubspot_sync_portal() AND p.hubspot_contact_id = u.id) \
          ORDER BY u.id \
-         ON CONFLICT (hubspot_contact_id) DO UPDATE SET email = excluded.email, \
+         ON CONFLICT (portal_id, hubspot_contact_id) DO UPDATE SET email = excluded.email, \
              first_name = excluded.first_name, last_name = excluded.last_name, phone = excluded.phone, \
              owner_id = excluded.owner_id, lifecycle_stage = excluded.lifecycle_stage, \
              status = excluded.status, created_at = excluded.created_at, updated_at = excluded.updated_at, \
@@ -465,7 +466,7 @@ mod tests {
              AS u(id, deal_name, deal_value, stage, status, close_date, closer_id, pipeline, created_at, \
              updated_at, archived, properties) \
          ORDER BY u.id \
-         ON CONFLICT (hubspot_deal_id) DO UPDATE SET deal_name = excluded.deal_name, \
+         ON CONFLICT (portal_id, hubspot_deal_id) DO UPDATE SET deal_name = excluded.deal_name, \
              deal_value = excluded.deal_value, stage = excluded.stage, status = excluded.status, \
              close_date = excluded.close_date, closer_id = excluded.closer_id, pipeline = excluded.pipeline, \
              created_at = excluded.created_at, updated_at = excluded.updated_at, archived = excluded.archived, \
@@ -485,7 +486,7 @@ mod tests {
              AS u(id, title, direction, disposition, status, duration_ms, called_at, owner_id, created_at, \
              updated_at, archived, properties) \
          ORDER BY u.id \
-         ON CONFLICT (hubspot_call_id) DO UPDATE SET title = excluded.title, direction = excluded.direction, \
+         ON CONFLICT (portal_id, hubspot_call_id) DO UPDATE SET title = excluded.title, direction = excluded.direction, \
              disposition = excluded.disposition, status = excluded.status, duration_ms = excluded.duration_ms, \
              called_at = excluded.called_at, owner_id = excluded.owner_id, created_at = excluded.created_at, \
              updated_at = excluded.updated_at, archived = excluded.archived, \
@@ -519,7 +520,7 @@ mod tests {
             (upsert_sql::<CallRow>(), RecordTable::Calls, CallRow::COLUMNS.len() + 5),
         ] {
             assert!(sql.starts_with(&format!("INSERT INTO {} AS t ({}, ", table.name(), table.key())), "{sql}");
-            assert!(sql.contains(&format!("ON CONFLICT ({}) DO UPDATE SET ", table.key())), "{sql}");
+            assert!(sql.contains(&format!("ON CONFLICT (portal_id, {}) DO UPDATE SET ", table.key())), "{sql}");
             assert!(sql.ends_with(&format!("WHERE ({NEWER_WINS}) OR {}", revived(params + 1))), "{sql}");
             // One array parameter per bound column, numbered in order, then the reads' start.
             assert!(sql.contains(&format!("${params}::jsonb[])")), "{sql}");

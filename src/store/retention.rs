@@ -25,11 +25,11 @@ use super::StoreError;
 pub const OWNER_HISTORY_TABLES: [&str; 2] = ["contact_owner_history", "deal_owner_history"];
 
 const PROTECTED_SQL: &str = "\
-SELECT id FROM (SELECT DISTINCT ON (sync_type, mode) id FROM sync_logs WHERE status <> 'running' \
-                ORDER BY sync_type, mode, started_at DESC) newest \
+SELECT id FROM (SELECT DISTINCT ON (portal_id, sync_type, mode) id FROM sync_logs WHERE status <> 'running' \
+                ORDER BY portal_id, sync_type, mode, started_at DESC) newest \
 UNION \
-SELECT id FROM (SELECT DISTINCT ON (sync_type) id FROM sync_logs WHERE status IN ('success', 'partial') \
-                ORDER BY sync_type, started_at DESC) good";
+SELECT id FROM (SELECT DISTINCT ON (portal_id, sync_type) id FROM sync_logs WHERE status IN ('success', 'partial') \
+                ORDER BY portal_id, sync_type, started_at DESC) good";
 
 const SYNC_LOGS_BATCH_SQL: &str = "\
 DELETE FROM sync_logs WHERE id = ANY(ARRAY( \

@@ -53,14 +53,14 @@ SELECT t.sync_type, f.status, f.records_processed, f.records_failed, f.completed
 FROM unnest($1::text[]) AS t(sync_type) \
 LEFT JOIN LATERAL (SELECT status, records_processed, records_failed, completed_at, error_details \
                    FROM sync_logs l WHERE l.platform = 'hubspot' AND l.sync_type = t.sync_type \
-                   AND l.mode <> 'audit' AND l.status <> 'running' ORDER BY l.completed_at DESC LIMIT 1) f ON true \
+                   AND l.portal_id = hubspot_sync_portal() AND l.mode <> 'audit' AND l.status <> 'running' ORDER BY l.completed_at DESC LIMIT 1) f ON true \
 LEFT JOIN LATERAL (SELECT max(completed_at) AS last_good FROM sync_logs l \
                    WHERE l.platform = 'hubspot' AND l.sync_type = t.sync_type \
-                   AND l.mode <> 'audit' AND l.status IN ('success', 'partial')) g ON true";
+                   AND l.portal_id = hubspot_sync_portal() AND l.mode <> 'audit' AND l.status IN ('success', 'partial')) g ON true";
 
 const FINISHED_SQL: &str = "\
 SELECT id, sync_type, status, mode, duration_ms, completed_at FROM sync_logs \
-WHERE completed_at > $1 ORDER BY completed_at LIMIT 1000";
+WHERE completed_at > $1 AND portal_id = hubspot_sync_portal() ORDER BY completed_at LIMIT 1000";
 
 /// The history of each of `sync_types`, in that order.
 pub async fn history(conn: &mut AsyncPgConnection, sync_types: Vec<String>) -> Result<Vec<HistoryRow>, StoreError> {

@@ -14,7 +14,7 @@ pub mod sql_types {
 
 diesel::table! {
     /// HubSpot calls (object type 0-48), one row per HubSpot id.
-    calls (hubspot_call_id) {
+    calls (portal_id, hubspot_call_id) {
         hubspot_call_id -> Text,
         title -> Nullable<Text>,
         direction -> Nullable<Text>,
@@ -30,6 +30,7 @@ diesel::table! {
         merged_into -> Nullable<Text>,
         properties -> Jsonb,
         synced_at -> Timestamptz,
+        portal_id -> Int8,
     }
 }
 
@@ -41,6 +42,7 @@ diesel::table! {
         new_owner_id -> Nullable<Text>,
         changed_at -> Timestamptz,
         recorded_at -> Timestamptz,
+        portal_id -> Int8,
     }
 }
 
@@ -52,12 +54,13 @@ diesel::table! {
         new_owner_id -> Nullable<Text>,
         changed_at -> Timestamptz,
         recorded_at -> Timestamptz,
+        portal_id -> Int8,
     }
 }
 
 diesel::table! {
     /// HubSpot contacts (object type 0-1), one row per HubSpot id.
-    contacts (hubspot_contact_id) {
+    contacts (portal_id, hubspot_contact_id) {
         hubspot_contact_id -> Text,
         email -> Nullable<Text>,
         first_name -> Nullable<Text>,
@@ -73,6 +76,7 @@ diesel::table! {
         merged_into -> Nullable<Text>,
         properties -> Jsonb,
         synced_at -> Timestamptz,
+        portal_id -> Int8,
     }
 }
 
@@ -81,7 +85,7 @@ diesel::table! {
     use super::sql_types::DealStatus;
 
     /// HubSpot deals (object type 0-3), one row per HubSpot id.
-    deals (hubspot_deal_id) {
+    deals (portal_id, hubspot_deal_id) {
         hubspot_deal_id -> Text,
         deal_name -> Nullable<Text>,
         deal_value -> Nullable<Numeric>,
@@ -97,19 +101,21 @@ diesel::table! {
         merged_into -> Nullable<Text>,
         properties -> Jsonb,
         synced_at -> Timestamptz,
+        portal_id -> Int8,
     }
 }
 
 diesel::table! {
-    privacy_deletions (hubspot_contact_id) {
+    privacy_deletions (portal_id, hubspot_contact_id) {
         hubspot_contact_id -> Text,
         deleted_at -> Timestamptz,
+        portal_id -> Int8,
     }
 }
 
 diesel::table! {
     /// HubSpot owners; id is the owner id used in hubspot_owner_id.
-    staff (id) {
+    staff (portal_id, id) {
         id -> Text,
         name -> Nullable<Text>,
         email -> Nullable<Text>,
@@ -122,6 +128,7 @@ diesel::table! {
         updated_at -> Nullable<Timestamptz>,
         synced_at -> Timestamptz,
         archived_at -> Nullable<Timestamptz>,
+        portal_id -> Int8,
     }
 }
 
@@ -139,12 +146,13 @@ diesel::table! {
         records_processed -> Int4,
         records_failed -> Int4,
         error_details -> Nullable<Jsonb>,
+        portal_id -> Int8,
     }
 }
 
 diesel::table! {
     /// Parked records (`store::sync_failures`).
-    sync_failures (object, hubspot_id) {
+    sync_failures (portal_id, object, hubspot_id) {
         object -> Text,
         hubspot_id -> Text,
         error -> Text,
@@ -153,11 +161,12 @@ diesel::table! {
         attempts -> Int4,
         next_attempt -> Timestamptz,
         updated_at -> Nullable<Timestamptz>,
+        portal_id -> Int8,
     }
 }
 
 diesel::table! {
-    sync_state (sync_type) {
+    sync_state (portal_id, sync_type) {
         sync_type -> Text,
         watermark -> Nullable<Timestamptz>,
         full_cursor -> Nullable<Text>,
@@ -167,6 +176,7 @@ diesel::table! {
         full_failed_ids -> Array<Text>,
         full_earliest_failed -> Nullable<Timestamptz>,
         full_stuck_runs -> Int4,
+        portal_id -> Int8,
     }
 }
 
@@ -180,13 +190,31 @@ diesel::table! {
 
 diesel::table! {
     /// One row once a valid v3 webhook signature has been seen: v1/v2 are refused from then on (HUBSPOT_REQUIRE_V3=auto).
-    webhook_v3_seen (singleton) {
+    webhook_v3_seen (portal_id) {
         singleton -> Bool,
         first_seen_at -> Timestamptz,
+        portal_id -> Int8,
+    }
+}
+
+diesel::table! {
+    /// HubSpot accounts (portals) this database copies; secrets named by environment variable, never stored.
+    accounts (portal_id) {
+        portal_id -> Int8,
+        name -> Text,
+        is_default -> Bool,
+        token_env -> Nullable<Text>,
+        client_secret_env -> Nullable<Text>,
+        api_base -> Nullable<Text>,
+        requests_per_10s -> Nullable<Int4>,
+        schedule_incremental -> Nullable<Text>,
+        schedule_full -> Nullable<Text>,
+        created_at -> Timestamptz,
     }
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
     calls,
     contact_owner_history,
     contacts,

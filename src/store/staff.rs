@@ -41,7 +41,7 @@ const UPSERT: &str = "INSERT INTO staff AS t (id, name, email, role, first_name,
          $8::timestamptz[], $9::timestamptz[]) \
          AS u(id, name, email, first_name, last_name, user_id, archived, created_at, updated_at) \
      ORDER BY u.id \
-     ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, \
+     ON CONFLICT (portal_id, id) DO UPDATE SET name = excluded.name, email = excluded.email, \
          first_name = excluded.first_name, last_name = excluded.last_name, user_id = excluded.user_id, \
          archived = excluded.archived, \
          archived_at = CASE WHEN excluded.archived THEN coalesce(t.archived_at, excluded.archived_at) END, \

@@ -89,7 +89,7 @@ pub async fn park(
         "INSERT INTO sync_failures AS f (object, hubspot_id, error, updated_at, next_attempt) \
          SELECT $1, u.id, u.error, u.updated_at, now() + make_interval(secs => $5) \
          FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS u(id, error, updated_at) ORDER BY u.id \
-         ON CONFLICT (object, hubspot_id) DO UPDATE SET error = excluded.error, last_seen = now(), \
+         ON CONFLICT (portal_id, object, hubspot_id) DO UPDATE SET error = excluded.error, last_seen = now(), \
              attempts = f.attempts + 1, updated_at = coalesce(excluded.updated_at, f.updated_at), \
              next_attempt = now() + make_interval(secs => least($5 * power(2, f.attempts), $6)) \
          RETURNING hubspot_id, attempts",
@@ -110,11 +110,13 @@ pub async fn clear(conn: &mut AsyncPgConnection, object: &str, ids: &[String]) -
     if ids.is_empty() {
         return Ok(0);
     }
-    diesel::sql_query("DELETE FROM sync_failures WHERE object = $1 AND hubspot_id = ANY($2)")
-        .bind::<Text, _>(object)
-        .bind::<Array<Text>, _>(ids)
-        .execute(conn)
-        .await
+    diesel::sql_query(
+        "DELETE FROM sync_failures WHERE portal_id = hubspot_sync_portal() AND object = $1 AND hubspot_id = ANY($2)",
+    )
+    .bind::<Text, _>(object)
+    .bind::<Array<Text>, _>(ids)
+    .execute(conn)
+    .await
 }
 
 /// Claims up to `limit` parked ids of `object` whose backoff has elapsed, oldest due first: their
@@ -134,8 +136,8 @@ pub async fn claim_due(
     }
     let rows: Vec<Id> = diesel::sql_query(
         "UPDATE sync_failures SET next_attempt = now() + make_interval(secs => $3) \
-         WHERE (object, hubspot_id) IN (SELECT object, hubspot_id FROM sync_failures \
-             WHERE object = $1 AND next_attempt <= now() ORDER BY next_attempt LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         WHERE portal_id = hubspot_sync_portal() AND (object, hubspot_id) IN (SELECT object, hubspot_id \
+             FROM sync_failures WHERE portal_id = hubspot_sync_portal() AND object = $1 AND next_attempt <= now() ORDER BY next_attempt LIMIT $2 FOR UPDATE SKIP LOCKED) \
          RETURNING hubspot_id",
     )
     .bind::<Text, _>(object)
@@ -149,7 +151,8 @@ pub async fn claim_due(
 /// Parked records per object (objects with none are absent).
 pub async fn summary(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Summary>> {
     diesel::sql_query(
-        "SELECT object, count(*) AS parked, min(first_seen) AS oldest FROM sync_failures GROUP BY object ORDER BY object",
+        "SELECT object, count(*) AS parked, min(first_seen) AS oldest FROM sync_failures \
+         WHERE portal_id = hubspot_sync_portal() GROUP BY object ORDER BY object",
     )
     .load(conn)
     .await
@@ -157,7 +160,8 @@ pub async fn summary(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Summary>> 
 
 /// Parked records, of one object or all, oldest first (at most `limit`).
 pub async fn list(conn: &mut AsyncPgConnection, object: Option<&str>, limit: i64) -> QueryResult<Vec<Failure>> {
-    let mut query = sync_failures::table.select(Failure::as_select()).into_boxed();
+    let mut query =
+        sync_failures::table.select(Failure::as_select()).filter(super::accounts::in_session_portal()).into_boxed();
     if let Some(object) = object {
         query = query.filter(sync_failures::object.eq(object.to_owned()));
     }

@@ -16,6 +16,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::accounts::in_session_portal;
 use super::schema::sync_logs;
 
 /// An enum stored as one of a few `text` values (the column's `CHECK` lists the same ones): it
@@ -113,7 +114,7 @@ pub async fn fail_abandoned(conn: &mut AsyncPgConnection, sync_type: &str) -> Qu
     diesel::sql_query(
         "UPDATE sync_logs SET status = 'failed', completed_at = now(), error_details = jsonb_build_object( \
            'error', 'interrupted: the process stopped or lost the database before recording the end of the run') \
-         WHERE sync_type = $1 AND status = 'running' AND mode <> 'audit'",
+         WHERE portal_id = hubspot_sync_portal() AND sync_type = $1 AND status = 'running' AND mode <> 'audit'",
     )
     .bind::<Text, _>(sync_type)
     .execute(conn)
@@ -164,9 +165,9 @@ pub struct LatestStatus {
     pub duration_ms: Option<i64>,
 }
 
-/// The latest run per sync type, ordered by type.
+/// The latest run per sync type of the session's portal, ordered by type.
 pub async fn latest_status(conn: &mut AsyncPgConnection) -> QueryResult<Vec<LatestStatus>> {
-    diesel::sql_query("SELECT * FROM get_latest_sync_status() ORDER BY sync_type").load(conn).await
+    diesel::sql_query("SELECT * FROM get_latest_sync_status(hubspot_sync_portal()) ORDER BY sync_type").load(conn).await
 }
 
 /// A whole `sync_logs` row.
@@ -189,8 +190,12 @@ pub struct SyncLog {
 
 /// The newest runs, optionally of one sync type only.
 pub async fn recent(conn: &mut AsyncPgConnection, sync_type: Option<&str>, limit: i64) -> QueryResult<Vec<SyncLog>> {
-    let mut query =
-        sync_logs::table.select(SyncLog::as_select()).order(sync_logs::started_at.desc()).limit(limit).into_boxed();
+    let mut query = sync_logs::table
+        .select(SyncLog::as_select())
+        .filter(in_session_portal())
+        .order(sync_logs::started_at.desc())
+        .limit(limit)
+        .into_boxed();
     if let Some(sync_type) = sync_type {
         query = query.filter(sync_logs::sync_type.eq(sync_type.to_owned()));
     }
@@ -201,6 +206,7 @@ pub async fn recent(conn: &mut AsyncPgConnection, sync_type: Option<&str>, limit
 pub async fn last_good_run(conn: &mut AsyncPgConnection, sync_type: &str) -> QueryResult<Option<SyncLog>> {
     sync_logs::table
         .select(SyncLog::as_select())
+        .filter(in_session_portal())
         .filter(sync_logs::sync_type.eq(sync_type))
         .filter(sync_logs::mode.ne(RunMode::Audit))
         .filter(sync_logs::status.eq_any([RunStatus::Success, RunStatus::Partial]))
@@ -218,6 +224,7 @@ pub async fn last_started(
 ) -> QueryResult<Option<DateTime<Utc>>> {
     let mut query = sync_logs::table
         .select(diesel::dsl::max(sync_logs::started_at))
+        .filter(in_session_portal())
         .filter(sync_logs::sync_type.eq(sync_type.to_owned()))
         .into_boxed();
     if let Some(mode) = mode {

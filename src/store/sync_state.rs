@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::accounts::in_session_portal;
 use super::schema::sync_state;
 
 /// One object's progress.
@@ -29,7 +30,13 @@ pub struct SyncState {
 
 /// The stored progress of one object, if it ever ran.
 pub async fn get(conn: &mut AsyncPgConnection, sync_type: &str) -> QueryResult<Option<SyncState>> {
-    sync_state::table.select(SyncState::as_select()).find(sync_type).first(conn).await.optional()
+    sync_state::table
+        .select(SyncState::as_select())
+        .filter(in_session_portal())
+        .filter(sync_state::sync_type.eq(sync_type))
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Moves the watermark to `to` unless it is already later; returns the watermark now stored.
@@ -45,7 +52,7 @@ pub async fn advance_watermark(
     }
     let row: Row = diesel::sql_query(
         "INSERT INTO sync_state (sync_type, watermark) VALUES ($1, $2) \
-         ON CONFLICT (sync_type) DO UPDATE SET \
+         ON CONFLICT (portal_id, sync_type) DO UPDATE SET \
              watermark = greatest(sync_state.watermark, excluded.watermark), updated_at = now() \
          RETURNING watermark",
     )
@@ -66,7 +73,7 @@ pub async fn save_full_checkpoint(
 ) -> QueryResult<()> {
     diesel::sql_query(
         "INSERT INTO sync_state (sync_type, full_cursor, full_started_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (sync_type) DO UPDATE SET full_cursor = excluded.full_cursor, \
+         ON CONFLICT (portal_id, sync_type) DO UPDATE SET full_cursor = excluded.full_cursor, \
              full_started_at = excluded.full_started_at, full_failed_ids = '{}', full_earliest_failed = NULL, \
              full_stuck_runs = 0, updated_at = now()",
     )
@@ -93,7 +100,7 @@ pub async fn advance_full_checkpoint(
         "UPDATE sync_state SET full_cursor = $2, \
              full_failed_ids = ARRAY(SELECT DISTINCT unnest(full_failed_ids || $3::text[])), \
              full_earliest_failed = least(full_earliest_failed, $4), full_stuck_runs = 0, updated_at = now() \
-         WHERE sync_type = $1",
+         WHERE portal_id = hubspot_sync_portal() AND sync_type = $1",
     )
     .bind::<Text, _>(sync_type)
     .bind::<Text, _>(cursor)
@@ -114,7 +121,7 @@ pub async fn note_full_failure(conn: &mut AsyncPgConnection, sync_type: &str) ->
     }
     let row: Option<Row> = diesel::sql_query(
         "UPDATE sync_state SET full_stuck_runs = full_stuck_runs + 1, updated_at = now() \
-         WHERE sync_type = $1 AND full_cursor IS NOT NULL RETURNING full_stuck_runs",
+         WHERE portal_id = hubspot_sync_portal() AND sync_type = $1 AND full_cursor IS NOT NULL RETURNING full_stuck_runs",
     )
     .bind::<Text, _>(sync_type)
     .get_result(conn)
@@ -133,7 +140,7 @@ pub async fn complete_full_sync(
     diesel::sql_query(
         "INSERT INTO sync_state (sync_type, watermark, full_started_at, full_completed_at) \
          VALUES ($1, $2, $2, now()) \
-         ON CONFLICT (sync_type) DO UPDATE SET full_cursor = NULL, full_completed_at = now(), \
+         ON CONFLICT (portal_id, sync_type) DO UPDATE SET full_cursor = NULL, full_completed_at = now(), \
              full_failed_ids = '{}', full_earliest_failed = NULL, full_stuck_runs = 0, \
              watermark = greatest(sync_state.watermark, excluded.watermark), updated_at = now()",
     )

@@ -32,7 +32,7 @@ pub struct LegacyCheck {
 pub async fn legacy_check(conn: &mut AsyncPgConnection, digest: &Digest) -> QueryResult<LegacyCheck> {
     diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE digest = $1) AS replayed, \
-                EXISTS (SELECT 1 FROM webhook_v3_seen) AS v3_seen",
+                EXISTS (SELECT 1 FROM webhook_v3_seen WHERE portal_id = hubspot_sync_portal()) AS v3_seen",
     )
     .bind::<Bytea, _>(&digest[..])
     .get_result(conn)
@@ -69,9 +69,11 @@ pub async fn prune_deliveries(conn: &mut AsyncPgConnection, before: DateTime<Utc
 
 /// Whether a valid v3 signature has been seen from the account.
 pub async fn v3_seen(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(webhook_v3_seen::table.select(webhook_v3_seen::singleton)))
-        .get_result(conn)
-        .await
+    diesel::select(diesel::dsl::exists(
+        webhook_v3_seen::table.select(webhook_v3_seen::singleton).filter(super::accounts::in_session_portal()),
+    ))
+    .get_result(conn)
+    .await
 }
 
 /// Records that a valid v3 signature has been seen (the first time is kept).

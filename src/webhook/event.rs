@@ -21,6 +21,8 @@ use crate::store::associations::{Edge, EdgeChange};
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct RawEvent {
+    /// The HubSpot account (portal) the event is from.
+    pub portal_id: Option<i64>,
     pub subscription_type: Option<String>,
     /// What the docs' table calls the same field.
     pub event_type: Option<String>,

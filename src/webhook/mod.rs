@@ -20,6 +20,7 @@ pub mod apply;
 pub mod event;
 pub mod limits;
 pub mod replay;
+pub mod route;
 pub mod stats;
 
 use std::sync::Arc;
@@ -60,6 +61,10 @@ struct IntakeInner {
     replay: Arc<ReplayGuard>,
     public_url: Option<Url>,
     queue: Option<Arc<Queue>>,
+    /// Which account each batch is for ([`route`]).
+    router: route::Router,
+    /// `WEBHOOK_UNKNOWN_PORTAL=refuse`.
+    refuse_unknown_portal: bool,
 }
 
 impl Intake {
@@ -70,6 +75,8 @@ impl Intake {
                 replay: Arc::new(ReplayGuard::new(settings.hubspot_require_v3)),
                 public_url: settings.public_url.clone(),
                 queue,
+                router: route::Router::default(),
+                refuse_unknown_portal: settings.webhook_unknown_portal == "refuse",
             }),
             stats: Arc::new(WebhookStats::new()),
             gate: Gate::new(DEFAULT_WEBHOOK_MAX_CONCURRENT as usize),
@@ -116,6 +123,10 @@ enum Refusal {
     Queue(QueueError),
     NotFetching,
     Store(crate::store::StoreError),
+    /// No account of this database has the batch's portal (`WEBHOOK_UNKNOWN_PORTAL=refuse`).
+    UnknownPortal,
+    /// A verified batch of an account whose fetchers this process does not run.
+    AccountNotServed,
 }
 
 impl Refusal {
@@ -126,7 +137,10 @@ impl Refusal {
             Self::SlowBody => StatusCode::REQUEST_TIMEOUT,
             Self::Signature(_) | Self::Replayed => StatusCode::UNAUTHORIZED,
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
-            Self::Queue(_) | Self::NotFetching | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Queue(_) | Self::NotFetching | Self::Store(_) | Self::AccountNotServed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::UnknownPortal => StatusCode::NOT_FOUND,
         }
     }
 
@@ -137,7 +151,8 @@ impl Refusal {
             Self::Signature(_) | Self::Replayed => Refused::Signature,
             Self::Queue(QueueError::Full) => Refused::QueueFull,
             Self::Queue(QueueError::Closed) => Refused::ShuttingDown,
-            Self::NotFetching => Refused::NotConfigured,
+            Self::NotFetching | Self::AccountNotServed => Refused::NotConfigured,
+            Self::UnknownPortal => Refused::Malformed,
             Self::Store(_) => Refused::Database,
         }
     }
@@ -155,6 +170,8 @@ impl Refusal {
             Self::Queue(QueueError::Closed) => "shutting down, retry later",
             Self::NotFetching => "real-time sync is not configured (HUBSPOT_ACCESS_TOKEN)",
             Self::Store(_) => "database unavailable, retry later",
+            Self::UnknownPortal => "unknown HubSpot portal",
+            Self::AccountNotServed => "this account is not served by this process yet, retry later",
         }
     }
 }
@@ -223,10 +240,33 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     let _place = intake.gate.enter().ok_or(Refusal::Busy)?;
     let intake = &intake.inner;
     let body = limits::read_body(req, payload).await.map_err(Refusal::from)?;
-    let (verified, key) = verify(req, &body, intake).map_err(Refusal::Signature)?;
+    let accounts = intake.router.accounts(pool).await;
+    let default_secrets = intake.secrets.as_ref();
+    let secrets = match accounts.target(&route::portals(&body)) {
+        route::Target::Default => default_secrets,
+        route::Target::Unknown(portals) => return unknown_portal(intake, &portals),
+        route::Target::Mixed => return Err(Refusal::Signature(signature::Rejection::Forged)),
+        route::Target::Account { portal_id, secrets } => {
+            // Verified with its own secret: a batch signed with another account's is forged.
+            verify(req, &body, intake, secrets.as_ref()).map_err(Refusal::Signature)?;
+            tracing::info!(account.portal_id = portal_id, "webhook for an account this process does not serve yet");
+            return Err(Refusal::AccountNotServed);
+        }
+    };
+    let (verified, key) = verify(req, &body, intake, secrets).map_err(Refusal::Signature)?;
     intake.replay.admit(pool, verified.version, key.as_ref()).await?;
-    let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+    let mut events: Vec<event::RawEvent> =
+        serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let count = events.len();
+    // Events of other portals in the default account's batch (one app installed in portals that
+    // are no account here) are counted, never written into the default account.
+    if let Some(own) = accounts.default_portal() {
+        events.retain(|e| e.portal_id.is_none_or(|p| p == own));
+        let dropped = count - events.len();
+        if dropped > 0 {
+            metrics::counter!(metric::WEBHOOK_UNKNOWN_PORTAL_EVENTS).increment(dropped as u64);
+        }
+    }
     let plan = event::plan(events);
     if plan.ignored > 0 {
         metrics::counter!(metric::WEBHOOK_EVENTS_IGNORED).increment(plan.ignored as u64);
@@ -276,11 +316,20 @@ fn gone_items(plan: &event::Plan) -> Vec<(ObjectKind, String, Gone)> {
     deleted.chain(merged).chain(erased).collect()
 }
 
-/// The signature check, and the request's [`replay::replay_key`].
+/// A batch for portals that are no account here: counted, and accepted (204, nothing written)
+/// unless `WEBHOOK_UNKNOWN_PORTAL=refuse`.
+fn unknown_portal(intake: &IntakeInner, portals: &[i64]) -> Result<usize, Refusal> {
+    metrics::counter!(metric::WEBHOOK_UNKNOWN_PORTAL_EVENTS).increment(1);
+    tracing::info!(portals = ?portals, "webhook for a HubSpot portal that is no account of this database");
+    if intake.refuse_unknown_portal { Err(Refusal::UnknownPortal) } else { Ok(0) }
+}
+
+/// The signature check with `secrets`, and the request's [`replay::replay_key`].
 fn verify(
     req: &HttpRequest,
     body: &[u8],
     intake: &IntakeInner,
+    secrets: Option<&SecretList>,
 ) -> Result<(signature::Verified, Option<Digest>), signature::Rejection> {
     let headers = req.headers();
     let header = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -299,7 +348,7 @@ fn verify(
         headers: SignatureHeaders::from_lookup(header),
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let verified = signature::verify(&signed, intake.secrets.as_ref(), intake.replay.requires_v3(), now_ms)?;
+    let verified = signature::verify(&signed, secrets, intake.replay.requires_v3(), now_ms)?;
     Ok((verified, replay::replay_key(&signed.headers)))
 }
 

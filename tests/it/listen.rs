@@ -123,3 +123,33 @@ async fn listening_resumes_after_a_database_restart() {
     handle.task.await.unwrap();
     second.stop().await;
 }
+
+#[tokio::test]
+async fn a_trigger_for_another_accounts_portal_is_left_to_it() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    hubspot_sync::store::accounts::adopt_default_portal(&mut conn, 1001).await.unwrap();
+    let emea = hubspot_sync::store::accounts::NewAccount {
+        portal_id: 2002,
+        name: "emea".into(),
+        token_env: "HUBSPOT_TOKEN_EMEA".into(),
+        client_secret_env: None,
+        api_base: None,
+        requests_per_10s: None,
+    };
+    hubspot_sync::store::accounts::add(&mut conn, emea).await.unwrap();
+    let (control, mut started) = RecordingControl::new(db.target.clone());
+    let shutdown = CancellationToken::new();
+    let mut handle = listen::spawn_for(db.target.clone(), control, shutdown.clone(), Some(1001));
+    listening_at_least(&mut handle.listening, 1).await;
+    let client = db.client().await;
+    client.batch_execute("SELECT trigger_hubspot_sync('deals', 2002)").await.unwrap();
+    client.batch_execute("SELECT trigger_hubspot_sync('calls', 1001)").await.unwrap();
+    client.batch_execute("SELECT trigger_hubspot_sync('owners')").await.unwrap();
+    // Notifications arrive in order: the first started run is this account's, then every account's.
+    assert_eq!(next(&mut started).await.0, ObjectKind::Calls);
+    assert_eq!(next(&mut started).await.0, ObjectKind::Owners);
+    assert!(started.try_recv().is_err(), "portal 2002's deals were left to the process that runs it");
+    shutdown.cancel();
+    handle.task.await.unwrap();
+}

@@ -2,6 +2,7 @@
 //! The one integration-test binary (`cargo test --test it`). Every test that needs PostgreSQL
 //! gets its own database cloned from a migrated template (see `harness::db`).
 
+mod accounts;
 mod alerts;
 mod associations;
 mod audit;

@@ -92,6 +92,7 @@ async fn migrate_applies_everything_on_an_empty_database() {
         tables,
         [
             "__diesel_schema_migrations",
+            "accounts",
             "associations",
             "calls",
             "contact_owner_history",

@@ -44,7 +44,7 @@ async fn stored(conn: &mut AsyncPgConnection, id: &str) -> Option<Stored> {
     use schema::contacts::dsl as c;
     c::contacts
         .select((c::hubspot_contact_id, c::first_name, c::owner_id, c::updated_at, c::archived, c::merged_into))
-        .find(id)
+        .filter(c::hubspot_contact_id.eq(id))
         .first(conn)
         .await
         .optional()
@@ -303,7 +303,10 @@ async fn trigger_hubspot_sync_validates_the_type_and_notifies() {
     let (channel, payload) =
         crate::harness::within(crate::harness::PATIENCE, "the NOTIFY arrives", rx.recv()).await.unwrap();
     assert_eq!(channel, "hubspot_sync");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&payload).unwrap(), json!({ "sync_type": "deals" }));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&payload).unwrap(),
+        json!({ "sync_type": "deals", "portal_id": null })
+    );
 }
 
 #[tokio::test]
@@ -330,10 +333,11 @@ async fn schema_module_matches_the_migrated_database() {
         Option<String>,
         serde_json::Value,
         DateTime<Utc>,
+        i64,
     )> = schema::contacts::table.load(&mut conn).await.unwrap();
-    let _: Vec<(i64, String, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>)> =
+    let _: Vec<(i64, String, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>, i64)> =
         schema::contact_owner_history::table.load(&mut conn).await.unwrap();
-    let _: Vec<(i64, String, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>)> =
+    let _: Vec<(i64, String, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>, i64)> =
         schema::deal_owner_history::table.load(&mut conn).await.unwrap();
     let _: Vec<(
         String,
@@ -351,6 +355,7 @@ async fn schema_module_matches_the_migrated_database() {
         Option<String>,
         serde_json::Value,
         DateTime<Utc>,
+        i64,
     )> = schema::calls::table.load(&mut conn).await.unwrap();
     let _: Vec<(
         String,
@@ -365,10 +370,12 @@ async fn schema_module_matches_the_migrated_database() {
         Option<DateTime<Utc>>,
         DateTime<Utc>,
         Option<DateTime<Utc>>,
+        i64,
     )> = schema::staff::table.load(&mut conn).await.unwrap();
-    let _: Vec<(String, DateTime<Utc>)> = schema::privacy_deletions::table.load(&mut conn).await.unwrap();
+    let _: Vec<(String, DateTime<Utc>, i64)> = schema::privacy_deletions::table.load(&mut conn).await.unwrap();
     let _ = sync_logs::recent(&mut conn, None, 1).await.unwrap();
     let _ = sync_state::get(&mut conn, "x").await.unwrap();
+    assert_eq!(hubspot_sync::store::accounts::list(&mut conn).await.unwrap().len(), 1, "the default account");
     let columns: Vec<String> = diesel::dsl::sql::<diesel::sql_types::Text>(
         "SELECT table_name || '.' || column_name FROM information_schema.columns \
          WHERE table_schema = 'public' AND table_name = 'deals' ORDER BY ordinal_position",
@@ -376,7 +383,7 @@ async fn schema_module_matches_the_migrated_database() {
     .load(&mut conn)
     .await
     .unwrap();
-    assert_eq!(columns.len(), 15, "deals has the columns schema.rs declares: {columns:?}");
+    assert_eq!(columns.len(), 16, "deals has the columns schema.rs declares: {columns:?}");
     let _ = Duration::zero();
 }
 

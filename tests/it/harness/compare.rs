@@ -273,7 +273,12 @@ fn string_props(value: &Value) -> BTreeMap<String, String> {
 
 /// Rows of a record table by HubSpot id.
 pub async fn rows(db: &TestDb, kind: ObjectKind) -> HashMap<String, Stored> {
-    let sql = format!("SELECT {}, merged_into, properties::text, {} FROM {}", key(kind), columns(kind), kind.table());
+    let sql = format!(
+        "SELECT {}, merged_into, properties::text, {} FROM {} WHERE portal_id = hubspot_sync_portal()",
+        key(kind),
+        columns(kind),
+        kind.table()
+    );
     let client = db.client().await;
     let mut out = HashMap::new();
     for row in client.query(&sql, &[]).await.expect("read the record table") {
@@ -363,7 +368,7 @@ pub async fn differences(db: &TestDb, sim: &SimHandle, kind: ObjectKind, merges:
 /// archived in `staff`).
 pub async fn owner_differences(db: &TestDb, sim: &SimHandle) -> Vec<String> {
     let client = db.client().await;
-    let sql = "SELECT id, email, first_name, last_name, archived FROM staff";
+    let sql = "SELECT id, email, first_name, last_name, archived FROM staff WHERE portal_id = hubspot_sync_portal()";
     let mut stored: HashMap<String, tokio_postgres::Row> =
         client.query(sql, &[]).await.expect("read staff").into_iter().map(|r| (r.get::<_, String>(0), r)).collect();
     let mut diffs = Vec::new();

@@ -36,6 +36,8 @@ pub struct TestDb {
     admin: DbTarget,
     name: String,
     url: String,
+    /// The HubSpot portal whose rows the comparisons read (`None`: the default account's).
+    portal: std::sync::Mutex<Option<i64>>,
 }
 
 impl TestDb {
@@ -60,7 +62,13 @@ impl TestDb {
         created.expect("clone the template database");
         let mut url = url::Url::parse(&server.admin_url).expect("admin url");
         url.set_path(&format!("/{name}"));
-        TestDb { target: server.admin.with_database(&name), admin: server.admin.clone(), name, url: url.into() }
+        TestDb {
+            target: server.admin.with_database(&name),
+            admin: server.admin.clone(),
+            name,
+            url: url.into(),
+            portal: std::sync::Mutex::new(None),
+        }
     }
 
     /// A new diesel connection to this database.
@@ -91,9 +99,23 @@ impl TestDb {
         self.client().await.query_one(sql, &[]).await.expect("a count").get(0)
     }
 
-    /// A new plain tokio-postgres client to this database.
+    /// A new plain tokio-postgres client to this database, working for the portal set with
+    /// [`TestDb::read_portal`] (`hubspot_sync_portal()`), if any.
     pub async fn client(&self) -> tokio_postgres::Client {
-        self.target.connect_raw("hubspot-sync tests").await.expect("connect to the test database")
+        let client = self.target.connect_raw("hubspot-sync tests").await.expect("connect to the test database");
+        let portal = *self.portal.lock().expect("portal lock");
+        if let Some(portal) = portal {
+            client
+                .batch_execute(&hubspot_sync::store::accounts::session_setting(portal))
+                .await
+                .expect("select the portal");
+        }
+        client
+    }
+
+    /// Makes the comparisons (`compare`) read `portal`'s rows (`None`: the default account's).
+    pub fn read_portal(&self, portal: Option<i64>) {
+        *self.portal.lock().expect("portal lock") = portal;
     }
 
     /// The URL of this database, for the binary's `DATABASE_URL`.
