@@ -15,7 +15,8 @@ use hubspot_sync::store::records::{self, RecordTable};
 use serde_json::json;
 
 use crate::harness::compare::{
-    Merges, assert_converged, assert_edges_converged, edge_differences, live_edges_of_archived,
+    Merges, assert_converged, assert_edges_converged, edge_differences, expected_edges, live_edges_of_archived,
+    stored_edges,
 };
 use crate::harness::hooks::post_signed;
 use crate::harness::hubspot::{client, poller};
@@ -123,6 +124,34 @@ async fn without_webhooks_the_sweep_finds_association_only_changes_and_deletions
     assert_eq!(live_edges_of_archived(&db).await, 0);
     poller.sweep_associations(Trigger::Manual).await.unwrap();
     assert_edges_converged(&db, &sim).await;
+}
+
+#[tokio::test]
+async fn without_webhooks_an_incremental_run_reads_the_edges_of_the_records_it_finds_new() {
+    let (db, sim) = (TestDb::new().await, small_sim(500).await);
+    let poller = poller(&db, client(&sim));
+    full_sync(&poller).await;
+    assert_edges_converged(&db, &sim).await;
+    // Created with their associations (no association event; webhooks are off anyway).
+    for (object, other) in [("contacts", "deals"), ("deals", "contacts"), ("calls", "contacts")] {
+        let created = ChurnRequest {
+            object: object.into(),
+            creates: 4,
+            create_associations: 2,
+            association_object: Some(other.into()),
+            ..ChurnRequest::default()
+        };
+        assert_eq!(sim.churn(&created).unwrap().created.len(), 4);
+    }
+    let unknown = expected_edges(&sim).difference(&stored_edges(&db).await).count();
+    assert_eq!(unknown, 2 * 3 * 4 * 2, "the new edges, both ways, are unknown yet");
+    for kind in ObjectKind::SYNCED_RECORDS {
+        let summary = poller.run(kind, Mode::Incremental, Trigger::Manual).await.unwrap();
+        assert_eq!(summary.status, RunStatus::Success, "{summary:?}");
+    }
+    // No sweep ran: the incremental runs read them, from both ends.
+    assert_eq!(db.count("SELECT count(*) FROM sync_logs WHERE sync_type = 'associations'").await, 0);
+    assert!(edge_differences(&db, &sim).await.is_empty(), "{:?}", edge_differences(&db, &sim).await);
 }
 
 fn noisy(hooks: &mut WebhookConfig) {
