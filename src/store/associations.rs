@@ -20,8 +20,9 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, Bool, Integer, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::privacy::PURGE_LOCK;
 use super::records::RecordTable;
 use crate::kind::ObjectKind;
 
@@ -154,6 +155,32 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
 /// Returns the rows inserted or changed.
 pub async fn upsert(conn: &mut AsyncPgConnection, changes: Vec<EdgeChange>) -> diesel::QueryResult<usize> {
     let changes = newest_per_key(changes);
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    conn.transaction(async |conn| {
+        purge_lock_shared(conn).await?;
+        upsert_chunks(conn, &changes).await
+    })
+    .await
+}
+
+/// Takes the privacy purge's advisory lock shared for the transaction, before any row lock: the
+/// `associations_refuse_erased` trigger takes it too (to see a purge that commits meanwhile), and
+/// taken there, after the rows of the edges' ends, a purge deleting one of those contacts would
+/// wait on this writer while it waits on the purge.
+/// A transaction that writes edges after locking rows of its own (a webhook batch archiving
+/// merged contacts first) takes it at its start.
+pub async fn purge_lock_shared(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, $2)")
+        .bind::<Integer, _>(PURGE_LOCK.0)
+        .bind::<Integer, _>(PURGE_LOCK.1)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+async fn upsert_chunks(conn: &mut AsyncPgConnection, changes: &[EdgeChange]) -> diesel::QueryResult<usize> {
     let mut written = 0;
     for chunk in changes.chunks(MAX_BATCH) {
         let col = |f: fn(&EdgeChange) -> String| chunk.iter().map(f).collect::<Vec<_>>();
@@ -288,22 +315,27 @@ pub async fn move_edges(
     if merged.is_empty() {
         return Ok(0);
     }
-    let mut copied = 0;
-    for sql in MOVE.iter() {
-        copied += diesel::sql_query(sql.as_str())
-            .bind::<Text, _>(type_id)
-            .bind::<Array<Text>, _>(merged)
-            .bind::<Text, _>(survivor)
-            .bind::<Timestamptz, _>(at)
-            .execute(conn)
-            .await?;
-    }
-    mark_removed(conn, type_id, merged, at).await?;
-    Ok(copied)
+    conn.transaction(async |conn| {
+        purge_lock_shared(conn).await?;
+        let mut copied = 0;
+        for sql in MOVE.iter() {
+            copied += diesel::sql_query(sql.as_str())
+                .bind::<Text, _>(type_id)
+                .bind::<Array<Text>, _>(merged)
+                .bind::<Text, _>(survivor)
+                .bind::<Timestamptz, _>(at)
+                .execute(conn)
+                .await?;
+        }
+        mark_removed(conn, type_id, merged, at).await?;
+        Ok(copied)
+    })
+    .await
 }
 
 /// Deletes every edge from or to the records `ids` of type `type_id` (a privacy deletion: the
-/// record is erased, and so is every trace of it). Returns the rows deleted.
+/// record is erased, and so is every trace of it; the `associations_refuse_erased` trigger keeps
+/// any later write from naming an erased contact again). Returns the rows deleted.
 pub async fn erase(conn: &mut AsyncPgConnection, type_id: &str, ids: &[String]) -> diesel::QueryResult<usize> {
     if ids.is_empty() {
         return Ok(0);

@@ -403,3 +403,25 @@ async fn an_edge_of_an_archived_record_is_live_again_only_once_the_record_is_res
     associations::upsert(&mut conn, contact_deal("513", "168", ms(50))).await.unwrap();
     assert_eq!(live_with_deal(&db, "513").await, 2);
 }
+
+#[tokio::test]
+async fn a_privacy_deletion_erases_the_contacts_edges_and_no_later_write_names_it_again() {
+    let db = TestDb::new().await;
+    merge_and_deletion_fixture(&db).await;
+    let mut conn = db.conn().await;
+    associations::upsert(&mut conn, contact_deal("513", "168", ms(5))).await.unwrap();
+    let mut removal = contact_deal("132", "169", ms(5));
+    removal.iter_mut().for_each(|c| c.removed = true);
+    associations::upsert(&mut conn, removal).await.unwrap();
+    let naming = "SELECT count(*) FROM associations WHERE (from_type = '0-1' AND from_id = '132') \
+                  OR (to_type = '0-1' AND to_id = '132')";
+    assert_eq!(db.count(naming).await, 4, "live and removed edges of contact 132");
+    hubspot_sync::store::contacts::privacy_delete(&mut conn, &["132".into()]).await.unwrap();
+    assert_eq!(db.count(naming).await, 0, "erased, removed rows too");
+    assert_eq!(live_with_deal(&db, "513").await, 2, "other contacts' edges stay");
+    // A late association event, a read in flight, a merge moving 513's edges to it: none of them
+    // writes an edge naming the erased contact again.
+    associations::upsert(&mut conn, contact_deal("132", "168", ms(50))).await.unwrap();
+    associations::move_edges(&mut conn, "0-1", &["513".into()], "132", ms(60)).await.unwrap();
+    assert_eq!(db.count(naming).await, 0);
+}
