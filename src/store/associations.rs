@@ -22,7 +22,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::privacy::PURGE_LOCK;
+use super::locks::PURGE_LOCK;
 use super::records::RecordTable;
 use crate::kind::ObjectKind;
 
