@@ -7,6 +7,11 @@
 //! measures durable commits instead. `BENCH_MAPPED_COLUMNS=N` (1 to 10) first adds N typed columns
 //! of `HUBSPOT_SYNC_CONFIG` (generated from `properties`, every type) to `contacts`: the cost of
 //! generated columns is the ratio of the two runs' rows/s.
+//!
+//! Then edges (issue 16): `store::associations::replace_for_sources` as an association read
+//! writes them, 100 contacts (two deals each) per call, to live contacts and deals (so the rule
+//! that locks each end's row to check it is not archived does its work): edges/s for a first
+//! read (inserts) and for a later read that finds the same edges (updates), best of three.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
 
 use std::time::{Duration, Instant};
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::SinkExt;
 use hubspot_sync::localpg::{LocalPgOptions, LocalPostgres};
+use hubspot_sync::store::associations::{self, Edge};
 use hubspot_sync::store::connect::DbTarget;
 use hubspot_sync::store::contacts::{self, ContactRow};
 use hubspot_sync::store::migrations;
@@ -21,6 +27,8 @@ use hubspot_sync::store::pool::{PoolOptions, session_settings};
 use serde_json::json;
 
 const ROWS: usize = 20_000;
+/// Deals the bench's contacts are associated with (each contact with two).
+const DEALS: usize = 2_000;
 const PASSES: usize = 3;
 
 fn contact(i: usize, updated: DateTime<Utc>, version: u32) -> ContactRow {
@@ -209,7 +217,71 @@ async fn main() {
             update.as_secs_f64() / best_copy.as_secs_f64()
         );
     }
+    edges(&client, &mut conn).await;
     drop(conn);
     drop(client);
     admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.unwrap();
+}
+
+/// The edges contacts `ids` have (contact `i` to deals `i % DEALS` and `(i * 7 + 1) % DEALS`).
+fn contact_edges(ids: std::ops::Range<usize>) -> Vec<Edge> {
+    ids.flat_map(|i| {
+        let mut deals = [i % DEALS, (i * 7 + 1) % DEALS];
+        deals.sort_unstable();
+        let from = (1_000_000 + i).to_string();
+        deals.into_iter().map(move |d| Edge {
+            from_type: "0-1".into(),
+            from_id: from.clone(),
+            to_type: "0-3".into(),
+            to_id: (5_000_000 + d).to_string(),
+            type_id: 4,
+            category: "HUBSPOT_DEFINED".into(),
+            label: None,
+            is_primary: false,
+        })
+    })
+    .collect()
+}
+
+/// Stores every contact's edges as reads of 100 contacts each; the time taken and edges stored.
+async fn read_all_edges(conn: &mut diesel_async::AsyncPgConnection, at: DateTime<Utc>) -> (Duration, usize) {
+    let started = Instant::now();
+    let mut edges = 0;
+    for start in (0..ROWS).step_by(100) {
+        let range = start..(start + 100).min(ROWS);
+        let ids: Vec<String> = range.clone().map(|i| (1_000_000 + i).to_string()).collect();
+        let batch = contact_edges(range);
+        edges += batch.len();
+        associations::replace_for_sources(conn, "0-1", &ids, "0-3", batch, at).await.unwrap();
+    }
+    (started.elapsed(), edges)
+}
+
+/// Edges stored per second (no HubSpot budget: the database alone).
+async fn edges(client: &tokio_postgres::Client, conn: &mut diesel_async::AsyncPgConnection) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO deals (hubspot_deal_id, updated_at) SELECT (5000000 + g)::text, now() \
+             FROM generate_series(0, {last}) g",
+            last = DEALS - 1
+        ))
+        .await
+        .unwrap();
+    let t0 = Utc.timestamp_opt(1_750_000_000, 0).single().unwrap();
+    let (mut fresh, mut again, mut count) = (Duration::MAX, Duration::MAX, 0);
+    for pass in 0..PASSES {
+        client.batch_execute("TRUNCATE associations").await.unwrap();
+        let t = t0 + chrono::Duration::seconds(pass as i64 * 10);
+        let (took, n) = read_all_edges(conn, t).await;
+        fresh = fresh.min(took);
+        again = again.min(read_all_edges(conn, t + chrono::Duration::seconds(1)).await.0);
+        count = n;
+    }
+    let live = client.query_one("SELECT count(*) FROM associations WHERE NOT removed", &[]).await.unwrap();
+    assert_eq!(live.get::<_, i64>(0) as usize, count, "every edge stored live");
+    println!();
+    println!("| edges (`associations::replace_for_sources`, 100 contacts x 2 deals per call) | edges | edges/s |");
+    println!("|---|---:|---:|");
+    println!("| first read (inserts) | {count} | {:.0} |", count as f64 / fresh.as_secs_f64());
+    println!("| later read, same edges (updates) | {count} | {:.0} |", count as f64 / again.as_secs_f64());
 }

@@ -75,6 +75,19 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION refuse_erased_edge() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(18515, 200);
+    IF EXISTS (SELECT 1 FROM privacy_deletions p
+               WHERE (NEW.from_type = '0-1' AND p.hubspot_contact_id = NEW.from_id)
+                  OR (NEW.to_type = '0-1' AND p.hubspot_contact_id = NEW.to_id)) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION refuse_erased_contact() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

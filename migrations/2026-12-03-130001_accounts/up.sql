@@ -146,6 +146,20 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION refuse_erased_edge() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(18515, 200);
+    IF EXISTS (SELECT 1 FROM privacy_deletions p
+               WHERE p.portal_id = NEW.portal_id
+                 AND ((NEW.from_type = '0-1' AND p.hubspot_contact_id = NEW.from_id)
+                      OR (NEW.to_type = '0-1' AND p.hubspot_contact_id = NEW.to_id))) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
 DROP FUNCTION announce_owner_change(text, text, text, text, timestamptz);
 CREATE FUNCTION announce_owner_change(portal bigint, object text, id text, old_owner text, new_owner text, changed timestamptz)
 RETURNS void

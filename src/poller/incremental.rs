@@ -7,13 +7,18 @@
 //! sorted by `hs_object_id`, 200 at a time. Each query starts at offset 0, so the cap is never
 //! reached, even when more than 10,000 records share one timestamp (bulk updates), and no
 //! record can be skipped or seen twice. The watermark moves only when the run completes.
+//!
+//! Records a run stores for the first time (or live again) have their edges read at once, from
+//! both ends ([`read_edges_of_new`]); a full pass reads every record's edges when it ends.
 
 use chrono::{DateTime, Utc};
 
 use super::job::{Job, fetch_ahead};
 use crate::hubspot::{Lane, SearchWindow};
 use crate::objects::SyncError;
+use crate::objects::associations as edges;
 use crate::store::sync_state;
+use crate::telemetry::ErrorChain;
 
 /// The window of one run: `[watermark - overlap, now - skew]`.
 pub fn window(
@@ -47,12 +52,30 @@ pub async fn run(job: &mut Job<'_>, watermark: DateTime<Utc>) -> Result<(), Sync
         if let Some(total) = page.total.filter(|_| job.tally.pages == 0) {
             job.tally.progress.total.store(total, std::sync::atomic::Ordering::Relaxed);
         }
-        job.store(page).await;
+        let new = job.store_noting_new(page).await?;
+        read_edges_of_new(job, &new).await;
     }
     // Records that failed to store hold the watermark back, so the next run retries them.
     let upto = job.tally.earliest_failed.map_or(to, |t| t.min(to));
     sync_state::advance_watermark(job.conn, kind.as_str(), upto).await?;
     Ok(())
+}
+
+/// Reads the edges of records this run stored for the first time (or live again), from both
+/// ends, at once: a record created with its associations gets no association event that would
+/// tell us of them (and with webhooks off none at all), and a search finds the record, not its
+/// edges. A failure is logged, not fatal: the records are stored, and the association sweep
+/// reads their edges later.
+async fn read_edges_of_new(job: &mut Job<'_>, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    match edges::sync_edges_both_ways(job.hubspot, job.conn, job.kind, ids, Lane::Background).await {
+        Ok(report) => tracing::debug!(object.kind = %job.kind, records = ids.len(), edges_written = report.written,
+            "read the associations of new records"),
+        Err(e) => tracing::warn!(object.kind = %job.kind, records = ids.len(), error = %ErrorChain(&e),
+            "cannot read the associations of new records; the association sweep will"),
+    }
 }
 
 #[cfg(test)]

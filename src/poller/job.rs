@@ -1,7 +1,7 @@
 //! What one run works with, whatever its mode: the client, a connection, the tally, and the
 //! page sink that writes records and counts what failed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +12,8 @@ use super::core::PollerOptions;
 use super::tally::Tally;
 use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
 use crate::kind::ObjectKind;
-use crate::objects::{WriteContext, prepare, write_prepared};
+use crate::objects::{SyncError, WriteContext, prepare, write_prepared};
+use crate::store::records::{self, RecordTable};
 use crate::store::sync_failures::{self, NewFailure};
 
 /// One run's working set.
@@ -33,6 +34,24 @@ impl Job<'_> {
     /// A refused record holds the watermark until it has failed
     /// [`PollerOptions::hold_watermark_attempts`] times.
     pub async fn store(&mut self, page: RecordPage) {
+        self.store_page(page).await;
+    }
+
+    /// [`Job::store`], returning the ids of the live records it stored that the copy did not
+    /// hold live before (new to it, or restored): their edges are still to be read.
+    pub async fn store_noting_new(&mut self, page: RecordPage) -> Result<Vec<String>, SyncError> {
+        let Some(table) = RecordTable::for_kind(self.kind) else {
+            self.store_page(page).await;
+            return Ok(Vec::new());
+        };
+        let live: Vec<String> = page.records.iter().filter(|r| !r.archived).map(|r| r.id.clone()).collect();
+        let known: HashSet<String> = records::existing(self.conn, table, &live).await?.into_iter().collect();
+        let failed = self.store_page(page).await;
+        Ok(live.into_iter().filter(|id| !known.contains(id) && !failed.contains(id)).collect())
+    }
+
+    /// Writes one page; returns the ids of the records the database refused.
+    async fn store_page(&mut self, page: RecordPage) -> HashSet<String> {
         let RecordPage { records, invalid, .. } = page;
         let prepared = prepare(self.kind, records, &self.write);
         let updated: HashMap<String, DateTime<Utc>> =
@@ -40,6 +59,7 @@ impl Job<'_> {
         let handled = prepared.records().len();
         let report = write_prepared(self.conn, prepared, &self.write).await;
         self.tally.filtered += report.filtered as u64;
+        let failed_ids: HashSet<String> = report.failed.iter().map(|f| f.id.clone()).collect();
         let attempts = self.park(&updated, &report.failed, &invalid).await;
         let failures = report
             .failed
@@ -52,6 +72,7 @@ impl Job<'_> {
             })
             .collect();
         self.tally.page(handled, failures, invalid);
+        failed_ids
     }
 
     /// Parks what failed and un-parks what was stored; returns the attempts of each parked id.

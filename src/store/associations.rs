@@ -6,11 +6,25 @@
 //! removal does not bring it back, and duplicate or reordered events converge. Removed edges stay
 //! as rows marked removed. Every multi-row write takes its rows in key order (no deadlocks
 //! between two writers over the same edges).
+//!
+//! The rule for archived records: an archived record (deleted or merged away) has no live edge.
+//! The archiving side marks its edges removed ([`mark_removed`], [`mark_removed_all`]); every write
+//! that can make an edge live ([`upsert`], [`move_edges`], and so [`replace_for_sources`]) stores
+//! an edge with an end the copy holds archived as removed, under a share lock on that end's row
+//! (see `archived_ends_gate`), so neither side can miss the other however their transactions
+//! interleave. Only a restore (the record live again in the copy) lets a later write make its
+//! edges live.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, Bool, Integer, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::locks::PURGE_LOCK;
+use super::records::RecordTable;
+use crate::kind::ObjectKind;
 
 /// One edge, in one direction.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,33 +88,104 @@ fn newest_per_key(mut changes: Vec<EdgeChange>) -> Vec<EdgeChange> {
     changes
 }
 
-const UPSERT: &str = "INSERT INTO associations AS t (from_type, from_id, to_type, to_id, type_id, category, label, \
-     is_primary, removed, removed_at, updated_at, synced_at) \
-     SELECT u.from_type, u.from_id, u.to_type, u.to_id, u.type_id, u.category, u.label, u.is_primary, u.removed, \
-     CASE WHEN u.removed THEN u.at END, u.at, now() \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::bool[], \
-     $9::bool[], $10::timestamptz[]) \
-     AS u(from_type, from_id, to_type, to_id, type_id, category, label, is_primary, removed, at) \
-     ORDER BY u.from_type, u.from_id, u.to_type, u.to_id, u.type_id \
-     ON CONFLICT (portal_id, from_type, from_id, to_type, to_id, type_id) DO UPDATE SET \
-     category = CASE WHEN excluded.removed THEN t.category ELSE excluded.category END, \
-     label = CASE WHEN excluded.removed THEN t.label ELSE coalesce(excluded.label, t.label) END, \
-     is_primary = CASE WHEN excluded.removed THEN t.is_primary ELSE excluded.is_primary END, \
-     removed = excluded.removed, \
-     removed_at = CASE WHEN excluded.removed THEN coalesce(t.removed_at, excluded.removed_at) END, \
-     updated_at = excluded.updated_at, synced_at = now() \
-     WHERE excluded.updated_at > t.updated_at \
-     OR (excluded.updated_at = t.updated_at AND (excluded.removed OR NOT t.removed))";
+/// The rule every write that can make an edge live keeps: an archived record has no live edge.
+/// `WITH` clauses, after a relation `ends(type_id, id)` naming the records at the ends of the
+/// rows being written: each of them the copy holds is locked `FOR SHARE` (in key order, one table
+/// after the other, before any edge row of it is written) and `gone` lists those archived. The
+/// lock is what makes the rule hold against a concurrent archive: an archive not yet committed
+/// holds the record's row, so the write waits for it and then sees the record archived; an
+/// archive that comes later waits for this write to commit, and then its own removal of the
+/// record's edges sees what this wrote. A record the copy does not hold is taken as live (its
+/// first insert as archived removes its edges).
+fn archived_ends_gate() -> String {
+    let mut ctes = Vec::new();
+    let mut gone = Vec::new();
+    for kind in ObjectKind::SYNCED_RECORDS {
+        let (Some(table), Some(type_id)) = (RecordTable::for_kind(kind), kind.type_id()) else { continue };
+        let (name, key) = (table.name(), table.key());
+        let cte = format!("lock_{name}");
+        ctes.push(format!(
+            "{cte} AS MATERIALIZED (SELECT {key} AS id, archived FROM {name} \
+             WHERE portal_id = hubspot_sync_portal() AND {key} IN (SELECT id FROM ends WHERE type_id = '{type_id}') \
+             ORDER BY {key} FOR SHARE)"
+        ));
+        gone.push(format!("SELECT '{type_id}'::text AS type_id, id FROM {cte} WHERE archived"));
+    }
+    format!("{}, gone AS MATERIALIZED ({})", ctes.join(", "), gone.join(" UNION ALL "))
+}
+
+/// Whether the edge row `{row}` has an end in `gone` (see [`archived_ends_gate`]).
+fn has_archived_end(row: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM gone g WHERE (g.type_id = {row}.from_type AND g.id = {row}.from_id) \
+         OR (g.type_id = {row}.to_type AND g.id = {row}.to_id))"
+    )
+}
+
+/// The upsert of edge changes: an addition with an end the copy holds archived is stored as a
+/// removal at its time (it never makes the edge live; a restore reads the record's edges again).
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH u AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], \
+         $6::text[], $7::text[], $8::bool[], $9::bool[], $10::timestamptz[]) \
+         AS u(from_type, from_id, to_type, to_id, type_id, category, label, is_primary, removed, at)), \
+         ends AS (SELECT from_type AS type_id, from_id AS id FROM u UNION SELECT to_type, to_id FROM u), {gate}, \
+         v AS (SELECT u.from_type, u.from_id, u.to_type, u.to_id, u.type_id, u.category, u.label, u.is_primary, \
+         u.removed OR {dead} AS removed, u.at FROM u) \
+         INSERT INTO associations AS t (from_type, from_id, to_type, to_id, type_id, category, label, \
+         is_primary, removed, removed_at, updated_at, synced_at) \
+         SELECT v.from_type, v.from_id, v.to_type, v.to_id, v.type_id, v.category, v.label, v.is_primary, v.removed, \
+         CASE WHEN v.removed THEN v.at END, v.at, now() FROM v \
+         ORDER BY v.from_type, v.from_id, v.to_type, v.to_id, v.type_id \
+         ON CONFLICT (portal_id, from_type, from_id, to_type, to_id, type_id) DO UPDATE SET \
+         category = CASE WHEN excluded.removed THEN t.category ELSE excluded.category END, \
+         label = CASE WHEN excluded.removed THEN t.label ELSE coalesce(excluded.label, t.label) END, \
+         is_primary = CASE WHEN excluded.removed THEN t.is_primary ELSE excluded.is_primary END, \
+         removed = excluded.removed, \
+         removed_at = CASE WHEN excluded.removed THEN coalesce(t.removed_at, excluded.removed_at) END, \
+         updated_at = excluded.updated_at, synced_at = now() \
+         WHERE excluded.updated_at > t.updated_at \
+         OR (excluded.updated_at = t.updated_at AND (excluded.removed OR NOT t.removed))",
+        gate = archived_ends_gate(),
+        dead = has_archived_end("u"),
+    )
+});
 
 /// Writes edge changes (additions and removals) under the newest-wins rule. A removal of an edge
 /// never stored is stored as a removed row (a later, older addition then cannot bring it back).
 /// Returns the rows inserted or changed.
 pub async fn upsert(conn: &mut AsyncPgConnection, changes: Vec<EdgeChange>) -> diesel::QueryResult<usize> {
     let changes = newest_per_key(changes);
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    conn.transaction(async |conn| {
+        purge_lock_shared(conn).await?;
+        upsert_chunks(conn, &changes).await
+    })
+    .await
+}
+
+/// Takes the privacy purge's advisory lock shared for the transaction, before any row lock: the
+/// `associations_refuse_erased` trigger takes it too (to see a purge that commits meanwhile), and
+/// taken there, after the rows of the edges' ends, a purge deleting one of those contacts would
+/// wait on this writer while it waits on the purge.
+/// A transaction that writes edges after locking rows of its own (a webhook batch archiving
+/// merged contacts first) takes it at its start.
+pub async fn purge_lock_shared(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, $2)")
+        .bind::<Integer, _>(PURGE_LOCK.0)
+        .bind::<Integer, _>(PURGE_LOCK.1)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+async fn upsert_chunks(conn: &mut AsyncPgConnection, changes: &[EdgeChange]) -> diesel::QueryResult<usize> {
     let mut written = 0;
     for chunk in changes.chunks(MAX_BATCH) {
         let col = |f: fn(&EdgeChange) -> String| chunk.iter().map(f).collect::<Vec<_>>();
-        written += diesel::sql_query(UPSERT)
+        written += diesel::sql_query(UPSERT.as_str())
             .bind::<Array<Text>, _>(col(|c| c.edge.from_type.clone()))
             .bind::<Array<Text>, _>(col(|c| c.edge.from_id.clone()))
             .bind::<Array<Text>, _>(col(|c| c.edge.to_type.clone()))
@@ -192,6 +277,34 @@ async fn remove_of(
     .await
 }
 
+/// The two statements of [`move_edges`] (edges from the merged records, edges to them). An edge
+/// whose other end the copy holds archived is copied as removed (see [`archived_ends_gate`]): a
+/// merge never makes an edge of an archived record live, whatever deletion is committing at the
+/// same time.
+static MOVE: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [("from", "to"), ("to", "from")].map(|(end, other)| {
+        format!(
+            "WITH m AS MATERIALIZED (SELECT DISTINCT ON (from_type, from_id, to_type, to_id, type_id) from_type, \
+             from_id, to_type, to_id, type_id, category, label, is_primary FROM ( \
+             SELECT {end}_type, $3::text AS {end}_id, {other}_type, {other}_id, type_id, category, label, is_primary \
+             FROM associations WHERE portal_id = hubspot_sync_portal() AND {end}_type = $1 AND {end}_id = ANY($2) AND NOT removed \
+             AND NOT ({other}_type = $1 AND ({other}_id = $3 OR {other}_id = ANY($2)))) s \
+             ORDER BY from_type, from_id, to_type, to_id, type_id), \
+             ends AS (SELECT {other}_type AS type_id, {other}_id AS id FROM m UNION SELECT $1, $3), {gate} \
+             INSERT INTO associations AS t (from_type, from_id, to_type, to_id, type_id, category, label, is_primary, \
+             removed, removed_at, updated_at, synced_at) \
+             SELECT m.from_type, m.from_id, m.to_type, m.to_id, m.type_id, m.category, m.label, m.is_primary, \
+             {dead}, CASE WHEN {dead} THEN $4::timestamptz END, $4::timestamptz, now() FROM m \
+             ORDER BY m.from_type, m.from_id, m.to_type, m.to_id, m.type_id \
+             ON CONFLICT (portal_id, from_type, from_id, to_type, to_id, type_id) DO UPDATE SET removed = false, \
+             removed_at = NULL, updated_at = excluded.updated_at, synced_at = now() \
+             WHERE NOT excluded.removed AND t.removed AND t.updated_at <= excluded.updated_at",
+            gate = archived_ends_gate(),
+            dead = has_archived_end("m"),
+        )
+    })
+});
+
 /// Moves the live edges of records `merged` (of type `type_id`) to `survivor` at `at`, as
 /// HubSpot does on a merge: each edge from or to a merged record is copied to the survivor
 /// (live), and the merged records' edges are marked removed. Returns the edges copied.
@@ -205,35 +318,27 @@ pub async fn move_edges(
     if merged.is_empty() {
         return Ok(0);
     }
-    let mut copied = 0;
-    for (end, other) in [("from", "to"), ("to", "from")] {
-        let sql = format!(
-            "INSERT INTO associations AS t (from_type, from_id, to_type, to_id, type_id, category, label, is_primary, \
-             removed, updated_at, synced_at) \
-             SELECT DISTINCT ON (from_type, from_id, to_type, to_id, type_id) from_type, from_id, to_type, to_id, \
-             type_id, category, label, is_primary, false, $4::timestamptz, now() FROM ( \
-             SELECT {end}_type, $3::text AS {end}_id, {other}_type, {other}_id, type_id, category, label, is_primary \
-             FROM associations WHERE portal_id = hubspot_sync_portal() AND {end}_type = $1 AND {end}_id = ANY($2) AND NOT removed \
-             AND NOT ({other}_type = $1 AND ({other}_id = $3 OR {other}_id = ANY($2)))) m \
-             ORDER BY from_type, from_id, to_type, to_id, type_id \
-             ON CONFLICT (portal_id, from_type, from_id, to_type, to_id, type_id) DO UPDATE SET removed = false, removed_at = NULL, \
-             updated_at = excluded.updated_at, synced_at = now() \
-             WHERE t.removed AND t.updated_at <= excluded.updated_at"
-        );
-        copied += diesel::sql_query(sql)
-            .bind::<Text, _>(type_id)
-            .bind::<Array<Text>, _>(merged)
-            .bind::<Text, _>(survivor)
-            .bind::<Timestamptz, _>(at)
-            .execute(conn)
-            .await?;
-    }
-    mark_removed(conn, type_id, merged, at).await?;
-    Ok(copied)
+    conn.transaction(async |conn| {
+        purge_lock_shared(conn).await?;
+        let mut copied = 0;
+        for sql in MOVE.iter() {
+            copied += diesel::sql_query(sql.as_str())
+                .bind::<Text, _>(type_id)
+                .bind::<Array<Text>, _>(merged)
+                .bind::<Text, _>(survivor)
+                .bind::<Timestamptz, _>(at)
+                .execute(conn)
+                .await?;
+        }
+        mark_removed(conn, type_id, merged, at).await?;
+        Ok(copied)
+    })
+    .await
 }
 
 /// Deletes every edge from or to the records `ids` of type `type_id` (a privacy deletion: the
-/// record is erased, and so is every trace of it). Returns the rows deleted.
+/// record is erased, and so is every trace of it; the `associations_refuse_erased` trigger keeps
+/// any later write from naming an erased contact again). Returns the rows deleted.
 pub async fn erase(conn: &mut AsyncPgConnection, type_id: &str, ids: &[String]) -> diesel::QueryResult<usize> {
     if ids.is_empty() {
         return Ok(0);

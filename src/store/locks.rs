@@ -10,6 +10,11 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use super::{Pool, StoreError};
 use crate::kind::ObjectKind;
 
+/// The advisory lock (two-key form) a privacy purge (`store::privacy`) holds exclusively and
+/// every contact insert and edge write takes shared; the migrations' triggers
+/// (`contacts_refuse_erased`, `associations_refuse_erased`) name the same numbers.
+pub const PURGE_LOCK: (i32, i32) = (0x4853, 200);
+
 /// First key of every lock taken here ("HS").
 const NAMESPACE: i32 = 0x4853;
 /// Second key of the scheduler's leader lock.

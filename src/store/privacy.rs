@@ -22,9 +22,7 @@ use std::collections::BTreeSet;
 use diesel::sql_types::{Array, Integer, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-/// The advisory lock (two-key form, the namespace of `store::locks`) a purge holds exclusively
-/// and every contact insert takes shared; the migration's trigger names the same numbers.
-pub const PURGE_LOCK: (i32, i32) = (0x4853, 200);
+pub use super::locks::PURGE_LOCK;
 
 #[derive(diesel::QueryableByName)]
 struct Linked {

@@ -27,8 +27,13 @@ pub async fn apply(pool: &Pool, plan: &Plan) -> Result<(), StoreError> {
     conn.transaction(async |conn| {
         store::commit_durably(conn).await?;
         if !plan.privacy.is_empty() {
+            // Takes the purge lock exclusively, before any row lock.
             let removed = contacts::privacy_delete(conn, &plan.privacy).await?;
             tracing::info!(contacts = plan.privacy.len(), rows_removed = removed, "privacy deletion applied");
+        } else if !plan.merges.is_empty() || !plan.edges.is_empty() {
+            // The edge writes below take the purge lock shared; taken after the merges' row locks,
+            // a purge of one of those contacts would wait on this batch while it waits on the purge.
+            associations::purge_lock_shared(conn).await?;
         }
         for merge in &plan.merges {
             if let Some(table) = RecordTable::for_kind(merge.kind) {

@@ -43,6 +43,11 @@ pub struct ChurnRequest {
     /// The share of association changes that remove an existing association (default 0.3; a
     /// record without one gets one added instead).
     pub association_removal_share: Option<f64>,
+    /// Each created record is associated with this many live records of the other kind
+    /// (`association_object`, or the default pairing), as creating a record with `associations`
+    /// in the request body does (the edges exist from the record's first version; no
+    /// association event fires for them, only the creation event).
+    pub create_associations: usize,
     /// Restores keep the record's `updatedAt` (HubSpot does not promise to move it), so neither
     /// a last-modified search nor a newer-wins rule notices them.
     pub restore_keeps_updated_at: bool,
@@ -430,7 +435,7 @@ pub fn apply(
             crm.associations.move_all((type_id, old), (type_id, new));
         }
     }
-    if req.association_changes > 0 {
+    if req.association_changes > 0 || req.create_associations > 0 {
         let other = match req.association_object.as_deref() {
             Some(name) => ObjectKind::parse(name).ok_or_else(|| ChurnError::UnknownObject(name.to_owned()))?,
             None => match kind {
@@ -445,6 +450,13 @@ pub fn apply(
             )));
         }
         let (from_type, to_type) = (kind.type_id(), other.type_id());
+        if let Some(t) = super::assoc::default_type(from_type, to_type) {
+            for id in rep.created.iter().filter_map(|id| id.parse::<u64>().ok()) {
+                for to in pick_many(&crm.store(other).live, req.create_associations, rng) {
+                    crm.associations.add((from_type, id), (to_type, to), t);
+                }
+            }
+        }
         let targets = pick_many(&crm.store(other).live, req.association_changes, rng);
         let sources = pick_many(&crm.store(kind).live, req.association_changes, rng);
         for (from, target) in sources.into_iter().zip(targets) {
