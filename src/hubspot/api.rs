@@ -340,11 +340,23 @@ impl HubSpot {
     ) -> Result<RecordPage, HubSpotError> {
         let properties = self.properties(kind).await?;
         let lastmod = kind.lastmod_property();
-        let mut body = encode(&search_request(kind, window, &properties, only))?;
+        let body = encode(&search_request(kind, window, &properties, only))?;
+        let ids_only = || encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()], only));
+        self.search_page(kind, body, ids_only, lane).await
+    }
+
+    /// Sends a search asking for every property (`body`), or, when that body is over
+    /// `max_search_body`, the one `ids_only` makes (the rest of each record is then read by id),
+    /// and decodes its page.
+    async fn search_page(
+        &self,
+        kind: ObjectKind,
+        body: Vec<u8>,
+        ids_only: impl FnOnce() -> Result<Vec<u8>, HubSpotError>,
+        lane: Lane,
+    ) -> Result<RecordPage, HubSpotError> {
         let inline = body.len() <= self.inner.options.max_search_body;
-        if !inline {
-            body = encode(&search_request(kind, window, &["hs_object_id".to_owned(), lastmod.to_owned()], only))?;
-        }
+        let body = if inline { body } else { ids_only()? };
         let url = self.inner.paths.search(kind);
         let endpoint = format!("{kind}.search");
         let raw = self.send(Call::post(&url, &[], body, true, lane, &endpoint)).await?;
@@ -435,23 +447,10 @@ impl HubSpot {
             properties,
             limit: SEARCH_LIMIT,
         };
-        let mut body = encode(&request(&properties))?;
-        let inline = body.len() <= self.inner.options.max_search_body;
-        let ids_only = ["hs_object_id".to_owned()];
-        if !inline {
-            body = encode(&request(&ids_only))?;
-        }
-        let url = self.inner.paths.search(kind);
-        let endpoint = format!("{kind}.search");
-        let raw = self.send(Call::post(&url, &[], body, true, lane, &endpoint)).await?;
-        let page: Page = decode(&raw, "search page")?;
-        let (total, next) = (page.total, next_after_id(&page));
-        let (records, invalid) = decode_all(page.results, decode_object);
-        count_fetched(kind.as_str(), records.len());
-        if inline {
-            return Ok(RecordPage { records, invalid, next, total });
-        }
-        self.complete(kind, records, invalid, next, total, false, lane).await
+        let body = encode(&request(&properties))?;
+        let id_property = ["hs_object_id".to_owned()];
+        let ids_only = || encode(&request(&id_property));
+        self.search_page(kind, body, ids_only, lane).await
     }
 
     /// The share of a full pass's records that search pages carry when the budget and the
