@@ -160,7 +160,21 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let metrics_addr = background.metrics_addr;
     let token = shutdown.clone();
     let background_token = shutdown.clone();
+    let deadline_handle = server.handle();
+    let deadline_token = shutdown.clone();
     let task = tokio::spawn(async move {
+        // However a part of the stop below behaves, the server stops within
+        // `stop_deadline(grace)` of SIGTERM: past it, open connections are closed and the
+        // parts still stopping are left (what they held goes to the next reconciliation run).
+        let deadline = tokio::spawn(async move {
+            deadline_token.cancelled().await;
+            tokio::time::sleep(stop_deadline(grace)).await;
+            tracing::error!(
+                deadline_ms = stop_deadline(grace).as_millis() as u64,
+                "shutdown outlasted its deadline: closing the HTTP server now"
+            );
+            deadline_handle.stop(false).await;
+        });
         let stopper = tokio::spawn(async move {
             token.cancelled().await;
             // Webhooks get 503 from here on while the queue drains and runs in flight finish
@@ -168,7 +182,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
             let drain = async {
                 // The lanes stop queueing first; then the fetchers read what they queued.
                 if let Some(lanes) = lanes {
-                    let _ = lanes.await;
+                    stop_within(grace, "the fast polling lanes", lanes).await;
                 }
                 if let Some(fetchers) = fetchers {
                     fetchers.drain(grace).await;
@@ -176,7 +190,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
             };
             let runs = async {
                 if let Some(scheduler) = scheduler {
-                    let _ = scheduler.await;
+                    stop_within(grace, "the scheduler", scheduler).await;
                 }
                 if let Some(poller) = poller {
                     poller.shutdown(grace).await;
@@ -189,18 +203,43 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         let result = server.await.context("the HTTP server failed");
         stopper.abort();
         replay_stop.cancel();
-        let _ = replay_writer.await;
         background_token.cancel();
-        background.stop().await;
-        if let Some(election) = election {
-            if let Err(error) = election.await {
-                tracing::error!(error = %error, "the leader election panicked");
+        let rest = async {
+            let _ = replay_writer.await;
+            background.stop().await;
+            if let Some(election) = election {
+                if let Err(error) = election.await {
+                    tracing::error!(error = %error, "the leader election panicked");
+                }
             }
+        };
+        if tokio::time::timeout(AFTER_SERVER, rest).await.is_err() {
+            tracing::error!("the background tasks did not stop in time; leaving them");
         }
+        deadline.abort();
         result
     });
     tracing::info!(address = %addr, "listening");
     Ok(RunningServer { addr, metrics_addr, shutdown, task })
+}
+
+/// How long the background tasks (replay digests, metrics, LISTEN, alerts, maintenance,
+/// owner hooks, election) may take to stop once the HTTP server has.
+const AFTER_SERVER: Duration = Duration::from_secs(10);
+
+/// The longest a stop may take from SIGTERM to the HTTP server closed: the drain and the runs
+/// (each bounded by the grace), then the server's own graceful stop (the grace again), plus a
+/// margin.
+fn stop_deadline(grace: Duration) -> Duration {
+    grace * 2 + Duration::from_secs(5)
+}
+
+/// Waits at most `grace` for `task` to end; past it, aborts it.
+async fn stop_within(grace: Duration, what: &str, mut task: JoinHandle<()>) {
+    if tokio::time::timeout(grace, &mut task).await.is_err() {
+        tracing::warn!(task = what, "did not stop within the shutdown grace; aborted");
+        task.abort();
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
@@ -224,5 +263,35 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_part_that_never_stops_is_aborted_after_the_grace() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        let abort = task.abort_handle();
+        stop_within(Duration::from_secs(3), "a stuck part", task).await;
+        tokio::task::yield_now().await;
+        assert!(abort.is_finished(), "the stuck part was aborted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_part_that_stops_in_time_is_awaited() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = tx.send(());
+        });
+        stop_within(Duration::from_secs(3), "a quick part", task).await;
+        assert!(rx.await.is_ok(), "the part ran to its end");
+    }
+
+    #[test]
+    fn the_stop_deadline_leaves_the_drain_and_the_server_their_grace_each() {
+        assert_eq!(stop_deadline(Duration::from_secs(25)), Duration::from_secs(55));
     }
 }
