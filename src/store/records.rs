@@ -296,6 +296,13 @@ pub async fn existing(
     ids_where(conn, table, ids, false).await
 }
 
+/// One id read back from a record table.
+#[derive(diesel::QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
 /// Which of `ids` have a row in `table` with `archived` as given, sorted.
 async fn ids_where(
     conn: &mut AsyncPgConnection,
@@ -303,17 +310,12 @@ async fn ids_where(
     ids: &[String],
     archived: bool,
 ) -> diesel::QueryResult<Vec<String>> {
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = Text)]
-        id: String,
-    }
     let sql = format!(
         "SELECT {key} AS id FROM {name} WHERE {PORTAL_ROWS} AND {key} = ANY($1) AND archived = $2 ORDER BY {key}",
         key = table.key(),
         name = table.name()
     );
-    let rows: Vec<Id> = diesel::sql_query(sql)
+    let rows: Vec<IdRow> = diesel::sql_query(sql)
         .bind::<Array<Text>, _>(ids)
         .bind::<diesel::sql_types::Bool, _>(archived)
         .load(conn)
@@ -376,11 +378,6 @@ pub async fn unseen_above(
     since: DateTime<Utc>,
     above: u64,
 ) -> diesel::QueryResult<Vec<String>> {
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = Text)]
-        id: String,
-    }
     // Ids are digits: longer is larger, equal lengths compare as text (no cast to fail).
     let sql = format!(
         "SELECT {key} AS id FROM {name} WHERE {PORTAL_ROWS} AND NOT archived AND synced_at < $1 AND updated_at < $1 \
@@ -388,7 +385,7 @@ pub async fn unseen_above(
         key = table.key(),
         name = table.name()
     );
-    let rows: Vec<Id> =
+    let rows: Vec<IdRow> =
         diesel::sql_query(sql).bind::<Timestamptz, _>(since).bind::<Text, _>(above.to_string()).load(conn).await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
