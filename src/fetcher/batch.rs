@@ -102,6 +102,8 @@ pub struct Reader<'a> {
     pub backoff: Backoff,
     /// The budget lane of the reads.
     pub lane: Lane,
+    /// Bounds the background edge reads ([`read_first_edges`]).
+    pub edge_readers: &'a std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Fetches and stores one batch of ids of one kind. Ids in `associated` were named only by
@@ -113,7 +115,7 @@ pub async fn run(
     associated: &HashSet<String>,
     reader: &Reader<'_>,
 ) -> Result<Outcome, SyncError> {
-    let Reader { hubspot, pool, queue, write: ctx, backoff, lane } = *reader;
+    let Reader { hubspot, pool, queue, write: ctx, backoff, lane, edge_readers } = *reader;
     let Some(table) = RecordTable::for_kind(kind) else { return Ok(Outcome::default()) };
     // When this batch's reads start, on the database's clock: a row archived before it that
     // HubSpot answers live was restored, whatever its `updatedAt` (HubSpot need not move it).
@@ -211,7 +213,7 @@ pub async fn run(
     associations::mark_removed_all(&mut conn, type_id, &archived_now).await?;
     let parked_now: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
     let first_seen: Vec<String> = first_seen.into_iter().filter(|id| !parked_now.contains(id.as_str())).collect();
-    read_first_edges(hubspot, pool, kind, first_seen);
+    read_first_edges(hubspot, pool, edge_readers, kind, first_seen);
     let parked: HashSet<&str> = failed.iter().map(|f| f.hubspot_id.as_str()).collect();
     outcome.versions = updated
         .iter()
@@ -239,13 +241,22 @@ pub async fn run(
 /// record's associations exist before any association event could reach us; a restored
 /// record's come back with it; a merge's survivor takes the merged records'), in the background on the `Background` lane so
 /// the real-time reads are not held up; what fails here the association sweep reads later.
-fn read_first_edges(hubspot: &HubSpot, pool: &Pool, kind: ObjectKind, ids: Vec<String>) {
+/// At most [`super::EDGE_READERS`] run at once (each holds a connection while it waits for the
+/// budget); the others wait for a place before taking a connection.
+fn read_first_edges(
+    hubspot: &HubSpot,
+    pool: &Pool,
+    places: &std::sync::Arc<tokio::sync::Semaphore>,
+    kind: ObjectKind,
+    ids: Vec<String>,
+) {
     if ids.is_empty() {
         return;
     }
-    let (hubspot, pool) = (hubspot.clone(), pool.clone());
+    let (hubspot, pool, places) = (hubspot.clone(), pool.clone(), places.clone());
     tokio::spawn(async move {
         let result = async {
+            let _place = places.acquire_owned().await.ok();
             let mut conn = pool.get().await?;
             objects::associations::sync_edges_both_ways(&hubspot, &mut conn, kind, &ids, Lane::Background).await
         }

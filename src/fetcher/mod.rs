@@ -71,7 +71,14 @@ pub struct FetcherOptions {
     /// The budget lane of the reads: `Realtime` for webhook ids; `Polling` when only the fast
     /// polling lanes feed the queue (their reads count in their share of the budget).
     pub lane: Lane,
+    /// The background reads of new records' edges ([`batch`]) in flight at once: each holds a
+    /// pooled connection while it waits for the budget, so an import of thousands of new
+    /// records must not take the pool from the fetchers' own writes.
+    pub edge_readers: Arc<tokio::sync::Semaphore>,
 }
+
+/// Background edge reads in flight at once, per set of fetchers.
+pub const EDGE_READERS: usize = 2;
 
 impl FetcherOptions {
     pub fn new(window: Duration, write: WriteContext) -> Self {
@@ -85,6 +92,7 @@ impl FetcherOptions {
             parked_backoff: Backoff::default(),
             retry_every: Duration::from_secs(1),
             lane: Lane::Realtime,
+            edge_readers: Arc::new(tokio::sync::Semaphore::new(EDGE_READERS)),
         }
     }
 }
@@ -347,6 +355,7 @@ impl Read {
             write: &self.options.write,
             backoff: self.options.parked_backoff,
             lane: self.options.lane,
+            edge_readers: &self.options.edge_readers,
         };
         let work = batch::run(kind, &holding.ids, &holding.associated, &reader);
         let Some(result) = self.cancel.run_until_cancelled(work).await else { return };
