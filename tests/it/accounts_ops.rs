@@ -159,7 +159,7 @@ async fn every_accounts_rows_are_judged_on_their_own_and_its_alerts_name_it() {
     // Both accounts exist since three hours; the default one is healthy but for a failed deals run;
     // the other one's contacts last succeeded two hours ago (contacts run every 5 minutes) and its
     // calls failed.
-    let mut sql = format!("UPDATE accounts SET created_at = now() - interval '3 hours';");
+    let mut sql = String::from("UPDATE accounts SET created_at = now() - interval '3 hours';");
     for object in ["contacts", "calls", "owners"] {
         sql += &run_sql(DEFAULT_PORTAL, object, "success", 1);
     }

@@ -160,34 +160,31 @@ fn wait_for(probe: &str) -> String {
     )
 }
 
+/// Chromium, or `None` when the test `name` is deliberately skipped (`HUBSPOT_SYNC_SKIP_BROWSER`,
+/// said on stderr); without Chromium and without that, the test fails naming the package.
+fn chromium_for(name: &str) -> Option<PathBuf> {
+    if let Some(chromium) = find_chromium() {
+        return Some(chromium);
+    }
+    if std::env::var_os("HUBSPOT_SYNC_SKIP_BROWSER").is_some() {
+        eprintln!("\n*** SKIPPED {name}: no chromium (HUBSPOT_SYNC_SKIP_BROWSER set) ***\n");
+        return None;
+    }
+    panic!(
+        "chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome); \
+         set HUBSPOT_SYNC_SKIP_BROWSER=1 to skip this test deliberately"
+    );
+}
+
 #[tokio::test]
 async fn status_page_in_headless_chromium() {
-    let Some(chromium) = find_chromium() else {
-        if std::env::var_os("HUBSPOT_SYNC_SKIP_BROWSER").is_some() {
-            eprintln!(
-                "\n*** SKIPPED status_page_in_headless_chromium: no chromium (HUBSPOT_SYNC_SKIP_BROWSER set) ***\n"
-            );
-            return;
-        }
-        panic!(
-            "chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome); \
-             set HUBSPOT_SYNC_SKIP_BROWSER=1 to skip this test deliberately"
-        );
-    };
+    let Some(chromium) = chromium_for("status_page_in_headless_chromium") else { return };
     within(PATIENCE, "the browser test hangs", drive(chromium)).await;
 }
 
 #[tokio::test]
 async fn history_charts_in_headless_chromium() {
-    let Some(chromium) = find_chromium() else {
-        if std::env::var_os("HUBSPOT_SYNC_SKIP_BROWSER").is_some() {
-            eprintln!(
-                "\n*** SKIPPED history_charts_in_headless_chromium: no chromium (HUBSPOT_SYNC_SKIP_BROWSER set) ***\n"
-            );
-            return;
-        }
-        panic!("chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome)");
-    };
+    let Some(chromium) = chromium_for("history_charts_in_headless_chromium") else { return };
     within(PATIENCE, "the browser test hangs", drive_history(chromium)).await;
 }
 
@@ -469,15 +466,7 @@ async fn drive_history(chromium: PathBuf) {
 
 #[tokio::test]
 async fn account_selector_in_headless_chromium() {
-    let Some(chromium) = find_chromium() else {
-        if std::env::var_os("HUBSPOT_SYNC_SKIP_BROWSER").is_some() {
-            eprintln!(
-                "\n*** SKIPPED account_selector_in_headless_chromium: no chromium (HUBSPOT_SYNC_SKIP_BROWSER set) ***\n"
-            );
-            return;
-        }
-        panic!("chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome)");
-    };
+    let Some(chromium) = chromium_for("account_selector_in_headless_chromium") else { return };
     within(PATIENCE, "the browser test hangs", drive_accounts(chromium)).await;
 }
 
@@ -494,6 +483,15 @@ async fn shown_for(browser: &mut Browser, session: &str, account: &str) -> Value
             selected: document.getElementById('account').value, search: location.search }})"
     );
     browser.eval(session, &wait_for(&probe)).await
+}
+
+/// Picks the account of `portal_id` in the page's selector, as a person does.
+async fn pick(browser: &mut Browser, session: &str, portal_id: i64) {
+    let script = format!(
+        "(() => {{ const s = document.getElementById('account'); s.value = '{portal_id}'; \
+         s.dispatchEvent(new Event('change')); }})()"
+    );
+    browser.eval(session, &script).await;
 }
 
 async fn drive_accounts(chromium: PathBuf) {
@@ -528,13 +526,7 @@ async fn drive_accounts(chromium: PathBuf) {
     assert_eq!((default["selected"].as_str(), default["search"].as_str()), (Some("1001"), Some("")));
 
     // Picking the other account shows its figures, and its portal id goes into the address.
-    browser
-        .eval(
-            &session,
-            "(() => { const s = document.getElementById('account'); s.value = '2002'; \
-             s.dispatchEvent(new Event('change')); })()",
-        )
-        .await;
+    pick(&mut browser, &session, OTHER_PORTAL).await;
     let other = shown_for(&mut browser, &session, "2002").await;
     assert_eq!(other["processed"], "777", "{other}");
     assert_eq!(other["deals"], "failed", "{other}");
@@ -548,13 +540,7 @@ async fn drive_accounts(chromium: PathBuf) {
     assert_eq!((shown["processed"].as_str(), shown["selected"].as_str()), (Some("777"), Some("2002")), "{shown}");
 
     // And back to the default account.
-    browser
-        .eval(
-            &linked,
-            "(() => { const s = document.getElementById('account'); s.value = '1001'; \
-             s.dispatchEvent(new Event('change')); })()",
-        )
-        .await;
+    pick(&mut browser, &linked, DEFAULT_PORTAL).await;
     let back = shown_for(&mut browser, &linked, "default").await;
     assert_eq!((back["processed"].as_str(), back["search"].as_str()), (Some("250"), Some("")), "{back}");
 
