@@ -251,6 +251,8 @@ async fn drive(chromium: PathBuf) {
     assert!(failures.contains("details need the admin token"), "{failures}");
     let overflow = browser.eval(&session, "document.documentElement.scrollWidth").await;
     assert!(overflow.as_u64().unwrap() <= 390, "the page is wider than a phone: {overflow}");
+    let picker = browser.eval(&session, "document.getElementById('account-picker').hidden").await;
+    assert_eq!(picker, true, "one account: no account selector");
 
     // Force sync: the token is asked for once...
     browser
