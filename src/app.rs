@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/sync/logs").get(status::logs))
         .service(web::resource("/api/sync/history").get(history::history))
         .service(web::resource("/api/sync/failures").get(status::failures))
+        .service(web::resource("/api/sync/accounts").get(accounts::summaries))
         .service(web::resource("/api/config/reload").post(reload::reload))
         .service(web::resource("/api/accounts").get(accounts::list).post(accounts::add))
         .service(web::resource("/api/accounts/{portal_id}").delete(accounts::remove))

@@ -114,7 +114,8 @@ pub const AUDIT_DRIFT: &str = "hubspot_sync_audit_drift";
 pub const AUDIT_DRIFT_LEFT: &str = "hubspot_sync_audit_drift_left";
 
 // Operations (`alerts`, `ops`).
-/// Gauge, label `condition`: 1 while an alert condition holds.
+/// Gauge, label `condition`: for how many accounts an alert condition holds (1 while it holds,
+/// with one account).
 pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";
 /// Counter, label `result` (`delivered`, `failed`): attempts to deliver an owner change to
 /// `OWNER_CHANGE_WEBHOOK_URL` (`owner_hooks`).

@@ -21,6 +21,12 @@
 //! `monitor` runs the checks; `channels` lists where messages go: `slack` and `email` deliver
 //! the same `message`.
 //!
+//! **Every account.** The conditions of the objects are judged for each account of the database
+//! on that account's rows alone (its runs, parked records and audits, against its own schedules):
+//! an [`Alert`] is a condition of one account, and while the database has several accounts its
+//! messages name the account (`account emea (portal 2002): contacts sync failed`). Signature
+//! failures are the process's (its webhook endpoint serves every account).
+//!
 //! When several instances share a database, only the leader (`crate::poller::leader`) judges and
 //! sends, so each message goes out once. An instance that becomes leader starts from nothing
 //! announced and so announces what holds then, as a restart does.
@@ -87,6 +93,24 @@ impl Condition {
     }
 }
 
+/// A condition of one account's rows (`account`: its portal id), or of the whole process
+/// (`None`: the webhook signature check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Alert {
+    pub account: Option<i64>,
+    pub condition: Condition,
+}
+
+/// What holds at one check: per alert, how its messages name the account (empty for none, or
+/// while the database has one account) and the condition's text.
+pub type Holding = BTreeMap<Alert, (String, String)>;
+
+/// How messages name an account: empty while the database has one account (messages read as
+/// before accounts existed), else `account <name> (portal <id>): `.
+pub fn account_label(name: &str, portal_id: i64, accounts: usize) -> String {
+    if accounts > 1 { format!("account {name} (portal {portal_id}): ") } else { String::new() }
+}
+
 /// The latest finished run of an object, as the checks need it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinishedRun {
@@ -121,8 +145,16 @@ pub struct Observation<'a> {
     pub webhooks: WindowCounts,
 }
 
-/// The conditions that hold, each with the message announcing it.
+/// The conditions that hold, each with the message announcing it: [`object_conditions`] and
+/// [`signature_spike`].
 pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
+    let mut holding = object_conditions(obs);
+    holding.extend(signature_spike(obs.webhooks));
+    holding
+}
+
+/// The conditions of the objects (their runs, parked records and schedules) that hold.
+pub fn object_conditions(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
     let mut holding = BTreeMap::new();
     for object in obs.objects {
         let kind = object.kind;
@@ -168,18 +200,19 @@ pub fn evaluate(obs: &Observation<'_>) -> BTreeMap<Condition, String> {
             );
         }
     }
-    let w = obs.webhooks;
-    if w.signature_failures >= SPIKE_MIN && w.signature_failures * 2 >= w.received {
-        holding.insert(
-            Condition::SignatureFailures,
-            format!(
-                "{} of {} webhook requests in the last {SPIKE_WINDOW_MINUTES} minutes failed signature checks \
-                 (is HUBSPOT_CLIENT_SECRET current after a rotation?)",
-                w.signature_failures, w.received
-            ),
-        );
-    }
     holding
+}
+
+/// The signature-failure spike, when the webhook counts `w` make one.
+pub fn signature_spike(w: WindowCounts) -> Option<(Condition, String)> {
+    (w.signature_failures >= SPIKE_MIN && w.signature_failures * 2 >= w.received).then(|| {
+        let text = format!(
+            "{} of {} webhook requests in the last {SPIKE_WINDOW_MINUTES} minutes failed signature checks \
+             (is HUBSPOT_CLIENT_SECRET current after a rotation?)",
+            w.signature_failures, w.received
+        );
+        (Condition::SignatureFailures, text)
+    })
 }
 
 /// The latest finished drift audit of an object, as the audit alert needs it.
@@ -230,32 +263,48 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
-/// A message to send: a condition started or stopped holding.
+/// A message to send: a condition of an account (or of the process) started or stopped holding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
+    /// The portal id of the account whose rows it was judged on; `None` for the process's.
+    pub account: Option<i64>,
     pub condition: Condition,
     pub firing: bool,
+    /// The message, naming the account (see [`account_label`]).
     pub text: String,
+    /// How the message named the account (kept to name it again when it clears).
+    pub label: String,
 }
 
-/// Which conditions have been announced as holding.
+impl Transition {
+    pub fn alert(&self) -> Alert {
+        Alert { account: self.account, condition: self.condition }
+    }
+}
+
+/// Which alerts have been announced as holding, each with how it named its account.
 #[derive(Debug, Default)]
 pub struct AlertState {
-    firing: BTreeMap<Condition, ()>,
+    firing: BTreeMap<Alert, String>,
 }
 
 impl AlertState {
-    /// The messages owed given the conditions that hold now.
-    pub fn transitions(&self, holding: &BTreeMap<Condition, String>) -> Vec<Transition> {
-        let started = holding.iter().filter(|(c, _)| !self.firing.contains_key(*c)).map(|(c, text)| Transition {
-            condition: *c,
-            firing: true,
-            text: text.clone(),
-        });
-        let cleared = self.firing.keys().filter(|c| !holding.contains_key(*c)).map(|c| Transition {
-            condition: *c,
+    /// The messages owed given the alerts that hold now.
+    pub fn transitions(&self, holding: &Holding) -> Vec<Transition> {
+        let started =
+            holding.iter().filter(|(a, _)| !self.firing.contains_key(*a)).map(|(a, (label, text))| Transition {
+                account: a.account,
+                condition: a.condition,
+                firing: true,
+                text: format!("{label}{text}"),
+                label: label.clone(),
+            });
+        let cleared = self.firing.iter().filter(|(a, _)| !holding.contains_key(*a)).map(|(a, label)| Transition {
+            account: a.account,
+            condition: a.condition,
             firing: false,
-            text: c.cleared_text(),
+            text: format!("{label}{}", a.condition.cleared_text()),
+            label: label.clone(),
         });
         started.chain(cleared).collect()
     }
@@ -263,18 +312,29 @@ impl AlertState {
     /// Records that a transition's message was delivered.
     pub fn delivered(&mut self, transition: &Transition) {
         if transition.firing {
-            self.firing.insert(transition.condition, ());
+            self.firing.insert(transition.alert(), transition.label.clone());
         } else {
-            self.firing.remove(&transition.condition);
+            self.firing.remove(&transition.alert());
         }
     }
 
+    /// Whether `condition` has been announced for any account.
     pub fn is_firing(&self, condition: Condition) -> bool {
-        self.firing.contains_key(&condition)
+        self.firing.keys().any(|a| a.condition == condition)
     }
 
-    /// Forgets every condition announced; returns them.
-    pub fn clear(&mut self) -> Vec<Condition> {
+    /// Whether `alert` has been announced.
+    pub fn is_firing_alert(&self, alert: Alert) -> bool {
+        self.firing.contains_key(&alert)
+    }
+
+    /// For how many accounts (or the process) `condition` has been announced.
+    pub fn firing_count(&self, condition: Condition) -> usize {
+        self.firing.keys().filter(|a| a.condition == condition).count()
+    }
+
+    /// Forgets every alert announced; returns them.
+    pub fn clear(&mut self) -> Vec<Alert> {
         std::mem::take(&mut self.firing).into_keys().collect()
     }
 }

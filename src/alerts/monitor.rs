@@ -6,7 +6,10 @@
 //! that channel alone.
 //!
 //! It reads finished runs rather than being told by the poller, so runs of every process writing
-//! to the database (`hubspot-sync sync` included) are counted.
+//! to the database (`hubspot-sync sync` included) are counted, of every account: each check
+//! reads each account's rows in one transaction in its scope (`store::accounts::in_scope`) and
+//! judges them on their own, against the account's schedules (its `schedule_incremental`, else
+//! the process's).
 //!
 //! Alerts are judged and sent only while this process leads ([`Leadership`]); a follower records
 //! the run metrics only and forgets what it had announced, and checks at once when it becomes
@@ -24,16 +27,17 @@ use uuid::Uuid;
 use super::channels::Channels;
 use super::message::Message;
 use super::{
-    AlertState, AuditResult, FinishedRun, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES, Transition,
-    audit_conditions, evaluate,
+    Alert, AlertState, AuditResult, Condition, FinishedRun, Holding, ObjectHistory, Observation, SPIKE_WINDOW_MINUTES,
+    Transition, account_label, audit_conditions, object_conditions, signature_spike,
 };
-use crate::config::ScheduleSettings;
+use crate::config::{Schedule, ScheduleSettings};
 use crate::kind::ObjectKind;
 use crate::metric;
 use crate::poller::leader::Leadership;
+use crate::store::accounts::{self, Account};
 use crate::store::audit::{self, LastAudit};
 use crate::store::run_history::{self, HistoryRow};
-use crate::store::sync_failures;
+use crate::store::sync_failures::{self, Summary};
 use crate::store::{self, Pool, StoreError};
 use crate::telemetry::ErrorChain;
 use crate::webhook::stats::WebhookStats;
@@ -87,40 +91,39 @@ impl Monitor {
         }
     }
 
-    /// Whether a condition has been announced and not yet cleared.
-    pub fn is_firing(&self, condition: super::Condition) -> bool {
+    /// Whether a condition has been announced (for any account) and not yet cleared.
+    pub fn is_firing(&self, condition: Condition) -> bool {
         self.states.iter().any(|s| s.is_firing(condition))
+    }
+
+    /// Whether a condition of one account (or of the process: `None`) has been announced and not
+    /// yet cleared.
+    pub fn is_firing_for(&self, account: Option<i64>, condition: Condition) -> bool {
+        self.states.iter().any(|s| s.is_firing_alert(Alert { account, condition }))
     }
 
     /// One check at `now`: returns the transitions delivered by at least one channel, each once
     /// (all of them when no channel is set; none while this process does not lead).
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<Vec<Transition>, StoreError> {
         let mut conn = self.pool.get().await?;
-        self.record_finished_runs(&mut conn).await?;
+        let accounts = accounts::list(&mut conn).await?;
+        self.record_finished_runs(&mut conn, &accounts).await?;
         if !self.leadership.is_leader() {
             self.stand_down();
             return Ok(Vec::new());
         }
-        let kinds: Vec<String> = ObjectKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
-        let rows = run_history::history(&mut conn, kinds).await?;
-        let parked = sync_failures::summary(&mut conn).await?;
-        let audits: Vec<AuditResult> = audit::latest(&mut conn).await?.iter().filter_map(audit_result).collect();
-        drop(conn);
-        let mut objects: Vec<ObjectHistory> = rows.into_iter().filter_map(history).collect();
-        for object in &mut objects {
-            if let Some(p) = parked.iter().find(|p| p.object == object.kind.as_str()) {
-                (object.parked, object.oldest_parked) = (p.parked, Some(p.oldest));
+        let mut holding = Holding::new();
+        for account in &accounts {
+            let rows = read_account(&mut conn, account.portal_id).await?;
+            let label = account_label(&account.name, account.portal_id, accounts.len());
+            for (condition, text) in self.judge(account, rows, now) {
+                holding.insert(Alert { account: Some(account.portal_id), condition }, (label.clone(), text));
             }
         }
-        let observation = Observation {
-            now,
-            since: self.started,
-            objects: &objects,
-            schedules: &self.schedules,
-            webhooks: self.webhooks.window(now, SPIKE_WINDOW_MINUTES),
-        };
-        let mut holding = evaluate(&observation);
-        holding.extend(audit_conditions(&audits));
+        drop(conn);
+        if let Some((condition, text)) = signature_spike(self.webhooks.window(now, SPIKE_WINDOW_MINUTES)) {
+            holding.insert(Alert { account: None, condition }, (String::new(), text));
+        }
         let mut delivered: Vec<Transition> = Vec::new();
         for (i, state) in self.states.iter_mut().enumerate() {
             let channel = self.channels.0.get(i);
@@ -140,32 +143,68 @@ impl Monitor {
         }
         for transition in &delivered {
             let condition = transition.condition.name();
-            tracing::warn!(alert.condition = %condition, alert.firing = transition.firing, "alert");
-            metrics::gauge!(metric::ALERTS_FIRING, "condition" => condition).set(if transition.firing {
-                1.0
-            } else {
-                0.0
-            });
+            tracing::warn!(alert.condition = %condition, alert.account = transition.account,
+                alert.firing = transition.firing, "alert");
+            // Accounts it holds for (as announced on any channel): 1 with one account.
+            let firing = self.states.iter().map(|s| s.firing_count(transition.condition)).max().unwrap_or(0);
+            metrics::gauge!(metric::ALERTS_FIRING, "condition" => condition).set(firing as f64);
         }
         Ok(delivered)
+    }
+
+    /// The conditions that hold for one account's rows.
+    fn judge(&self, account: &Account, rows: AccountRows, now: DateTime<Utc>) -> Vec<(Condition, String)> {
+        let (history_rows, parked, audits) = rows;
+        let mut objects: Vec<ObjectHistory> = history_rows.into_iter().filter_map(history).collect();
+        for object in &mut objects {
+            if let Some(p) = parked.iter().find(|p| p.object == object.kind.as_str()) {
+                (object.parked, object.oldest_parked) = (p.parked, Some(p.oldest));
+            }
+        }
+        let schedules = schedules_of(&self.schedules, account);
+        let observation = Observation {
+            now,
+            // An account added since start-up is overdue counted from when it was added.
+            since: self.started.max(account.created_at),
+            objects: &objects,
+            schedules: &schedules,
+            webhooks: Default::default(),
+        };
+        let audits: Vec<AuditResult> = audits.iter().filter_map(audit_result).collect();
+        let mut holding = object_conditions(&observation);
+        holding.extend(audit_conditions(&audits));
+        holding.into_iter().collect()
     }
 
     /// Not the leader: forgets what was announced (the leader announces), its gauges back to 0.
     fn stand_down(&mut self) {
         for state in &mut self.states {
-            for condition in state.clear() {
-                metrics::gauge!(metric::ALERTS_FIRING, "condition" => condition.name()).set(0.0);
+            for alert in state.clear() {
+                metrics::gauge!(metric::ALERTS_FIRING, "condition" => alert.condition.name()).set(0.0);
             }
         }
     }
 
-    async fn record_finished_runs(&mut self, conn: &mut diesel_async::AsyncPgConnection) -> Result<(), StoreError> {
+    /// Records the runs of every account finished since the last check in the run metrics.
+    async fn record_finished_runs(
+        &mut self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        accounts: &[Account],
+    ) -> Result<(), StoreError> {
         let Some(cursor) = self.cursor else {
             // First check: runs finished before start-up were counted by the previous process.
             self.cursor = Some(store::db_now(conn).await?);
             return Ok(());
         };
-        let rows = run_history::finished_since(conn, cursor - OVERLAP).await?;
+        let mut rows = Vec::new();
+        for account in accounts {
+            rows.extend(
+                accounts::in_scope(conn, account.portal_id, |conn| {
+                    Box::pin(run_history::finished_since(conn, cursor - OVERLAP))
+                })
+                .await?,
+            );
+        }
         let mut newest = cursor;
         for run in rows {
             newest = newest.max(run.completed_at);
@@ -202,6 +241,40 @@ impl Monitor {
             }
         })
     }
+}
+
+/// One account's rows the conditions are judged on: its objects' latest and last good runs, its
+/// parked records, its latest audits.
+type AccountRows = (Vec<HistoryRow>, Vec<Summary>, Vec<LastAudit>);
+
+/// Reads [`AccountRows`] in one transaction in the account's scope.
+async fn read_account(conn: &mut diesel_async::AsyncPgConnection, portal_id: i64) -> Result<AccountRows, StoreError> {
+    let kinds: Vec<String> = ObjectKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
+    accounts::in_scope(conn, portal_id, |conn| {
+        Box::pin(async move {
+            let rows = run_history::history(conn, kinds).await?;
+            let parked = sync_failures::summary(conn).await?;
+            Ok((rows, parked, audit::latest(conn).await?))
+        })
+    })
+    .await
+}
+
+/// The schedules an account's runs follow: its `schedule_incremental` for the objects' incremental
+/// runs when it has one (owners keep the process's daily list), else the process's.
+fn schedules_of(process: &ScheduleSettings, account: &Account) -> ScheduleSettings {
+    let mut schedules = process.clone();
+    let Some(raw) = account.schedule_incremental.as_deref() else { return schedules };
+    match raw.parse::<Schedule>() {
+        Ok(own) => {
+            schedules.schedule_contacts = own.clone();
+            schedules.schedule_deals = own.clone();
+            schedules.schedule_calls = own;
+        }
+        Err(error) => tracing::warn!(account.portal_id = account.portal_id, %error,
+            "the account's schedule_incremental is not a valid cron expression; its overdue alert uses the process's schedules"),
+    }
+    schedules
 }
 
 fn audit_result(row: &LastAudit) -> Option<AuditResult> {

@@ -106,25 +106,52 @@ fn signature_spike_needs_numbers_and_share() {
 #[test]
 fn each_condition_alerts_once_and_once_more_when_it_clears() {
     let mut state = AlertState::default();
-    let mut now: BTreeMap<Condition, String> = BTreeMap::new();
-    now.insert(Condition::SignatureFailures, "spike".into());
+    let mut now = Holding::new();
+    now.insert(Alert { account: None, condition: Condition::SignatureFailures }, (String::new(), "spike".into()));
     let first = state.transitions(&now);
     assert_eq!(first.len(), 1);
     assert!(first[0].firing);
     first.iter().for_each(|t| state.delivered(t));
     assert!(state.transitions(&now).is_empty(), "no repeat while it holds");
-    let cleared = state.transitions(&BTreeMap::new());
+    let cleared = state.transitions(&Holding::new());
     assert_eq!(cleared.len(), 1);
     assert!(!cleared[0].firing);
     cleared.iter().for_each(|t| state.delivered(t));
-    assert!(state.transitions(&BTreeMap::new()).is_empty());
+    assert!(state.transitions(&Holding::new()).is_empty());
+}
+
+#[test]
+fn each_account_alerts_on_its_own_and_is_named_when_it_clears() {
+    let mut state = AlertState::default();
+    let failed = Condition::RunFailed(ObjectKind::Contacts);
+    let (emea, us) = (account_label("emea", 2002, 2), account_label("us", 1001, 2));
+    assert_eq!(emea, "account emea (portal 2002): ");
+    assert_eq!(account_label("us", 1001, 1), "", "one account: messages read as before accounts existed");
+    let mut now = Holding::new();
+    now.insert(Alert { account: Some(2002), condition: failed }, (emea.clone(), "contacts sync failed".into()));
+    now.insert(Alert { account: Some(1001), condition: failed }, (us, "contacts sync failed".into()));
+    let first = state.transitions(&now);
+    assert_eq!(first.len(), 2, "the same condition of two accounts is two alerts: {first:?}");
+    assert!(
+        first.iter().any(|t| t.account == Some(2002) && t.text == "account emea (portal 2002): contacts sync failed")
+    );
+    first.iter().for_each(|t| state.delivered(t));
+    assert_eq!(state.firing_count(failed), 2);
+    now.retain(|a, _| a.account == Some(1001));
+    let cleared = state.transitions(&now);
+    assert_eq!(cleared.len(), 1, "{cleared:?}");
+    assert!(!cleared[0].firing && cleared[0].account == Some(2002));
+    assert!(cleared[0].text.starts_with("account emea (portal 2002): contacts sync recovered"), "{}", cleared[0].text);
 }
 
 #[test]
 fn undelivered_messages_are_owed_again() {
     let state = AlertState::default();
-    let mut now = BTreeMap::new();
-    now.insert(Condition::RunFailed(ObjectKind::Deals), "failed".into());
+    let mut now = Holding::new();
+    now.insert(
+        Alert { account: Some(1), condition: Condition::RunFailed(ObjectKind::Deals) },
+        (String::new(), "failed".into()),
+    );
     assert_eq!(state.transitions(&now).len(), 1);
     assert_eq!(state.transitions(&now).len(), 1, "not delivered, so still owed");
 }

@@ -3,6 +3,10 @@
 //! scheduler: `poller::leader`). A schedule that fired while no instance led is caught up when
 //! one takes the lead, once a first job has run (a new database waits for the first firing).
 //!
+//! Every account's rows: the job goes through the accounts in turn and deletes each one's old
+//! rows in its scope (`store::accounts::in_scope`), each account's newest runs protected on their
+//! own; its report has one entry per account and table.
+//!
 //! Rows are deleted in batches of [`BATCH`] (`store::retention`: one short statement each,
 //! oldest first, never waiting for a locked row), with a [`PAUSE`] between batches so other
 //! writers are never queued behind it. Each job is one `sync_logs` row of sync type and mode
@@ -21,7 +25,7 @@ use uuid::Uuid;
 use crate::config::{Retention, RetentionSettings, Schedule};
 use crate::poller::leader::Leadership;
 use crate::store::sync_logs::{self, RunMode, RunOutcome, RunStatus, RunTrigger};
-use crate::store::{self, Pool, StoreError, retention};
+use crate::store::{self, Pool, StoreError, accounts, retention};
 use crate::telemetry::ErrorChain;
 
 /// The sync type (and mode) of the job's `sync_logs` rows.
@@ -31,9 +35,11 @@ pub const BATCH: i64 = 1_000;
 /// Pause between two batches.
 pub const PAUSE: Duration = Duration::from_millis(50);
 
-/// What one table lost to one job.
+/// What one table of one account lost to one job.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TableReport {
+    /// The account's HubSpot portal id.
+    pub portal_id: i64,
     pub table: &'static str,
     /// Rows older than this were deleted.
     pub cutoff: DateTime<Utc>,
@@ -48,7 +54,7 @@ pub struct Report {
     /// Its `sync_logs` row.
     pub run_id: Uuid,
     pub status: RunStatus,
-    /// One entry per table with a retention (none kept forever).
+    /// One entry per account and table with a retention (none kept forever).
     pub tables: Vec<TableReport>,
     /// Why it stopped before the end, if it did.
     pub error: Option<String>,
@@ -100,22 +106,26 @@ impl Maintenance {
         sync_logs::fail_abandoned(&mut conn, SYNC_TYPE).await?;
         let run_id = sync_logs::start_run(&mut conn, SYNC_TYPE, trigger, RunMode::Maintenance).await?;
         let now = store::db_now(&mut conn).await?;
-        let protected = match self.sync_logs {
-            Retention::Keep => Vec::new(),
-            Retention::Older(_) => retention::protected_sync_logs(&mut conn).await?,
-        };
         let mut tables = Vec::new();
         let mut error = None;
         let mut plan: Vec<(&'static str, Option<DateTime<Utc>>)> = vec![("sync_logs", self.sync_logs.cutoff(now))];
         plan.extend(retention::OWNER_HISTORY_TABLES.iter().map(|t| (*t, self.owner_history.cutoff(now))));
-        for (table, cutoff) in plan {
-            let Some(cutoff) = cutoff else { continue };
-            let mut report = TableReport { table, cutoff, deleted: 0, batches: 0 };
-            let result = self.delete_table(&mut conn, &mut report, &protected, stop).await;
-            tables.push(report);
-            if let Err(e) = result {
-                error = Some(e);
-                break;
+        'accounts: for portal_id in accounts::list(&mut conn).await?.into_iter().map(|a| a.portal_id) {
+            let protected = match self.sync_logs {
+                Retention::Keep => Vec::new(),
+                Retention::Older(_) => {
+                    accounts::in_scope(&mut conn, portal_id, |c| Box::pin(retention::protected_sync_logs(c))).await?
+                }
+            };
+            for &(table, cutoff) in &plan {
+                let Some(cutoff) = cutoff else { continue };
+                let mut report = TableReport { portal_id, table, cutoff, deleted: 0, batches: 0 };
+                let result = self.delete_table(&mut conn, &mut report, &protected, stop).await;
+                tables.push(report);
+                if let Err(e) = result {
+                    error = Some(e);
+                    break 'accounts;
+                }
             }
         }
         let deleted: u64 = tables.iter().map(|t| t.deleted).sum();
@@ -143,10 +153,15 @@ impl Maintenance {
                             the next job goes on"
                     .to_owned());
             }
-            let result = match report.table {
-                "sync_logs" => retention::delete_sync_logs_batch(conn, report.cutoff, self.batch, protected).await,
-                table => retention::delete_owner_history_batch(conn, table, report.cutoff, self.batch).await,
-            };
+            // One short transaction per batch, in the account's scope.
+            let (table, cutoff, limit, protected) = (report.table, report.cutoff, self.batch, protected.to_vec());
+            let result = accounts::in_scope(conn, report.portal_id, |c| match table {
+                "sync_logs" => {
+                    Box::pin(async move { retention::delete_sync_logs_batch(c, cutoff, limit, &protected).await })
+                }
+                table => Box::pin(retention::delete_owner_history_batch(c, table, cutoff, limit)),
+            })
+            .await;
             let deleted = result.map_err(|e| format!("cannot delete from {}: {}", report.table, ErrorChain(&e)))?;
             if deleted == 0 {
                 return Ok(());

@@ -1,6 +1,10 @@
 //! The accounts of a multi-account database over the admin API (`store::accounts`):
 //! `GET /api/accounts`, `POST /api/accounts`, `DELETE /api/accounts/{portal_id}`, all admin only.
 //! Secrets are named by environment variable, never sent or stored.
+//!
+//! And the public `GET /api/sync/accounts` the status page's selector reads: each account's
+//! portal id and name only (not even the names of the variables holding its secrets), the ids
+//! `?account=N` of the status reads takes (`ops::scope`).
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -42,6 +46,24 @@ impl From<Account> for AccountView {
             requests_per_10s: a.requests_per_10s,
             created_at: a.created_at,
         }
+    }
+}
+
+/// One account as anyone may see it: what the status reads' `?account=` takes, and a name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountSummary {
+    /// HubSpot portal (hub) id: the value of `?account=`.
+    #[schema(example = 62515)]
+    pub portal_id: i64,
+    #[schema(example = "emea")]
+    pub name: String,
+    /// The account the status reads show without `?account=`.
+    pub is_default: bool,
+}
+
+impl From<Account> for AccountSummary {
+    fn from(a: Account) -> Self {
+        Self { portal_id: a.portal_id, name: a.name, is_default: a.is_default }
     }
 }
 
@@ -146,6 +168,19 @@ pub async fn list(_admin: AdminAuth, pool: web::Data<Pool>) -> Result<web::Json<
     let mut conn = pool.get().await.map_err(ApiError::store)?;
     let list = accounts::list(&mut conn).await.map_err(ApiError::store)?;
     Ok(web::Json(list.into_iter().map(AccountView::from).collect()))
+}
+
+/// The accounts whose status can be read (`?account=<portal_id>`), the default one first: portal
+/// ids and names only, no token needed.
+#[utoipa::path(get, path = "/api/sync/accounts", tag = "sync",
+    responses(
+        (status = 200, description = "Accounts, the default one first", body = [AccountSummary]),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn summaries(pool: web::Data<Pool>) -> Result<web::Json<Vec<AccountSummary>>, ApiError> {
+    let mut conn = pool.get().await.map_err(ApiError::store)?;
+    let list = accounts::list(&mut conn).await.map_err(ApiError::store)?;
+    Ok(web::Json(list.into_iter().map(AccountSummary::from).collect()))
 }
 
 /// Adds an account (admin only).

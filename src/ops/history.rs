@@ -5,6 +5,9 @@
 //! last hour (`webhook::stats`' ring) and the queue depth now.
 //!
 //! Only counts, times and durations: no run id, no error text, so the same answer for everyone.
+//!
+//! `?account=<portal id>`: that account's runs (`ops::scope`); the live minutes are this
+//! process's, the default account's runtime's.
 
 use actix_web::web;
 use chrono::{DateTime, Utc};
@@ -12,10 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::OpsState;
 use super::error::{ApiError, ErrorBody};
+use super::scope;
 use crate::hubspot::HubSpot;
 use crate::kind::ObjectKind;
-use crate::store::Pool;
 use crate::store::history::{self, RunBucket};
+use crate::store::{Pool, accounts};
 
 /// The windows the charts offer: name, bucket length in seconds, buckets.
 const WINDOWS: [(&str, i64, i32); 2] = [("24h", 30 * 60, 48), ("7d", 2 * 60 * 60, 84)];
@@ -26,6 +30,10 @@ const LIVE_MINUTES: usize = 60;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// The account whose runs to sum (a HubSpot portal id, see `GET /api/sync/accounts`);
+    /// default: the default account.
+    #[param(example = 62515)]
+    pub account: Option<i64>,
     /// `24h` (48 buckets of 30 min, the default) or `7d` (84 buckets of 2 h).
     #[param(example = "24h")]
     pub window: Option<String>,
@@ -96,6 +104,7 @@ pub struct History {
     responses(
         (status = 200, description = "Runs per object and bucket, and live figures", body = History),
         (status = 400, description = "Unknown window", body = ErrorBody),
+        (status = 404, description = "No account has this portal id", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn history(
@@ -113,7 +122,12 @@ pub async fn history(
     let from = buckets.first().copied().unwrap_or(now);
     let names = ObjectKind::ALL.map(|k| k.as_str().to_owned()).to_vec();
     let mut conn = pool.get().await.map_err(ApiError::store)?;
-    let rows = history::run_buckets(&mut conn, from, step, count, names).await.map_err(ApiError::store)?;
+    let account = scope::resolve(&mut conn, query.account).await?;
+    let rows = accounts::in_scope(&mut conn, account.portal_id, |conn| {
+        Box::pin(async move { history::run_buckets(conn, from, step, count, names).await })
+    })
+    .await
+    .map_err(ApiError::store)?;
     drop(conn);
     let objects = ObjectKind::ALL.iter().map(|kind| object_history(kind.as_str(), &rows, count as usize)).collect();
     let live = live_history(&ops, now);

@@ -5,7 +5,8 @@
 //! figures in `crate::webhook::stats`.
 //!
 //! Without the admin token the status API shows summaries only (status, counts, times,
-//! figures); ids, error texts and `error_details` need it ([`admin::Access`]).
+//! figures); ids, error texts and `error_details` need it ([`admin::Access`]). Its reads take
+//! `?account=<portal id>` and then read that account's rows only ([`scope`]).
 //!
 //! `ops` reads the store and live figures and asks the poller for runs through
 //! [`crate::poller::control::SyncControl`]; nothing here writes synced data. Handlers extract only what they use:
@@ -22,6 +23,7 @@ pub mod page;
 pub mod reload;
 pub mod reloader;
 pub mod request_log;
+pub mod scope;
 pub mod status;
 
 use std::sync::Arc;

@@ -6,6 +6,10 @@
 //! script for the page's lifetime, never in `localStorage` or `sessionStorage` (both readable by
 //! any script on the origin, the first for good): a reload asks again.
 //!
+//! With several accounts it shows a selector of them (`/api/sync/accounts`: names and portal ids,
+//! nothing about their secrets) and reads every figure for the one picked (`?account=<portal id>`
+//! on each request), kept in the page's address (`/?account=2002`) so a link shows the same one.
+//!
 //! Its content security policy lets only that one inline script and that one inline style run,
 //! named by their SHA-256 hashes (computed once from the embedded file), so an injected
 //! `<script>` or `on...=` attribute would not run even if one ever got through the page's

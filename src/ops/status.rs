@@ -6,6 +6,9 @@
 //! failed records' ids and the error texts in `error_details` (PostgreSQL errors, HubSpot error
 //! bodies) are shown only with the admin token ([`Access`]), and left out of the JSON without
 //! it.
+//!
+//! Each read takes `?account=<portal id>` ([`AccountQuery`], `ops::scope`): the rows of that
+//! account only, read in one transaction in its scope; without it, the default account's.
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -15,16 +18,17 @@ use uuid::Uuid;
 use super::OpsState;
 use super::admin::{Access, AdminAuth};
 use super::error::{ApiError, ErrorBody};
+use super::scope;
 use crate::kind::ObjectKind;
 use crate::poller::associations::SYNC_TYPE as ASSOCIATIONS;
 use crate::poller::control::TriggerError;
 use crate::poller::fast::{LaneFigures, ObjectMode};
 use crate::queue::Queue;
 use crate::queue::freshness::Figures;
-use crate::store::Pool;
 use crate::store::audit::{self, LastAudit};
 use crate::store::sync_failures::{self, Failure};
 use crate::store::sync_logs::{self, LatestStatus, RunMode, RunTrigger, SyncLog};
+use crate::store::{Pool, StoreError, accounts};
 
 /// Most runs `GET /api/sync/logs` returns at once.
 pub const MAX_LOG_LIMIT: i64 = 200;
@@ -45,7 +49,8 @@ pub struct ObjectStatus {
     pub records_failed: i32,
     /// Null while running or when it never ran.
     pub duration_ms: Option<i64>,
-    /// The next scheduled run; null when the schedule never fires again.
+    /// The next scheduled run; null when the schedule never fires again, and for an account other
+    /// than the default one (this process schedules the default account's runs).
     pub next_run: Option<DateTime<Utc>>,
     /// Records of this object parked in `sync_failures` (see `GET /api/sync/failures`).
     pub parked: i64,
@@ -55,13 +60,14 @@ pub struct ObjectStatus {
     /// null when none ran.
     pub last_audit: Option<AuditStatus>,
     /// How fresh webhooks keep this object, over the last five minutes; null for owners (no
-    /// webhooks) and while real-time fetching is off.
+    /// webhooks), while real-time fetching is off, and for an account other than the default one.
     pub realtime: Option<RealtimeFreshness>,
     /// How this object is kept fresh between its scheduled runs: `webhooks`, `fast_polling`
     /// (searched every `FAST_POLL_INTERVAL`; webhooks too when configured) or `schedules_only`.
     #[schema(example = "fast_polling")]
     pub mode: String,
-    /// The fast polling lanes of this object; null unless its mode is `fast_polling`.
+    /// The fast polling lanes of this object; null unless its mode is `fast_polling`, and for an
+    /// account other than the default one.
     pub fast_polling: Option<FastPollingStatus>,
     /// Process-wide figures, the same in every element.
     pub live: LiveFigures,
@@ -287,10 +293,24 @@ pub enum SyncName {
     Associations,
 }
 
+/// The account of `GET /api/sync/status`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccountQuery {
+    /// The HubSpot portal id of the account to read (see `GET /api/sync/accounts`); default: the
+    /// default account. An unknown one: 404.
+    #[param(example = 62515)]
+    pub account: Option<i64>,
+}
+
 /// Filters of `GET /api/sync/logs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// The account whose runs to read (a HubSpot portal id, see `GET /api/sync/accounts`);
+    /// default: the default account.
+    #[param(example = 62515)]
+    pub account: Option<i64>,
     /// Only runs of this object.
     #[param(inline, value_type = Option<ObjectName>, example = "contacts")]
     pub object: Option<String>,
@@ -316,22 +336,32 @@ pub struct ForceSyncAccepted {
 
 /// Latest run per object, with the live queue and webhook figures (the audit's run id only with
 /// the admin token).
-#[utoipa::path(get, path = "/api/sync/status", tag = "sync",
+#[utoipa::path(get, path = "/api/sync/status", tag = "sync", params(AccountQuery),
     security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "One element per object", body = [ObjectStatus]),
+        (status = 400, description = "Invalid query string", body = ErrorBody),
         (status = 401, description = "A bearer token that is not the admin token", body = ErrorBody),
+        (status = 404, description = "No account has this portal id", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn status(
     access: Access,
     pool: web::Data<Pool>,
     ops: web::Data<OpsState>,
+    query: web::Query<AccountQuery>,
 ) -> Result<web::Json<Vec<ObjectStatus>>, ApiError> {
     let mut conn = pool.get().await.map_err(ApiError::store)?;
-    let latest = sync_logs::latest_status(&mut conn).await.map_err(ApiError::store)?;
-    let parked = sync_failures::summary(&mut conn).await.map_err(ApiError::store)?;
-    let audits = audit::latest(&mut conn).await.map_err(ApiError::store)?;
+    let account = scope::resolve(&mut conn, query.account).await?;
+    let (latest, parked, audits) = accounts::in_scope(&mut conn, account.portal_id, |conn| {
+        Box::pin(async move {
+            let latest = sync_logs::latest_status(conn).await?;
+            let parked = sync_failures::summary(conn).await?;
+            Ok::<_, StoreError>((latest, parked, audit::latest(conn).await?))
+        })
+    })
+    .await
+    .map_err(ApiError::store)?;
     drop(conn);
     let now = Utc::now();
     let webhooks = ops.webhooks.last_hour(now);
@@ -344,7 +374,9 @@ pub async fn status(
         fast_polling_budget_share: share.map(|(cap, _)| cap),
         fast_polling_budget_used: share.map(|(_, used)| used),
     };
-    let next_runs = ops.control.next_runs();
+    // This process's schedules, queue and fast lanes are the default account's.
+    let own = account.is_default;
+    let next_runs = if own { ops.control.next_runs() } else { Vec::new() };
     let mut rows = ObjectKind::ALL
         .into_iter()
         .map(|kind| {
@@ -365,9 +397,9 @@ pub async fn status(
             let mode = ops.polling.mode(kind);
             // Without webhooks the queue holds what the lanes found: their lag says more.
             let polled_only = mode == ObjectMode::FastPolling && !ops.polling.webhooks;
-            row.realtime = realtime(ops.queue.as_deref(), kind).filter(|_| !polled_only);
+            row.realtime = realtime(ops.queue.as_deref(), kind).filter(|_| !polled_only && own);
             row.mode = mode.as_str().to_owned();
-            row.fast_polling = ops.polling.lanes(kind).map(|(fast, delayed)| FastPollingStatus {
+            row.fast_polling = ops.polling.lanes(kind).filter(|_| own).map(|(fast, delayed)| FastPollingStatus {
                 fast: LaneStatus::of(fast, now, access),
                 delayed: LaneStatus::of(delayed, now, access),
             });
@@ -376,7 +408,8 @@ pub async fn status(
         .collect::<Vec<_>>();
     // The association sweep: a row of its own after the objects'.
     let sweep = latest.iter().find(|row| row.sync_type == ASSOCIATIONS);
-    let mut row = object_status(ASSOCIATIONS, sweep, ops.control.next_sweep(), live);
+    let next_sweep = ops.control.next_sweep().filter(|_| own);
+    let mut row = object_status(ASSOCIATIONS, sweep, next_sweep, live);
     row.mode = "sweep".to_owned();
     rows.push(row);
     Ok(web::Json(rows))
@@ -437,6 +470,7 @@ fn object_status(
         (status = 200, description = "Runs, newest first", body = [RunView]),
         (status = 400, description = "Unknown object or limit out of range", body = ErrorBody),
         (status = 401, description = "A bearer token that is not the admin token", body = ErrorBody),
+        (status = 404, description = "No account has this portal id", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn logs(
@@ -453,7 +487,12 @@ pub async fn logs(
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LOG_LIMIT}")));
     }
     let mut conn = pool.get().await.map_err(ApiError::store)?;
-    let runs = sync_logs::recent(&mut conn, kind.map(ObjectKind::as_str), limit).await.map_err(ApiError::store)?;
+    let account = scope::resolve(&mut conn, query.account).await?;
+    let runs = accounts::in_scope(&mut conn, account.portal_id, |conn| {
+        Box::pin(async move { Ok(sync_logs::recent(conn, kind.map(ObjectKind::as_str), limit).await?) })
+    })
+    .await
+    .map_err(ApiError::store)?;
     Ok(web::Json(runs.into_iter().map(|run| RunView::of(run, access)).collect()))
 }
 
@@ -502,6 +541,10 @@ pub const MAX_FAILURES_LIMIT: i64 = 1000;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FailuresQuery {
+    /// The account whose parked records to read (a HubSpot portal id, see
+    /// `GET /api/sync/accounts`); default: the default account.
+    #[param(example = 62515)]
+    pub account: Option<i64>,
     /// Only parked records of this object.
     #[param(inline, value_type = Option<ObjectName>, example = "contacts")]
     pub object: Option<String>,
@@ -551,6 +594,7 @@ impl From<Failure> for FailureView {
         (status = 200, description = "Parked records, oldest first", body = [FailureView]),
         (status = 400, description = "Unknown object or limit out of range", body = ErrorBody),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No account has this portal id", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn failures(
@@ -567,6 +611,11 @@ pub async fn failures(
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_FAILURES_LIMIT}")));
     }
     let mut conn = pool.get().await.map_err(ApiError::store)?;
-    let rows = sync_failures::list(&mut conn, kind.map(ObjectKind::as_str), limit).await.map_err(ApiError::store)?;
+    let account = scope::resolve(&mut conn, query.account).await?;
+    let rows = accounts::in_scope(&mut conn, account.portal_id, |conn| {
+        Box::pin(async move { Ok(sync_failures::list(conn, kind.map(ObjectKind::as_str), limit).await?) })
+    })
+    .await
+    .map_err(ApiError::store)?;
     Ok(web::Json(rows.into_iter().map(FailureView::from).collect()))
 }

@@ -20,12 +20,14 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts (deliveries are retried until accepted).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
-/// The body: `{"delivery_id", "event": "owner_changed", "object", "id", "old_owner_id",
-/// "new_owner_id", "changed_at"}`, the same bytes on every attempt.
+/// The body: `{"delivery_id", "event": "owner_changed", "portal_id", "object", "id",
+/// "old_owner_id", "new_owner_id", "changed_at"}`, the same bytes on every attempt. `portal_id`
+/// is the HubSpot portal (account) of the record: record ids are unique within a portal only.
 pub fn body(change: &OwnerChange) -> Vec<u8> {
     let json = serde_json::json!({
         "delivery_id": change.id,
         "event": "owner_changed",
+        "portal_id": change.portal_id,
         "object": change.object,
         "id": change.hubspot_id,
         "old_owner_id": change.old_owner_id,
@@ -57,6 +59,7 @@ mod tests {
     fn change() -> OwnerChange {
         OwnerChange {
             id: uuid::Uuid::nil(),
+            portal_id: 2002,
             object: "deals".into(),
             hubspot_id: "42".into(),
             old_owner_id: None,
@@ -70,6 +73,7 @@ mod tests {
     fn the_body_names_the_delivery_and_the_change() {
         let body: serde_json::Value = serde_json::from_slice(&body(&change())).unwrap();
         assert_eq!(body["delivery_id"], "00000000-0000-0000-0000-000000000000");
+        assert_eq!(body["portal_id"], 2002, "ids are unique within a portal only");
         assert_eq!(body["object"], "deals");
         assert_eq!(body["id"], "42");
         assert_eq!(body["old_owner_id"], serde_json::Value::Null);

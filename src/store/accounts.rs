@@ -20,8 +20,10 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 
+use super::StoreError;
 use super::schema::accounts;
 
 /// The condition that keeps a query to the session's portal (column `portal_id` unqualified).
@@ -74,6 +76,22 @@ pub async fn scope(conn: &mut AsyncPgConnection, portal_id: i64) -> QueryResult<
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// Runs `read` in one transaction in `portal_id`'s scope ([`scope`]) on a connection of any
+/// pool: how one process reads the rows of every account (the status API's `?account=N`, the
+/// alert monitor, the retention job) without a pool per account. The scope ends with the
+/// transaction, so the connection goes back to its pool as it came.
+pub async fn in_scope<T: Send>(
+    conn: &mut AsyncPgConnection,
+    portal_id: i64,
+    read: impl for<'r> FnOnce(&'r mut AsyncPgConnection) -> BoxFuture<'r, Result<T, StoreError>> + Send,
+) -> Result<T, StoreError> {
+    conn.transaction(async move |conn| {
+        scope(conn, portal_id).await?;
+        read(conn).await
+    })
+    .await
 }
 
 /// One account.

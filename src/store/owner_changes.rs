@@ -25,6 +25,9 @@ pub struct OwnerChange {
     /// The delivery id (stable across retries).
     #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
+    /// The HubSpot portal id of the account whose record changed owner.
+    #[diesel(sql_type = BigInt)]
+    pub portal_id: i64,
     /// `contacts` or `deals`.
     #[diesel(sql_type = Text)]
     pub object: String,
@@ -47,7 +50,7 @@ UPDATE owner_change_deliveries d SET next_attempt_at = now() + make_interval(sec
 FROM (SELECT id FROM owner_change_deliveries WHERE next_attempt_at <= now() \
       ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) due \
 WHERE d.id = due.id \
-RETURNING d.id, d.object, d.hubspot_id, d.old_owner_id, d.new_owner_id, d.changed_at, d.attempts";
+RETURNING d.id, d.portal_id, d.object, d.hubspot_id, d.old_owner_id, d.new_owner_id, d.changed_at, d.attempts";
 
 /// Claims up to `limit` due deliveries for `lease` (oldest due first).
 pub async fn claim_due(

@@ -1,8 +1,13 @@
 //! What the daily maintenance job deletes: `sync_logs` rows and owner history rows older than
 //! their retention, one small batch per statement.
 //!
+//! Every query reads and deletes the rows of the session's portal only (`hubspot_sync_portal()`):
+//! the job runs them for each account in turn, each in a transaction in that account's scope
+//! (`accounts::in_scope`), so each account's rows are judged on their own (its newest runs are
+//! protected, whatever another account ran since).
+//!
 //! Each batch is one `DELETE` of at most `limit` rows, in its own short transaction (the caller
-//! runs it outside any transaction), taking its rows oldest first (by time, then id: through the
+//! runs it in a transaction of its own, one per batch), taking its rows oldest first (by time, then id: through the
 //! `started_at` / `changed_at` index) with `FOR UPDATE SKIP LOCKED`: it never waits for a row
 //! another transaction holds, and holds its own for one statement only; the rows are then
 //! deleted by primary key. Which `sync_logs` rows are protected is read once per job (one plain
@@ -20,21 +25,24 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::accounts::PORTAL_ROWS;
 
 /// The tables of the owner history, each with a `changed_at` and an identity `id`.
 pub const OWNER_HISTORY_TABLES: [&str; 2] = ["contact_owner_history", "deal_owner_history"];
 
 const PROTECTED_SQL: &str = "\
-SELECT id FROM (SELECT DISTINCT ON (portal_id, sync_type, mode) id FROM sync_logs WHERE status <> 'running' \
-                ORDER BY portal_id, sync_type, mode, started_at DESC) newest \
+SELECT id FROM (SELECT DISTINCT ON (sync_type, mode) id FROM sync_logs \
+                WHERE portal_id = hubspot_sync_portal() AND status <> 'running' \
+                ORDER BY sync_type, mode, started_at DESC) newest \
 UNION \
-SELECT id FROM (SELECT DISTINCT ON (portal_id, sync_type) id FROM sync_logs WHERE status IN ('success', 'partial') \
-                ORDER BY portal_id, sync_type, started_at DESC) good";
+SELECT id FROM (SELECT DISTINCT ON (sync_type) id FROM sync_logs \
+                WHERE portal_id = hubspot_sync_portal() AND status IN ('success', 'partial') \
+                ORDER BY sync_type, started_at DESC) good";
 
 const SYNC_LOGS_BATCH_SQL: &str = "\
 DELETE FROM sync_logs WHERE id = ANY(ARRAY( \
   SELECT id FROM sync_logs \
-  WHERE started_at < $1 AND status <> 'running' AND NOT (id = ANY($3)) \
+  WHERE portal_id = hubspot_sync_portal() AND started_at < $1 AND status <> 'running' AND NOT (id = ANY($3)) \
   ORDER BY started_at, id LIMIT $2 FOR UPDATE SKIP LOCKED))";
 
 #[derive(QueryableByName)]
@@ -43,14 +51,15 @@ struct Id {
     id: Uuid,
 }
 
-/// The `sync_logs` rows kept whatever their age (see the module docs): one scan, once per job.
+/// The session portal's `sync_logs` rows kept whatever their age (see the module docs): one
+/// scan, once per account and job.
 /// Rows written later are newer, so what this returns stays enough for the whole job.
 pub async fn protected_sync_logs(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>, StoreError> {
     let rows: Vec<Id> = diesel::sql_query(PROTECTED_SQL).load(conn).await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
-/// Deletes at most `limit` `sync_logs` rows that started before `cutoff`, neither `running` nor
+/// Deletes at most `limit` of the session portal's `sync_logs` rows that started before `cutoff`, neither `running` nor
 /// `protected` ([`protected_sync_logs`]), oldest first; returns how many.
 pub async fn delete_sync_logs_batch(
     conn: &mut AsyncPgConnection,
@@ -66,8 +75,8 @@ pub async fn delete_sync_logs_batch(
         .await?)
 }
 
-/// Deletes at most `limit` rows of `table` (one of [`OWNER_HISTORY_TABLES`]) whose change is
-/// older than `cutoff`, oldest first; returns how many.
+/// Deletes at most `limit` of the session portal's rows of `table` (one of
+/// [`OWNER_HISTORY_TABLES`]) whose change is older than `cutoff`, oldest first; returns how many.
 pub async fn delete_owner_history_batch(
     conn: &mut AsyncPgConnection,
     table: &'static str,
@@ -76,7 +85,7 @@ pub async fn delete_owner_history_batch(
 ) -> Result<usize, StoreError> {
     debug_assert!(OWNER_HISTORY_TABLES.contains(&table));
     let sql = format!(
-        "DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM {table} WHERE changed_at < $1 \
+        "DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM {table} WHERE {PORTAL_ROWS} AND changed_at < $1 \
          ORDER BY changed_at, id LIMIT $2 FOR UPDATE SKIP LOCKED))"
     );
     Ok(diesel::sql_query(sql).bind::<Timestamptz, _>(cutoff).bind::<BigInt, _>(limit).execute(conn).await?)

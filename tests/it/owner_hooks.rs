@@ -263,3 +263,60 @@ async fn a_receiver_that_fails_twice_gets_the_delivery_on_the_third_try() {
     assert!(hook.requests.try_recv().is_err(), "no fourth request");
     hook.server.stop(true).await;
 }
+
+/// Two accounts hold a contact of the same HubSpot id; each changes owner. Each delivery (and
+/// each notification) names its portal, so a receiver can tell the two records apart.
+#[tokio::test]
+async fn each_delivery_names_the_portal_of_the_record() {
+    use crate::harness::control::{DEFAULT_PORTAL, OTHER_PORTAL, two_accounts};
+    use hubspot_sync::config::Secret;
+    use hubspot_sync::owner_hooks::{Deliverer, Target};
+
+    let db = TestDb::new().await;
+    two_accounts(&db).await;
+    let mut listener = Listener::start(&db.target, "owner hooks test", "hubspot_owner_changed").await.unwrap();
+    let mut hook = receiver(0).await;
+    let client = db.client().await;
+    for (portal, owner) in [(DEFAULT_PORTAL, "501"), (OTHER_PORTAL, "502")] {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO contacts (portal_id, hubspot_contact_id, owner_id, updated_at) VALUES ({portal}, '7', '1', now()); \
+                 UPDATE contacts SET owner_id = '{owner}', updated_at = now() WHERE portal_id = {portal} AND hubspot_contact_id = '7'"
+            ))
+            .await
+            .unwrap();
+    }
+    let notes = [next_notification(&mut listener).await, next_notification(&mut listener).await];
+    let noted: Vec<(i64, &str)> =
+        notes.iter().map(|n| (n["portal_id"].as_i64().unwrap(), n["new_owner_id"].as_str().unwrap())).collect();
+    assert_eq!(noted, [(DEFAULT_PORTAL, "501"), (OTHER_PORTAL, "502")], "{notes:?}");
+
+    let target = Target::new(hook.url.parse().unwrap(), Secret::new(HOOK_SECRET.to_owned()));
+    let deliverer = Deliverer::new(db.pool(), Some(target));
+    eventually(PATIENCE, "both changes are delivered", || async {
+        deliverer.pass().await.unwrap();
+        db.count("SELECT count(*) FROM owner_change_deliveries").await == 0
+    })
+    .await;
+    let mut delivered: Vec<(i64, String, String)> = Vec::new();
+    for _ in 0..2 {
+        let delivery = next_delivery(&mut hook).await;
+        assert!(delivery.signed(), "{delivery:?}");
+        let body = delivery.json();
+        assert_eq!(body["id"], "7", "{body}");
+        delivered.push((
+            body["portal_id"].as_i64().unwrap(),
+            body["new_owner_id"].to_string(),
+            body["object"].to_string(),
+        ));
+    }
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        [
+            (DEFAULT_PORTAL, "\"501\"".to_owned(), "\"contacts\"".to_owned()),
+            (OTHER_PORTAL, "\"502\"".to_owned(), "\"contacts\"".to_owned())
+        ]
+    );
+    hook.server.stop(true).await;
+}

@@ -144,6 +144,7 @@ async fn openapi_document_covers_the_routes_it_describes() {
             "/api/accounts",
             "/api/accounts/{portal_id}",
             "/api/config/reload",
+            "/api/sync/accounts",
             "/api/sync/failures",
             "/api/sync/history",
             "/api/sync/logs",

@@ -12,6 +12,11 @@
 //! equal to `sync_logs`' bucket by bucket, the 7-day toggle, no sideways scrolling at 390 px;
 //! with `HUBSPOT_SYNC_SCREENSHOTS=<dir>` it also writes the README's screenshots there.
 //!
+//! A third test gives two accounts different runs: the page offers a selector of them (names and
+//! portal ids, no secret variable names), and picking the other account shows its figures in
+//! the cards, the runs and the history table, kept in the address (`/?account=2002`) so a link
+//! opens on it.
+//!
 //! Without Chromium the test fails, naming the package to install; set
 //! `HUBSPOT_SYNC_SKIP_BROWSER=1` to skip it deliberately (it then says so on stderr).
 
@@ -23,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::harness::control::{ADMIN_TOKEN, finished};
+use crate::harness::control::{ADMIN_TOKEN, DEFAULT_PORTAL, OTHER_PORTAL, finished, finished_for, two_accounts};
 use crate::harness::{PATIENCE, TestApp, within};
 
 fn find_chromium() -> Option<PathBuf> {
@@ -155,34 +160,31 @@ fn wait_for(probe: &str) -> String {
     )
 }
 
+/// Chromium, or `None` when the test `name` is deliberately skipped (`HUBSPOT_SYNC_SKIP_BROWSER`,
+/// said on stderr); without Chromium and without that, the test fails naming the package.
+fn chromium_for(name: &str) -> Option<PathBuf> {
+    if let Some(chromium) = find_chromium() {
+        return Some(chromium);
+    }
+    if std::env::var_os("HUBSPOT_SYNC_SKIP_BROWSER").is_some() {
+        eprintln!("\n*** SKIPPED {name}: no chromium (HUBSPOT_SYNC_SKIP_BROWSER set) ***\n");
+        return None;
+    }
+    panic!(
+        "chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome); \
+         set HUBSPOT_SYNC_SKIP_BROWSER=1 to skip this test deliberately"
+    );
+}
+
 #[tokio::test]
 async fn status_page_in_headless_chromium() {
-    let Some(chromium) = find_chromium() else {
-        if std::env::var_os("HUBSPOT_SYNC_SKIP_BROWSER").is_some() {
-            eprintln!(
-                "\n*** SKIPPED status_page_in_headless_chromium: no chromium (HUBSPOT_SYNC_SKIP_BROWSER set) ***\n"
-            );
-            return;
-        }
-        panic!(
-            "chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome); \
-             set HUBSPOT_SYNC_SKIP_BROWSER=1 to skip this test deliberately"
-        );
-    };
+    let Some(chromium) = chromium_for("status_page_in_headless_chromium") else { return };
     within(PATIENCE, "the browser test hangs", drive(chromium)).await;
 }
 
 #[tokio::test]
 async fn history_charts_in_headless_chromium() {
-    let Some(chromium) = find_chromium() else {
-        if std::env::var_os("HUBSPOT_SYNC_SKIP_BROWSER").is_some() {
-            eprintln!(
-                "\n*** SKIPPED history_charts_in_headless_chromium: no chromium (HUBSPOT_SYNC_SKIP_BROWSER set) ***\n"
-            );
-            return;
-        }
-        panic!("chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome)");
-    };
+    let Some(chromium) = chromium_for("history_charts_in_headless_chromium") else { return };
     within(PATIENCE, "the browser test hangs", drive_history(chromium)).await;
 }
 
@@ -249,6 +251,8 @@ async fn drive(chromium: PathBuf) {
     assert!(failures.contains("details need the admin token"), "{failures}");
     let overflow = browser.eval(&session, "document.documentElement.scrollWidth").await;
     assert!(overflow.as_u64().unwrap() <= 390, "the page is wider than a phone: {overflow}");
+    let picker = browser.eval(&session, "document.getElementById('account-picker').hidden").await;
+    assert_eq!(picker, true, "one account: no account selector");
 
     // Force sync: the token is asked for once...
     browser
@@ -310,6 +314,12 @@ fn relative_times_are_recognised_whatever_the_machine_took() {
 
 /// Opens the page at `width` in a new tab; the session id once the charts are drawn.
 async fn open_page(browser: &mut Browser, base: &str, width: u32, mobile: bool) -> String {
+    open_url(browser, &format!("{base}/"), width, mobile).await
+}
+
+/// Opens `url` (the page, with a query string) at `width` in a new tab; the session id once the
+/// charts are drawn.
+async fn open_url(browser: &mut Browser, url: &str, width: u32, mobile: bool) -> String {
     let target = browser.call(None, "Target.createTarget", json!({ "url": "about:blank" })).await;
     let attached =
         browser.call(None, "Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true })).await;
@@ -320,7 +330,7 @@ async fn open_page(browser: &mut Browser, base: &str, width: u32, mobile: bool) 
     let metrics =
         json!({ "width": width, "height": if mobile { 844 } else { 900 }, "deviceScaleFactor": 1, "mobile": mobile });
     browser.call(s, "Emulation.setDeviceMetricsOverride", metrics).await;
-    browser.call(s, "Page.navigate", json!({ "url": format!("{base}/") })).await;
+    browser.call(s, "Page.navigate", json!({ "url": url })).await;
     browser.event("Page.loadEventFired").await;
     browser.eval(&session, &wait_for("Number(document.body.dataset.historyLoads) >= 1")).await;
     session
@@ -450,6 +460,91 @@ async fn drive_history(chromium: PathBuf) {
     let width = browser.eval(&desktop, "document.documentElement.scrollWidth").await;
     assert!(width.as_u64().unwrap() <= 1280, "{width}");
     screenshot(&mut browser, &desktop, "status-history-desktop", false).await;
+
+    let _ = browser.call(None, "Browser.close", json!({})).await;
+    let _ = browser.child.wait().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn account_selector_in_headless_chromium() {
+    let Some(chromium) = chromium_for("account_selector_in_headless_chromium") else { return };
+    within(PATIENCE, "the browser test hangs", drive_accounts(chromium)).await;
+}
+
+/// What the page shows of the account it shows, once `account` (`default` or a portal id) is
+/// drawn: the contacts card's processed count and the deals card's status, the objects of the
+/// recent runs, and the records processed in the history table.
+async fn shown_for(browser: &mut Browser, session: &str, account: &str) -> Value {
+    let probe = format!(
+        "document.body.dataset.account === '{account}' && document.body.dataset.historyAccount === '{account}' && \
+         ({{ processed: document.querySelector('article.card[data-object=contacts] dd.processed').innerText, \
+            deals: document.querySelector('article.card[data-object=deals]').dataset.status, \
+            runs: [...document.querySelectorAll('#runs tr[data-object]')].map(r => r.dataset.object).sort().join(','), \
+            history: [...document.querySelectorAll('#history-table tr[data-object]')].reduce((n, r) => n + Number(r.dataset.processed), 0), \
+            selected: document.getElementById('account').value, search: location.search }})"
+    );
+    browser.eval(session, &wait_for(&probe)).await
+}
+
+/// Picks the account of `portal_id` in the page's selector, as a person does.
+async fn pick(browser: &mut Browser, session: &str, portal_id: i64) {
+    let script = format!(
+        "(() => {{ const s = document.getElementById('account'); s.value = '{portal_id}'; \
+         s.dispatchEvent(new Event('change')); }})()"
+    );
+    browser.eval(session, &script).await;
+}
+
+async fn drive_accounts(chromium: PathBuf) {
+    let mut app = TestApp::builder().recording_control().start().await;
+    two_accounts(&app.db).await;
+    finished_for(&app.db, DEFAULT_PORTAL, "contacts", 250, 0, None).await;
+    finished_for(&app.db, OTHER_PORTAL, "contacts", 777, 0, None).await;
+    finished_for(&app.db, OTHER_PORTAL, "deals", 40, 0, Some("HubSpot answered 502")).await;
+
+    let mut browser = Browser::launch(&chromium).await;
+    let session = open_page(&mut browser, &app.base, 1280, false).await;
+    let options = browser
+        .eval(
+            &session,
+            &wait_for(
+                "!document.getElementById('account-picker').hidden && \
+                 [...document.querySelectorAll('#account option')].map(o => [o.value, o.textContent])",
+            ),
+        )
+        .await;
+    assert_eq!(options, json!([["1001", "default (portal 1001)"], ["2002", "emea (portal 2002)"]]));
+    let page = browser.eval(&session, "document.documentElement.outerHTML").await;
+    let page = page.as_str().unwrap();
+    assert!(!page.contains("HUBSPOT_TOKEN") && !page.contains("HUBSPOT_SECRET"), "secret variable names shown");
+
+    // The default account first, as without accounts.
+    let default = shown_for(&mut browser, &session, "default").await;
+    assert_eq!(default["processed"], "250", "{default}");
+    assert_eq!(default["deals"], "never", "{default}");
+    assert_eq!(default["runs"], "contacts", "{default}");
+    assert_eq!(default["history"], 250, "{default}");
+    assert_eq!((default["selected"].as_str(), default["search"].as_str()), (Some("1001"), Some("")));
+
+    // Picking the other account shows its figures, and its portal id goes into the address.
+    pick(&mut browser, &session, OTHER_PORTAL).await;
+    let other = shown_for(&mut browser, &session, "2002").await;
+    assert_eq!(other["processed"], "777", "{other}");
+    assert_eq!(other["deals"], "failed", "{other}");
+    assert_eq!(other["runs"], "contacts,deals", "{other}");
+    assert_eq!(other["history"], 817, "{other}");
+    assert_eq!(other["search"], "?account=2002", "{other}");
+
+    // A link keeps it: the address opens on the other account.
+    let linked = open_url(&mut browser, &format!("{}/?account={OTHER_PORTAL}", app.base), 1280, false).await;
+    let shown = shown_for(&mut browser, &linked, "2002").await;
+    assert_eq!((shown["processed"].as_str(), shown["selected"].as_str()), (Some("777"), Some("2002")), "{shown}");
+
+    // And back to the default account.
+    pick(&mut browser, &linked, DEFAULT_PORTAL).await;
+    let back = shown_for(&mut browser, &linked, "default").await;
+    assert_eq!((back["processed"].as_str(), back["search"].as_str()), (Some("250"), Some("")), "{back}");
 
     let _ = browser.call(None, "Browser.close", json!({})).await;
     let _ = browser.child.wait().await;

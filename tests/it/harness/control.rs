@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::BoxFuture;
 use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::poller::control::{SyncControl, TriggerError};
+use hubspot_sync::store::accounts::{self, NewAccount};
 use hubspot_sync::store::connect::DbTarget;
 use hubspot_sync::store::sync_logs::{self, RunMode, RunOutcome, RunTrigger};
 use tokio::sync::mpsc;
@@ -65,7 +66,52 @@ impl SyncControl for RecordingControl {
 
 /// Records a finished scheduled incremental run of `kind` in `sync_logs`; its id.
 pub async fn finished(db: &TestDb, kind: &str, processed: i32, failed: i32, fatal: Option<&str>) -> Uuid {
+    record_finished(db.conn().await, kind, processed, failed, fatal).await
+}
+
+/// [`finished`] for the account of `portal_id`: a row of its own, as its pool's connections write
+/// them.
+pub async fn finished_for(
+    db: &TestDb,
+    portal_id: i64,
+    kind: &str,
+    processed: i32,
+    failed: i32,
+    fatal: Option<&str>,
+) -> Uuid {
     let mut conn = db.conn().await;
+    accounts::enter(&mut conn, portal_id).await.unwrap();
+    record_finished(conn, kind, processed, failed, fatal).await
+}
+
+/// The default account becomes portal [`DEFAULT_PORTAL`] and account [`OTHER_PORTAL`] ("emea",
+/// its token in `HUBSPOT_TOKEN_2002`) is added.
+pub async fn two_accounts(db: &TestDb) {
+    let mut conn = db.conn().await;
+    accounts::adopt_default_portal(&mut conn, DEFAULT_PORTAL).await.unwrap();
+    let emea = NewAccount {
+        portal_id: OTHER_PORTAL,
+        name: "emea".into(),
+        token_env: format!("HUBSPOT_TOKEN_{OTHER_PORTAL}"),
+        client_secret_env: Some(format!("HUBSPOT_SECRET_{OTHER_PORTAL}")),
+        api_base: None,
+        requests_per_10s: None,
+    };
+    accounts::add(&mut conn, emea).await.unwrap();
+}
+
+/// The default account's portal id after [`two_accounts`].
+pub const DEFAULT_PORTAL: i64 = 1001;
+/// The other account's.
+pub const OTHER_PORTAL: i64 = 2002;
+
+async fn record_finished(
+    mut conn: diesel_async::AsyncPgConnection,
+    kind: &str,
+    processed: i32,
+    failed: i32,
+    fatal: Option<&str>,
+) -> Uuid {
     let id = sync_logs::start_run(&mut conn, kind, RunTrigger::Schedule, RunMode::Incremental).await.unwrap();
     let outcome = RunOutcome {
         records_processed: processed,
