@@ -142,10 +142,20 @@ async fn handoff(pg: &Postgres, total: usize) {
         &["step", "batches", "time", "batches/s", "commit to sink p50 / p99 / max"],
         1,
         &[
-            vec!["push (4 tasks, durable commit each)".into(), total.to_string(), format!("{:.0} ms", ms(pushed)),
-                 format!("{:.0}", total as f64 / pushed.as_secs_f64()), String::new()],
-            vec!["drain (2 drainers, 100 per take)".into(), total.to_string(), format!("{:.0} ms", ms(drained)),
-                 format!("{:.0}", total as f64 / drained.as_secs_f64()), String::new()],
+            vec![
+                "push (4 tasks, durable commit each)".into(),
+                total.to_string(),
+                format!("{:.0} ms", ms(pushed)),
+                format!("{:.0}", total as f64 / pushed.as_secs_f64()),
+                String::new(),
+            ],
+            vec![
+                "drain (2 drainers, 100 per take)".into(),
+                total.to_string(),
+                format!("{:.0} ms", ms(drained)),
+                format!("{:.0}", total as f64 / drained.as_secs_f64()),
+                String::new(),
+            ],
             vec![
                 "push and drain together (poll 500 ms)".into(),
                 total.to_string(),
@@ -198,7 +208,11 @@ async fn leases(pg: &Postgres, accounts: i64) {
         &[
             vec!["3 machines start together".into(), accounts.to_string(), format!("{:.1} s", spread_in.as_secs_f64())],
             vec!["one is killed (no release)".into(), accounts.to_string(), format!("{:.1} s", moved_in.as_secs_f64())],
-            vec!["a fourth joins the two left".into(), accounts.to_string(), format!("{:.1} s", joined_in.as_secs_f64())],
+            vec![
+                "a fourth joins the two left".into(),
+                accounts.to_string(),
+                format!("{:.1} s", joined_in.as_secs_f64()),
+            ],
         ],
     );
     pg.drop_db(db).await;
