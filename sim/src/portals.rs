@@ -43,7 +43,8 @@ pub fn portal_of_token(token: &str) -> Option<u64> {
     rest.split('-').next()?.parse().ok()
 }
 
-fn bearer(req: &ServiceRequest) -> &str {
+/// The bearer token of `req` (empty when there is none).
+pub fn bearer(req: &ServiceRequest) -> &str {
     req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -77,6 +78,9 @@ pub async fn api(mut req: ServiceRequest, next: Next<BoxBody>) -> Result<Service
             next.call(req).await
         }
         None => {
+            if let Some(first) = req.app_data::<web::Data<AppState>>() {
+                crate::stats::Stats::incr(&first.stats.responses_401);
+            }
             let res = ApiError::Unauthorized.error_response();
             Ok(req.into_response(res))
         }

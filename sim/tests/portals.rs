@@ -80,6 +80,7 @@ async fn each_portal_has_its_own_data_chosen_by_the_token() {
         assert_eq!(status, 401, "{token}: {body}");
         assert_eq!(body["category"], "INVALID_AUTHENTICATION");
     }
+    assert_eq!(hubspot_sim::control::stats_json(h.portal(101).unwrap())["responses_401"], 3, "counted");
     // Control requests name their portal.
     let export = |portal: &str| {
         let url = format!("{}/_sim/export/contacts?portal={portal}", h.url());
