@@ -60,11 +60,12 @@ pub struct Census {
 }
 
 /// Counts the live machines and the non-default accounts, and makes sure each such account has
-/// a lease row (free until taken); forgets machines silent for a day.
+/// a lease row (free until taken; inserted in portal order, so machines doing it at once never
+/// deadlock); forgets machines silent for a day.
 pub async fn census(conn: &mut AsyncPgConnection, live: Duration) -> Result<Census, StoreError> {
     diesel::sql_query(
         "INSERT INTO account_leases (portal_id) SELECT portal_id FROM accounts WHERE NOT is_default \
-         ON CONFLICT (portal_id) DO NOTHING",
+         ORDER BY portal_id ON CONFLICT (portal_id) DO NOTHING",
     )
     .execute(conn)
     .await?;

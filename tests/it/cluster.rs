@@ -303,3 +303,32 @@ async fn handed_over_batches_are_each_taken_exactly_once_by_concurrent_drainers(
     assert_eq!(strays.load(Ordering::SeqCst), 0, "a machine not running a portal takes none of its batches");
     assert_eq!(db.count("SELECT count(*) FROM webhook_handoff").await, 0);
 }
+
+#[tokio::test]
+async fn an_account_added_is_taken_and_an_account_removed_stops_running() {
+    let db = TestDb::new().await;
+    let all = accounts(&db, 2).await;
+    let shutdown = CancellationToken::new();
+    let sampler = Sampler::start(&shutdown);
+    let a = start(db.pool(), "a", QUICK, &sampler, &shutdown);
+    eventually(PATIENCE, "the machine runs both accounts", || std::future::ready(*a.held().borrow() == all)).await;
+
+    let mut conn = db.conn().await;
+    accounts::remove(&mut conn, 1000, true).await.unwrap();
+    let added = NewAccount {
+        portal_id: 5000,
+        name: "added".into(),
+        token_env: "ACCOUNT_TOKEN".into(),
+        client_secret_env: None,
+        api_base: None,
+        requests_per_10s: None,
+    };
+    accounts::add(&mut conn, added).await.unwrap();
+    let now: BTreeSet<i64> = [1001, 5000].into();
+    eventually(PATIENCE, "the removed account stops, the added one runs", || {
+        std::future::ready(*a.held().borrow() == now)
+    })
+    .await;
+    a.stop().await;
+    shutdown.cancel();
+}
