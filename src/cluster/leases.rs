@@ -135,7 +135,11 @@ impl Leases {
         &self.machine
     }
 
-    /// Runs the task until `shutdown` or [`LeasesHandle::stop`] (then frees every lease).
+    /// Runs the task until `shutdown` or [`LeasesHandle::stop`] (then frees every lease at once,
+    /// so another machine may start the accounts at its next tick). In `serve`, give it a token
+    /// of its own (or one that fires after the accounts' parts stopped) and call
+    /// [`LeasesHandle::stop`] once they have: freeing a lease while its account still drains here
+    /// would let two machines run it for that long.
     pub fn spawn(self, shutdown: CancellationToken) -> LeasesHandle {
         let held = self.held.subscribe();
         let stop = shutdown.child_token();
