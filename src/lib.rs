@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod fetcher;
 pub mod hubspot;

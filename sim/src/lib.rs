@@ -12,6 +12,7 @@ pub mod errors;
 pub mod faults;
 pub mod limits;
 pub mod poison;
+pub mod portals;
 pub mod routes;
 pub mod search;
 pub mod state;
@@ -81,6 +82,10 @@ pub struct SimOptions {
     /// Associated records per page of one input of an association batch read (HubSpot pages
     /// them; tests shrink it to see the paging).
     pub association_page_size: usize,
+    /// Portal ids served, each with its own data (seeded `seed + its index`), budget, faults,
+    /// statistics and webhooks carrying its `portalId`; API tokens then choose the portal
+    /// (`pat-<portalId>`, see `portals`). Empty (the default): one portal, any token.
+    pub portals: Vec<u64>,
 }
 
 impl Default for SimOptions {
@@ -106,6 +111,7 @@ impl Default for SimOptions {
             search_lag_ms: 0,
             extra_properties: 0,
             association_page_size: 500,
+            portals: Vec::new(),
         }
     }
 }
@@ -127,7 +133,10 @@ pub struct Sim;
 pub struct SimHandle {
     url: String,
     addr: SocketAddr,
+    /// The first portal (the only one without `SimOptions::portals`).
     state: web::Data<AppState>,
+    /// Every portal by id, when `SimOptions::portals` lists them.
+    portals: Vec<(u64, web::Data<AppState>)>,
     server: actix_web::dev::ServerHandle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -140,49 +149,21 @@ async fn not_found() -> HttpResponse {
 }
 
 impl Sim {
-    /// Generates the CRM, binds, and serves in the background on the current tokio runtime.
+    /// Generates the CRM (of each portal), binds, and serves in the background on the current
+    /// tokio runtime.
     pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
-        let seed_cfg = SeedConfig {
-            contacts: opts.contacts,
-            deals: opts.deals,
-            calls: opts.calls,
-            owners: opts.owners,
-            seed: opts.seed,
-        };
-        let extra = opts.extra_properties;
-        let crm = tokio::task::spawn_blocking(move || {
-            let mut crm = generate(&seed_cfg);
-            data::seed::add_extra_properties(&mut crm, extra, seed_cfg.seed);
-            crm
-        })
-        .await?;
         let clock = opts.clock.clone().unwrap_or_else(Clock::system);
-        let webhook_stats = Arc::new(webhooks::WebhookStats::default());
-        let dispatcher = match &opts.webhook {
-            Some(cfg) => {
-                Some(webhooks::Dispatcher::start(cfg.clone(), clock.clone(), opts.seed, webhook_stats.clone())?)
-            }
-            None => None,
-        };
-        let state = web::Data::new(AppState {
-            crm: std::sync::RwLock::new(crm),
-            limits: Limits::new(LimitConfig {
-                requests_per_window: opts.requests_per_10s,
-                window_ms: opts.window_ms.max(1),
-                search_per_second: opts.search_per_second,
-                daily: opts.requests_per_day,
-                searches_in_budget: opts.searches_in_budget,
-            }),
-            faults: faults::Faults::new(opts.latency_ms, opts.seed).with_search_lag(opts.search_lag_ms),
-            stats: stats::Stats::default(),
-            clock,
-            churn_rng: std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(opts.seed.wrapping_add(1))),
-            webhook_cfg: opts.webhook.clone(),
-            dispatcher,
-            webhook_stats,
-            next_event_id: AtomicU64::new(opts.seed % 1000 * 1_000_000 + 1),
-            batch_errors: poison::BatchErrors::default(),
-            association_page_size: opts.association_page_size,
+        let mut portals = Vec::new();
+        if opts.portals.is_empty() {
+            portals.push((None, portal_state(&opts, &clock, opts.seed, None).await?));
+        }
+        for (index, &portal_id) in opts.portals.iter().enumerate() {
+            let seed = opts.seed.wrapping_add(index as u64);
+            portals.push((Some(portal_id), portal_state(&opts, &clock, seed, Some(portal_id)).await?));
+        }
+        let state = portals[0].1.clone();
+        let by_portal = (!opts.portals.is_empty()).then(|| {
+            web::Data::new(portals::Portals::new(portals.iter().filter_map(|(id, st)| Some(((*id)?, st.clone())))))
         });
         let workers = match opts.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),
@@ -190,13 +171,16 @@ impl Sim {
         };
         let data = state.clone();
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
-                .service(web::scope("/_sim").configure(control::configure))
+            let mut app = App::new().app_data(data.clone());
+            if let Some(by_portal) = &by_portal {
+                app = app.app_data(by_portal.clone());
+            }
+            app.app_data(web::PayloadConfig::new(8 * 1024 * 1024))
+                .service(web::scope("/_sim").wrap(middleware::from_fn(portals::control)).configure(control::configure))
                 .service(
                     web::scope("/crm")
                         .wrap(middleware::from_fn(routes::gate::gate))
+                        .wrap(middleware::from_fn(portals::api))
                         .service(web::scope("/v3/objects").configure(routes::objects))
                         .service(web::scope("/objects/2026-03").configure(routes::objects))
                         .service(web::scope("/v4/associations").configure(routes::assoc::configure))
@@ -222,10 +206,63 @@ impl Sim {
             }
         })];
         if opts.churn_per_s > 0.0 {
-            tasks.push(tokio::spawn(steady_churn(state.clone(), opts.churn_per_s)));
+            for (_, st) in &portals {
+                tasks.push(tokio::spawn(steady_churn(st.clone(), opts.churn_per_s)));
+            }
         }
-        Ok(SimHandle { url: format!("http://{addr}"), addr, state, server: handle, tasks })
+        let portals = portals.into_iter().filter_map(|(id, st)| Some((id?, st))).collect();
+        Ok(SimHandle { url: format!("http://{addr}"), addr, state, portals, server: handle, tasks })
     }
+}
+
+/// One portal's whole state: its seeded CRM, budget, faults, statistics and webhook dispatcher
+/// (its events carry `portal_id` when given, else the configured one).
+async fn portal_state(
+    opts: &SimOptions,
+    clock: &Clock,
+    seed: u64,
+    portal_id: Option<u64>,
+) -> Result<web::Data<AppState>, SimError> {
+    let seed_cfg =
+        SeedConfig { contacts: opts.contacts, deals: opts.deals, calls: opts.calls, owners: opts.owners, seed };
+    let extra = opts.extra_properties;
+    let crm = tokio::task::spawn_blocking(move || {
+        let mut crm = generate(&seed_cfg);
+        data::seed::add_extra_properties(&mut crm, extra, seed_cfg.seed);
+        crm
+    })
+    .await?;
+    let webhook_cfg = opts.webhook.clone().map(|mut cfg| {
+        if let Some(portal_id) = portal_id {
+            cfg.portal_id = portal_id;
+        }
+        cfg
+    });
+    let webhook_stats = Arc::new(webhooks::WebhookStats::default());
+    let dispatcher = match &webhook_cfg {
+        Some(cfg) => Some(webhooks::Dispatcher::start(cfg.clone(), clock.clone(), seed, webhook_stats.clone())?),
+        None => None,
+    };
+    Ok(web::Data::new(AppState {
+        crm: std::sync::RwLock::new(crm),
+        limits: Limits::new(LimitConfig {
+            requests_per_window: opts.requests_per_10s,
+            window_ms: opts.window_ms.max(1),
+            search_per_second: opts.search_per_second,
+            daily: opts.requests_per_day,
+            searches_in_budget: opts.searches_in_budget,
+        }),
+        faults: faults::Faults::new(opts.latency_ms, seed).with_search_lag(opts.search_lag_ms),
+        stats: stats::Stats::default(),
+        clock: clock.clone(),
+        churn_rng: std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1))),
+        webhook_cfg,
+        dispatcher,
+        webhook_stats,
+        next_event_id: AtomicU64::new(seed % 1000 * 1_000_000 + 1),
+        batch_errors: poison::BatchErrors::default(),
+        association_page_size: opts.association_page_size,
+    }))
 }
 
 /// Background churn for the demo: about `per_s` changes a second, rotating over the objects.
@@ -261,6 +298,17 @@ impl SimHandle {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The portal ids served (empty without `SimOptions::portals`).
+    pub fn portal_ids(&self) -> Vec<u64> {
+        self.portals.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// One portal's state (its data, budget, statistics: `control::stats_json`, `churn`,
+    /// `export`), when `SimOptions::portals` lists it.
+    pub fn portal(&self, portal_id: u64) -> Option<&AppState> {
+        self.portals.iter().find(|(id, _)| *id == portal_id).map(|(_, st)| &***st)
     }
 
     /// The `/_sim/stats` document.
@@ -315,10 +363,15 @@ impl SimHandle {
         &self.state
     }
 
-    /// Waits until every queued webhook batch is delivered or given up; false on timeout.
+    /// Waits until every queued webhook batch (of every portal) is delivered or given up; false
+    /// on timeout.
     pub async fn wait_webhooks_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.state.webhook_stats.pending.load(Ordering::SeqCst) > 0 {
+        let pending = || {
+            let others = self.portals.iter().map(|(_, st)| st.webhook_stats.pending.load(Ordering::SeqCst));
+            self.state.webhook_stats.pending.load(Ordering::SeqCst) + others.sum::<u64>()
+        };
+        while pending() > 0 {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }

@@ -73,6 +73,13 @@ struct Cli {
     /// HTTP worker threads (0: one per core, at most 4).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Serve several portals (comma-separated portal ids), each with its own data (seed + its
+    /// index), budget (--requests-per-10s each), faults, stats and webhooks (their portalId).
+    /// API tokens choose the portal: `Bearer pat-<portalId>[-anything]` (others get 401);
+    /// control requests take `X-Sim-Portal: <id>` or `?portal=<id>` (default: the first).
+    /// Unset: one portal, any non-empty token.
+    #[arg(long, value_delimiter = ',')]
+    portals: Vec<u64>,
 }
 
 #[tokio::main]
@@ -112,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         search_lag_ms: cli.search_lag_ms,
         extra_properties: cli.extra_properties,
         association_page_size: cli.association_page_size,
+        portals: cli.portals,
         ..SimOptions::default()
     })
     .await?;

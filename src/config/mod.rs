@@ -8,6 +8,7 @@
 //! reported by [`ConfigError`], which also names it.
 
 mod alerts;
+mod cluster;
 mod database;
 pub mod file;
 mod hubspot;
@@ -18,6 +19,7 @@ mod secret;
 mod server;
 
 pub use alerts::{AlertSettings, EmailAlerts, EmailSettings, OwnerHookSettings, Recipients, SmtpTls, SmtpUrl};
+pub use cluster::ClusterSettings;
 pub use database::DatabaseSettings;
 pub use file::{CopyConfig, CopyConfigError, CopySettings};
 pub use hubspot::{ApiVersion, HubSpotSettings, PortalSettings, RequireV3, WebhookSettings};

@@ -94,7 +94,7 @@ impl PollingSettings {
     }
 }
 
-fn positive_duration(raw: &str) -> Result<Duration, String> {
+pub(super) fn positive_duration(raw: &str) -> Result<Duration, String> {
     let d = parse_duration(raw)?;
     if d < Duration::from_millis(10) {
         return Err("must be at least 10ms".into());

@@ -36,6 +36,11 @@ pub const SETTING: &str = "hubspot_sync.portal_id";
 pub const UNKNOWN_PORTAL: i64 = 0;
 
 /// Every table that carries `portal_id`, children before the records they name.
+///
+/// The cluster tables (`machines`, `account_leases`, `webhook_handoff`: `store::cluster`) are
+/// deliberately not here: they are not portal-scoped (a machine takes any account's lease and
+/// hands over batches for accounts it does not run), their rows go with the account through
+/// `ON DELETE CASCADE`, and their queries name the portal they mean.
 pub const SCOPED_TABLES: [&str; 13] = [
     "associations",
     "contact_owner_history",

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod associations;
 pub mod audit;
 pub mod calls;
+pub mod cluster;
 pub mod connect;
 pub mod contacts;
 pub mod deals;

@@ -8,6 +8,7 @@ mod alerts;
 mod associations;
 mod audit;
 mod cli;
+mod cluster;
 mod config_file;
 mod config_filter;
 mod demo;

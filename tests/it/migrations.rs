@@ -92,6 +92,7 @@ async fn migrate_applies_everything_on_an_empty_database() {
         tables,
         [
             "__diesel_schema_migrations",
+            "account_leases",
             "accounts",
             "associations",
             "calls",
@@ -99,6 +100,7 @@ async fn migrate_applies_everything_on_an_empty_database() {
             "contacts",
             "deal_owner_history",
             "deals",
+            "machines",
             "mapped_columns",
             "owner_change_deliveries",
             "privacy_deletions",
@@ -107,6 +109,7 @@ async fn migrate_applies_everything_on_an_empty_database() {
             "sync_logs",
             "sync_state",
             "webhook_deliveries",
+            "webhook_handoff",
             "webhook_v3_seen"
         ]
     );

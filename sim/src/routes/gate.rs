@@ -54,14 +54,7 @@ pub async fn gate(req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceRes
         Stats::incr(&st.stats.responses_414);
         return Ok(refuse(req, &ApiError::UriTooLong, None));
     }
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .unwrap_or("");
-    if token.is_empty() {
+    if crate::portals::bearer(&req).is_empty() {
         Stats::incr(&st.stats.responses_401);
         return Ok(refuse(req, &ApiError::Unauthorized, None));
     }

@@ -1,0 +1,3 @@
+DROP TABLE webhook_handoff;
+DROP TABLE account_leases;
+DROP TABLE machines;
