@@ -59,6 +59,18 @@ pub struct AddArgs {
     /// The account's request budget per rolling 10 s (default: HUBSPOT_REQUESTS_PER_10S).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100_000))]
     pub requests_per_10s: Option<i32>,
+    /// Cron (UTC) of the account's incremental runs of every object (default: the process's
+    /// SCHEDULE_CONTACTS, SCHEDULE_DEALS, ...).
+    #[arg(long, value_parser = cron)]
+    pub schedule_incremental: Option<String>,
+    /// Cron (UTC) of the account's full pass (default: SCHEDULE_FULL).
+    #[arg(long, value_parser = cron)]
+    pub schedule_full: Option<String>,
+}
+
+/// A cron schedule (checked as `SCHEDULE_*` are), kept as written.
+fn cron(raw: &str) -> Result<String, String> {
+    raw.parse::<crate::config::Schedule>().map(|_| raw.trim().to_owned())
 }
 
 /// An environment variable name (letters, digits, underscores; not starting with a digit).
@@ -117,6 +129,8 @@ fn new_account(add: AddArgs) -> NewAccount {
         client_secret_env: add.client_secret_env,
         api_base: add.api_base.map(|u| u.to_string()),
         requests_per_10s: add.requests_per_10s,
+        schedule_incremental: add.schedule_incremental,
+        schedule_full: add.schedule_full,
     }
 }
 

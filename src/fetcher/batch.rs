@@ -244,7 +244,7 @@ fn read_first_edges(hubspot: &HubSpot, pool: &Pool, kind: ObjectKind, ids: Vec<S
         return;
     }
     let (hubspot, pool) = (hubspot.clone(), pool.clone());
-    tokio::spawn(async move {
+    crate::telemetry::account::spawn(async move {
         let result = async {
             let mut conn = pool.get().await?;
             objects::associations::sync_edges_both_ways(&hubspot, &mut conn, kind, &ids, Lane::Background).await

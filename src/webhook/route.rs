@@ -62,6 +62,11 @@ impl Accounts {
         (self.default_portal != UNKNOWN_PORTAL).then_some(self.default_portal)
     }
 
+    /// Whether `portal` is an account of this database other than the default one.
+    pub fn is_account(&self, portal: i64) -> bool {
+        self.others.contains_key(&portal)
+    }
+
     /// Where a batch whose events name `portals` goes (pure).
     pub fn target(&self, portals: &BTreeSet<i64>) -> Target {
         let theirs: Vec<i64> = portals.iter().copied().filter(|p| *p != self.default_portal).collect();
