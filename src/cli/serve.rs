@@ -55,6 +55,10 @@ pub struct ServeArgs {
     pub copy: CopySettings,
     #[command(flatten)]
     pub portal: PortalSettings,
+    /// Where the other accounts' tokens and client secrets are read: the process environment
+    /// (`demo` gives its second account's in code).
+    #[arg(skip)]
+    pub env: crate::config::Environment,
 }
 
 impl ServeArgs {
@@ -183,6 +187,7 @@ impl ServeArgs {
             require_v3: webhooks.require_v3(),
             served: webhooks.served().clone(),
             controls,
+            env: self.env.clone(),
         };
         let leadership = election.leadership();
         let source_pool = pool.clone();
@@ -255,7 +260,9 @@ impl ServeArgs {
     }
 
     fn intake(&self, queue: Option<Arc<Queue>>) -> Intake {
-        Intake::new(&self.webhooks, queue).with_max_concurrent(self.server.webhook_max_concurrent as usize)
+        Intake::new(&self.webhooks, queue)
+            .with_max_concurrent(self.server.webhook_max_concurrent as usize)
+            .with_environment(self.env.clone())
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod database;
+mod environment;
 pub mod file;
 mod hubspot;
 mod polling;
@@ -19,6 +20,7 @@ mod server;
 
 pub use alerts::{AlertSettings, EmailAlerts, EmailSettings, OwnerHookSettings, Recipients, SmtpTls, SmtpUrl};
 pub use database::DatabaseSettings;
+pub use environment::Environment;
 pub use file::{CopyConfig, CopyConfigError, CopySettings};
 pub use hubspot::{ApiVersion, HubSpotSettings, PortalSettings, RequireV3, WebhookSettings};
 pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};

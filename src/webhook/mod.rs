@@ -56,6 +56,8 @@ pub struct Intake {
     gate: Gate,
     /// The other accounts this process runs ([`served`]).
     served: served::Served,
+    /// Where the other accounts' client secrets are read.
+    env: crate::config::Environment,
 }
 
 struct IntakeInner {
@@ -84,7 +86,13 @@ impl Intake {
             stats: Arc::new(WebhookStats::new()),
             gate: Gate::new(DEFAULT_WEBHOOK_MAX_CONCURRENT as usize),
             served: served::Served::default(),
+            env: crate::config::Environment::default(),
         }
+    }
+
+    /// The same intake reading the other accounts' client secrets from `env`.
+    pub fn with_environment(self, env: crate::config::Environment) -> Self {
+        Self { env, ..self }
     }
 
     /// The other accounts whose batches this intake takes (filled by the per-account runtime).
@@ -253,10 +261,10 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     limits::check_declared(req).map_err(Refusal::from)?;
     // Held until the request is answered: its body, parsed events and writes count against it.
     let _place = intake.gate.enter().ok_or(Refusal::Busy)?;
-    let served = &intake.served;
+    let (served, env) = (&intake.served, &intake.env);
     let intake = &intake.inner;
     let body = limits::read_body(req, payload).await.map_err(Refusal::from)?;
-    let accounts = intake.router.accounts(pool).await;
+    let accounts = intake.router.accounts(pool, env).await;
     let portals = route::portals(&body);
     let account_secrets;
     let (secrets, account) = match accounts.target(&portals) {

@@ -64,6 +64,8 @@ pub struct Template {
     pub served: Served,
     /// Where force sync finds each running account's poller.
     pub controls: AccountControls,
+    /// Where the accounts' tokens and client secrets are read (as the webhook intake does).
+    pub env: crate::config::Environment,
 }
 
 impl Template {

@@ -62,12 +62,12 @@ impl Running {
         let portal_id = account.portal_id;
         let token_env = account.token_env.as_deref().ok_or(StartError::Gone(portal_id))?;
         let settings =
-            template.hubspot.for_account(token_env, account.api_base.as_deref(), account.requests_per_10s)?;
+            template.hubspot.for_account_in(&template.env, token_env, account.api_base.as_deref(), account.requests_per_10s)?;
         let schedules = schedules_of(account, &template.schedules)?;
         let pool = store::build_pool_for(&template.target, &template.pool, Some(portal_id))?;
         let hubspot = HubSpot::with_options(&settings, template.client.clone())?;
         let queue = Arc::new(Queue::new(template.queue_capacity));
-        let webhooks_on = webhooks_on(account);
+        let webhooks_on = webhooks_on(account, &template.env);
         let mut fetch = template.fetcher.clone();
         if !webhooks_on {
             // Without webhooks the queue holds what the lanes found: its reads are theirs to pay.
@@ -131,11 +131,11 @@ impl Running {
 
 /// Whether `account`'s webhooks can be verified here (its client secret variable is set);
 /// without, its fast polling lanes keep it fresh.
-fn webhooks_on(account: &Account) -> bool {
+fn webhooks_on(account: &Account, env: &crate::config::Environment) -> bool {
     account
         .client_secret_env
         .as_deref()
-        .and_then(|var| std::env::var(var).ok())
+        .and_then(|var| env.var(var))
         .is_some_and(|secret| !secret.trim().is_empty())
 }
 
