@@ -49,5 +49,9 @@ fn every_spawn_in_an_accounts_parts_carries_its_account() {
             }
         }
     }
-    assert!(bare.is_empty(), "spawns that lose the account (use telemetry::account::spawn or carry):\n{}", bare.join("\n"));
+    assert!(
+        bare.is_empty(),
+        "spawns that lose the account (use telemetry::account::spawn or carry):\n{}",
+        bare.join("\n")
+    );
 }

@@ -55,6 +55,15 @@ pub struct Monitor {
     leadership: Leadership,
     /// What each channel announced (one entry per channel; one for the log without channels).
     states: Vec<AlertState>,
+    /// Finished runs counted into the metrics.
+    runs: RunCounter,
+}
+
+/// Counts the runs of one account that finished (in any instance) into the run metrics, each
+/// once: the monitor's for the default account, one per other account (`runtime::accounts`),
+/// each reading through its account's pool, in its metrics scope.
+#[derive(Default)]
+pub struct RunCounter {
     /// Newest `completed_at` recorded in the metrics; `None` before the first check.
     cursor: Option<DateTime<Utc>>,
     /// Runs recorded within [`OVERLAP`] of the cursor.
@@ -74,17 +83,7 @@ impl Monitor {
     ) -> Self {
         let channels = channels.into();
         let states = (0..channels.0.len().max(1)).map(|_| AlertState::default()).collect();
-        Self {
-            pool,
-            webhooks,
-            schedules,
-            channels,
-            started,
-            leadership,
-            states,
-            cursor: None,
-            recorded: HashMap::new(),
-        }
+        Self { pool, webhooks, schedules, channels, started, leadership, states, runs: RunCounter::default() }
     }
 
     /// Whether a condition has been announced and not yet cleared.
@@ -96,7 +95,7 @@ impl Monitor {
     /// (all of them when no channel is set; none while this process does not lead).
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<Vec<Transition>, StoreError> {
         let mut conn = self.pool.get().await?;
-        self.record_finished_runs(&mut conn).await?;
+        self.runs.record(&mut conn).await?;
         if !self.leadership.is_leader() {
             self.stand_down();
             return Ok(Vec::new());
@@ -158,8 +157,12 @@ impl Monitor {
             }
         }
     }
+}
 
-    async fn record_finished_runs(&mut self, conn: &mut diesel_async::AsyncPgConnection) -> Result<(), StoreError> {
+impl RunCounter {
+    /// Counts the runs finished since the last call (none at the first: those were counted by
+    /// the process before).
+    pub async fn record(&mut self, conn: &mut diesel_async::AsyncPgConnection) -> Result<(), StoreError> {
         let Some(cursor) = self.cursor else {
             // First check: runs finished before start-up were counted by the previous process.
             self.cursor = Some(store::db_now(conn).await?);
@@ -182,7 +185,9 @@ impl Monitor {
         self.recorded.retain(|_, at| *at > newest - OVERLAP);
         Ok(())
     }
+}
 
+impl Monitor {
     /// Checks every `every`, and at once when this process becomes (or stops being) the leader,
     /// until `shutdown`; a failed check is logged and retried next time.
     pub fn spawn(mut self, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {

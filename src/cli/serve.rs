@@ -113,7 +113,8 @@ impl ServeArgs {
             write.filters.clone(),
         );
         let controls = crate::poller::control::AccountControls::default();
-        let accounts = self.accounts(&target, (&copy_for_accounts, &write), &webhooks, controls.clone(), pool.clone(), &election);
+        let accounts =
+            self.accounts(&target, (&copy_for_accounts, &write), &webhooks, controls.clone(), pool.clone(), &election);
         let ops = ops
             .with_polling(polling)
             .with_reloader(Arc::new(reloader))

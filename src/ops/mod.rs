@@ -80,7 +80,11 @@ impl OpsState {
 
     /// Force sync reaches the other accounts' pollers through `accounts`; `default_portal` is
     /// the default account's portal id, when known.
-    pub fn with_accounts(mut self, accounts: crate::poller::control::AccountControls, default_portal: Option<i64>) -> Self {
+    pub fn with_accounts(
+        mut self,
+        accounts: crate::poller::control::AccountControls,
+        default_portal: Option<i64>,
+    ) -> Self {
         self.accounts = accounts;
         self.default_portal = default_portal;
         self

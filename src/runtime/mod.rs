@@ -156,7 +156,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let replay_stop = CancellationToken::new();
     let replay_writer = tokio::spawn(replay.0.run(replay.1, replay_stop.clone()));
     let lanes = options.fast_polling.map(|lanes| lanes.spawn(shutdown.clone()));
-    let accounts = options.accounts.map(|accounts| accounts.set.spawn((accounts.source)(shutdown.clone()), shutdown.clone()));
+    let accounts =
+        options.accounts.map(|accounts| accounts.set.spawn((accounts.source)(shutdown.clone()), shutdown.clone()));
     let (poller, scheduler) = match options.scheduler {
         Some(s) => {
             let task = tokio::spawn(crate::poller::run_scheduler(

@@ -3,6 +3,7 @@
 //! gets its own database cloned from a migrated template (see `harness::db`).
 
 mod accounts;
+mod accounts_serve;
 mod alerts;
 mod associations;
 mod audit;

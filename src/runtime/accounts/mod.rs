@@ -122,6 +122,7 @@ impl AccountSet {
                     Err(e) => note_failure(&mut failing, portal_id, &e),
                 }
             }
+            metrics::gauge!(crate::metric::ACCOUNTS_RUNNING).set(running.len() as f64);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 changed = wanted.changed(), if source_open => source_open = changed.is_ok(),
@@ -135,6 +136,7 @@ impl AccountSet {
             stopping.spawn(async move { account.stop(&template, grace).await });
         }
         while stopping.join_next().await.is_some() {}
+        metrics::gauge!(crate::metric::ACCOUNTS_RUNNING).set(0.0);
     }
 
     /// Reads the account's row and starts its parts.

@@ -22,9 +22,9 @@ use crate::poller::control::{SyncControl, TriggerError};
 use crate::poller::fast::{FastPolling, Writer};
 use crate::poller::{Leadership, Poller, PollerOptions, Schedules};
 use crate::queue::Queue;
+use crate::store;
 use crate::store::accounts::Account;
 use crate::store::sync_logs::{RunMode, RunTrigger};
-use crate::store;
 use crate::telemetry::account;
 use crate::webhook::replay::ReplayGuard;
 use crate::webhook::served::AccountIntake;
@@ -61,8 +61,12 @@ impl Running {
     pub async fn start(account: &Account, template: &Template) -> Result<Running, StartError> {
         let portal_id = account.portal_id;
         let token_env = account.token_env.as_deref().ok_or(StartError::Gone(portal_id))?;
-        let settings =
-            template.hubspot.for_account_in(&template.env, token_env, account.api_base.as_deref(), account.requests_per_10s)?;
+        let settings = template.hubspot.for_account_in(
+            &template.env,
+            token_env,
+            account.api_base.as_deref(),
+            account.requests_per_10s,
+        )?;
         let schedules = schedules_of(account, &template.schedules)?;
         let pool = store::build_pool_for(&template.target, &template.pool, Some(portal_id))?;
         let hubspot = HubSpot::with_options(&settings, template.client.clone())?;
@@ -76,20 +80,38 @@ impl Running {
         let token = CancellationToken::new();
         let replay = Arc::new(ReplayGuard::new(template.require_v3));
         let replay_stop = CancellationToken::new();
-        let poller = Poller::new(pool.clone(), hubspot.clone(), PollerOptions { write: template.write.clone(), ..Default::default() });
+        let poller = Poller::new(
+            pool.clone(),
+            hubspot.clone(),
+            PollerOptions { write: template.write.clone(), ..Default::default() },
+        );
         // Every task below is spawned inside the account's scope, and takes it along.
         let running = account::scope(portal_id, async {
             let fetchers = Fetchers::start(queue.clone(), hubspot.clone(), pool.clone(), fetch);
             // The account set runs here only where the account is to run: it schedules always.
-            let scheduler =
-                account::spawn(crate::poller::run_scheduler(poller.clone(), schedules, Leadership::always(), token.clone()));
+            let scheduler = account::spawn(crate::poller::run_scheduler(
+                poller.clone(),
+                schedules,
+                Leadership::always(),
+                token.clone(),
+            ));
             let lanes = (!webhooks_on).then(|| {
                 let writer = Writer { pool: pool.clone(), context: template.write.clone() };
                 FastPolling::new(hubspot.clone(), queue.clone(), writer, template.polling.clone(), Leadership::always())
                     .spawn(token.clone())
             });
             let replay_writer = account::spawn(replay.clone().run(pool.clone(), replay_stop.clone()));
-            Running { portal_id, token: token.clone(), fetchers, poller: poller.clone(), scheduler, lanes, replay_stop: replay_stop.clone(), replay_writer }
+            account::spawn(count_runs(pool.clone(), token.clone()));
+            Running {
+                portal_id,
+                token: token.clone(),
+                fetchers,
+                poller: poller.clone(),
+                scheduler,
+                lanes,
+                replay_stop: replay_stop.clone(),
+                replay_writer,
+            }
         })
         .await;
         template.served.insert(AccountIntake { portal_id, pool, queue, replay });
@@ -129,14 +151,26 @@ impl Running {
     }
 }
 
+/// How often the account's finished runs are counted into the run metrics.
+const COUNT_RUNS_EVERY: Duration = Duration::from_secs(5);
+
+/// Counts the account's finished runs into the run metrics until `stop` (the default account's
+/// are counted by the alert monitor).
+async fn count_runs(pool: store::Pool, stop: CancellationToken) {
+    let mut counter = crate::alerts::monitor::RunCounter::default();
+    let mut tick = tokio::time::interval(COUNT_RUNS_EVERY);
+    while stop.run_until_cancelled(tick.tick()).await.is_some() {
+        let counted = async { counter.record(&mut *pool.get().await?).await }.await;
+        if let Err(e) = counted {
+            tracing::debug!(error = %crate::telemetry::ErrorChain(&e), "the account's runs not counted yet");
+        }
+    }
+}
+
 /// Whether `account`'s webhooks can be verified here (its client secret variable is set);
 /// without, its fast polling lanes keep it fresh.
 fn webhooks_on(account: &Account, env: &crate::config::Environment) -> bool {
-    account
-        .client_secret_env
-        .as_deref()
-        .and_then(|var| env.var(var))
-        .is_some_and(|secret| !secret.trim().is_empty())
+    account.client_secret_env.as_deref().and_then(|var| env.var(var)).is_some_and(|secret| !secret.trim().is_empty())
 }
 
 /// The process's schedules with the account's own: `schedule_incremental` for every object's
@@ -165,7 +199,12 @@ struct Scoped {
 }
 
 impl SyncControl for Scoped {
-    fn trigger(&self, kind: ObjectKind, mode: RunMode, trigger: RunTrigger) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
+    fn trigger(
+        &self,
+        kind: ObjectKind,
+        mode: RunMode,
+        trigger: RunTrigger,
+    ) -> BoxFuture<'_, Result<Uuid, TriggerError>> {
         Box::pin(account::scope(self.portal_id, SyncControl::trigger(&self.poller, kind, mode, trigger)))
     }
 
