@@ -91,6 +91,7 @@ async fn serve(db: &TestDb, sim: &SimHandle, port: u16, metrics_port: u16) -> Se
         .env("FETCH_WINDOW", "100ms")
         .env("SHUTDOWN_GRACE", "20s")
         .env("METRICS_PORT", metrics_port.to_string())
+        .env("ALERT_CHECK_INTERVAL", "1s")
         .spawn()
         .await
 }
@@ -226,7 +227,19 @@ async fn two_accounts_in_one_serve_converge_each_and_a_429_storm_on_one_spares_t
     emea.set_faults(FaultConfig::default()).unwrap();
     converged(&db, &emea, Some(EMEA_PORTAL), "the EMEA account after the storm").await;
 
-    // Every per-account metric says whose it is.
+    // Every per-account metric says whose it is. Runs are counted from `sync_logs` once
+    // finished (every ALERT_CHECK_INTERVAL for the default account): one forced run of each.
+    let forced = client.post(serve.url("/api/sync/calls")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(forced.status().as_u16(), 202);
+    let forced = client.post(serve.url("/api/sync/calls?account=2002")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(forced.status().as_u16(), 202);
+    eventually(LONG, "the forced runs were not counted in the metrics", || async {
+        let text = scrape(metrics_port).await;
+        ["default", "2002"].iter().all(|account| {
+            sum(&text, "hubspot_sync_runs_total", &["object=\"calls\"", &format!("account=\"{account}\"")]) > 0.0
+        })
+    })
+    .await;
     let text = scrape(metrics_port).await;
     for metric in
         ["hubspot_sync_hubspot_requests_total", "hubspot_sync_objects_upserted_total", "hubspot_sync_runs_total"]

@@ -220,3 +220,58 @@ impl SyncControl for Scoped {
         Box::pin(account::scope(self.portal_id, SyncControl::trigger_associations(&self.poller, trigger)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::poller::scheduler::Target;
+
+    fn account(incremental: Option<&str>, full: Option<&str>) -> Account {
+        Account {
+            portal_id: 2002,
+            name: "emea".into(),
+            is_default: false,
+            token_env: Some("EMEA_TOKEN".into()),
+            client_secret_env: None,
+            api_base: None,
+            requests_per_10s: None,
+            schedule_incremental: incremental.map(str::to_owned),
+            schedule_full: full.map(str::to_owned),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn process() -> ScheduleSettings {
+        let never: Schedule = "0 0 1 1 *".parse().unwrap();
+        ScheduleSettings {
+            schedule_contacts: never.clone(),
+            schedule_deals: never.clone(),
+            schedule_calls: never.clone(),
+            schedule_owners: never.clone(),
+            schedule_full: never.clone(),
+            schedule_audit: never.clone(),
+            schedule_associations: never,
+        }
+    }
+
+    fn pattern(schedules: &Schedules, target: Target) -> String {
+        let (_, schedule) = schedules.entries.iter().find(|(t, _)| *t == target).unwrap();
+        format!("{schedule:?}")
+    }
+
+    #[test]
+    fn an_accounts_own_schedules_replace_the_processs() {
+        let own = schedules_of(&account(Some("*/10 * * * *"), Some("0 2 * * 6")), &process()).unwrap();
+        for kind in ObjectKind::ALL {
+            assert_eq!(pattern(&own, Target::Object(kind)), "Schedule(*/10 * * * *)", "{kind}");
+        }
+        assert_eq!(pattern(&own, Target::FullPass), "Schedule(0 2 * * 6)");
+        assert_eq!(pattern(&own, Target::Audit), "Schedule(0 0 1 1 *)", "the rest stay the process's");
+        let theirs = schedules_of(&account(None, None), &process()).unwrap();
+        assert_eq!(pattern(&theirs, Target::Object(ObjectKind::Contacts)), "Schedule(0 0 1 1 *)");
+        assert!(matches!(
+            schedules_of(&account(Some("every minute"), None), &process()),
+            Err(StartError::Schedule { .. })
+        ));
+    }
+}
