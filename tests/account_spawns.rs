@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 //! The per-account metrics label (`telemetry::account`) comes from a task-local that a spawned
 //! task does not inherit: every task started in the modules that run per account must take it
 //! along (`account::spawn`, `account::carry`), else its metrics would say `account="default"`.

@@ -23,7 +23,7 @@ pub struct AccountsArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum Action {
     /// Adds an account: its portal id, a name, and the environment variables holding its secrets.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Lists the accounts, the default one first.
     List {
         /// Print the accounts as a JSON array.
@@ -96,7 +96,7 @@ pub async fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
             if add.name.trim().is_empty() {
                 return Err(anyhow::anyhow!("--name must not be empty").into());
             }
-            let account = accounts::add(&mut conn, new_account(add)).await.map_err(anyhow::Error::from)?;
+            let account = accounts::add(&mut conn, new_account(*add)).await.map_err(anyhow::Error::from)?;
             println!("added account {} ({})", account.portal_id, account.name);
             for var in account.token_env.iter().chain(account.client_secret_env.iter()) {
                 if std::env::var_os(var).is_none() {
