@@ -203,6 +203,14 @@ async fn two_accounts_in_one_serve_converge_each_and_a_429_storm_on_one_spares_t
     .await;
     let unknown = client.post(serve.url("/api/sync/deals?account=9009")).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(unknown.status().as_u16(), 404, "no account has that portal id");
+    // So does the SQL trigger naming its portal.
+    db.client().await.execute("SELECT trigger_hubspot_sync('calls', 2002)", &[]).await.unwrap();
+    eventually(LONG, "trigger_hubspot_sync('calls', 2002) started no run of the EMEA account", || async {
+        db.count("SELECT count(*) FROM sync_logs WHERE portal_id = 2002 AND trigger = 'sql' AND sync_type = 'calls'")
+            .await
+            > 0
+    })
+    .await;
 
     // A 429 storm on the EMEA account's HubSpot.
     let storm = FaultConfig { error_rate: 1.0, status: 429, retry_after: Some(1), ..FaultConfig::default() };
