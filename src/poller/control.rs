@@ -71,6 +71,11 @@ impl AccountControls {
         self.controls.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&portal_id);
     }
 
+    /// Every account's poller running here.
+    pub fn all(&self) -> Vec<SharedControl> {
+        self.controls.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+
     /// The poller of `portal_id`, while this process runs it.
     pub fn get(&self, portal_id: i64) -> Option<SharedControl> {
         self.controls.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&portal_id).cloned()

@@ -58,7 +58,7 @@ pub fn spawn_for(
 pub struct Controls {
     pub own: SharedControl,
     /// The other accounts this process runs: a notification naming one of their portals starts
-    /// its runs; one naming no portal starts the default account's only.
+    /// its runs; one naming no portal starts every account's.
     pub others: AccountControls,
 }
 
@@ -119,6 +119,13 @@ async fn session(
     loop {
         tokio::select! {
             payload = listener.next_payload() => match payload {
+                Some(payload) if named_portal(&payload).is_none() => {
+                    // Every account: the default one's and those of the others running here.
+                    dispatch(&control.own, &payload).await;
+                    for theirs in control.others.all() {
+                        dispatch(&theirs, &payload).await;
+                    }
+                }
                 Some(payload) if for_portal(&payload, portal) => dispatch(&control.own, &payload).await,
                 Some(payload) => match named_portal(&payload).and_then(|p| control.others.get(p)) {
                     Some(theirs) => dispatch(&theirs, &payload).await,
