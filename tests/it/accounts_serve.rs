@@ -213,7 +213,9 @@ async fn two_accounts_in_one_serve_converge_each_and_a_429_storm_on_one_spares_t
     .await;
 
     // A 429 storm on the EMEA account's HubSpot.
-    let storm = FaultConfig { error_rate: 1.0, status: 429, retry_after: Some(1), ..FaultConfig::default() };
+    // Each 429 pauses the account's client for its Retry-After (capped at 30 s): a budget shared
+    // with the default account would hold the default account's reads as long.
+    let storm = FaultConfig { error_rate: 1.0, status: 429, retry_after: Some(30), ..FaultConfig::default() };
     emea.set_faults(storm).unwrap();
     let home_429s = stat(&home, "responses_429");
     let home_requests = stat(&home, "requests_total");
@@ -225,6 +227,10 @@ async fn two_accounts_in_one_serve_converge_each_and_a_429_storm_on_one_spares_t
     // During the storm the default account's webhook changes land, at its own pace.
     churn(&home, 3);
     converged(&db, &home, None, "the default account during the other's storm").await;
+    db.read_portal(Some(EMEA_PORTAL));
+    let held = all_differences(&db, &emea, Merges::Archived, true).await;
+    db.read_portal(None);
+    assert!(!held.is_empty(), "the stormed account's own changes are still held while the other's landed");
     assert_eq!(stat(&home, "responses_429"), home_429s, "the default account's HubSpot saw no 429");
     assert!(stat(&home, "requests_total") > home_requests, "the default account kept reading");
     let text = scrape(metrics_port).await;
