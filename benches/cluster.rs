@@ -61,6 +61,8 @@ async fn add_accounts(db: &Scratch, n: i64) -> BTreeSet<i64> {
             client_secret_env: None,
             api_base: None,
             requests_per_10s: None,
+            schedule_incremental: None,
+            schedule_full: None,
         };
         accounts::add(&mut conn, account).await.unwrap();
     }

@@ -4,12 +4,22 @@
 //! Labels are noted next to each name. The recorder and the `/metrics` endpoint are in
 //! `telemetry::prometheus`; recording is the `metrics` crate's macros
 //! (`metrics::counter!(metric::RUNS, ...)`), which cost nothing while no recorder is installed.
+//!
+//! **The `account` label.** Every metric in [`PER_ACCOUNT`] (requests, 429s, records fetched and
+//! written, queue depth, fetcher batches, runs, fast polling, audits) also carries `account`:
+//! `default` for the default account (the process settings: its portal id may not be known,
+//! and a dashboard of a single-account deployment keeps one stable value), the portal id for
+//! each other account, up to 50 accounts per process, and `other` beyond (so a process running
+//! hundreds of accounts still exports a bounded number of series). The label is added by the
+//! recorder (`telemetry::account`), from the account whose parts recorded it; the call sites
+//! below do not name it. Process-wide metrics (webhook intake, HTTP, leader, alerts) have none.
 
 // Webhook intake (`webhook`).
 /// Counter: webhook events accepted (a request carries a batch of events).
 pub const WEBHOOK_EVENTS_RECEIVED: &str = "hubspot_sync_webhook_events_received_total";
 /// Counter, label `reason` (`signature`, `malformed`, `queue_full`, `database`, `not_configured`,
-/// `shutting_down`, `busy`): webhook requests refused.
+/// `shutting_down`, `busy`, `account_not_served`: a verified batch of an account this process
+/// does not run): webhook requests refused.
 pub const WEBHOOK_REQUESTS_REJECTED: &str = "hubspot_sync_webhook_requests_rejected_total";
 /// Counter, label `reason`: signature failures by cause (`no_secret`, `missing_headers`, `no_uri`,
 /// `malformed_timestamp`, `stale`, `future`, `forged`, `v3_required`, `unknown_version`, and
@@ -20,6 +30,8 @@ pub const WEBHOOK_EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_to
 /// Counter: events for a HubSpot portal that is no account of this database (answered 204 unless
 /// `WEBHOOK_UNKNOWN_PORTAL=refuse`, never written).
 pub const WEBHOOK_UNKNOWN_PORTAL_EVENTS: &str = "hubspot_sync_webhook_unknown_portal_events_total";
+/// Counter: verified webhook batches of an account this process does not run (answered 503).
+pub const WEBHOOK_ACCOUNT_NOT_SERVED: &str = "hubspot_sync_webhook_account_not_served_total";
 
 // The public HTTP port's connections (`runtime::connections`).
 /// Counter: kept-alive connections closed because the next request head was not complete in
@@ -120,11 +132,49 @@ pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";
 /// Counter, label `result` (`delivered`, `failed`): attempts to deliver an owner change to
 /// `OWNER_CHANGE_WEBHOOK_URL` (`owner_hooks`).
 pub const OWNER_CHANGE_DELIVERIES: &str = "hubspot_sync_owner_change_deliveries_total";
+/// Gauge: accounts other than the default one whose parts run in this process
+/// (`runtime::accounts`).
+pub const ACCOUNTS_RUNNING: &str = "hubspot_sync_accounts_running";
 /// Gauge: 1 while this instance leads (holds the leader lock: schedules runs, sends alerts), else 0.
 pub const LEADER: &str = "hubspot_sync_leader";
 /// Counter, labels `method` (`GET`, `POST`, `HEAD`, `PUT`, `DELETE`, `PATCH`, `OPTIONS` or
 /// `other`: never the method as sent), `status`: HTTP requests served on the public port.
 pub const HTTP_REQUESTS: &str = "hubspot_sync_http_requests_total";
+
+/// The metrics recorded per account: each carries the `account` label (see the module doc).
+pub const PER_ACCOUNT: &[&str] = &[
+    QUEUE_DEPTH,
+    QUEUE_OLDEST_AGE,
+    QUEUE_OFFERED,
+    QUEUE_DEDUPLICATED,
+    QUEUE_DEDUP_RATIO,
+    QUEUE_COVERED,
+    FETCHER_BATCHES,
+    FETCHER_FAILURES,
+    FETCHER_BATCH_SIZE,
+    RECORDS_PARKED,
+    PARKED_RETRIES,
+    OBJECTS_FETCHED,
+    OBJECTS_UPSERTED,
+    ASSOCIATIONS_WRITTEN,
+    HUBSPOT_REQUESTS,
+    HUBSPOT_RATE_LIMITED,
+    HUBSPOT_BUDGET_REMAINING,
+    HUBSPOT_RATELIMIT_MAX,
+    HUBSPOT_RATELIMIT_INTERVAL_MS,
+    HUBSPOT_RATELIMIT_DAILY,
+    HUBSPOT_RATELIMIT_DAILY_REMAINING,
+    HUBSPOT_REQUEST_DURATION,
+    RUN_DURATION,
+    RUNS,
+    FAST_POLL_PASSES,
+    FAST_POLL_FOUND,
+    FAST_POLL_QUEUED,
+    FAST_POLL_STORED,
+    FAST_POLL_LAG,
+    AUDIT_DRIFT,
+    AUDIT_DRIFT_LEFT,
+];
 
 /// Histogram buckets for run durations, in seconds (50 ms to 30 min).
 pub const RUN_DURATION_BUCKETS: &[f64] =

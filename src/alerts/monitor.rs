@@ -59,6 +59,15 @@ pub struct Monitor {
     leadership: Leadership,
     /// What each channel announced (one entry per channel; one for the log without channels).
     states: Vec<AlertState>,
+    /// The default account's finished runs counted into the metrics.
+    runs: RunCounter,
+}
+
+/// Counts the runs of one account that finished (in any instance) into the run metrics, each
+/// once: the monitor's for the default account, one per other account (`runtime::accounts`),
+/// each reading through its account's pool, in its metrics scope (`account` label).
+#[derive(Default)]
+pub struct RunCounter {
     /// Newest `completed_at` recorded in the metrics; `None` before the first check.
     cursor: Option<DateTime<Utc>>,
     /// Runs recorded within [`OVERLAP`] of the cursor.
@@ -78,17 +87,7 @@ impl Monitor {
     ) -> Self {
         let channels = channels.into();
         let states = (0..channels.0.len().max(1)).map(|_| AlertState::default()).collect();
-        Self {
-            pool,
-            webhooks,
-            schedules,
-            channels,
-            started,
-            leadership,
-            states,
-            cursor: None,
-            recorded: HashMap::new(),
-        }
+        Self { pool, webhooks, schedules, channels, started, leadership, states, runs: RunCounter::default() }
     }
 
     /// Whether a condition has been announced (for any account) and not yet cleared.
@@ -106,8 +105,8 @@ impl Monitor {
     /// (all of them when no channel is set; none while this process does not lead).
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<Vec<Transition>, StoreError> {
         let mut conn = self.pool.get().await?;
+        self.runs.record(&mut conn).await?;
         let accounts = accounts::list(&mut conn).await?;
-        self.record_finished_runs(&mut conn, &accounts).await?;
         if !self.leadership.is_leader() {
             self.stand_down();
             return Ok(Vec::new());
@@ -185,43 +184,6 @@ impl Monitor {
         }
     }
 
-    /// Records the runs of every account finished since the last check in the run metrics.
-    async fn record_finished_runs(
-        &mut self,
-        conn: &mut diesel_async::AsyncPgConnection,
-        accounts: &[Account],
-    ) -> Result<(), StoreError> {
-        let Some(cursor) = self.cursor else {
-            // First check: runs finished before start-up were counted by the previous process.
-            self.cursor = Some(store::db_now(conn).await?);
-            return Ok(());
-        };
-        let mut rows = Vec::new();
-        for account in accounts {
-            rows.extend(
-                accounts::in_scope(conn, account.portal_id, |conn| {
-                    Box::pin(run_history::finished_since(conn, cursor - OVERLAP))
-                })
-                .await?,
-            );
-        }
-        let mut newest = cursor;
-        for run in rows {
-            newest = newest.max(run.completed_at);
-            if self.recorded.insert(run.id, run.completed_at).is_some() {
-                continue;
-            }
-            let seconds = run.duration_ms.unwrap_or(0) as f64 / 1000.0;
-            metrics::histogram!(metric::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.as_str(),
-                "mode" => run.mode.as_str())
-            .record(seconds);
-            metrics::counter!(metric::RUNS, "object" => run.sync_type, "status" => run.status.as_str()).increment(1);
-        }
-        self.cursor = Some(newest);
-        self.recorded.retain(|_, at| *at > newest - OVERLAP);
-        Ok(())
-    }
-
     /// Checks every `every`, and at once when this process becomes (or stops being) the leader,
     /// until `shutdown`; a failed check is logged and retried next time.
     pub fn spawn(mut self, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
@@ -240,6 +202,34 @@ impl Monitor {
                 }
             }
         })
+    }
+}
+
+impl RunCounter {
+    /// Counts the runs of the connection's account finished since the last call (none at the
+    /// first: those were counted by the process before).
+    pub async fn record(&mut self, conn: &mut diesel_async::AsyncPgConnection) -> Result<(), StoreError> {
+        let Some(cursor) = self.cursor else {
+            // First check: runs finished before start-up were counted by the previous process.
+            self.cursor = Some(store::db_now(conn).await?);
+            return Ok(());
+        };
+        let rows = run_history::finished_since(conn, cursor - OVERLAP).await?;
+        let mut newest = cursor;
+        for run in rows {
+            newest = newest.max(run.completed_at);
+            if self.recorded.insert(run.id, run.completed_at).is_some() {
+                continue;
+            }
+            let seconds = run.duration_ms.unwrap_or(0) as f64 / 1000.0;
+            metrics::histogram!(metric::RUN_DURATION, "object" => run.sync_type.clone(), "status" => run.status.as_str(),
+                "mode" => run.mode.as_str())
+            .record(seconds);
+            metrics::counter!(metric::RUNS, "object" => run.sync_type, "status" => run.status.as_str()).increment(1);
+        }
+        self.cursor = Some(newest);
+        self.recorded.retain(|_, at| *at > newest - OVERLAP);
+        Ok(())
     }
 }
 

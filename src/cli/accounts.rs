@@ -23,7 +23,7 @@ pub struct AccountsArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum Action {
     /// Adds an account: its portal id, a name, and the environment variables holding its secrets.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Lists the accounts, the default one first.
     List {
         /// Print the accounts as a JSON array.
@@ -59,6 +59,18 @@ pub struct AddArgs {
     /// The account's request budget per rolling 10 s (default: HUBSPOT_REQUESTS_PER_10S).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100_000))]
     pub requests_per_10s: Option<i32>,
+    /// Cron (UTC) of the account's incremental runs of every object (default: the process's
+    /// SCHEDULE_CONTACTS, SCHEDULE_DEALS, ...).
+    #[arg(long, value_parser = cron)]
+    pub schedule_incremental: Option<String>,
+    /// Cron (UTC) of the account's full pass (default: SCHEDULE_FULL).
+    #[arg(long, value_parser = cron)]
+    pub schedule_full: Option<String>,
+}
+
+/// A cron schedule (checked as `SCHEDULE_*` are), kept as written.
+fn cron(raw: &str) -> Result<String, String> {
+    raw.parse::<crate::config::Schedule>().map(|_| raw.trim().to_owned())
 }
 
 /// An environment variable name (letters, digits, underscores; not starting with a digit).
@@ -84,7 +96,7 @@ pub async fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
             if add.name.trim().is_empty() {
                 return Err(anyhow::anyhow!("--name must not be empty").into());
             }
-            let account = accounts::add(&mut conn, new_account(add)).await.map_err(anyhow::Error::from)?;
+            let account = accounts::add(&mut conn, new_account(*add)).await.map_err(anyhow::Error::from)?;
             println!("added account {} ({})", account.portal_id, account.name);
             for var in account.token_env.iter().chain(account.client_secret_env.iter()) {
                 if std::env::var_os(var).is_none() {
@@ -117,6 +129,8 @@ fn new_account(add: AddArgs) -> NewAccount {
         client_secret_env: add.client_secret_env,
         api_base: add.api_base.map(|u| u.to_string()),
         requests_per_10s: add.requests_per_10s,
+        schedule_incremental: add.schedule_incremental,
+        schedule_full: add.schedule_full,
     }
 }
 

@@ -1,7 +1,10 @@
 //! `hubspot-sync demo`: the whole product on one machine with one command. A private PostgreSQL
 //! under `./.hubspot-sync/` (always: `DATABASE_URL` is never used, so the demo cannot touch a
 //! database it did not create), the migrations, an in-process `hubspot-sim` that changes records
-//! at a steady rate and delivers signed webhooks for them, and `serve` against both.
+//! at a steady rate and delivers signed webhooks for them, and `serve` against both. Two HubSpot
+//! accounts are simulated: the default one (portal [`DEFAULT_PORTAL`]) and a second one
+//! ([`SECOND_PORTAL`], its own simulator with its own data, webhook secret and budget), added
+//! to the accounts table, so the demo shows one copy of two accounts.
 //!
 //! Every start is fresh: the private cluster is deleted and created again and the simulator is
 //! seeded the same way, so the copy and the simulator agree from the first run (a kept database
@@ -31,6 +34,17 @@ use crate::config::{
 use crate::localpg::{LocalPgOptions, LocalPostgres};
 use crate::runtime::{self, RunningServer};
 use crate::store::migrations;
+
+/// The default simulated account's portal id (the simulator's own).
+pub const DEFAULT_PORTAL: i64 = 62515;
+/// The second simulated account's portal id.
+pub const SECOND_PORTAL: i64 = 62516;
+/// The second account's name in the accounts table.
+pub const SECOND_NAME: &str = "demo-second";
+/// The variables the second account names for its token and client secret; the demo gives
+/// their values in code (`config::Environment`), nobody sets them.
+const SECOND_TOKEN_ENV: &str = "DEMO_SECOND_ACCESS_TOKEN";
+const SECOND_SECRET_ENV: &str = "DEMO_SECOND_CLIENT_SECRET";
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -113,18 +127,34 @@ async fn run_with_postgres(
         Some(secret) => secret.expose().to_owned(),
         None => random_token(),
     };
-    let sim = start_sim(args, &client_secret).await?;
-    let serve = serve_args(args, &sim, &database_url, &client_secret)?;
-    let server = match serve.options().and_then(|options| {
-        runtime::start(options).map_err(|e| error::port_in_use(e, args.server.bind, args.server.port, "PORT"))
-    }) {
+    let second_secret = random_token();
+    let sim = start_sim(args, &client_secret, Second::No).await?;
+    let second = match start_sim(args, &second_secret, Second::Yes).await {
+        Ok(second) => second,
+        Err(e) => {
+            sim.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    let started = async {
+        add_second_account(&target, &second).await?;
+        let mut serve = serve_args(args, &sim, &database_url, &client_secret)?;
+        serve.env = crate::config::Environment::default()
+            .with(SECOND_TOKEN_ENV, Secret::new("demo-token-second"))
+            .with(SECOND_SECRET_ENV, Secret::new(second_secret.clone()));
+        serve.options().and_then(|options| {
+            runtime::start(options).map_err(|e| error::port_in_use(e, args.server.bind, args.server.port, "PORT"))
+        })
+    };
+    let server = match started.await {
         Ok(server) => server,
         Err(e) => {
             sim.shutdown().await;
+            second.shutdown().await;
             return Err(e);
         }
     };
-    print_banner(args, &server, &sim, postgres, &client_secret);
+    print_banner(args, &server, (&sim, &second), postgres, (&client_secret, &second_secret));
 
     let token = server.shutdown_token();
     let watched = stop.clone();
@@ -134,6 +164,7 @@ async fn run_with_postgres(
     });
     let outcome = server.wait().await;
     sim.shutdown().await;
+    second.shutdown().await;
     match outcome {
         Ok(()) => {
             say("demo stopped; its PostgreSQL is stopping");
@@ -262,20 +293,52 @@ async fn start_postgres(data_dir: PathBuf) -> anyhow::Result<LocalPostgres> {
     Ok(pg)
 }
 
-async fn start_sim(args: &DemoArgs, client_secret: &str) -> anyhow::Result<SimHandle> {
+/// Which simulated account a simulator plays.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Second {
+    No,
+    Yes,
+}
+
+/// The simulator of the default account, or of the second one (half the records, seeded
+/// differently, its own portal id on its webhooks).
+async fn start_sim(args: &DemoArgs, client_secret: &str, second: Second) -> anyhow::Result<SimHandle> {
     let webhook_url = format!("http://127.0.0.1:{}/webhooks/hubspot", args.server.port);
     let contacts = args.contacts.max(10);
+    let contacts = if second == Second::Yes { (contacts / 2).max(10) } else { contacts };
+    let mut webhook = WebhookConfig::new(webhook_url, client_secret);
+    webhook.portal_id = if second == Second::Yes { SECOND_PORTAL } else { DEFAULT_PORTAL } as u64;
     let options = SimOptions {
         contacts,
         deals: contacts / 3,
         calls: contacts,
         owners: 20,
+        seed: if second == Second::Yes { 4242 } else { SimOptions::default().seed },
         requests_per_10s: 0,
         churn_per_s: args.churn_per_s.max(0.0),
-        webhook: Some(WebhookConfig::new(webhook_url, client_secret)),
+        webhook: Some(webhook),
         ..Default::default()
     };
     Sim::start(options).await.context("cannot start the HubSpot simulator")
+}
+
+/// The default account takes its portal id, and the second account is added (its token and
+/// secret named by variables the demo gives in code, its API the second simulator's).
+async fn add_second_account(target: &crate::store::connect::DbTarget, second: &SimHandle) -> Result<(), CliError> {
+    let mut conn = target.connect("hubspot-sync demo").await.context("cannot connect to the private PostgreSQL")?;
+    super::migrate::adopt_portal(&mut conn, DEFAULT_PORTAL).await?;
+    let account = crate::store::accounts::NewAccount {
+        portal_id: SECOND_PORTAL,
+        name: SECOND_NAME.into(),
+        token_env: SECOND_TOKEN_ENV.into(),
+        client_secret_env: Some(SECOND_SECRET_ENV.into()),
+        api_base: Some(second.url().to_owned()),
+        requests_per_10s: Some(100),
+        schedule_incremental: None,
+        schedule_full: None,
+    };
+    crate::store::accounts::add(&mut conn, account).await.map_err(anyhow::Error::from)?;
+    Ok(())
 }
 
 /// `serve`'s settings: the private database, the simulator as HubSpot, its webhook secret.
@@ -308,16 +371,17 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
         polling: PollingSettings::default(),
         retention: args.retention.clone(),
         copy: crate::config::CopySettings::default(),
-        portal: crate::config::PortalSettings::default(),
+        portal: crate::config::PortalSettings { hubspot_portal_id: Some(DEFAULT_PORTAL) },
+        env: crate::config::Environment::default(),
     })
 }
 
 fn print_banner(
     args: &DemoArgs,
     server: &RunningServer,
-    sim: &SimHandle,
+    (sim, second): (&SimHandle, &SimHandle),
     postgres: &LocalPostgres,
-    client_secret: &str,
+    (client_secret, second_secret): (&str, &str),
 ) {
     let admin = args.server.admin_token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
     let page = local_url(server.addr);
@@ -328,13 +392,21 @@ fn print_banner(
     let pid = postgres.pid().map(|p| format!(", pid {p}")).unwrap_or_default();
     let banner = format!(
         "\nhubspot-sync demo is running\n  status page:    {page}  (listening on {})\n  admin token:    {admin}  \
-         (for the force-sync buttons; kept in {})\n  metrics:        {metrics}\n  simulator:      {}\n  \
-         webhook secret: {client_secret}  (the simulator signs its webhooks with it)\n  database:       {}  \
+         (for the force-sync buttons; kept in {})\n  metrics:        {metrics}\n  \
+         accounts:       2 simulated HubSpot accounts in one copy: default (portal {DEFAULT_PORTAL}) and \
+         {SECOND_NAME} (portal {SECOND_PORTAL})\n  \
+         simulator:      {}  (the default account, portal {DEFAULT_PORTAL})\n  \
+         webhook secret: {client_secret}  (the simulator signs its webhooks with it)\n  \
+         simulator 2:    {}  (account {SECOND_NAME}, portal {SECOND_PORTAL}: its own data and budget; \
+         force sync it with ?account={SECOND_PORTAL})\n  \
+         webhook secret 2: {second_secret}  (the second simulator signs its webhooks with it)\n  \
+         database:       {}  \
          (the demo's own PostgreSQL{pid}, data in {}, created afresh on every start; DATABASE_URL is not used)\n\
          Press Ctrl-C to stop.\n",
         server.addr,
         args.dir.join("admin-token").display(),
         sim.url(),
+        second.url(),
         postgres.url(),
         postgres.data_dir().display(),
     );

@@ -27,7 +27,7 @@ use crate::poller::Election;
 use crate::poller::control::{ScheduleOnly, SharedControl};
 use crate::poller::fast::{FastPolling, ObjectMode, PollingStatus, Writer};
 use crate::queue::Queue;
-use crate::runtime::{self, Background, Realtime, ServeOptions};
+use crate::runtime::{self, Background, Realtime, ServeOptions, accounts};
 use crate::store;
 use crate::webhook::Intake;
 
@@ -55,6 +55,10 @@ pub struct ServeArgs {
     pub copy: CopySettings,
     #[command(flatten)]
     pub portal: PortalSettings,
+    /// Where the other accounts' tokens and client secrets are read: the process environment
+    /// (`demo` gives its second account's in code).
+    #[arg(skip)]
+    pub env: crate::config::Environment,
 }
 
 impl ServeArgs {
@@ -66,6 +70,7 @@ impl ServeArgs {
         let pool =
             store::build_pool(&target, &self.database.pool_options("hubspot-sync")).map_err(anyhow::Error::from)?;
         let copy = self.copy.load()?.supported()?;
+        let copy_for_accounts = copy.clone();
         let write = self.write_context(&copy);
         let (webhooks, realtime) = self.realtime(copy, write.clone())?;
         // The poller shares the fetchers' HubSpot client (one request budget). Without a token
@@ -107,7 +112,13 @@ impl ServeArgs {
             realtime.as_ref().map(|rt| rt.hubspot.clone()),
             write.filters.clone(),
         );
-        let ops = ops.with_polling(polling).with_reloader(Arc::new(reloader));
+        let controls = crate::poller::control::AccountControls::default();
+        let accounts =
+            self.accounts(&target, (&copy_for_accounts, &write), &webhooks, controls.clone(), pool.clone(), &election);
+        let ops = ops
+            .with_polling(polling)
+            .with_reloader(Arc::new(reloader))
+            .with_accounts(controls, self.portal.hubspot_portal_id);
         Ok(ServeOptions {
             bind: SocketAddr::new(self.server.bind, self.server.port),
             shutdown_grace: self.server.shutdown_grace,
@@ -142,7 +153,49 @@ impl ServeArgs {
             }),
             election: Some(election),
             fast_polling,
+            accounts: Some(accounts),
         })
+    }
+
+    /// The other accounts' runtime: each account's parts built from these settings and its
+    /// own; which accounts run here comes from the accounts table while this process leads.
+    fn accounts(
+        &self,
+        target: &crate::store::connect::DbTarget,
+        (copy, write): (&CopyConfig, &WriteContext),
+        webhooks: &Intake,
+        controls: crate::poller::control::AccountControls,
+        pool: store::Pool,
+        election: &Election,
+    ) -> runtime::Accounts {
+        // The same filters as the default account's, so a reload of the file reaches them too.
+        let write = write.clone();
+        let client = ClientOptions {
+            polling_share: self.polling.fast_poll_budget_share,
+            copy: copy.clone(),
+            ..ClientOptions::default()
+        };
+        let template = accounts::Template {
+            target: target.clone(),
+            pool: self.database.pool_options("hubspot-sync"),
+            hubspot: self.hubspot.clone(),
+            client,
+            schedules: self.schedules.clone(),
+            polling: (&self.polling).into(),
+            fetcher: FetcherOptions::new(self.server.fetch_window, write.clone()),
+            write,
+            queue_capacity: self.server.queue_capacity as usize,
+            require_v3: webhooks.require_v3(),
+            served: webhooks.served().clone(),
+            controls,
+            env: self.env.clone(),
+        };
+        let leadership = election.leadership();
+        let source_pool = pool.clone();
+        runtime::Accounts {
+            set: accounts::AccountSet::new(template, pool, self.server.shutdown_grace),
+            source: Box::new(move |shutdown| accounts::source::table(source_pool, leadership, shutdown)),
+        }
     }
 
     /// How records are written: `OWNER_ROLE`, and `HUBSPOT_SYNC_CONFIG`'s filters.
@@ -208,7 +261,9 @@ impl ServeArgs {
     }
 
     fn intake(&self, queue: Option<Arc<Queue>>) -> Intake {
-        Intake::new(&self.webhooks, queue).with_max_concurrent(self.server.webhook_max_concurrent as usize)
+        Intake::new(&self.webhooks, queue)
+            .with_max_concurrent(self.server.webhook_max_concurrent as usize)
+            .with_environment(self.env.clone())
     }
 }
 

@@ -137,7 +137,18 @@ impl HubSpotSettings {
         api_base: Option<&str>,
         requests_per_10s: Option<i32>,
     ) -> Result<HubSpotSettings, ConfigError> {
-        let token = std::env::var(token_env).ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        self.for_account_in(&super::Environment::default(), token_env, api_base, requests_per_10s)
+    }
+
+    /// [`HubSpotSettings::for_account`] with the token read from `env`.
+    pub fn for_account_in(
+        &self,
+        env: &super::Environment,
+        token_env: &str,
+        api_base: Option<&str>,
+        requests_per_10s: Option<i32>,
+    ) -> Result<HubSpotSettings, ConfigError> {
+        let token = env.var(token_env).filter(|t| !t.trim().is_empty()).ok_or_else(|| {
             ConfigError::Stated(format!("{token_env} (the account's token variable) is not set in this environment"))
         })?;
         let hubspot_api_base = match api_base {

@@ -10,6 +10,7 @@
 mod alerts;
 mod cluster;
 mod database;
+mod environment;
 pub mod file;
 mod hubspot;
 mod polling;
@@ -21,6 +22,7 @@ mod server;
 pub use alerts::{AlertSettings, EmailAlerts, EmailSettings, OwnerHookSettings, Recipients, SmtpTls, SmtpUrl};
 pub use cluster::ClusterSettings;
 pub use database::DatabaseSettings;
+pub use environment::Environment;
 pub use file::{CopyConfig, CopyConfigError, CopySettings};
 pub use hubspot::{ApiVersion, HubSpotSettings, PortalSettings, RequireV3, WebhookSettings};
 pub use polling::{FastPoll, FastPollWrite, PollingSettings, parse_share};

@@ -254,7 +254,7 @@ fn read_first_edges(
         return;
     }
     let (hubspot, pool, places) = (hubspot.clone(), pool.clone(), places.clone());
-    tokio::spawn(async move {
+    crate::telemetry::account::spawn(async move {
         let result = async {
             let _place = places.acquire_owned().await.ok();
             let mut conn = pool.get().await?;

@@ -25,6 +25,7 @@
 pub mod batch;
 pub mod dispatch;
 
+use crate::telemetry::account;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -126,10 +127,10 @@ impl Fetchers {
             options: options.clone(),
             cancel: cancel.clone(),
         };
-        tasks.spawn(dispatcher.run());
-        tasks.spawn(retry_parked(queue.clone(), pool, options.retry_every, cancel.clone()));
+        tasks.spawn(account::carry(dispatcher.run()));
+        tasks.spawn(account::carry(retry_parked(queue.clone(), pool, options.retry_every, cancel.clone())));
         let (ages, stop) = (queue.clone(), cancel.clone());
-        tokio::spawn(async move {
+        account::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             while stop.run_until_cancelled(tick.tick()).await.is_some() {
                 ages.publish_age();
@@ -300,7 +301,7 @@ impl Dispatcher {
             cancel: self.cancel.clone(),
             backoffs: st.backoffs.clone(),
         };
-        st.reads.spawn(read.run(taken));
+        st.reads.spawn(account::carry(read.run(taken)));
         true
     }
 }

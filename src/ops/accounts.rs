@@ -82,6 +82,11 @@ pub struct AddAccount {
     /// HubSpot API base URL (default: the process's `HUBSPOT_API_BASE`).
     pub api_base: Option<String>,
     pub requests_per_10s: Option<i32>,
+    /// Cron (UTC) of the account's incremental runs (default: the process's `SCHEDULE_*`).
+    #[schema(example = "*/10 * * * *")]
+    pub schedule_incremental: Option<String>,
+    /// Cron (UTC) of the account's full pass (default: `SCHEDULE_FULL`).
+    pub schedule_full: Option<String>,
 }
 
 impl AddAccount {
@@ -108,6 +113,9 @@ impl AddAccount {
                     .into()));
             }
         }
+        for cron in self.schedule_incremental.iter().chain(self.schedule_full.iter()) {
+            cron.parse::<crate::config::Schedule>().map_err(bad)?;
+        }
         Ok(NewAccount {
             portal_id: self.portal_id,
             name: self.name.trim().to_owned(),
@@ -115,6 +123,8 @@ impl AddAccount {
             client_secret_env: self.client_secret_env,
             api_base,
             requests_per_10s: self.requests_per_10s,
+            schedule_incremental: self.schedule_incremental.map(|c| c.trim().to_owned()),
+            schedule_full: self.schedule_full.map(|c| c.trim().to_owned()),
         })
     }
 }

@@ -55,6 +55,11 @@ pub struct OpsState {
     pub hubspot: Option<HubSpot>,
     /// Reloads `HUBSPOT_SYNC_CONFIG` (`POST /api/config/reload`); none outside `serve`.
     pub reloader: Option<Arc<reloader::Reloader>>,
+    /// The pollers of the other accounts this process runs (force sync with `?account=N`).
+    pub accounts: crate::poller::control::AccountControls,
+    /// The default account's portal id (`HUBSPOT_PORTAL_ID`), when known: `?account=` naming it
+    /// reaches [`OpsState::control`].
+    pub default_portal: Option<i64>,
 }
 
 impl OpsState {
@@ -70,7 +75,21 @@ impl OpsState {
             polling: Arc::default(),
             hubspot: None,
             reloader: None,
+            accounts: Default::default(),
+            default_portal: None,
         }
+    }
+
+    /// Force sync reaches the other accounts' pollers through `accounts`; `default_portal` is
+    /// the default account's portal id, when known.
+    pub fn with_accounts(
+        mut self,
+        accounts: crate::poller::control::AccountControls,
+        default_portal: Option<i64>,
+    ) -> Self {
+        self.accounts = accounts;
+        self.default_portal = default_portal;
+        self
     }
 
     /// Reloads `HUBSPOT_SYNC_CONFIG` on `POST /api/config/reload`.

@@ -21,7 +21,7 @@ use super::error::{ApiError, ErrorBody};
 use super::scope;
 use crate::kind::ObjectKind;
 use crate::poller::associations::SYNC_TYPE as ASSOCIATIONS;
-use crate::poller::control::TriggerError;
+use crate::poller::control::{SharedControl, TriggerError};
 use crate::poller::fast::{LaneFigures, ObjectMode};
 use crate::queue::Queue;
 use crate::queue::freshness::Figures;
@@ -325,6 +325,9 @@ pub struct LogsQuery {
 pub struct ForceQuery {
     /// A full pass over every record instead of changes since the last good run.
     pub full: Option<bool>,
+    /// The portal id of the account to sync (default: the default account). 404 when no
+    /// account has it; 503 when this process does not run it.
+    pub account: Option<i64>,
 }
 
 /// The answer to a force-sync request.
@@ -513,11 +516,13 @@ pub async fn logs(
 pub async fn force_sync(
     _admin: AdminAuth,
     ops: web::Data<OpsState>,
+    pool: web::Data<Pool>,
     object: web::Path<String>,
     query: web::Query<ForceQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let control = control_of(&ops, &pool, query.account).await?;
     if object.as_str() == ASSOCIATIONS {
-        let run_id = ops.control.trigger_associations(RunTrigger::Manual).await.map_err(|e| match e {
+        let run_id = control.trigger_associations(RunTrigger::Manual).await.map_err(|e| match e {
             TriggerError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
             TriggerError::Failed(cause) => ApiError::Internal(cause),
         })?;
@@ -526,12 +531,31 @@ pub async fn force_sync(
     }
     let kind = object.parse::<ObjectKind>().map_err(|e| ApiError::NotFound(e.to_string()))?;
     let mode = if query.full.unwrap_or(false) { RunMode::Full } else { RunMode::Incremental };
-    let run_id = ops.control.trigger(kind, mode, RunTrigger::Manual).await.map_err(|e| match e {
+    let run_id = control.trigger(kind, mode, RunTrigger::Manual).await.map_err(|e| match e {
         TriggerError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
         TriggerError::Failed(cause) => ApiError::Internal(cause),
     })?;
-    tracing::info!(object.kind = %kind, run.id = %run_id, run.mode = mode.as_str(), "sync started from the API");
+    tracing::info!(object.kind = %kind, run.id = %run_id, run.mode = mode.as_str(), account.portal_id = query.account,
+        "sync started from the API");
     Ok(HttpResponse::Accepted().json(ForceSyncAccepted { run_id }))
+}
+
+/// The poller a force sync of `account` goes to: the default account's without one (or naming
+/// its portal id), else that account's while this process runs it.
+async fn control_of(ops: &OpsState, pool: &Pool, account: Option<i64>) -> Result<SharedControl, ApiError> {
+    let Some(portal_id) = account.filter(|p| Some(*p) != ops.default_portal) else {
+        return Ok(ops.control.clone());
+    };
+    if let Some(control) = ops.accounts.get(portal_id) {
+        return Ok(control);
+    }
+    let mut conn = pool.get().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match crate::store::accounts::get(&mut conn, portal_id).await {
+        Ok(Some(found)) if found.is_default => Ok(ops.control.clone()),
+        Ok(Some(_)) => Err(ApiError::Unavailable(format!("account {portal_id} is not run by this process"))),
+        Ok(None) => Err(ApiError::NotFound(format!("no account has portal id {portal_id}"))),
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
 }
 
 /// Most parked records `GET /api/sync/failures` returns at once.

@@ -55,6 +55,33 @@ pub trait SyncControl: Send + Sync + 'static {
 /// A shared [`SyncControl`].
 pub type SharedControl = Arc<dyn SyncControl>;
 
+/// The pollers of the accounts other than the default one that this process runs, by portal
+/// id (filled by the per-account runtime; force sync with `?account=N` reads it). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct AccountControls {
+    controls: Arc<std::sync::RwLock<std::collections::HashMap<i64, SharedControl>>>,
+}
+
+impl AccountControls {
+    pub fn insert(&self, portal_id: i64, control: SharedControl) {
+        self.controls.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(portal_id, control);
+    }
+
+    pub fn remove(&self, portal_id: i64) {
+        self.controls.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&portal_id);
+    }
+
+    /// Every account's poller running here.
+    pub fn all(&self) -> Vec<SharedControl> {
+        self.controls.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+
+    /// The poller of `portal_id`, while this process runs it.
+    pub fn get(&self, portal_id: i64) -> Option<SharedControl> {
+        self.controls.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&portal_id).cloned()
+    }
+}
+
 /// The schedule of each object, with no poller behind it: `next_runs` works, `trigger` answers
 /// [`TriggerError::Unavailable`].
 #[derive(Clone, Debug)]

@@ -135,7 +135,7 @@ impl Inner {
 
     /// Starts a task that runs syncs, tracked for shutdown.
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let handle = self.tasks.spawn(task);
+        let handle = self.tasks.spawn(crate::telemetry::account::carry(task));
         let mut aborts = lock(&self.aborts);
         aborts.retain(|h| !h.is_finished());
         aborts.push(handle.abort_handle());

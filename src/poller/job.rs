@@ -143,7 +143,7 @@ where
     Fut: Future<Output = Fetched<C, P>> + Send,
 {
     let (tx, rx) = mpsc::channel(depth.max(1));
-    let task = tokio::spawn(async move {
+    let task = crate::telemetry::account::spawn(async move {
         let mut cursor = first;
         loop {
             let fetched = fetch(cursor).await;

@@ -1,7 +1,8 @@
 //! The SQL trigger: `SELECT trigger_hubspot_sync('contacts')` sends `NOTIFY hubspot_sync` with
 //! `{"sync_type": "contacts"}` (or `"all"`); this task `LISTEN`s on a dedicated connection (not a
 //! pooled one: a pool would recycle it) and starts the requested runs, recorded with trigger
-//! `sql`.
+//! `sql`. A notification naming the portal of another account this process runs starts that
+//! account's runs.
 //!
 //! The connection is checked every [`PING_EVERY`] and re-established after any failure (a
 //! database restart, a failover) with exponential backoff. Notifications sent while no connection
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::control::SharedControl;
+use super::control::{AccountControls, SharedControl};
 use crate::kind::ObjectKind;
 use crate::store::connect::DbTarget;
 use crate::store::notify::{ListenError, Listener};
@@ -50,15 +51,33 @@ pub fn spawn_for(
     shutdown: CancellationToken,
     portal: Option<i64>,
 ) -> ListenHandle {
+    spawn_with(target, Controls { own: control, others: AccountControls::default() }, shutdown, portal)
+}
+
+/// Who a notification goes to: the default account's poller, or another account's running here.
+pub struct Controls {
+    pub own: SharedControl,
+    /// The other accounts this process runs: a notification naming one of their portals starts
+    /// its runs; one naming no portal starts every account's.
+    pub others: AccountControls,
+}
+
+/// [`spawn_for`], also starting the runs of the other accounts this process runs.
+pub fn spawn_with(
+    target: DbTarget,
+    controls: Controls,
+    shutdown: CancellationToken,
+    portal: Option<i64>,
+) -> ListenHandle {
     let (tx, listening) = watch::channel(0);
     let portal = portal.unwrap_or(crate::store::accounts::UNKNOWN_PORTAL);
-    let task = tokio::spawn(run(target, control, shutdown, tx, portal));
+    let task = tokio::spawn(run(target, controls, shutdown, tx, portal));
     ListenHandle { listening, task }
 }
 
 async fn run(
     target: DbTarget,
-    control: SharedControl,
+    control: Controls,
     shutdown: CancellationToken,
     listening: watch::Sender<u64>,
     portal: i64,
@@ -88,7 +107,7 @@ async fn run(
 /// listened and later ended, `Err` when it could not start.
 async fn session(
     target: &DbTarget,
-    control: &SharedControl,
+    control: &Controls,
     listening: &watch::Sender<u64>,
     portal: i64,
 ) -> Result<(), ListenError> {
@@ -100,8 +119,18 @@ async fn session(
     loop {
         tokio::select! {
             payload = listener.next_payload() => match payload {
-                Some(payload) if for_portal(&payload, portal) => dispatch(control, &payload).await,
-                Some(_) => tracing::debug!(db.channel = CHANNEL, "a trigger for another account's portal"),
+                Some(payload) if named_portal(&payload).is_none() => {
+                    // Every account: the default one's and those of the others running here.
+                    dispatch(&control.own, &payload).await;
+                    for theirs in control.others.all() {
+                        dispatch(&theirs, &payload).await;
+                    }
+                }
+                Some(payload) if for_portal(&payload, portal) => dispatch(&control.own, &payload).await,
+                Some(payload) => match named_portal(&payload).and_then(|p| control.others.get(p)) {
+                    Some(theirs) => dispatch(&theirs, &payload).await,
+                    None => tracing::debug!(db.channel = CHANNEL, "a trigger for an account this process does not run"),
+                },
                 None => break,
             },
             _ = ping.tick() => {
@@ -126,6 +155,11 @@ struct Payload {
 /// Whether a notification payload is for the account of `portal` (or for every account).
 pub fn for_portal(payload: &str, portal: i64) -> bool {
     serde_json::from_str::<Payload>(payload).is_ok_and(|p| p.portal_id.is_none_or(|p| p == portal))
+}
+
+/// The portal a notification payload names, if any.
+fn named_portal(payload: &str) -> Option<i64> {
+    serde_json::from_str::<Payload>(payload).ok()?.portal_id
 }
 
 /// The objects a notification payload asks for; `None` when it is not understood.

@@ -67,7 +67,8 @@ impl Background {
             }
         }
         if let Some(target) = self.listen {
-            let handle = listen::spawn_for(target, ops.control.clone(), shutdown.clone(), self.listen_portal);
+            let controls = listen::Controls { own: ops.control.clone(), others: ops.accounts.clone() };
+            let handle = listen::spawn_with(target, controls, shutdown.clone(), self.listen_portal);
             running.tasks.push(handle.task);
         }
         if let Some((monitor, every)) = self.monitor {

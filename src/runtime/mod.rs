@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod accounts;
 pub mod background;
 pub mod connections;
 
@@ -47,6 +48,16 @@ pub struct ServeOptions {
     pub election: Option<crate::poller::Election>,
     /// The fast polling lanes (no webhooks), feeding the fetchers' queue while this process leads.
     pub fast_polling: Option<crate::poller::fast::FastPolling>,
+    /// The accounts other than the default one ([`accounts`]).
+    pub accounts: Option<Accounts>,
+}
+
+/// The other accounts' runtime and what decides which of them run here.
+pub struct Accounts {
+    pub set: accounts::AccountSet,
+    /// Called once at start with the shutdown token: the portal ids to run, as they change
+    /// ([`accounts::source::table`], or a lease-based source).
+    pub source: Box<dyn FnOnce(CancellationToken) -> accounts::Wanted + Send>,
 }
 
 /// What the poller's scheduler needs; it runs until the shutdown token is cancelled.
@@ -145,6 +156,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let replay_stop = CancellationToken::new();
     let replay_writer = tokio::spawn(replay.0.run(replay.1, replay_stop.clone()));
     let lanes = options.fast_polling.map(|lanes| lanes.spawn(shutdown.clone()));
+    let accounts =
+        options.accounts.map(|accounts| accounts.set.spawn((accounts.source)(shutdown.clone()), shutdown.clone()));
     let (poller, scheduler) = match options.scheduler {
         Some(s) => {
             let task = tokio::spawn(crate::poller::run_scheduler(
@@ -196,7 +209,13 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
                     poller.shutdown(grace).await;
                 }
             };
-            tokio::join!(drain, runs);
+            // The other accounts stop beside the default one's parts, each within the grace.
+            let others = async {
+                if let Some(accounts) = accounts {
+                    stop_within(grace + ACCOUNTS_MARGIN, "the other accounts", accounts).await;
+                }
+            };
+            tokio::join!(drain, runs, others);
             tracing::info!("shutting down: no new requests, finishing in-flight ones");
             handle.stop(true).await;
         });
@@ -226,6 +245,10 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
 /// How long the background tasks (replay digests, metrics, LISTEN, alerts, maintenance,
 /// owner hooks, election) may take to stop once the HTTP server has.
 const AFTER_SERVER: Duration = Duration::from_secs(10);
+
+/// Beyond the grace, what the accounts' stop may take: their fetchers' cut-off (1 s) and the
+/// last replay digests (1 s); within [`stop_deadline`]'s margin.
+const ACCOUNTS_MARGIN: Duration = Duration::from_secs(3);
 
 /// The longest a stop may take from SIGTERM to the HTTP server closed: the drain and the runs
 /// (each bounded by the grace), then the server's own graceful stop (the grace again), plus a

@@ -128,6 +128,11 @@ pub struct NewAccount {
     pub client_secret_env: Option<String>,
     pub api_base: Option<String>,
     pub requests_per_10s: Option<i32>,
+    /// Cron (UTC) of the account's incremental runs of every object (default: the process's
+    /// `SCHEDULE_*`).
+    pub schedule_incremental: Option<String>,
+    /// Cron (UTC) of the account's full pass (default: `SCHEDULE_FULL`).
+    pub schedule_full: Option<String>,
 }
 
 /// Why an account operation was refused or failed.

@@ -1,5 +1,5 @@
-//! PostgreSQL advisory locks on dedicated connections: one per object while it runs (so two
-//! instances never run the same sync), one for the scheduling leader. A lock lives as long as
+//! PostgreSQL advisory locks on dedicated connections: one per object and account while it runs
+//! (so two instances never run the same sync of one account), one for the scheduling leader. A lock lives as long as
 //! its connection, so it is released when the holder finishes, or dies.
 
 use std::time::Duration;
@@ -52,15 +52,37 @@ async fn try_lock(conn: &mut AsyncPgConnection, key: i32) -> Result<bool, StoreE
     Ok(row.locked)
 }
 
-/// Takes the run lock of one object on `conn`; false when another session holds it.
+/// [`try_lock`] for the session's portal (`hubspot_sync_portal()`): the default account's keys
+/// are the ones every version has used (`NAMESPACE`, key); another account's first key is a hash
+/// of its portal id, so two accounts' runs of one object never wait for each other.
+async fn try_lock_portal(conn: &mut AsyncPgConnection, key: i32) -> Result<bool, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Bool)]
+        locked: bool,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT pg_try_advisory_lock(CASE WHEN hubspot_sync_portal() IS NOT DISTINCT FROM \
+         (SELECT a.portal_id FROM accounts a WHERE a.is_default) THEN $1 \
+         ELSE hashtext('hubspot_sync.portal:' || hubspot_sync_portal()::text) END, $2) AS locked",
+    )
+    .bind::<Integer, _>(NAMESPACE)
+    .bind::<Integer, _>(key)
+    .get_result(conn)
+    .await?;
+    Ok(row.locked)
+}
+
+/// Takes the run lock of one object of the session's account on `conn`; false when another
+/// session holds it.
 pub async fn try_lock_object(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<bool, StoreError> {
-    try_lock(conn, object_key(kind)).await
+    try_lock_portal(conn, object_key(kind)).await
 }
 
 /// Takes the drift-audit lock of one object on `conn` (audits never wait for runs, nor runs for
 /// audits); false when another session audits it.
 pub async fn try_lock_audit(conn: &mut AsyncPgConnection, kind: ObjectKind) -> Result<bool, StoreError> {
-    try_lock(conn, AUDIT + object_key(kind)).await
+    try_lock_portal(conn, AUDIT + object_key(kind)).await
 }
 
 /// Takes the scheduling leader lock on `conn`; false when another instance leads.

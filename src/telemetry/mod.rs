@@ -5,6 +5,7 @@
 //! `duration_ms`); log a failure once, where it is handled; secrets live in `config::Secret`,
 //! which prints as `[redacted]`, and personal data (emails, names) is never logged.
 
+pub mod account;
 pub mod prometheus;
 
 use std::io::{IsTerminal, Write};

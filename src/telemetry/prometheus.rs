@@ -37,7 +37,8 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let recorder = build_recorder();
             let handle = recorder.handle();
-            match metrics::set_global_recorder(recorder) {
+            // Per-account metrics get their `account` label on the way in.
+            match metrics::set_global_recorder(super::account::Labelled::new(recorder)) {
                 Ok(()) => {
                     describe();
                     Some(handle)

@@ -18,7 +18,7 @@ use crate::queue::Change;
 use crate::store::associations::{Edge, EdgeChange};
 
 /// One event, read leniently: every field optional, ids as numbers or strings.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct RawEvent {
     /// The HubSpot account (portal) the event is from.

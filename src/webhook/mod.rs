@@ -21,6 +21,7 @@ pub mod event;
 pub mod limits;
 pub mod replay;
 pub mod route;
+pub mod served;
 pub mod stats;
 
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub struct Intake {
     inner: Arc<IntakeInner>,
     stats: Arc<WebhookStats>,
     gate: Gate,
+    /// The other accounts this process runs ([`served`]).
+    served: served::Served,
+    /// Where the other accounts' client secrets are read.
+    env: crate::config::Environment,
 }
 
 struct IntakeInner {
@@ -80,7 +85,24 @@ impl Intake {
             }),
             stats: Arc::new(WebhookStats::new()),
             gate: Gate::new(DEFAULT_WEBHOOK_MAX_CONCURRENT as usize),
+            served: served::Served::default(),
+            env: crate::config::Environment::default(),
         }
+    }
+
+    /// The same intake reading the other accounts' client secrets from `env`.
+    pub fn with_environment(self, env: crate::config::Environment) -> Self {
+        Self { env, ..self }
+    }
+
+    /// The other accounts whose batches this intake takes (filled by the per-account runtime).
+    pub fn served(&self) -> &served::Served {
+        &self.served
+    }
+
+    /// `HUBSPOT_REQUIRE_V3`, for the replay rules of the other accounts.
+    pub fn require_v3(&self) -> crate::config::RequireV3 {
+        self.inner.replay.mode()
     }
 
     /// The same intake handling at most `places` requests at once (`WEBHOOK_MAX_CONCURRENT`).
@@ -125,7 +147,7 @@ enum Refusal {
     Store(crate::store::StoreError),
     /// No account of this database has the batch's portal (`WEBHOOK_UNKNOWN_PORTAL=refuse`).
     UnknownPortal,
-    /// A verified batch of an account whose fetchers this process does not run.
+    /// A verified batch of an account whose parts this process does not run ([`served`]).
     AccountNotServed,
 }
 
@@ -151,7 +173,8 @@ impl Refusal {
             Self::Signature(_) | Self::Replayed => Refused::Signature,
             Self::Queue(QueueError::Full) => Refused::QueueFull,
             Self::Queue(QueueError::Closed) => Refused::ShuttingDown,
-            Self::NotFetching | Self::AccountNotServed => Refused::NotConfigured,
+            Self::NotFetching => Refused::NotConfigured,
+            Self::AccountNotServed => Refused::AccountNotServed,
             Self::UnknownPortal => Refused::Malformed,
             Self::Store(_) => Refused::Database,
         }
@@ -171,7 +194,7 @@ impl Refusal {
             Self::NotFetching => "real-time sync is not configured (HUBSPOT_ACCESS_TOKEN)",
             Self::Store(_) => "database unavailable, retry later",
             Self::UnknownPortal => "unknown HubSpot portal",
-            Self::AccountNotServed => "this account is not served by this process yet, retry later",
+            Self::AccountNotServed => "this account is not run by this process, retry later",
         }
     }
 }
@@ -238,69 +261,133 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     limits::check_declared(req).map_err(Refusal::from)?;
     // Held until the request is answered: its body, parsed events and writes count against it.
     let _place = intake.gate.enter().ok_or(Refusal::Busy)?;
+    let (served, env) = (&intake.served, &intake.env);
     let intake = &intake.inner;
     let body = limits::read_body(req, payload).await.map_err(Refusal::from)?;
-    let accounts = intake.router.accounts(pool).await;
-    let default_secrets = intake.secrets.as_ref();
-    let secrets = match accounts.target(&route::portals(&body)) {
-        route::Target::Default => default_secrets,
+    let accounts = intake.router.accounts(pool, env).await;
+    let portals = route::portals(&body);
+    let account_secrets;
+    let (secrets, account) = match accounts.target(&portals) {
+        route::Target::Default => (intake.secrets.as_ref(), None),
         route::Target::Unknown(portals) => return unknown_portal(intake, &portals),
         route::Target::Mixed => return Err(Refusal::Signature(signature::Rejection::Forged)),
+        // Verified with its own secret: a batch signed with another account's is forged.
         route::Target::Account { portal_id, secrets } => {
-            // Verified with its own secret: a batch signed with another account's is forged.
-            verify(req, &body, intake, secrets.as_ref()).map_err(Refusal::Signature)?;
-            tracing::info!(account.portal_id = portal_id, "webhook for an account this process does not serve yet");
-            return Err(Refusal::AccountNotServed);
+            account_secrets = secrets;
+            (account_secrets.as_ref(), Some(portal_id))
         }
     };
     let (verified, key) = verify(req, &body, intake, secrets).map_err(Refusal::Signature)?;
-    intake.replay.admit(pool, verified.version, key.as_ref()).await?;
-    let mut events: Vec<event::RawEvent> =
-        serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+    let lanes = match account {
+        None => vec![Lane {
+            portal_id: accounts.default_portal(),
+            pool: pool.clone(),
+            queue: intake.queue.clone(),
+            replay: intake.replay.clone(),
+        }],
+        Some(first) => served_lanes(served, &accounts, first, &portals)?,
+    };
+    let replay = &lanes[0].replay;
+    replay.admit(&lanes[0].pool, verified.version, key.as_ref()).await?;
+    let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let count = events.len();
-    // Events of other portals in the default account's batch (one app installed in portals that
-    // are no account here) are counted, never written into the default account.
-    if let Some(own) = accounts.default_portal() {
-        events.retain(|e| e.portal_id.is_none_or(|p| p == own));
-        let dropped = count - events.len();
-        if dropped > 0 {
-            metrics::counter!(metric::WEBHOOK_UNKNOWN_PORTAL_EVENTS).increment(dropped as u64);
+    let mut delivered = 0;
+    for lane in &lanes {
+        // Events of other portals in a batch (one app installed in portals that are no account
+        // here) are counted, never written into this account.
+        let own: Vec<event::RawEvent> = match lane.portal_id {
+            Some(own) => events.iter().filter(|e| e.portal_id.is_none_or(|p| p == own)).cloned().collect(),
+            None => events.clone(),
+        };
+        delivered += own.len();
+        match (account, lane.portal_id) {
+            (Some(_), Some(portal)) => crate::telemetry::account::scope(portal, lane.deliver(own)).await?,
+            _ => lane.deliver(own).await?,
         }
     }
-    let plan = event::plan(events);
-    if plan.ignored > 0 {
-        metrics::counter!(metric::WEBHOOK_EVENTS_IGNORED).increment(plan.ignored as u64);
+    if delivered < count {
+        metrics::counter!(metric::WEBHOOK_UNKNOWN_PORTAL_EVENTS).increment((count - delivered) as u64);
     }
-    // Deletions, merges and privacy deletions are written first, whatever the queue says: a
-    // batch the queue then refuses (full, closed, real-time fetching off) is answered 503 and
-    // retried by HubSpot, and writing them again is harmless. Queued first, a queue that stayed
-    // full through HubSpot's day of retries would lose them.
-    // A merge or deletion can overtake a fetch of the same record already in flight: read just
-    // before the change, written just after it, when no row existed yet for the change to
-    // archive; or a restore delivered before its deletion was read first. The queue is told
-    // before the writes (a read finishing in between is then still in flight) and names the
-    // ids that may be in either case: only those are read again. Every other deletion or merge
-    // is applied from its event alone, and a read that does not find such an id live is
-    // resolved from the event, without a second read (the fetcher's batch).
-    let racing = intake.queue.as_ref().map(|queue| queue.gone(&gone_items(&plan))).unwrap_or_default();
-    if plan.writes() {
-        apply::apply(pool, &plan).await.map_err(Refusal::Store)?;
-    }
-    let queue = intake.queue.as_ref().ok_or(Refusal::NotFetching)?;
-    if queue.is_closed() {
-        return Err(Refusal::Queue(QueueError::Closed));
-    }
-    let privacy: std::collections::HashSet<&str> = plan.privacy.iter().map(String::as_str).collect();
-    let reread = racing
-        .into_iter()
-        .filter(|(kind, id)| !(*kind == ObjectKind::Contacts && privacy.contains(id.as_str())))
-        .map(|(kind, id)| Change::untimed(kind, id));
-    let fetch: Vec<Change> = plan.fetch.iter().cloned().chain(reread).collect();
-    if !(fetch.is_empty() && plan.fetch_associated.is_empty()) {
-        queue.push_changes(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
-    }
-    intake.replay.accepted(pool, verified.version, key).await.map_err(Refusal::Store)?;
+    replay.accepted(&lanes[0].pool, verified.version, key).await.map_err(Refusal::Store)?;
     Ok(count)
+}
+
+/// The lanes of a verified batch of other accounts (`first` and any other account sharing its
+/// app in the batch): each must run here, else nothing is written and the batch gets 503.
+fn served_lanes(
+    served: &served::Served,
+    accounts: &route::Accounts,
+    first: i64,
+    portals: &std::collections::BTreeSet<i64>,
+) -> Result<Vec<Lane>, Refusal> {
+    let mut ids = vec![first];
+    ids.extend(portals.iter().copied().filter(|p| *p != first && accounts.is_account(*p)));
+    ids.into_iter()
+        .map(|portal_id| {
+            let Some(account) = served.get(portal_id) else {
+                metrics::counter!(metric::WEBHOOK_ACCOUNT_NOT_SERVED).increment(1);
+                tracing::warn!(
+                    account.portal_id = portal_id,
+                    "webhook for an account this process does not run (not started here, or its start failed): 503, HubSpot retries it"
+                );
+                return Err(Refusal::AccountNotServed);
+            };
+            Ok(Lane {
+                portal_id: Some(portal_id),
+                pool: account.pool,
+                queue: Some(account.queue),
+                replay: account.replay,
+            })
+        })
+        .collect()
+}
+
+/// Where one account's events of a batch go.
+struct Lane {
+    /// `None`: the default account while its portal id is unknown (every event is its own).
+    portal_id: Option<i64>,
+    pool: Pool,
+    queue: Option<Arc<Queue>>,
+    replay: Arc<ReplayGuard>,
+}
+
+impl Lane {
+    /// Writes the events' deletions, merges and privacy deletions, then queues the ids to fetch.
+    async fn deliver(&self, events: Vec<event::RawEvent>) -> Result<(), Refusal> {
+        let plan = event::plan(events);
+        if plan.ignored > 0 {
+            metrics::counter!(metric::WEBHOOK_EVENTS_IGNORED).increment(plan.ignored as u64);
+        }
+        // Deletions, merges and privacy deletions are written first, whatever the queue says: a
+        // batch the queue then refuses (full, closed, real-time fetching off) is answered 503 and
+        // retried by HubSpot, and writing them again is harmless. Queued first, a queue that stayed
+        // full through HubSpot's day of retries would lose them.
+        // A merge or deletion can overtake a fetch of the same record already in flight: read just
+        // before the change, written just after it, when no row existed yet for the change to
+        // archive; or a restore delivered before its deletion was read first. The queue is told
+        // before the writes (a read finishing in between is then still in flight) and names the
+        // ids that may be in either case: only those are read again. Every other deletion or merge
+        // is applied from its event alone, and a read that does not find such an id live is
+        // resolved from the event, without a second read (the fetcher's batch).
+        let racing = self.queue.as_ref().map(|queue| queue.gone(&gone_items(&plan))).unwrap_or_default();
+        if plan.writes() {
+            apply::apply(&self.pool, &plan).await.map_err(Refusal::Store)?;
+        }
+        let queue = self.queue.as_ref().ok_or(Refusal::NotFetching)?;
+        if queue.is_closed() {
+            return Err(Refusal::Queue(QueueError::Closed));
+        }
+        let privacy: std::collections::HashSet<&str> = plan.privacy.iter().map(String::as_str).collect();
+        let reread = racing
+            .into_iter()
+            .filter(|(kind, id)| !(*kind == ObjectKind::Contacts && privacy.contains(id.as_str())))
+            .map(|(kind, id)| Change::untimed(kind, id));
+        let fetch: Vec<Change> = plan.fetch.iter().cloned().chain(reread).collect();
+        if !(fetch.is_empty() && plan.fetch_associated.is_empty()) {
+            queue.push_changes(&fetch, &plan.fetch_associated).map_err(Refusal::Queue)?;
+        }
+        Ok(())
+    }
 }
 
 /// The deletions, merges and privacy deletions of a plan, as the queue remembers them.

@@ -96,6 +96,11 @@ impl ReplayGuard {
 
     /// Whether a v1/v2-only request is refused whatever its body (the signature check's
     /// `require_v3`).
+    /// `HUBSPOT_REQUIRE_V3`.
+    pub fn mode(&self) -> RequireV3 {
+        self.mode
+    }
+
     pub fn requires_v3(&self) -> bool {
         match self.mode {
             RequireV3::Always => true,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::config::SecretList;
+use crate::config::{Environment, SecretList};
 use crate::store::Pool;
 use crate::store::accounts::{self, UNKNOWN_PORTAL};
 
@@ -60,6 +60,11 @@ impl Accounts {
     /// The default account's portal id, once known.
     pub fn default_portal(&self) -> Option<i64> {
         (self.default_portal != UNKNOWN_PORTAL).then_some(self.default_portal)
+    }
+
+    /// Whether `portal` is an account of this database other than the default one.
+    pub fn is_account(&self, portal: i64) -> bool {
+        self.others.contains_key(&portal)
     }
 
     /// Where a batch whose events name `portals` goes (pure).
@@ -106,14 +111,14 @@ pub struct Router {
 impl Router {
     /// The accounts, read again when older than [`REFRESH`]; the last ones kept (and the
     /// default-only routing before any) for [`REFRESH`] when the database cannot be read.
-    pub async fn accounts(&self, pool: &Pool) -> Accounts {
+    pub async fn accounts(&self, pool: &Pool, env: &Environment) -> Accounts {
         let mut loaded = self.loaded.lock().await;
         if let Some((at, accounts)) = loaded.as_ref()
             && at.elapsed() < REFRESH
         {
             return accounts.clone();
         }
-        match load(pool).await {
+        match load(pool, env).await {
             Ok(accounts) => {
                 *loaded = Some((Instant::now(), accounts.clone()));
                 accounts
@@ -129,7 +134,7 @@ impl Router {
     }
 }
 
-async fn load(pool: &Pool) -> Result<Accounts, crate::store::StoreError> {
+async fn load(pool: &Pool, env: &Environment) -> Result<Accounts, crate::store::StoreError> {
     let mut conn = pool.get().await?;
     let list = accounts::list(&mut conn).await?;
     let mut out = Accounts::default();
@@ -141,7 +146,7 @@ async fn load(pool: &Pool) -> Result<Accounts, crate::store::StoreError> {
         let secrets = account
             .client_secret_env
             .as_deref()
-            .and_then(|var| std::env::var(var).ok())
+            .and_then(|var| env.var(var))
             .and_then(|raw| raw.parse::<SecretList>().ok());
         out.others.insert(account.portal_id, Route { secret_env: account.client_secret_env, secrets });
     }

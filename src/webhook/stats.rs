@@ -32,6 +32,8 @@ pub enum Rejection {
     ShuttingDown,
     /// As many webhook requests as `WEBHOOK_MAX_CONCURRENT` were already being handled (503).
     Busy,
+    /// A verified batch of an account this process does not run (503; HubSpot retries).
+    AccountNotServed,
 }
 
 impl Rejection {
@@ -44,6 +46,7 @@ impl Rejection {
             Self::NotConfigured => "not_configured",
             Self::ShuttingDown => "shutting_down",
             Self::Busy => "busy",
+            Self::AccountNotServed => "account_not_served",
         }
     }
 }

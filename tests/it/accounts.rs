@@ -149,6 +149,8 @@ fn new_account(portal_id: i64, name: &str) -> NewAccount {
         client_secret_env: None,
         api_base: None,
         requests_per_10s: None,
+        schedule_incremental: None,
+        schedule_full: None,
     }
 }
 

@@ -173,7 +173,10 @@ async fn finished_runs_reach_the_duration_histogram() {
             && l.contains("le=\"+Inf\"")
     };
     assert!(text.lines().any(owners_bucket), "{text}");
-    assert!(text.contains("hubspot_sync_runs_total{object=\"owners\",status=\"success\"}"), "{text}");
+    assert!(
+        text.contains("hubspot_sync_runs_total{object=\"owners\",status=\"success\",account=\"default\"}"),
+        "{text}"
+    );
     hook.server.stop(true).await;
     app.stop().await;
 }

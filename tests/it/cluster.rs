@@ -36,6 +36,8 @@ async fn accounts(db: &TestDb, n: i64) -> BTreeSet<i64> {
             client_secret_env: None,
             api_base: None,
             requests_per_10s: None,
+            schedule_incremental: None,
+            schedule_full: None,
         };
         accounts::add(&mut conn, account).await.unwrap();
     }
@@ -322,6 +324,8 @@ async fn an_account_added_is_taken_and_an_account_removed_stops_running() {
         client_secret_env: None,
         api_base: None,
         requests_per_10s: None,
+        schedule_incremental: None,
+        schedule_full: None,
     };
     accounts::add(&mut conn, added).await.unwrap();
     let now: BTreeSet<i64> = [1001, 5000].into();

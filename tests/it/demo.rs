@@ -2,7 +2,8 @@
 //! simulated changes arrive as signed webhooks and land in PostgreSQL; Ctrl-C stops everything.
 //! The demo never touches `DATABASE_URL`'s database, a second demo in the same directory leaves
 //! the first one alone, restarts converge with the simulator, SIGHUP stops everything, a busy
-//! port is named with exit code 3; `serve`, `status` and `sync` say to run `migrate`.
+//! port is named with exit code 3; `serve`, `status` and `sync` say to run `migrate`. The demo
+//! runs two simulated accounts, each converging in its own portal.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +50,19 @@ fn start_demo_with(
         }
     });
     (child, rx)
+}
+
+/// The whole banner line that starts with `label`, after it.
+fn banner_line(lines: &mpsc::Receiver<String>, label: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_secs(1))
+            && let Some(rest) = line.trim().strip_prefix(label)
+        {
+            return rest.trim().to_owned();
+        }
+    }
+    panic!("demo printed no '{label}' line");
 }
 
 /// The banner line that starts with `label:`, e.g. `database:`.
@@ -244,8 +258,12 @@ async fn a_second_demo_in_the_same_directory_leaves_the_first_working() {
     stop(&mut first, "INT");
 }
 
-/// Differences between the demo's database and its simulator's export, compare.rs style.
-async fn demo_differences(database_url: &str, sim_url: &str) -> Vec<String> {
+/// The demo's two simulated accounts' portal ids (`cli::demo`).
+const DEMO_PORTALS: [i64; 2] = [62515, 62516];
+
+/// Differences between the rows of `portal` in the demo's database and its simulator's export,
+/// compare.rs style.
+async fn demo_differences(database_url: &str, sim_url: &str, portal: i64) -> Vec<String> {
     use crate::harness::compare::{RECORD_KINDS, columns, expected};
     let target = hubspot_sync::store::connect::DbTarget::parse(database_url, None).unwrap();
     let client = target.connect_raw("demo test").await.unwrap();
@@ -256,7 +274,7 @@ async fn demo_differences(database_url: &str, sim_url: &str) -> Vec<String> {
             "deals" => "hubspot_deal_id",
             _ => "hubspot_call_id",
         };
-        let sql = format!("SELECT {key}, {} FROM {}", columns(kind), kind.table());
+        let sql = format!("SELECT {key}, {} FROM {} WHERE portal_id = {portal}", columns(kind), kind.table());
         let mut stored: std::collections::HashMap<String, Vec<Option<String>>> = client
             .query(&sql, &[])
             .await
@@ -308,19 +326,35 @@ async fn a_demo_restarted_twice_converges_with_its_simulator() {
         }
         stop(&mut child, "INT");
     }
-    // The third start, without churn so the comparison has a still target.
+    // The third start, without churn so the comparison has a still target: each of the two
+    // simulated accounts (its own simulator) converges in its own portal.
     let (port, metrics_port) = (free_port(), free_port());
     let (mut child, lines) = start_demo_with(dir.path(), port, metrics_port, 0.0, None);
-    let sim_url = banner_value(&lines, "simulator:");
+    let accounts = banner_line(&lines, "accounts:");
+    assert!(accounts.contains("62515") && accounts.contains("62516") && accounts.contains("demo-second"), "{accounts}");
+    let sims = [banner_value(&lines, "simulator:"), banner_value(&lines, "simulator 2:")];
+    assert_ne!(sims[0], sims[1], "each account has its own simulator");
     let database_url = banner_value(&lines, "database:");
     await_ready(port).await;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut diffs = demo_differences(&database_url, &sim_url).await;
-    while !diffs.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        diffs = demo_differences(&database_url, &sim_url).await;
+    for (sim_url, portal) in sims.iter().zip(DEMO_PORTALS) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut diffs = demo_differences(&database_url, sim_url, portal).await;
+        while !diffs.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            diffs = demo_differences(&database_url, sim_url, portal).await;
+        }
+        assert!(
+            diffs.is_empty(),
+            "portal {portal}: {} differences, first ones:\n{}",
+            diffs.len(),
+            diffs[..diffs.len().min(10)].join("\n")
+        );
     }
-    assert!(diffs.is_empty(), "{} differences, first ones:\n{}", diffs.len(), diffs[..diffs.len().min(10)].join("\n"));
+    let target = hubspot_sync::store::connect::DbTarget::parse(&database_url, None).unwrap();
+    let client = target.connect_raw("demo test").await.unwrap();
+    let second: i64 =
+        client.query_one("SELECT count(*) FROM contacts WHERE portal_id = 62516", &[]).await.unwrap().get(0);
+    assert!(second > 0, "the second account has rows of its own");
     stop(&mut child, "INT");
 }
 

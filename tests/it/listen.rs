@@ -136,6 +136,8 @@ async fn a_trigger_for_another_accounts_portal_is_left_to_it() {
         client_secret_env: None,
         api_base: None,
         requests_per_10s: None,
+        schedule_incremental: None,
+        schedule_full: None,
     };
     hubspot_sync::store::accounts::add(&mut conn, emea).await.unwrap();
     let (control, mut started) = RecordingControl::new(db.target.clone());

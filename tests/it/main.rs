@@ -4,6 +4,7 @@
 
 mod accounts;
 mod accounts_ops;
+mod accounts_serve;
 mod alerts;
 mod associations;
 mod audit;

@@ -229,8 +229,8 @@ async fn metrics_are_served_on_their_own_port() {
     for needle in [
         "hubspot_sync_webhook_events_received_total",
         "hubspot_sync_webhook_requests_rejected_total{reason=\"signature\"}",
-        "hubspot_sync_queue_depth 7",
-        "hubspot_sync_hubspot_budget_remaining 42",
+        "hubspot_sync_queue_depth{account=\"default\"} 7",
+        "hubspot_sync_hubspot_budget_remaining{account=\"default\"} 42",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
@@ -311,9 +311,9 @@ async fn serve_logs_are_json_with_request_ids_and_hold_no_secrets() {
     let text = scrape.text().await.unwrap();
     for needle in [
         "hubspot_sync_http_requests_total",
-        "hubspot_sync_objects_fetched_total{object=\"contacts\"}",
-        "hubspot_sync_objects_upserted_total{object=\"contacts\"}",
-        "hubspot_sync_hubspot_requests_total{endpoint=\"contacts.list\",status=\"200\"}",
+        "hubspot_sync_objects_fetched_total{object=\"contacts\",account=\"default\"}",
+        "hubspot_sync_objects_upserted_total{object=\"contacts\",account=\"default\"}",
+        "hubspot_sync_hubspot_requests_total{endpoint=\"contacts.list\",status=\"200\",account=\"default\"}",
         "hubspot_sync_hubspot_request_duration_seconds_bucket",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");

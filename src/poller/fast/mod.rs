@@ -38,6 +38,7 @@
 mod status;
 mod window;
 
+use crate::telemetry::account;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,7 +149,7 @@ impl FastPolling {
                     writer: (self.options.write == FastPollWrite::Auto).then(|| self.writer.clone()),
                     figures: self.figures.clone(),
                 };
-                lanes.spawn(lane.run(self.leadership.clone(), shutdown.clone()));
+                lanes.spawn(account::carry(lane.run(self.leadership.clone(), shutdown.clone())));
             }
         }
         tracing::info!(
@@ -157,7 +158,7 @@ impl FastPolling {
             delay_ms = self.options.delay.as_millis() as u64,
             "fast polling lanes started (no webhooks)"
         );
-        tokio::spawn(async move { while lanes.join_next().await.is_some() {} })
+        account::spawn(async move { while lanes.join_next().await.is_some() {} })
     }
 }
 

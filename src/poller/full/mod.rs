@@ -23,6 +23,7 @@
 
 mod plan;
 
+use crate::telemetry::account;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,8 +90,8 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     let plan = Arc::new(Mutex::new(Plan::new(first, job.hubspot.search_share(), searching)));
     let (tx, mut pages) = mpsc::channel(GATHER_AHEAD);
     let _walkers = Walkers(vec![
-        tokio::spawn(walk_list(job.hubspot.clone(), kind, plan.clone(), tx.clone())),
-        tokio::spawn(walk_searches(job.hubspot.clone(), kind, plan.clone(), tx)),
+        account::spawn(walk_list(job.hubspot.clone(), kind, plan.clone(), tx.clone())),
+        account::spawn(walk_searches(job.hubspot.clone(), kind, plan.clone(), tx)),
     ]);
     let mut held = None;
     loop {

@@ -96,6 +96,8 @@ pub async fn two_accounts(db: &TestDb) {
         client_secret_env: Some(format!("HUBSPOT_SECRET_{OTHER_PORTAL}")),
         api_base: None,
         requests_per_10s: None,
+        schedule_incremental: None,
+        schedule_full: None,
     };
     accounts::add(&mut conn, emea).await.unwrap();
 }
