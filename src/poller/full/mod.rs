@@ -31,10 +31,10 @@ use tokio::sync::mpsc;
 
 use super::core::lock;
 use super::job::Job;
-use crate::hubspot::{HubSpot, HubSpotError, Lane, RecordPage};
+use crate::hubspot::{HubSpot, HubSpotError, InvalidRecord, Lane, RecordPage};
 use crate::kind::ObjectKind;
-use crate::objects::SyncError;
 use crate::objects::associations as edges;
+use crate::objects::{Prepared, SyncError, WriteContext, prepare};
 use crate::store::{associations, records, sync_state};
 use plan::{Checkpoint, Effect, Plan, SearchStep};
 
@@ -60,8 +60,40 @@ async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Checkpoint), SyncErr
     Ok((started, Checkpoint::START))
 }
 
-/// A fetched page, what writing it does to the checkpoint, or why fetching stopped.
-type Fetched = Result<(RecordPage, Effect), HubSpotError>;
+/// A fetched page, mapped to rows on the walker's task (so the writer only binds and sends),
+/// with its unreadable records and what writing it does to the checkpoint.
+struct Page {
+    rows: Prepared,
+    invalid: Vec<InvalidRecord>,
+    effect: Effect,
+}
+
+/// A fetched page, or why fetching stopped.
+type Fetched = Result<Page, HubSpotError>;
+
+/// What a walker needs to fetch and map pages.
+#[derive(Clone)]
+struct Walker {
+    hubspot: HubSpot,
+    kind: ObjectKind,
+    write: WriteContext,
+    plan: Arc<Mutex<Plan>>,
+    tx: mpsc::Sender<Fetched>,
+}
+
+impl Walker {
+    /// Maps a fetched page's records and sends it to the writer; false when the walk is over
+    /// (the writer stopped, or the fetch failed).
+    async fn send(&self, fetched: Result<(RecordPage, Effect), HubSpotError>) -> bool {
+        let fetched = fetched.map(|(page, effect)| Page {
+            rows: prepare(self.kind, page.records, &self.write),
+            invalid: page.invalid,
+            effect,
+        });
+        let failed = fetched.is_err();
+        self.tx.send(fetched).await.is_ok() && !failed
+    }
+}
 
 /// Aborts the walkers when the pass stops early.
 struct Walkers(Vec<tokio::task::JoinHandle<()>>);
@@ -74,12 +106,14 @@ impl Drop for Walkers {
     }
 }
 
-/// Runs (or resumes) a full pass: a list walker and a search walker fetch ahead (at most
-/// [`GATHER_AHEAD`] pages waiting, so memory stays bounded) and this task writes the pages and
-/// saves the checkpoint after each write. Pages that arrived while the last write ran are
+/// Runs (or resumes) a full pass: a list walker and a search walker fetch and map ahead (at
+/// most [`GATHER_AHEAD`] pages waiting, so memory stays bounded) and this task writes the pages
+/// and saves the checkpoint after each write. Pages that arrived while the last write ran are
 /// written together (up to [`GATHER_RECORDS`] records: one upsert, one un-parking, one
 /// checkpoint), each first judged by the plan in the order it came, as if written alone.
 pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
+    // Until the records are done, association reads (of passes already past theirs) wait.
+    let records_part = job.hubspot.records_part();
     if let Err(e) = job.hubspot.refresh_properties(job.kind).await {
         tracing::warn!(object.kind = %job.kind, error = %e, "cannot re-read the property list before a full sync");
     }
@@ -88,10 +122,8 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     let searching = records::RecordTable::for_kind(kind).is_some();
     let plan = Arc::new(Mutex::new(Plan::new(first, job.hubspot.search_share(), searching)));
     let (tx, mut pages) = mpsc::channel(GATHER_AHEAD);
-    let _walkers = Walkers(vec![
-        tokio::spawn(walk_list(job.hubspot.clone(), kind, plan.clone(), tx.clone())),
-        tokio::spawn(walk_searches(job.hubspot.clone(), kind, plan.clone(), tx)),
-    ]);
+    let walker = Walker { hubspot: job.hubspot.clone(), kind, write: job.write.clone(), plan: plan.clone(), tx };
+    let _walkers = Walkers(vec![tokio::spawn(walk_list(walker.clone())), tokio::spawn(walk_searches(walker))]);
     let mut held = None;
     loop {
         let first = match held.take() {
@@ -101,17 +133,16 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
                 None => break,
             },
         };
-        let mut batch = RecordPage::default();
+        let mut batch: Option<Prepared> = None;
+        let mut invalid = Vec::new();
         let mut merged = 0;
         let mut next = Some(first);
         while let Some(fetched) = next.take() {
-            let (page, effect) = fetched?;
-            take_page(&plan, &mut batch, page, effect);
+            take_page(&plan, &mut batch, &mut invalid, fetched?);
             merged += 1;
+            let gathered = batch.as_ref().map_or(0, |b| b.records().len());
             next = match pages.try_recv() {
-                Ok(Ok((page, effect))) if batch.records.len() + page.records.len() <= GATHER_RECORDS => {
-                    Some(Ok((page, effect)))
-                }
+                Ok(Ok(page)) if gathered + page.rows.records().len() <= GATHER_RECORDS => Some(Ok(page)),
                 Ok(other) => {
                     held = Some(other);
                     None
@@ -121,7 +152,9 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
         }
         job.tally.more_pages(merged - 1);
         let failed_before = job.tally.failed_ids.len();
-        job.store(batch).await;
+        if let Some(batch) = batch {
+            job.store_prepared(batch, invalid).await;
+        }
         let checkpoint = lock(&plan).checkpoint();
         if !checkpoint.is_done() {
             let failed = &job.tally.failed_ids[failed_before..];
@@ -138,16 +171,24 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     if let Some(boundary) = left.boundary {
         reread_unseen(job, started, boundary).await?;
     }
-    finish(job, started).await
+    finish(job, started).await?;
+    drop(records_part);
+    read_all_edges(job).await
 }
 
-/// Adds a fetched page to the batch being gathered: the records the plan keeps of it, and its
-/// effect on the plan (the checkpoint is saved only once the batch is written).
-fn take_page(plan: &Mutex<Plan>, batch: &mut RecordPage, mut page: RecordPage, effect: Effect) {
+/// Adds a fetched page to the batch being gathered: the records the plan keeps of it (a list
+/// page mapped before the searches claimed part of it loses that part here), and its effect on
+/// the plan (the checkpoint is saved only once the batch is written).
+fn take_page(plan: &Mutex<Plan>, batch: &mut Option<Prepared>, invalid: &mut Vec<InvalidRecord>, page: Page) {
+    let Page { mut rows, invalid: unreadable, effect } = page;
     let mut plan = lock(plan);
-    batch.records.extend(plan.keep(&effect, std::mem::take(&mut page.records)));
-    batch.invalid.extend(page.invalid);
+    rows.retain(|record| plan.keeps(&effect, record));
     plan.apply(effect);
+    invalid.extend(unreadable);
+    match batch {
+        Some(batch) => batch.append(rows),
+        None => *batch = Some(rows),
+    }
 }
 
 /// Pages fetched ahead of the writer (both walkers together): enough to fill one write.
@@ -175,15 +216,15 @@ async fn reread_unseen(job: &mut Job<'_>, started: DateTime<Utc>, boundary: u64)
 }
 
 /// The list walker: archived pages, then live ones up to the boundary.
-async fn walk_list(hubspot: HubSpot, kind: ObjectKind, plan: Arc<Mutex<Plan>>, tx: mpsc::Sender<Fetched>) {
+async fn walk_list(walker: Walker) {
     loop {
-        let Some((archived, after)) = lock(&plan).next_list() else { return };
-        let fetched = hubspot.list_page(kind, after.as_deref(), archived, Lane::Background).await.map(|page| {
-            let effect = lock(&plan).list_fetched(archived, &page.records, page.next.clone());
-            (page, effect)
-        });
-        let failed = fetched.is_err();
-        if tx.send(fetched).await.is_err() || failed {
+        let Some((archived, after)) = lock(&walker.plan).next_list() else { return };
+        let fetched =
+            walker.hubspot.list_page(walker.kind, after.as_deref(), archived, Lane::Background).await.map(|page| {
+                let effect = lock(&walker.plan).list_fetched(archived, &page.records, page.next.clone());
+                (page, effect)
+            });
+        if !walker.send(fetched).await {
             return;
         }
     }
@@ -193,9 +234,10 @@ async fn walk_list(hubspot: HubSpot, kind: ObjectKind, plan: Arc<Mutex<Plan>>, t
 const WAIT: Duration = Duration::from_millis(20);
 
 /// The search walker: the highest ids, then ranges claimed downwards, each read upwards.
-async fn walk_searches(hubspot: HubSpot, kind: ObjectKind, plan: Arc<Mutex<Plan>>, tx: mpsc::Sender<Fetched>) {
+async fn walk_searches(walker: Walker) {
+    let (hubspot, kind, plan) = (&walker.hubspot, walker.kind, &walker.plan);
     loop {
-        let step = lock(&plan).next_search();
+        let step = lock(plan).next_search();
         let fetched = match step {
             SearchStep::Finished => return,
             SearchStep::Wait => {
@@ -203,20 +245,19 @@ async fn walk_searches(hubspot: HubSpot, kind: ObjectKind, plan: Arc<Mutex<Plan>
                 continue;
             }
             SearchStep::Top => hubspot.search_top(kind, Lane::Background).await.map(|mut page| {
-                let (effect, kept) = lock(&plan).top_fetched(std::mem::take(&mut page.records), page.total);
+                let (effect, kept) = lock(plan).top_fetched(std::mem::take(&mut page.records), page.total);
                 page.records = kept;
                 (page, effect)
             }),
             SearchStep::Range(range) => {
                 hubspot.search_id_range(kind, range.after, range.upto, Lane::Background).await.map(|page| {
                     let next = page.next.as_deref().and_then(|id| id.parse().ok());
-                    let effect = lock(&plan).range_fetched(&range, next, page.total);
+                    let effect = lock(plan).range_fetched(&range, next, page.total);
                     (page, effect)
                 })
             }
         };
-        let failed = fetched.is_err();
-        if tx.send(fetched).await.is_err() || failed {
+        if !walker.send(fetched).await {
             return;
         }
     }
@@ -233,7 +274,7 @@ async fn finish(job: &mut Job<'_>, started: DateTime<Utc>) -> Result<(), SyncErr
     }
     let watermark = job.tally.earliest_failed.map_or(started, |t| t.min(started));
     sync_state::complete_full_sync(job.conn, job.kind.as_str(), watermark).await?;
-    read_all_edges(job).await
+    Ok(())
 }
 
 /// Reads the associations of every live record of the kind (to the other kinds and companies)
