@@ -124,7 +124,7 @@ async fn sync_all(
         .env("HUBSPOT_REQUESTS_PER_10S", budget.to_string())
         .env("HUBSPOT_SEARCHES_IN_BUDGET", searches_in_budget.to_string())
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
         .stdin(std::process::Stdio::null());
     if let Some(path) = config {
         command.env("HUBSPOT_SYNC_CONFIG", path);
@@ -148,6 +148,13 @@ async fn sync_all(
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    if let Ok(path) = std::env::var("BENCH_LOG") {
+        // `BENCH_RUST_LOG=info BENCH_LOG=/tmp/x.log`: the binary's log of each invocation, appended.
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        file.write_all(&output.stdout).unwrap();
+        file.write_all(&output.stderr).unwrap();
+    }
     let (requests_after, ops_after) = counters(&sim.stats());
     let operations = ops_after
         .into_iter()
