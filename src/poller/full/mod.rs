@@ -207,10 +207,11 @@ fn take_page(plan: &Mutex<Plan>, batch: &mut Option<Prepared>, invalid: &mut Vec
 }
 
 /// Pages fetched ahead of the writer (both walkers together): enough to fill one write.
-const GATHER_AHEAD: usize = 10;
+const GATHER_AHEAD: usize = 20;
 
-/// Most records written together when pages wait for the writer: the largest upsert statement.
-const GATHER_RECORDS: usize = crate::store::records::MAX_BATCH;
+/// Most records written together when pages wait for the writer: two upsert statements,
+/// pipelined (`store::records::upsert_rows`), one un-parking and one checkpoint.
+const GATHER_RECORDS: usize = 2 * crate::store::records::MAX_BATCH;
 
 /// Reads again (batch reads of live records) the rows searches should have seen and did not,
 /// before they are archived as unseen: a search index a few seconds behind can miss a record
