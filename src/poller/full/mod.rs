@@ -19,8 +19,9 @@
 //! (`hs_object_id` ranges) from the highest, claimed so both end together; the checkpoint holds
 //! both. Each walker maps its pages to rows as they arrive (`objects::prepare`), so the writer
 //! only binds and sends; the few records of a list page the plan gives to the searches are
-//! dropped, with their rows, when the page is written (`Prepared::retain`). Rows in the searched ids that a pass did not see are read again (batch read) before
-//! they are archived, as a search index trails writes by a few seconds.
+//! dropped, with their rows, when the page is written (`Prepared::retain`). Rows in the searched
+//! ids that a pass did not see are read again (batch read) before they are archived, as a search
+//! index trails writes by a few seconds.
 //!
 //! The property list is read again at the start of every pass, so custom properties created
 //! since the last read are fetched.
