@@ -45,6 +45,9 @@ struct Invocation {
     runs: BTreeMap<String, (i64, i32, String)>,
     /// The longest records part of the full passes (start to `full_completed_at`), in ms.
     records_part_ms: i64,
+    /// Requests the simulator served by operation from the start to the end of the records part
+    /// (sampled every 100 ms: the first sample after its end).
+    records_part_ops: BTreeMap<String, u64>,
 }
 
 impl Invocation {
@@ -121,13 +124,23 @@ async fn sync_all(
         .env("HUBSPOT_REQUESTS_PER_10S", budget.to_string())
         .env("HUBSPOT_SEARCHES_IN_BUDGET", searches_in_budget.to_string())
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
         .stdin(std::process::Stdio::null());
     if let Some(path) = config {
         command.env("HUBSPOT_SYNC_CONFIG", path);
     }
     let started = Instant::now();
-    let output = command.output().await.unwrap();
+    let output = command.output();
+    tokio::pin!(output);
+    let mut samples = Vec::new();
+    let output = loop {
+        tokio::select! {
+            done = &mut output => break done.unwrap(),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                samples.push((started.elapsed(), counters(&sim.stats()).1));
+            }
+        }
+    };
     let wall = started.elapsed();
     assert!(
         output.status.success(),
@@ -135,6 +148,13 @@ async fn sync_all(
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    if let Ok(path) = std::env::var("BENCH_LOG") {
+        // `BENCH_RUST_LOG=info BENCH_LOG=/tmp/x.log`: the binary's log of each invocation, appended.
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        file.write_all(&output.stdout).unwrap();
+        file.write_all(&output.stderr).unwrap();
+    }
     let (requests_after, ops_after) = counters(&sim.stats());
     let operations = ops_after
         .into_iter()
@@ -166,7 +186,32 @@ async fn sync_all(
         .await
         .unwrap()
         .get::<_, i64>(0);
-    Invocation { wall, operations, requests: requests_after - requests_before, runs, records_part_ms }
+    // The records part's end on this clock: the process start plus the first run's delay (the
+    // binary connects first) plus the longest part.
+    let end_ms: f64 = client
+        .query_one(
+            "SELECT coalesce(extract(epoch FROM max(s.full_completed_at) - min(l.started_at)) * 1000, 0)::float8 \
+             FROM sync_state s JOIN sync_logs l ON l.sync_type = s.sync_type \
+             WHERE l.started_at > $1::text::timestamptz AND l.mode = 'full'",
+            &[&since],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let records_part_ops = samples
+        .into_iter()
+        .find(|(at, _)| at.as_secs_f64() * 1000.0 >= end_ms)
+        .map(|(_, ops)| {
+            ops.into_iter()
+                .map(|(k, v)| {
+                    let before = ops_before.get(&k).copied().unwrap_or(0);
+                    (k, v - before)
+                })
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    Invocation { wall, operations, requests: requests_after - requests_before, runs, records_part_ms, records_part_ops }
 }
 
 async fn rows_stored(db: &Scratch) -> u64 {
@@ -287,6 +332,13 @@ async fn scenario_a(pg: &Postgres, searches_in_budget: bool) {
         secs(page_floor),
         full_a.wall.as_secs_f64() / page_floor.as_secs_f64(),
         runs_line(&full_a)
+    );
+    let part: u64 = full_a.records_part_ops.values().sum();
+    println!(
+        "requests in the records part (to the first 100 ms sample after its end; the first run's start \
+         taken as the process start): {part} ({:?}); at 9.8 a second the part allows {:.0}",
+        full_a.records_part_ops,
+        records.as_secs_f64() * 9.8
     );
     incremental_table("after (a): 100 requests / 10 s, 50 ms latency", &incr_a);
 }

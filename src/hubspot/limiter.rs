@@ -39,8 +39,9 @@ pub enum Lane {
     Background,
     Polling,
     /// Bulk reads that may wait: they go only while no real-time or background caller (nor a
-    /// due search) waits, with no share of their own (a full pass's association reads, so the
-    /// records of every object's pass go first).
+    /// due search) waits and no full pass is in its records part ([`Budget::begin_records`]),
+    /// with no share of their own (a full pass's association reads, so the records of every
+    /// object's pass go first).
     Bulk,
 }
 
@@ -219,6 +220,11 @@ pub struct Budget {
     /// requests give way to them, so a full pass's searches use the search limit to the full.
     searches_due: AtomicUsize,
     searches_idle: Notify,
+    /// Full passes in their records part: the `Bulk` lane waits for all of them to end, not
+    /// only for the moments their walkers wait (a walker with a page in flight does not wait,
+    /// and a bulk read would take the slot it is about to ask for).
+    records_parts: AtomicUsize,
+    records_idle: Notify,
 }
 
 /// The span over which [`Budget::polling_share_used`] is measured.
@@ -248,6 +254,8 @@ impl Budget {
             background_idle: Notify::new(),
             searches_due: AtomicUsize::new(0),
             searches_idle: Notify::new(),
+            records_parts: AtomicUsize::new(0),
+            records_idle: Notify::new(),
         }
     }
 
@@ -281,6 +289,19 @@ impl Budget {
     fn prune(sent: &mut VecDeque<Instant>, now: Instant) {
         while sent.front().is_some_and(|at| now.saturating_duration_since(*at) >= SHARE_SPAN) {
             sent.pop_front();
+        }
+    }
+
+    /// A full pass's records part begins: `Bulk` requests wait until [`Budget::end_records`]
+    /// has been called as many times.
+    pub fn begin_records(&self) {
+        self.records_parts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A records part begun with [`Budget::begin_records`] ended.
+    pub fn end_records(&self) {
+        if self.records_parts.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.records_idle.notify_waiters();
         }
     }
 
@@ -384,14 +405,16 @@ impl Budget {
         }
     }
 
-    /// The `Bulk` lane: only while no real-time or background caller, nor a due search, waits.
+    /// The `Bulk` lane: only while no records part runs and no real-time or background caller,
+    /// nor a due search, waits.
     async fn take_bulk(&self) {
         loop {
+            Self::gone(&self.records_parts, &self.records_idle).await;
             Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
             Self::gone(&self.background_waiting, &self.background_idle).await;
             Self::gone(&self.searches_due, &self.searches_idle).await;
             let waiting = |n: &AtomicUsize| n.load(Ordering::SeqCst) > 0;
-            if waiting(&self.realtime_waiting) || waiting(&self.background_waiting) {
+            if waiting(&self.realtime_waiting) || waiting(&self.background_waiting) || waiting(&self.records_parts) {
                 continue;
             }
             match self.general.try_admit(Instant::now()) {
@@ -592,6 +615,24 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![Lane::Background, Lane::Bulk]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_reads_wait_for_every_records_part_even_between_its_requests() {
+        // Plenty of budget, nobody waiting for it: a bulk read still waits while a records part
+        // runs (its walkers are between requests), and goes as soon as the last one ends.
+        let budget = budget(100, Duration::from_millis(50), DEFAULT_POLLING_SHARE);
+        budget.begin_records();
+        budget.begin_records();
+        let b = budget.clone();
+        let bulk = tokio::spawn(async move { b.acquire(Lane::Bulk, false).await });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!bulk.is_finished(), "a bulk read went during a records part");
+        budget.end_records();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!bulk.is_finished(), "a bulk read went while one records part still ran");
+        budget.end_records();
+        tokio::time::timeout(Duration::from_secs(5), bulk).await.expect("the bulk read goes").unwrap();
     }
 
     fn budget(requests: u32, window: Duration, polling_share: f64) -> std::sync::Arc<Budget> {

@@ -134,6 +134,15 @@ struct Inner {
     copy: std::sync::RwLock<Arc<CopyConfig>>,
 }
 
+/// A full pass's records part running ([`HubSpot::records_part`]).
+pub struct RecordsPart(HubSpot);
+
+impl Drop for RecordsPart {
+    fn drop(&mut self) {
+        self.0.inner.transport.budget.end_records();
+    }
+}
+
 /// The HubSpot client. Cheap to clone; clones share the budget.
 #[derive(Clone)]
 pub struct HubSpot {
@@ -190,6 +199,13 @@ impl HubSpot {
     pub fn set_copy_config(&self, config: CopyConfig) {
         *self.inner.copy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
         self.inner.properties.forget_discovered();
+    }
+
+    /// Marks a full pass's records part as running until the guard is dropped: `Bulk` reads
+    /// (association reads of passes whose records are done) wait until none runs.
+    pub fn records_part(&self) -> RecordsPart {
+        self.inner.transport.budget.begin_records();
+        RecordsPart(self.clone())
     }
 
     /// Takes one slot of the shared budget for a request sent right after with

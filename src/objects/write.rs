@@ -34,16 +34,19 @@ impl Default for WriteContext {
 
 /// `records` with those outside `kind`'s filter marked archived with the reason and stripped of
 /// every property but the ones the filter judged them by and the owner (so the copy holds nothing
-/// of a record it was not asked to keep: no name, e-mail or amount); how many.
-fn apply_filter<'a>(kind: ObjectKind, records: &'a [Record], ctx: &WriteContext) -> (Cow<'a, [Record]>, usize) {
-    let Some(filter) = ctx.filters.get(kind) else { return (Cow::Borrowed(records), 0) };
-    let mut filtered = 0;
+/// of a record it was not asked to keep: no name, e-mail or amount); which ones (by position).
+fn apply_filter<'a>(kind: ObjectKind, records: &'a [Record], ctx: &WriteContext) -> (Cow<'a, [Record]>, Vec<bool>) {
+    let Some(filter) = ctx.filters.get(kind) else { return (Cow::Borrowed(records), vec![false; records.len()]) };
+    let mut filtered = Vec::with_capacity(records.len());
     let marked = records
         .iter()
         .map(|r| match filter.excludes(|name| r.prop(name)) {
-            None => r.clone(),
+            None => {
+                filtered.push(false);
+                r.clone()
+            }
             Some(reason) => {
-                filtered += 1;
+                filtered.push(true);
                 let mut out = r.clone();
                 out.archived = true;
                 // Nothing the copy was not asked for: only what the filter judged the record by,
@@ -87,7 +90,7 @@ async fn write_slice(
         return Ok((0, 0));
     }
     let (rows, filtered) = map_rows(kind, records, ctx);
-    Ok((write_rows(conn, kind, rows, ctx).await?, filtered))
+    Ok((write_rows(conn, kind, rows, ctx).await?, count(&filtered)))
 }
 
 /// A table's rows, mapped from records of its kind.
@@ -109,10 +112,31 @@ impl Rows {
             _ => unreachable!("rows of two kinds merged"),
         }
     }
+
+    /// Keeps the rows whose position is `true` in `keep`.
+    fn retain(&mut self, keep: &[bool]) {
+        match self {
+            Rows::Contacts(rows) => retain_at(rows, keep),
+            Rows::Deals(rows) => retain_at(rows, keep),
+            Rows::Calls(rows) => retain_at(rows, keep),
+            Rows::Owners(rows) => retain_at(rows, keep),
+        }
+    }
 }
 
-/// `records` after `kind`'s filter ([`apply_filter`]), mapped to rows; how many were filtered.
-fn map_rows(kind: ObjectKind, records: &[Record], ctx: &WriteContext) -> (Rows, usize) {
+/// Keeps the items whose position is `true` in `keep` (as long as `items`).
+fn retain_at<T>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut at = keep.iter();
+    items.retain(|_| at.next().copied().unwrap_or(false));
+}
+
+fn count(flags: &[bool]) -> usize {
+    flags.iter().filter(|f| **f).count()
+}
+
+/// `records` after `kind`'s filter ([`apply_filter`]), mapped to rows (one per record, in order);
+/// which were filtered.
+fn map_rows(kind: ObjectKind, records: &[Record], ctx: &WriteContext) -> (Rows, Vec<bool>) {
     let (records, filtered) = apply_filter(kind, records, ctx);
     let records = records.as_ref();
     let rows = match kind {
@@ -146,8 +170,10 @@ async fn write_rows(
 pub struct Prepared {
     kind: ObjectKind,
     records: Vec<Record>,
+    /// One per record, in the same order.
     rows: Rows,
-    filtered: usize,
+    /// Whether each record was outside the filter.
+    filtered: Vec<bool>,
 }
 
 impl Prepared {
@@ -161,7 +187,19 @@ impl Prepared {
         assert_eq!(self.kind, other.kind, "prepared records of two kinds merged");
         self.records.extend(other.records);
         self.rows.append(other.rows);
-        self.filtered += other.filtered;
+        self.filtered.extend(other.filtered);
+    }
+
+    /// Keeps only the records `keep` accepts, with their rows: a full pass maps a list page as it
+    /// arrives and drops, when it writes it, what its plan gave to the searches meanwhile.
+    pub fn retain(&mut self, keep: impl Fn(&Record) -> bool) {
+        let kept: Vec<bool> = self.records.iter().map(keep).collect();
+        if kept.iter().all(|k| *k) {
+            return;
+        }
+        retain_at(&mut self.records, &kept);
+        self.rows.retain(&kept);
+        retain_at(&mut self.filtered, &kept);
     }
 }
 
@@ -205,7 +243,7 @@ pub async fn write_prepared(conn: &mut AsyncPgConnection, prepared: Prepared, ct
         return WriteReport::default();
     }
     match write_rows(conn, kind, rows, ctx).await {
-        Ok(written) => WriteReport { written, failed: Vec::new(), filtered },
+        Ok(written) => WriteReport { written, failed: Vec::new(), filtered: count(&filtered) },
         Err(batch_error) => {
             tracing::warn!(object.kind = %kind, error = %batch_error, "batch write failed; writing records one by one");
             let mut report = WriteReport::default();
@@ -221,5 +259,55 @@ pub async fn write_prepared(conn: &mut AsyncPgConnection, prepared: Prepared, ct
             }
             report
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::RecordFilter;
+
+    fn contact(id: u64, owner: &str) -> Record {
+        Record {
+            id: id.to_string(),
+            properties: [("hubspot_owner_id".to_owned(), Some(owner.to_owned()))].into_iter().collect(),
+            created_at: None,
+            updated_at: chrono::Utc::now(),
+            archived: false,
+        }
+    }
+
+    fn row_ids(prepared: &Prepared) -> Vec<String> {
+        match &prepared.rows {
+            Rows::Contacts(rows) => rows.iter().map(|r| r.hubspot_contact_id.clone()).collect(),
+            _ => unreachable!("contacts only"),
+        }
+    }
+
+    /// A full pass maps a list page when it arrives and drops, when it writes it, the records its
+    /// plan gave to the searches meanwhile: the rows, the records and the filter flags must stay
+    /// one per record, or a row would be written for a record that was dropped (or lost).
+    #[test]
+    fn retaining_records_keeps_their_rows_and_filter_flags_in_step() {
+        let filter = RecordFilter { pipelines: Vec::new(), owners: vec!["7".into()], line: 1 };
+        let ctx = WriteContext {
+            filters: LiveFilters::new([(ObjectKind::Contacts, filter)].into_iter().collect()),
+            ..WriteContext::default()
+        };
+        let records: Vec<Record> = (1..=10).map(|id| contact(id, if id % 3 == 0 { "8" } else { "7" })).collect();
+        let mut prepared = prepare(ObjectKind::Contacts, records, &ctx);
+        assert_eq!(count(&prepared.filtered), 3, "ids 3, 6 and 9 are outside the filter");
+        prepared.append(prepare(ObjectKind::Contacts, vec![contact(11, "8")], &ctx));
+
+        prepared.retain(|r| r.id.parse::<u64>().unwrap() <= 6);
+        let ids: Vec<String> = prepared.records().iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, ["1", "2", "3", "4", "5", "6"]);
+        assert_eq!(row_ids(&prepared), ids, "one row per kept record, in order");
+        assert_eq!(count(&prepared.filtered), 2, "the dropped ones' filter flags go with them");
+        let Rows::Contacts(rows) = &prepared.rows else { unreachable!() };
+        assert!(rows[2].archived && !rows[3].archived, "the filtered row is still the filtered record's");
+
+        prepared.retain(|_| false);
+        assert!(prepared.records().is_empty() && row_ids(&prepared).is_empty() && prepared.filtered.is_empty());
     }
 }

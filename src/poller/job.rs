@@ -10,9 +10,9 @@ use tokio::sync::mpsc;
 
 use super::core::PollerOptions;
 use super::tally::Tally;
-use crate::hubspot::{HubSpot, HubSpotError, RecordPage};
+use crate::hubspot::{HubSpot, HubSpotError, InvalidRecord, RecordPage};
 use crate::kind::ObjectKind;
-use crate::objects::{SyncError, WriteContext, prepare, write_prepared};
+use crate::objects::{Prepared, SyncError, WriteContext, prepare, write_prepared};
 use crate::store::records::{self, RecordTable};
 use crate::store::sync_failures::{self, NewFailure};
 
@@ -53,7 +53,12 @@ impl Job<'_> {
     /// Writes one page; returns the ids of the records the database refused.
     async fn store_page(&mut self, page: RecordPage) -> HashSet<String> {
         let RecordPage { records, invalid, .. } = page;
-        let prepared = prepare(self.kind, records, &self.write);
+        self.store_prepared(prepare(self.kind, records, &self.write), invalid).await
+    }
+
+    /// [`Job::store`] of records already mapped ([`prepare`] with this job's `write` context)
+    /// and the unreadable records of their pages; returns the ids the database refused.
+    pub async fn store_prepared(&mut self, prepared: Prepared, invalid: Vec<InvalidRecord>) -> HashSet<String> {
         let updated: HashMap<String, DateTime<Utc>> =
             prepared.records().iter().map(|r| (r.id.clone(), r.updated_at)).collect();
         let handled = prepared.records().len();

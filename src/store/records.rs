@@ -197,30 +197,49 @@ pub fn upsert_sql<R: Record>() -> String {
 /// Writes `rows` with `sql` (the table's [`upsert_sql`]) in statements of up to [`MAX_BATCH`]
 /// rows, after [`newest_per_id`]; `read_since` is when the reads that returned them started, if
 /// known ([`revived`]). Returns the number of rows inserted or changed.
+///
+/// The statements are pipelined on the connection: each is sent as soon as it is bound, and the
+/// next one is bound while PostgreSQL runs it (PostgreSQL runs them one after the other, in id
+/// order). Each commits on its own, as before: when one fails, others may be written (the caller
+/// then retries every row, which newest-wins makes harmless).
 pub async fn upsert_rows<R: Record>(
     conn: &mut AsyncPgConnection,
     sql: &str,
     rows: Vec<R>,
     read_since: Option<DateTime<Utc>>,
 ) -> diesel::QueryResult<usize> {
+    use futures_util::StreamExt;
     let rows = newest_per_id(rows, R::id, R::updated_at);
+    let conn: &AsyncPgConnection = conn;
     let mut written = 0;
+    let mut sent = futures_util::stream::FuturesOrdered::new();
     for chunk in rows.chunks(MAX_BATCH) {
-        let mut query =
-            diesel::sql_query(sql).into_boxed().bind::<Array<Text>, _>(chunk.iter().map(R::id).collect::<Vec<_>>());
-        for column in R::COLUMNS {
-            query = (column.bind)(query, chunk);
+        let mut statement = upsert_statement(sql, chunk, read_since).execute(&mut { conn });
+        // The first poll queues the statement on the connection.
+        match futures_util::future::poll_immediate(&mut statement).await {
+            Some(result) => written += result?,
+            None => sent.push_back(statement),
         }
-        written += query
-            .bind::<Array<Nullable<Timestamptz>>, _>(chunk.iter().map(R::created_at).collect::<Vec<_>>())
-            .bind::<Array<Timestamptz>, _>(chunk.iter().map(R::updated_at).collect::<Vec<_>>())
-            .bind::<Array<Bool>, _>(chunk.iter().map(R::archived).collect::<Vec<_>>())
-            .bind::<Array<Jsonb>, _>(chunk.iter().map(R::properties).collect::<Vec<_>>())
-            .bind::<Nullable<Timestamptz>, _>(read_since)
-            .execute(conn)
-            .await?;
+    }
+    while let Some(result) = sent.next().await {
+        written += result?;
     }
     Ok(written)
+}
+
+/// One upsert statement ([`upsert_rows`]) of up to [`MAX_BATCH`] rows, bound.
+fn upsert_statement<'a, R: Record>(sql: &'a str, chunk: &'a [R], read_since: Option<DateTime<Utc>>) -> Upsert<'a> {
+    let mut query =
+        diesel::sql_query(sql).into_boxed().bind::<Array<Text>, _>(chunk.iter().map(R::id).collect::<Vec<_>>());
+    for column in R::COLUMNS {
+        query = (column.bind)(query, chunk);
+    }
+    query
+        .bind::<Array<Nullable<Timestamptz>>, _>(chunk.iter().map(R::created_at).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(chunk.iter().map(R::updated_at).collect::<Vec<_>>())
+        .bind::<Array<Bool>, _>(chunk.iter().map(R::archived).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(chunk.iter().map(R::properties).collect::<Vec<_>>())
+        .bind::<Nullable<Timestamptz>, _>(read_since)
 }
 
 /// A [`Column`] of a row type:

@@ -80,6 +80,18 @@ async fn a_thousand_rows_go_in_one_call_and_properties_keep_every_field() {
     .await
     .unwrap();
     assert_eq!(custom, vec![Some("7".to_owned()); 3]);
+
+    // The three statements of a call are pipelined: newest-wins holds in every one of them.
+    let rows: Vec<_> =
+        (0..2_500)
+            .map(|i| {
+                if i % 2 == 0 { contact(&i.to_string(), 2, None, "Bo") } else { contact(&i.to_string(), 0, None, "Cy") }
+            })
+            .collect();
+    assert_eq!(contacts::upsert_batch(&mut conn, rows).await.unwrap(), 1_250, "only the newer half is written");
+    for (id, first) in [("0", "Bo"), ("1", "Ann"), ("1500", "Bo"), ("1501", "Ann"), ("2498", "Bo"), ("2499", "Ann")] {
+        assert_eq!(stored(&mut conn, id).await.unwrap().1.as_deref(), Some(first), "contact {id}");
+    }
 }
 
 #[tokio::test]

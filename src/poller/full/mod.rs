@@ -10,13 +10,18 @@
 //! failures of the runs before it too (it never archives them, and says `partial`).
 //!
 //! After the records, the associations of every live record are read again (v4 batch read,
-//! `Bulk` lane: after the record pages of every pass still running): edges HubSpot no longer reports are marked removed, and so are the edges
-//! of archived records.
+//! `Bulk` lane): edges HubSpot no longer reports are marked removed, and so are the edges of
+//! archived records. The records part holds [`HubSpot::records_part`], so these reads wait until
+//! every pass still running has its records (a bulk read taking a slot while a walker's page is
+//! in flight delayed the records part by about a tenth at 100 requests / 10 s).
 //!
 //! Live ids are read by two walkers (`plan`): list pages from the lowest id, search pages of 200
 //! (`hs_object_id` ranges) from the highest, claimed so both end together; the checkpoint holds
-//! both. Rows in the searched ids that a pass did not see are read again (batch read) before
-//! they are archived, as a search index trails writes by a few seconds.
+//! both. Each walker maps its pages to rows as they arrive (`objects::prepare`), so the writer
+//! only binds and sends; the few records of a list page the plan gives to the searches are
+//! dropped, with their rows, when the page is written (`Prepared::retain`). Rows in the searched
+//! ids that a pass did not see are read again (batch read) before they are archived, as a search
+//! index trails writes by a few seconds.
 //!
 //! The property list is read again at the start of every pass, so custom properties created
 //! since the last read are fetched.
@@ -25,17 +30,17 @@ mod plan;
 
 use crate::telemetry::account;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::core::lock;
 use super::job::Job;
-use crate::hubspot::{HubSpot, HubSpotError, Lane, RecordPage};
+use crate::hubspot::{HubSpot, HubSpotError, InvalidRecord, Lane, RecordPage};
 use crate::kind::ObjectKind;
-use crate::objects::SyncError;
 use crate::objects::associations as edges;
+use crate::objects::{Prepared, SyncError, WriteContext, prepare};
 use crate::store::{associations, records, sync_state};
 use plan::{Checkpoint, Effect, Plan, SearchStep};
 
@@ -61,8 +66,40 @@ async fn start(job: &mut Job<'_>) -> Result<(DateTime<Utc>, Checkpoint), SyncErr
     Ok((started, Checkpoint::START))
 }
 
-/// A fetched page, what writing it does to the checkpoint, or why fetching stopped.
-type Fetched = Result<(RecordPage, Effect), HubSpotError>;
+/// A fetched page, mapped to rows on the walker's task (so the writer only binds and sends),
+/// with its unreadable records and what writing it does to the checkpoint.
+struct Page {
+    rows: Prepared,
+    invalid: Vec<InvalidRecord>,
+    effect: Effect,
+}
+
+/// A fetched page, or why fetching stopped.
+type Fetched = Result<Page, HubSpotError>;
+
+/// What a walker needs to fetch and map pages.
+#[derive(Clone)]
+struct Walker {
+    hubspot: HubSpot,
+    kind: ObjectKind,
+    write: WriteContext,
+    plan: Arc<Mutex<Plan>>,
+    tx: mpsc::Sender<Fetched>,
+}
+
+impl Walker {
+    /// Maps a fetched page's records and sends it to the writer; false when the walk is over
+    /// (the writer stopped, or the fetch failed).
+    async fn send(&self, fetched: Result<(RecordPage, Effect), HubSpotError>) -> bool {
+        let fetched = fetched.map(|(page, effect)| Page {
+            rows: prepare(self.kind, page.records, &self.write),
+            invalid: page.invalid,
+            effect,
+        });
+        let failed = fetched.is_err();
+        self.tx.send(fetched).await.is_ok() && !failed
+    }
+}
 
 /// Aborts the walkers when the pass stops early.
 struct Walkers(Vec<tokio::task::JoinHandle<()>>);
@@ -75,12 +112,14 @@ impl Drop for Walkers {
     }
 }
 
-/// Runs (or resumes) a full pass: a list walker and a search walker fetch ahead (at most
-/// [`GATHER_AHEAD`] pages waiting, so memory stays bounded) and this task writes the pages and
-/// saves the checkpoint after each write. Pages that arrived while the last write ran are
+/// Runs (or resumes) a full pass: a list walker and a search walker fetch and map ahead (at
+/// most [`GATHER_AHEAD`] pages waiting, so memory stays bounded) and this task writes the pages
+/// and saves the checkpoint after each write. Pages that arrived while the last write ran are
 /// written together (up to [`GATHER_RECORDS`] records: one upsert, one un-parking, one
 /// checkpoint), each first judged by the plan in the order it came, as if written alone.
 pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
+    // Until the records are done, association reads (of passes already past theirs) wait.
+    let records_part = job.hubspot.records_part();
     if let Err(e) = job.hubspot.refresh_properties(job.kind).await {
         tracing::warn!(object.kind = %job.kind, error = %e, "cannot re-read the property list before a full sync");
     }
@@ -89,12 +128,13 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     let searching = records::RecordTable::for_kind(kind).is_some();
     let plan = Arc::new(Mutex::new(Plan::new(first, job.hubspot.search_share(), searching)));
     let (tx, mut pages) = mpsc::channel(GATHER_AHEAD);
-    let _walkers = Walkers(vec![
-        account::spawn(walk_list(job.hubspot.clone(), kind, plan.clone(), tx.clone())),
-        account::spawn(walk_searches(job.hubspot.clone(), kind, plan.clone(), tx)),
-    ]);
+    let walker = Walker { hubspot: job.hubspot.clone(), kind, write: job.write.clone(), plan: plan.clone(), tx };
+    let _walkers = Walkers(vec![account::spawn(walk_list(walker.clone())), account::spawn(walk_searches(walker))]);
     let mut held = None;
+    // Where the writer's time goes (logged at the end): waiting for pages, or writing them.
+    let (mut waited, mut wrote, mut writes) = (Duration::ZERO, Duration::ZERO, 0u32);
     loop {
+        let asked = Instant::now();
         let first = match held.take() {
             Some(first) => first,
             None => match pages.recv().await {
@@ -102,17 +142,18 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
                 None => break,
             },
         };
-        let mut batch = RecordPage::default();
+        waited += asked.elapsed();
+        let writing = Instant::now();
+        let mut batch: Option<Prepared> = None;
+        let mut invalid = Vec::new();
         let mut merged = 0;
         let mut next = Some(first);
         while let Some(fetched) = next.take() {
-            let (page, effect) = fetched?;
-            take_page(&plan, &mut batch, page, effect);
+            take_page(&plan, &mut batch, &mut invalid, fetched?);
             merged += 1;
+            let gathered = batch.as_ref().map_or(0, |b| b.records().len());
             next = match pages.try_recv() {
-                Ok(Ok((page, effect))) if batch.records.len() + page.records.len() <= GATHER_RECORDS => {
-                    Some(Ok((page, effect)))
-                }
+                Ok(Ok(page)) if gathered + page.rows.records().len() <= GATHER_RECORDS => Some(Ok(page)),
                 Ok(other) => {
                     held = Some(other);
                     None
@@ -122,7 +163,9 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
         }
         job.tally.more_pages(merged - 1);
         let failed_before = job.tally.failed_ids.len();
-        job.store(batch).await;
+        if let Some(batch) = batch {
+            job.store_prepared(batch, invalid).await;
+        }
         let checkpoint = lock(&plan).checkpoint();
         if !checkpoint.is_done() {
             let failed = &job.tally.failed_ids[failed_before..];
@@ -130,7 +173,13 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
             sync_state::advance_full_checkpoint(job.conn, kind.as_str(), &checkpoint.encode(), failed, earliest)
                 .await?;
         }
+        wrote += writing.elapsed();
+        writes += 1;
     }
+    tracing::info!(
+        object.kind = %kind, writes, waiting_ms = waited.as_millis() as u64, writing_ms = wrote.as_millis() as u64,
+        "full pass: the records written"
+    );
     let left = lock(&plan).checkpoint();
     if !left.is_done() {
         // Both walkers stopped with ids left: never archive what was not read.
@@ -139,23 +188,32 @@ pub async fn run(job: &mut Job<'_>) -> Result<(), SyncError> {
     if let Some(boundary) = left.boundary {
         reread_unseen(job, started, boundary).await?;
     }
-    finish(job, started).await
+    finish(job, started).await?;
+    drop(records_part);
+    read_all_edges(job).await
 }
 
-/// Adds a fetched page to the batch being gathered: the records the plan keeps of it, and its
-/// effect on the plan (the checkpoint is saved only once the batch is written).
-fn take_page(plan: &Mutex<Plan>, batch: &mut RecordPage, mut page: RecordPage, effect: Effect) {
+/// Adds a fetched page to the batch being gathered: the records the plan keeps of it (a list
+/// page mapped before the searches claimed part of it loses that part here), and its effect on
+/// the plan (the checkpoint is saved only once the batch is written).
+fn take_page(plan: &Mutex<Plan>, batch: &mut Option<Prepared>, invalid: &mut Vec<InvalidRecord>, page: Page) {
+    let Page { mut rows, invalid: unreadable, effect } = page;
     let mut plan = lock(plan);
-    batch.records.extend(plan.keep(&effect, std::mem::take(&mut page.records)));
-    batch.invalid.extend(page.invalid);
+    rows.retain(|record| plan.keeps(&effect, record));
     plan.apply(effect);
+    invalid.extend(unreadable);
+    match batch {
+        Some(batch) => batch.append(rows),
+        None => *batch = Some(rows),
+    }
 }
 
 /// Pages fetched ahead of the writer (both walkers together): enough to fill one write.
-const GATHER_AHEAD: usize = 10;
+const GATHER_AHEAD: usize = 20;
 
-/// Most records written together when pages wait for the writer: the largest upsert statement.
-const GATHER_RECORDS: usize = crate::store::records::MAX_BATCH;
+/// Most records written together when pages wait for the writer: two upsert statements,
+/// pipelined (`store::records::upsert_rows`), one un-parking and one checkpoint.
+const GATHER_RECORDS: usize = 2 * crate::store::records::MAX_BATCH;
 
 /// Reads again (batch reads of live records) the rows searches should have seen and did not,
 /// before they are archived as unseen: a search index a few seconds behind can miss a record
@@ -176,15 +234,15 @@ async fn reread_unseen(job: &mut Job<'_>, started: DateTime<Utc>, boundary: u64)
 }
 
 /// The list walker: archived pages, then live ones up to the boundary.
-async fn walk_list(hubspot: HubSpot, kind: ObjectKind, plan: Arc<Mutex<Plan>>, tx: mpsc::Sender<Fetched>) {
+async fn walk_list(walker: Walker) {
     loop {
-        let Some((archived, after)) = lock(&plan).next_list() else { return };
-        let fetched = hubspot.list_page(kind, after.as_deref(), archived, Lane::Background).await.map(|page| {
-            let effect = lock(&plan).list_fetched(archived, &page.records, page.next.clone());
-            (page, effect)
-        });
-        let failed = fetched.is_err();
-        if tx.send(fetched).await.is_err() || failed {
+        let Some((archived, after)) = lock(&walker.plan).next_list() else { return };
+        let fetched =
+            walker.hubspot.list_page(walker.kind, after.as_deref(), archived, Lane::Background).await.map(|page| {
+                let effect = lock(&walker.plan).list_fetched(archived, &page.records, page.next.clone());
+                (page, effect)
+            });
+        if !walker.send(fetched).await {
             return;
         }
     }
@@ -194,9 +252,10 @@ async fn walk_list(hubspot: HubSpot, kind: ObjectKind, plan: Arc<Mutex<Plan>>, t
 const WAIT: Duration = Duration::from_millis(20);
 
 /// The search walker: the highest ids, then ranges claimed downwards, each read upwards.
-async fn walk_searches(hubspot: HubSpot, kind: ObjectKind, plan: Arc<Mutex<Plan>>, tx: mpsc::Sender<Fetched>) {
+async fn walk_searches(walker: Walker) {
+    let (hubspot, kind, plan) = (&walker.hubspot, walker.kind, &walker.plan);
     loop {
-        let step = lock(&plan).next_search();
+        let step = lock(plan).next_search();
         let fetched = match step {
             SearchStep::Finished => return,
             SearchStep::Wait => {
@@ -204,20 +263,19 @@ async fn walk_searches(hubspot: HubSpot, kind: ObjectKind, plan: Arc<Mutex<Plan>
                 continue;
             }
             SearchStep::Top => hubspot.search_top(kind, Lane::Background).await.map(|mut page| {
-                let (effect, kept) = lock(&plan).top_fetched(std::mem::take(&mut page.records), page.total);
+                let (effect, kept) = lock(plan).top_fetched(std::mem::take(&mut page.records), page.total);
                 page.records = kept;
                 (page, effect)
             }),
             SearchStep::Range(range) => {
                 hubspot.search_id_range(kind, range.after, range.upto, Lane::Background).await.map(|page| {
                     let next = page.next.as_deref().and_then(|id| id.parse().ok());
-                    let effect = lock(&plan).range_fetched(&range, next, page.total);
+                    let effect = lock(plan).range_fetched(&range, next, page.total);
                     (page, effect)
                 })
             }
         };
-        let failed = fetched.is_err();
-        if tx.send(fetched).await.is_err() || failed {
+        if !walker.send(fetched).await {
             return;
         }
     }
@@ -234,7 +292,7 @@ async fn finish(job: &mut Job<'_>, started: DateTime<Utc>) -> Result<(), SyncErr
     }
     let watermark = job.tally.earliest_failed.map_or(started, |t| t.min(started));
     sync_state::complete_full_sync(job.conn, job.kind.as_str(), watermark).await?;
-    read_all_edges(job).await
+    Ok(())
 }
 
 /// Reads the associations of every live record of the kind (to the other kinds and companies)

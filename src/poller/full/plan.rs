@@ -325,16 +325,13 @@ impl Plan {
         Effect::Range { upto: range.upto, next }
     }
 
-    /// The records of a fetched page to write: a live list page keeps what is at or below the
-    /// boundary (what lies above is the searches'), nothing once the list is done.
-    pub fn keep(&self, effect: &Effect, records: Vec<Record>) -> Vec<Record> {
+    /// Whether to write a record of a fetched page: a live list page keeps what is at or below
+    /// the boundary (what lies above is the searches'), nothing once the list is done.
+    pub fn keeps(&self, effect: &Effect, record: &Record) -> bool {
         match effect {
-            Effect::Live { .. } if self.written.live == Walk::Done => Vec::new(),
-            Effect::Live { .. } => match self.written.boundary {
-                Some(b) => records.into_iter().filter(|r| id_of(r).is_none_or(|id| id <= b)).collect(),
-                None => records,
-            },
-            _ => records,
+            Effect::Live { .. } if self.written.live == Walk::Done => false,
+            Effect::Live { .. } => self.written.boundary.is_none_or(|b| id_of(record).is_none_or(|id| id <= b)),
+            _ => true,
         }
     }
 
@@ -524,7 +521,7 @@ mod tests {
                 }
                 _ => match pending.pop_front() {
                     Some((records, effect)) => {
-                        for r in plan.keep(&effect, records) {
+                        for r in records.into_iter().filter(|r| plan.keeps(&effect, r)) {
                             *written.entry((r.archived, r.id.parse().unwrap())).or_default() += 1;
                         }
                         plan.apply(effect);
