@@ -58,10 +58,17 @@ impl Lane {
 
 /// At most `limit` admissions in any window of length `window` (the log), paced at one per
 /// `window / limit` with a burst of `burst` (the GCRA).
+///
+/// A held log ([`WindowLog::held`]) counts each admission until its request is answered
+/// ([`WindowLog::release`]) instead of at the moment it was admitted: the server counts a request
+/// somewhere between the two, and a request admitted early but sent late (a new connection, a
+/// busy runtime) could otherwise reach it inside the same second as ones admitted a whole window
+/// later.
 #[derive(Debug)]
 pub struct WindowLog {
     limit: usize,
     window: Duration,
+    held: bool,
     /// GCRA emission interval and tolerance (`(burst - 1) * interval`).
     interval: Duration,
     tolerance: Duration,
@@ -70,11 +77,28 @@ pub struct WindowLog {
 
 #[derive(Debug, Default)]
 struct LogState {
-    /// Send times of the last `limit` admissions, oldest first.
-    admitted: VecDeque<Instant>,
+    /// The last `limit` admissions, oldest admitted first.
+    admitted: VecDeque<Slot>,
     /// GCRA theoretical arrival time of the next request.
     tat: Option<Instant>,
+    next_id: u64,
 }
+
+/// One admission: when it counts, and whether it still waits for its answer (a held log).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    id: u64,
+    at: Instant,
+    open: bool,
+}
+
+/// An admission of a held log, named for [`WindowLog::release`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotId(u64);
+
+/// How often a held log looks again when its oldest admission is still unanswered a whole window
+/// after it was admitted (a slow answer: rare, so a short poll beats a wake-up channel).
+const OPEN_POLL: Duration = Duration::from_millis(5);
 
 impl WindowLog {
     pub fn new(limit: u32, window: Duration, burst: u32) -> Self {
@@ -84,36 +108,50 @@ impl WindowLog {
         Self {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             window,
+            held: false,
             interval,
             tolerance: interval * (burst - 1),
             state: Mutex::new(LogState::default()),
         }
     }
 
+    /// A log whose admissions count until released ([`WindowLog::release`]), at the moment of
+    /// their release.
+    pub fn held(limit: u32, window: Duration, burst: u32) -> Self {
+        Self { held: true, ..Self::new(limit, window, burst) }
+    }
+
     /// Admits one request at `now`, or says when the next admission is possible.
     pub fn try_admit(&self, now: Instant) -> Result<(), Instant> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let ready = self.next_slot(&state, now);
-        if ready > now {
-            return Err(ready);
-        }
-        self.record(&mut state, now);
-        Ok(())
+        self.admit(now).map(drop)
+    }
+
+    /// [`WindowLog::try_admit`], naming the admission (for [`WindowLog::release`]).
+    pub fn admit(&self, now: Instant) -> Result<SlotId, Instant> {
+        Self::try_admit_all(&[self], now).map(|ids| ids[0])
     }
 
     /// Admits one request at `now` into every log of `logs` together, or into none, saying when
-    /// all could admit. Locks them in the order given: callers always pass them in one order.
-    pub fn try_admit_all(logs: &[&WindowLog], now: Instant) -> Result<(), Instant> {
+    /// all could admit; the admissions in the order of `logs`. Locks them in the order given:
+    /// callers always pass them in one order.
+    pub fn try_admit_all(logs: &[&WindowLog], now: Instant) -> Result<Vec<SlotId>, Instant> {
         let mut states: Vec<_> =
             logs.iter().map(|log| log.state.lock().unwrap_or_else(PoisonError::into_inner)).collect();
         let ready = logs.iter().zip(&states).map(|(log, state)| log.next_slot(state, now)).max().unwrap_or(now);
         if ready > now {
             return Err(ready);
         }
-        for (log, state) in logs.iter().zip(states.iter_mut()) {
-            log.record(state, now);
+        Ok(logs.iter().zip(states.iter_mut()).map(|(log, state)| log.record(state, now)).collect())
+    }
+
+    /// The request of admission `id` was answered (or given up) at `at`: a held log counts it
+    /// at `at` from now on. Nothing for a log that is not held.
+    pub fn release(&self, id: SlotId, at: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = state.admitted.iter_mut().find(|slot| slot.id == id.0 && slot.open) {
+            slot.at = slot.at.max(at);
+            slot.open = false;
         }
-        Ok(())
     }
 
     /// When the log would admit a request (`now` or later), without admitting it.
@@ -122,20 +160,28 @@ impl WindowLog {
         self.next_slot(&state, now)
     }
 
-    fn record(&self, state: &mut LogState, now: Instant) {
+    fn record(&self, state: &mut LogState, now: Instant) -> SlotId {
         if state.admitted.len() == self.limit {
             state.admitted.pop_front();
         }
-        state.admitted.push_back(now);
+        let id = state.next_id;
+        state.next_id += 1;
+        state.admitted.push_back(Slot { id, at: now, open: self.held });
         state.tat = Some(state.tat.map_or(now, |tat| tat.max(now)) + self.interval);
+        SlotId(id)
     }
 
-    /// The log: with `limit` admissions logged, the oldest must be a full window old (then any
-    /// window holding `now` holds at most `limit - 1` others). The pacer: not before the
-    /// theoretical arrival time minus the burst tolerance.
+    /// The log: with `limit` admissions logged, the oldest must have counted a full window ago
+    /// (then any window holding `now` holds at most `limit - 1` others; the ones before it were
+    /// each a window old when a later one was admitted, whatever the order of their answers); an
+    /// oldest still unanswered is waited for. The pacer: not before the theoretical arrival time
+    /// minus the burst tolerance.
     fn next_slot(&self, state: &LogState, now: Instant) -> Instant {
         let log = match state.admitted.front() {
-            Some(oldest) if state.admitted.len() == self.limit => *oldest + self.window,
+            Some(oldest) if state.admitted.len() == self.limit && oldest.open => {
+                (oldest.at + self.window).max(now + OPEN_POLL)
+            }
+            Some(oldest) if state.admitted.len() == self.limit => oldest.at + self.window,
             _ => now,
         };
         let pacer = state.tat.map_or(now, |tat| tat.checked_sub(self.tolerance).unwrap_or(now));
@@ -234,13 +280,14 @@ impl Budget {
     pub fn new(options: &BudgetOptions) -> Self {
         Self {
             general: WindowLog::new(options.requests, options.window + options.margin, options.requests / 12),
-            // A search's two slots (search limit and, when searches count, the budget) are taken
-            // at one moment, so only network jitter separates the admission from HubSpot's count:
-            // the search margin covers it. Bursts of at most 3 (one search per object of an
-            // incremental run of contacts, deals and calls).
+            // A search counts until its answer arrives (a held log): HubSpot counted it somewhere
+            // between its admission and its answer, so a sixth search one second after the
+            // first one's answer cannot share a second with it, however late the first was
+            // sent. The search margin covers only the clocks' difference. Bursts of at most 3
+            // (one search per object of an incremental run of contacts, deals and calls).
             search: (options.searches_per_second > 0).then(|| {
                 let per_second = options.searches_per_second;
-                WindowLog::new(per_second, Duration::from_secs(1) + options.search_margin, 3.min(per_second))
+                WindowLog::held(per_second, Duration::from_secs(1) + options.search_margin, 3.min(per_second))
             }),
             general_pause: PauseGate::default(),
             search_pause: PauseGate::default(),
@@ -305,14 +352,16 @@ impl Budget {
         }
     }
 
-    /// Waits until one request may be sent now.
-    pub async fn acquire(&self, lane: Lane, is_search: bool) {
+    /// Waits until one request may be sent now. The caller keeps the [`Admission`] until the
+    /// request's answer (its status line) arrived, or it gave up: a search's slot counts until
+    /// then.
+    pub async fn acquire(&self, lane: Lane, is_search: bool) -> Admission<'_> {
         loop {
             if is_search {
                 self.search_pause.wait().await;
             }
             self.general_pause.wait().await;
-            match lane {
+            let search = match lane {
                 // The polling lane may wait long (it gives way): its search slot is taken with
                 // the others, at the moment it is sent.
                 Lane::Polling => self.take_polling(is_search).await,
@@ -320,10 +369,11 @@ impl Budget {
                 Lane::Realtime => self.take_realtime().await,
                 Lane::Background => self.take_background().await,
                 Lane::Bulk => self.take_bulk().await,
-            }
+            };
+            let admission = Admission { search: self.search.as_ref().zip(search) };
             // A 429 seen by another caller while this one waited: do not send into it.
             if !self.general_pause.in_force() && (!is_search || !self.search_pause.in_force()) {
-                return;
+                return admission;
             }
         }
     }
@@ -331,12 +381,12 @@ impl Budget {
     /// A search of the real-time or background lane: its search slot and (when searches count
     /// against the budget) a budget slot, taken together; while it waits for the budget slot
     /// only, other background requests give way to it (real-time ones still go first).
-    async fn take_search(&self, lane: Lane) {
+    async fn take_search(&self, lane: Lane) -> Option<SlotId> {
         let search = match (&self.search, self.searches_in_budget) {
-            (None, false) => return,
+            (None, false) => return None,
             (None, true) if lane == Lane::Realtime => return self.take_realtime().await,
             (None, true) => return self.take_background().await,
-            (Some(search), false) => return Self::take(search).await,
+            (Some(search), false) => return Some(Self::take(search).await),
             (Some(search), true) => search,
         };
         let logs = [search, &self.general];
@@ -354,17 +404,17 @@ impl Budget {
                 }
                 let now = Instant::now();
                 match WindowLog::try_admit_all(&logs, now) {
-                    Ok(()) => break true,
+                    Ok(ids) => break Some(ids[0]),
                     // Another search took the search slot meanwhile: wait for the next one.
-                    Err(_) if search.ready_at(now) > now => break false,
+                    Err(_) if search.ready_at(now) > now => break None,
                     Err(not_until) => tokio::time::sleep_until(not_until).await,
                 }
             };
             if self.searches_due.fetch_sub(1, Ordering::SeqCst) == 1 {
                 self.searches_idle.notify_waiters();
             }
-            if admitted {
-                return;
+            if admitted.is_some() {
+                return admitted;
             }
         }
     }
@@ -373,24 +423,30 @@ impl Budget {
     /// caller sends right after, marked prepaid: a batch fetcher reserves before it takes its ids,
     /// so ids arriving while it waits join the batch. Not for searches.
     pub async fn reserve(&self, lane: Lane) {
-        self.acquire(lane, false).await;
+        drop(self.acquire(lane, false).await);
     }
 
-    async fn take(log: &WindowLog) {
-        while let Err(not_until) = log.try_admit(Instant::now()) {
-            tokio::time::sleep_until(not_until).await;
+    async fn take(log: &WindowLog) -> SlotId {
+        loop {
+            match log.admit(Instant::now()) {
+                Ok(id) => return id,
+                Err(not_until) => tokio::time::sleep_until(not_until).await,
+            }
         }
     }
 
-    async fn take_realtime(&self) {
+    /// Takes a general slot (no search slot: `None`).
+    async fn take_realtime(&self) -> Option<SlotId> {
         self.realtime_waiting.fetch_add(1, Ordering::SeqCst);
         Self::take(&self.general).await;
         if self.realtime_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.realtime_idle.notify_waiters();
         }
+        None
     }
 
-    async fn take_background(&self) {
+    /// Takes a general slot (no search slot: `None`).
+    async fn take_background(&self) -> Option<SlotId> {
         self.background_waiting.fetch_add(1, Ordering::SeqCst);
         loop {
             Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
@@ -403,11 +459,12 @@ impl Budget {
         if self.background_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.background_idle.notify_waiters();
         }
+        None
     }
 
     /// The `Bulk` lane: only while no records part runs and no real-time or background caller,
     /// nor a due search, waits.
-    async fn take_bulk(&self) {
+    async fn take_bulk(&self) -> Option<SlotId> {
         loop {
             Self::gone(&self.records_parts, &self.records_idle).await;
             Self::gone(&self.realtime_waiting, &self.realtime_idle).await;
@@ -418,7 +475,7 @@ impl Budget {
                 continue;
             }
             match self.general.try_admit(Instant::now()) {
-                Ok(()) => return,
+                Ok(()) => return None,
                 Err(not_until) => tokio::time::sleep_until(not_until).await,
             }
         }
@@ -426,9 +483,10 @@ impl Budget {
 
     /// The `Polling` lane: only while no real-time or background caller waits, and within its
     /// share (its own log and the general one admit together, or neither does).
-    async fn take_polling(&self, is_search: bool) {
+    async fn take_polling(&self, is_search: bool) -> Option<SlotId> {
         let mut logs = Vec::with_capacity(3);
-        if let (true, Some(search)) = (is_search, &self.search) {
+        let searched = is_search && self.search.is_some();
+        if let (true, Some(search)) = (searched, &self.search) {
             logs.push(search);
         }
         logs.push(&self.polling);
@@ -444,11 +502,11 @@ impl Budget {
             }
             let now = Instant::now();
             match WindowLog::try_admit_all(&logs, now) {
-                Ok(()) => {
+                Ok(ids) => {
                     let mut sent = self.polling_sent.lock().unwrap_or_else(PoisonError::into_inner);
                     Self::prune(&mut sent, now);
                     sent.push_back(now);
-                    return;
+                    return searched.then(|| ids[0]);
                 }
                 // Woken early when others stop waiting is harmless: the loop looks again.
                 Err(not_until) => tokio::time::sleep_until(not_until).await,
@@ -466,6 +524,21 @@ impl Budget {
                 return;
             }
             notified.await;
+        }
+    }
+}
+
+/// One admitted request. A search's slot counts until this is dropped: keep it until the answer
+/// arrived (or the request was given up).
+#[must_use = "a search slot counts until the admission is dropped: keep it until the answer arrives"]
+pub struct Admission<'a> {
+    search: Option<(&'a WindowLog, SlotId)>,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some((log, id)) = self.search.take() {
+            log.release(id, Instant::now());
         }
     }
 }
@@ -577,17 +650,17 @@ mod tests {
             searches_in_budget: true,
             polling_share: DEFAULT_POLLING_SHARE,
         }));
-        budget.acquire(Lane::Background, false).await; // uses the first cell
+        drop(budget.acquire(Lane::Background, false).await); // uses the first cell
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let (b, o) = (budget.clone(), order.clone());
         let background = tokio::spawn(async move {
-            b.acquire(Lane::Background, false).await;
+            drop(b.acquire(Lane::Background, false).await);
             o.lock().unwrap().push(Lane::Background);
         });
         tokio::task::yield_now().await;
         let (b, o) = (budget.clone(), order.clone());
         let realtime = tokio::spawn(async move {
-            b.acquire(Lane::Realtime, false).await;
+            drop(b.acquire(Lane::Realtime, false).await);
             o.lock().unwrap().push(Lane::Realtime);
         });
         realtime.await.unwrap();
@@ -600,13 +673,13 @@ mod tests {
         // One request per 50 ms; a bulk read queues first, then a background one: the background
         // one goes first, the bulk one next.
         let budget = budget(1, Duration::from_millis(50), DEFAULT_POLLING_SHARE);
-        budget.acquire(Lane::Background, false).await; // uses the first cell
+        drop(budget.acquire(Lane::Background, false).await); // uses the first cell
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for lane in [Lane::Bulk, Lane::Background] {
             let (b, o) = (budget.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                b.acquire(lane, false).await;
+                drop(b.acquire(lane, false).await);
                 o.lock().unwrap().push(lane);
             }));
             tokio::task::yield_now().await;
@@ -625,7 +698,7 @@ mod tests {
         budget.begin_records();
         budget.begin_records();
         let b = budget.clone();
-        let bulk = tokio::spawn(async move { b.acquire(Lane::Bulk, false).await });
+        let bulk = tokio::spawn(async move { drop(b.acquire(Lane::Bulk, false).await) });
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!bulk.is_finished(), "a bulk read went during a records part");
         budget.end_records();
@@ -654,7 +727,7 @@ mod tests {
         let start = Instant::now();
         let mut sent = Vec::new();
         while start.elapsed() < Duration::from_secs(60) {
-            budget.acquire(Lane::Polling, false).await;
+            drop(budget.acquire(Lane::Polling, false).await);
             sent.push(start.elapsed());
         }
         assert!(max_in_window(&sent, Duration::from_secs(10)) <= 20, "the share is a ceiling");
@@ -664,7 +737,7 @@ mod tests {
         // The rest of the budget is still there for the others.
         let others = Instant::now();
         for _ in 0..50 {
-            budget.acquire(Lane::Background, false).await;
+            drop(budget.acquire(Lane::Background, false).await);
         }
         assert!(others.elapsed() < Duration::from_secs(10), "background requests were not held by the share");
     }
@@ -674,13 +747,13 @@ mod tests {
         // One request per 50 ms, all of it open to polling; polling queues first, then background,
         // then a real-time caller: they are served in the opposite order.
         let budget = budget(1, Duration::from_millis(50), 1.0);
-        budget.acquire(Lane::Background, false).await; // uses the first cell
+        drop(budget.acquire(Lane::Background, false).await); // uses the first cell
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for lane in [Lane::Polling, Lane::Background, Lane::Realtime] {
             let (b, o) = (budget.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                b.acquire(lane, false).await;
+                drop(b.acquire(lane, false).await);
                 o.lock().unwrap().push(lane);
             }));
             tokio::task::yield_now().await;
@@ -706,10 +779,78 @@ mod tests {
         let start = Instant::now();
         let mut sent = Vec::new();
         for _ in 0..10 {
-            budget.acquire(Lane::Polling, true).await;
+            drop(budget.acquire(Lane::Polling, true).await);
             sent.push(start.elapsed());
         }
         assert!(max_in_window(&sent, Duration::from_secs(1)) <= 2, "{sent:?}");
+    }
+
+    /// Searches admitted at the limit but sent late (the first ones open their connections
+    /// while the runtime is busy), then later ones sent at once: the server, counting each at
+    /// its arrival, must never see more than 5 in a second. Each search keeps its admission
+    /// until its answer (50 ms after arrival), as the transport does.
+    #[tokio::test(start_paused = true)]
+    async fn searches_sent_late_never_bunch_at_the_server() {
+        for in_budget in [true, false] {
+            let budget = std::sync::Arc::new(Budget::new(&BudgetOptions {
+                requests: 100,
+                window: Duration::from_secs(10),
+                margin: Duration::ZERO,
+                searches_per_second: 5,
+                search_margin: Duration::ZERO,
+                searches_in_budget: in_budget,
+                polling_share: DEFAULT_POLLING_SHARE,
+            }));
+            let start = Instant::now();
+            let arrivals = std::sync::Arc::new(Mutex::new(Vec::new()));
+            let mut walkers = Vec::new();
+            for walker in 0..3u64 {
+                let (budget, arrivals) = (budget.clone(), arrivals.clone());
+                walkers.push(tokio::spawn(async move {
+                    for page in 0..12u64 {
+                        let admission = budget.acquire(Lane::Background, true).await;
+                        // The first pages are sent late; the delay varies per walker.
+                        let late = if page < 2 { 150 + 60 * walker } else { (walker * 7 + page * 13) % 20 };
+                        tokio::time::sleep(Duration::from_millis(late)).await;
+                        arrivals.lock().unwrap().push(start.elapsed());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        drop(admission);
+                    }
+                }));
+            }
+            for walker in walkers {
+                walker.await.unwrap();
+            }
+            let mut arrivals = arrivals.lock().unwrap().clone();
+            arrivals.sort();
+            assert_eq!(arrivals.len(), 36);
+            let most = max_in_window(&arrivals, Duration::from_secs(1));
+            assert!(most <= 5, "{most} searches reached the server in one second: {arrivals:?}");
+        }
+    }
+
+    /// A held log counts an admission at its release, and waits for an unanswered oldest one.
+    #[test]
+    fn a_held_log_counts_each_admission_until_it_is_released() {
+        let second = Duration::from_secs(1);
+        let log = WindowLog::held(2, second, 2);
+        let t0 = Instant::now();
+        let first = log.admit(t0).unwrap();
+        let second_id = log.admit(t0).unwrap();
+        // The oldest is unanswered: not even a whole window later.
+        assert!(log.try_admit(t0 + second).is_err());
+        log.release(second_id, t0 + Duration::from_millis(100));
+        log.release(first, t0 + Duration::from_millis(300));
+        // Answered at 300 ms: a third goes one window after that, not after its admission.
+        assert_eq!(log.try_admit(t0 + second), Err(t0 + Duration::from_millis(1300)));
+        let third = log.admit(t0 + Duration::from_millis(1300)).unwrap();
+        let _fourth = log.admit(t0 + Duration::from_millis(2300)).unwrap();
+        // A slow answer: the oldest (third) is waited for past a window, looked at every poll,
+        // and once answered counts from its answer.
+        let late = t0 + Duration::from_millis(3400);
+        assert_eq!(log.try_admit(late), Err(late + OPEN_POLL));
+        log.release(third, late);
+        assert_eq!(log.ready_at(late), late + second);
     }
 
     /// A greedy searcher and a greedy lister share 10 requests a second and 5 searches: counted
@@ -733,7 +874,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut sent = Vec::new();
                     while start.elapsed() < Duration::from_secs(6) {
-                        budget.acquire(Lane::Background, is_search).await;
+                        drop(budget.acquire(Lane::Background, is_search).await);
                         sent.push(start.elapsed());
                     }
                     sent

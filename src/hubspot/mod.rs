@@ -44,8 +44,9 @@ pub struct ClientOptions {
     pub window_margin: Duration,
     /// Search requests per second (HubSpot: 5).
     pub searches_per_second: u32,
-    /// Extra length of the search limit's one-second window (network jitter between admitting a
-    /// search and HubSpot counting it; both of a search's slots are taken at one moment).
+    /// Extra length of the search limit's one-second window. A search counts from its admission
+    /// until its answer arrives (HubSpot counted it in between), so network jitter is covered;
+    /// the margin covers only rounding and the clocks' difference.
     pub search_margin: Duration,
     pub retry: RetryOptions,
     /// Timeout of one HTTP request.
@@ -71,7 +72,7 @@ impl Default for ClientOptions {
             window: Duration::from_secs(10),
             window_margin: Duration::from_millis(200),
             searches_per_second: 5,
-            search_margin: Duration::from_millis(50),
+            search_margin: Duration::from_millis(10),
             retry: RetryOptions::default(),
             request_timeout: Duration::from_secs(30),
             properties: HashMap::new(),

@@ -132,15 +132,18 @@ impl Transport {
     }
 
     async fn attempt(&self, call: &Call<'_>, paid: bool) -> Result<Vec<u8>, Failure> {
-        if !paid {
-            self.budget.acquire(call.lane, call.is_search).await;
-        }
+        // Kept until the answer's status line arrived: a search's slot counts until then.
+        let admission = match paid {
+            true => None,
+            false => Some(self.budget.acquire(call.lane, call.is_search).await),
+        };
         let mut request = self.http.request(call.method.clone(), call.url).query(call.query);
         if let Some(body) = &call.body {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
         }
         let started = Instant::now();
         let sent = request.send().await;
+        drop(admission);
         metrics::histogram!(metric::HUBSPOT_REQUEST_DURATION, "endpoint" => call.endpoint.to_owned())
             .record(started.elapsed().as_secs_f64());
         let response = match sent {
