@@ -18,7 +18,10 @@
 //! The pacer alone would let `b - 1` extra requests into a window, the log alone would let a
 //! burst pattern repeat every window; together they give the bound, full throughput (a run
 //! limited by the budget takes `requests / N * W`) and short waits. The window is lengthened by a
-//! margin that absorbs network jitter between sending a request and HubSpot counting it.
+//! margin that absorbs network jitter between sending a request and HubSpot counting it. The
+//! one-second search limit has no room for such a margin (a request admitted early and sent late
+//! under load, beside ones sent at once, reached the simulator as a sixth search in a second), so
+//! a search counts until its answer arrives ([`WindowLog::held`], [`Admission`]).
 //! governor (GCRA) was the first choice; it cannot bound a rolling window exactly with a burst
 //! above 1, and pairing it with a separate log would take a GCRA cell even when the log refuses.
 
