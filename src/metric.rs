@@ -136,8 +136,8 @@ pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";
 /// Counter, label `result` (`delivered`, `failed`): attempts to deliver an owner change to
 /// `OWNER_CHANGE_WEBHOOK_URL` (`owner_hooks`).
 pub const OWNER_CHANGE_DELIVERIES: &str = "hubspot_sync_owner_change_deliveries_total";
-/// Gauge: accounts other than the default one whose parts run in this process
-/// (`runtime::accounts`).
+/// Gauge: accounts other than the default one whose parts run in this process, those stopping
+/// included (`runtime::accounts`).
 pub const ACCOUNTS_RUNNING: &str = "hubspot_sync_accounts_running";
 /// Gauge: 1 while this instance leads (holds the leader lock: schedules runs, sends alerts), else 0.
 pub const LEADER: &str = "hubspot_sync_leader";

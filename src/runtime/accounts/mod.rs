@@ -121,7 +121,8 @@ impl AccountSet {
                     Err(e) => note_failure(&mut failing, portal_id, &e),
                 }
             }
-            metrics::gauge!(crate::metric::ACCOUNTS_RUNNING).set(running.len() as f64);
+            // Stopping ones still run (they drain): 0 means nothing of any account runs here.
+            metrics::gauge!(crate::metric::ACCOUNTS_RUNNING).set((running.len() + stopping.len()) as f64);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 changed = wanted.changed(), if source_open => source_open = changed.is_ok(),
