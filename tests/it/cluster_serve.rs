@@ -90,3 +90,75 @@ async fn a_privacy_erasure_removes_the_persons_events_from_handed_over_batches()
     );
     assert_eq!(waiting(&mut conn, OTHER).await, vec![vec!["contact.creation:501".to_owned()]], "another portal's 501");
 }
+
+/// `serve` as machine `name` of a cluster with short lease timings, the default account's
+/// webhooks and the EMEA account's variables set; webhooks on `port`.
+async fn machine(
+    db: &TestDb,
+    home: &hubspot_sim::SimHandle,
+    name: &str,
+    port: u16,
+    metrics_port: u16,
+) -> crate::harness::binary::ServeProcess {
+    use crate::accounts_serve::{DEFAULT_PORTAL, EMEA_SECRET};
+    crate::harness::binary::ServeBinary::new(&db.url())
+        .hubspot(home)
+        .port(port)
+        .quiet_schedules()
+        .env("MACHINE_ID", name)
+        .env("CLUSTER_HEARTBEAT", "1s")
+        .env("CLUSTER_LEASE", "4s")
+        .env("CLUSTER_FENCE_MARGIN", "1s")
+        .env("ACCOUNT_POOL_SIZE", "2")
+        .env("DATABASE_POOL_SIZE", "4")
+        .env("HUBSPOT_PORTAL_ID", DEFAULT_PORTAL.to_string())
+        .env("HUBSPOT_CLIENT_SECRET", crate::harness::hooks::SECRET)
+        .env("EMEA_TOKEN", "pat-emea-token")
+        .env("EMEA_CLIENT_SECRET", EMEA_SECRET)
+        .env("FETCH_WINDOW", "100ms")
+        .env("METRICS_PORT", metrics_port.to_string())
+        .spawn()
+        .await
+}
+
+/// Whether machine `name` holds the EMEA account's lease now.
+async fn holds(db: &TestDb, name: &str) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM account_leases WHERE portal_id = 2002 AND holder = '{name}' AND expires_at > now()"
+    );
+    db.count(&sql).await == 1
+}
+
+#[tokio::test]
+async fn webhooks_posted_to_a_machine_that_does_not_run_the_account_land_and_its_accounts_move_when_it_is_killed() {
+    use crate::accounts_serve::{EMEA_PORTAL, account_sim, add_emea, churn, converged, database, scrape};
+    use crate::harness::{PATIENCE, eventually, free_port};
+    let (port_a, port_b) = (free_port(), free_port());
+    // Both simulators deliver to machine A; the EMEA account is held by machine B.
+    let home = account_sim(port_a, crate::accounts_serve::DEFAULT_PORTAL, crate::harness::hooks::SECRET, 42, 20).await;
+    let emea = account_sim(port_a, EMEA_PORTAL, crate::accounts_serve::EMEA_SECRET, 9, 40).await;
+    let db = database().await;
+    let b = machine(&db, &home, "b", port_b, free_port()).await;
+    add_emea(&db, &emea, 100, crate::harness::hooks::NEVER).await;
+    eventually(PATIENCE, "machine b did not take the account", || holds(&db, "b")).await;
+    let metrics_a = free_port();
+    let a = machine(&db, &home, "a", port_a, metrics_a).await;
+    converged(&db, &emea, Some(EMEA_PORTAL), "the account's first copy, by machine b").await;
+    churn(&emea, 3);
+    converged(&db, &emea, Some(EMEA_PORTAL), "webhooks received by machine a, run by machine b").await;
+    assert!(holds(&db, "b").await, "machine b still holds the account");
+    let handed = scrape(metrics_a).await;
+    assert!(
+        handed.lines().any(|l| l.starts_with("hubspot_sync_webhook_handed_over_total") && !l.ends_with(" 0")),
+        "machine a handed the account's webhooks over:\n{handed}"
+    );
+
+    // Killed: machine a takes the account once b's lease expires; the time is reported.
+    let killed = std::time::Instant::now();
+    assert_eq!(b.kill().await, None, "ended by SIGKILL, no exit code");
+    eventually(PATIENCE, "machine a did not take the dead machine's account", || holds(&db, "a")).await;
+    eprintln!("account moved from the killed machine in {:?}", killed.elapsed());
+    churn(&emea, 2);
+    converged(&db, &emea, Some(EMEA_PORTAL), "the account on machine a").await;
+    drop(a);
+}
