@@ -1,5 +1,8 @@
 //! Several machines as `serve` wires them (issue 20, item 3): a GDPR erasure scrubs the person
-//! from the webhook batches waiting in `webhook_handoff` for the account's lease holder.
+//! from the webhook batches waiting in `webhook_handoff` for the account's lease holder; two
+//! `serve` binaries on one database: webhooks posted to the machine that does not run the
+//! account land through the hand-over, and a SIGKILL of the holder moves the account (the time
+//! is printed, never asserted) to the other, where it converges.
 
 use diesel_async::AsyncConnection as _;
 use hubspot_sync::store::accounts::{self, NewAccount};
