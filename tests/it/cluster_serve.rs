@@ -5,27 +5,14 @@
 //! is printed, never asserted) to the other, where it converges.
 
 use diesel_async::AsyncConnection as _;
-use hubspot_sync::store::accounts::{self, NewAccount};
+use hubspot_sync::store::accounts;
 use hubspot_sync::store::{cluster, contacts};
 
+use crate::cluster::add_account;
 use crate::harness::TestDb;
 
 const P: i64 = 2002;
 const OTHER: i64 = 3003;
-
-async fn add_account(conn: &mut diesel_async::AsyncPgConnection, portal_id: i64) {
-    let account = NewAccount {
-        portal_id,
-        name: format!("account {portal_id}"),
-        token_env: "ACCOUNT_TOKEN".into(),
-        client_secret_env: None,
-        api_base: None,
-        requests_per_10s: None,
-        schedule_incremental: None,
-        schedule_full: None,
-    };
-    accounts::add(conn, account).await.unwrap();
-}
 
 /// The object ids of each waiting batch of `portal_id`, oldest first (taken out of the table).
 async fn waiting(conn: &mut diesel_async::AsyncPgConnection, portal_id: i64) -> Vec<Vec<String>> {
