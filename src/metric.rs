@@ -30,8 +30,12 @@ pub const WEBHOOK_EVENTS_IGNORED: &str = "hubspot_sync_webhook_events_ignored_to
 /// Counter: events for a HubSpot portal that is no account of this database (answered 204 unless
 /// `WEBHOOK_UNKNOWN_PORTAL=refuse`, never written).
 pub const WEBHOOK_UNKNOWN_PORTAL_EVENTS: &str = "hubspot_sync_webhook_unknown_portal_events_total";
-/// Counter: verified webhook batches of an account this process does not run (answered 503).
+/// Counter: verified v1/v2-only webhook batches of an account this process does not run
+/// (answered 503; a v3 one is handed over).
 pub const WEBHOOK_ACCOUNT_NOT_SERVED: &str = "hubspot_sync_webhook_account_not_served_total";
+/// Counter: verified webhook batches stored for the account's lease holder on another machine
+/// (`webhook_handoff`), one per account of the batch.
+pub const WEBHOOK_HANDED_OVER: &str = "hubspot_sync_webhook_handed_over_total";
 
 // The public HTTP port's connections (`runtime::connections`).
 /// Counter: kept-alive connections closed because the next request head was not complete in
@@ -132,8 +136,8 @@ pub const ALERTS_FIRING: &str = "hubspot_sync_alerts_firing";
 /// Counter, label `result` (`delivered`, `failed`): attempts to deliver an owner change to
 /// `OWNER_CHANGE_WEBHOOK_URL` (`owner_hooks`).
 pub const OWNER_CHANGE_DELIVERIES: &str = "hubspot_sync_owner_change_deliveries_total";
-/// Gauge: accounts other than the default one whose parts run in this process
-/// (`runtime::accounts`).
+/// Gauge: accounts other than the default one whose parts run in this process, those stopping
+/// included (`runtime::accounts`).
 pub const ACCOUNTS_RUNNING: &str = "hubspot_sync_accounts_running";
 /// Gauge: 1 while this instance leads (holds the leader lock: schedules runs, sends alerts), else 0.
 pub const LEADER: &str = "hubspot_sync_leader";

@@ -372,6 +372,8 @@ fn serve_args(args: &DemoArgs, sim: &SimHandle, database_url: &str, client_secre
         retention: args.retention.clone(),
         copy: crate::config::CopySettings::default(),
         portal: crate::config::PortalSettings { hubspot_portal_id: Some(DEFAULT_PORTAL) },
+        cluster: crate::config::ClusterSettings::default(),
+        account_pool_size: crate::runtime::accounts::DEFAULT_ACCOUNT_POOL_SIZE,
         env: crate::config::Environment::default(),
     })
 }

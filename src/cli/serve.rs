@@ -12,9 +12,10 @@ use anyhow::Context as _;
 use crate::alerts::channels::Channels;
 use crate::alerts::monitor::Monitor;
 use crate::app::AppState;
+use crate::cluster::{Drain, LeaseTimings, Leases};
 use crate::config::{
-    CopyConfig, CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings, PortalSettings,
-    RetentionSettings, ScheduleSettings, ServerSettings, WebhookSettings,
+    ClusterSettings, CopyConfig, CopySettings, DatabaseSettings, HubSpotSettings, OwnerSettings, PollingSettings,
+    PortalSettings, RetentionSettings, ScheduleSettings, ServerSettings, WebhookSettings,
 };
 use crate::fetcher::FetcherOptions;
 use crate::hubspot::{ClientOptions, HubSpot, Lane};
@@ -55,6 +56,13 @@ pub struct ServeArgs {
     pub copy: CopySettings,
     #[command(flatten)]
     pub portal: PortalSettings,
+    #[command(flatten)]
+    pub cluster: ClusterSettings,
+    /// Connections of each non-default account's pool (`ACCOUNT_POOL_SIZE`): every account this
+    /// machine runs holds up to this many, beside `DATABASE_POOL_SIZE`.
+    #[arg(long, env = "ACCOUNT_POOL_SIZE", value_name = "ACCOUNT_POOL_SIZE",
+          default_value_t = accounts::DEFAULT_ACCOUNT_POOL_SIZE, value_parser = clap::value_parser!(u16).range(1..))]
+    pub account_pool_size: u16,
     /// Where the other accounts' tokens and client secrets are read: the process environment
     /// (`demo` gives its second account's in code).
     #[arg(skip)]
@@ -114,7 +122,7 @@ impl ServeArgs {
         );
         let controls = crate::poller::control::AccountControls::default();
         let accounts =
-            self.accounts(&target, (&copy_for_accounts, &write), &webhooks, controls.clone(), pool.clone(), &election);
+            self.accounts(&target, (&copy_for_accounts, &write), &webhooks, controls.clone(), pool.clone())?;
         let ops = ops
             .with_polling(polling)
             .with_reloader(Arc::new(reloader))
@@ -158,7 +166,8 @@ impl ServeArgs {
     }
 
     /// The other accounts' runtime: each account's parts built from these settings and its
-    /// own; which accounts run here comes from the accounts table while this process leads.
+    /// own; which accounts run here is the set whose lease this machine holds; the hand-over
+    /// drain gives their intakes the batches other machines received for them.
     fn accounts(
         &self,
         target: &crate::store::connect::DbTarget,
@@ -166,8 +175,7 @@ impl ServeArgs {
         webhooks: &Intake,
         controls: crate::poller::control::AccountControls,
         pool: store::Pool,
-        election: &Election,
-    ) -> runtime::Accounts {
+    ) -> Result<runtime::Accounts, CliError> {
         // The same filters as the default account's, so a reload of the file reaches them too.
         let write = write.clone();
         let client = ClientOptions {
@@ -177,7 +185,10 @@ impl ServeArgs {
         };
         let template = accounts::Template {
             target: target.clone(),
-            pool: self.database.pool_options("hubspot-sync"),
+            pool: crate::store::pool::PoolOptions {
+                max_size: usize::from(self.account_pool_size),
+                ..self.database.pool_options("hubspot-sync")
+            },
             hubspot: self.hubspot.clone(),
             client,
             schedules: self.schedules.clone(),
@@ -190,12 +201,19 @@ impl ServeArgs {
             controls,
             env: self.env.clone(),
         };
-        let leadership = election.leadership();
-        let source_pool = pool.clone();
-        runtime::Accounts {
+        let machine = self.cluster.machine_id();
+        tracing::info!(machine = %machine, "this machine's id in the account leases");
+        let leases = Leases::new(pool.clone(), machine, LeaseTimings::of(&self.cluster)?);
+        let (served, settings, drain_pool) = (webhooks.served().clone(), self.cluster.clone(), pool.clone());
+        let drain = move |held, shutdown| {
+            let sink = move |portal_id, batches| crate::webhook::hand_on(served.clone(), portal_id, batches);
+            Drain::new(drain_pool, held, &settings, sink).spawn(shutdown)
+        };
+        Ok(runtime::Accounts {
             set: accounts::AccountSet::new(template, pool, self.server.shutdown_grace),
-            source: Box::new(move |shutdown| accounts::source::table(source_pool, leadership, shutdown)),
-        }
+            leases,
+            drain: Box::new(drain),
+        })
     }
 
     /// How records are written: `OWNER_ROLE`, and `HUBSPOT_SYNC_CONFIG`'s filters.

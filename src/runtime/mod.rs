@@ -52,12 +52,46 @@ pub struct ServeOptions {
     pub accounts: Option<Accounts>,
 }
 
-/// The other accounts' runtime and what decides which of them run here.
+/// The other accounts' runtime and what decides which of them run here: this machine's
+/// account leases (`cluster::Leases`), whose held set is the [`accounts::AccountSet`]'s source.
 pub struct Accounts {
     pub set: accounts::AccountSet,
-    /// Called once at start with the shutdown token: the portal ids to run, as they change
-    /// ([`accounts::source::table`], or a lease-based source).
-    pub source: Box<dyn FnOnce(CancellationToken) -> accounts::Wanted + Send>,
+    /// Started on a token of its own, stopped only once the accounts' parts have stopped (so a
+    /// lease is freed only when nothing of its account runs here any more).
+    pub leases: crate::cluster::Leases,
+    /// Started with the held set and the shutdown token: the webhook hand-over drain
+    /// (`cluster::Drain`), feeding the accounts held here their batches received elsewhere.
+    pub drain: Box<dyn FnOnce(crate::cluster::HeldPortals, CancellationToken) -> JoinHandle<()> + Send>,
+}
+
+/// The other accounts once started.
+struct RunningAccounts {
+    set: JoinHandle<()>,
+    drain: JoinHandle<()>,
+    leases: crate::cluster::LeasesHandle,
+}
+
+impl RunningAccounts {
+    fn start(accounts: Accounts, shutdown: &CancellationToken) -> RunningAccounts {
+        // Not the shutdown token: the leases outlive the accounts' stop (see `stop`).
+        let leases = accounts.leases.spawn(CancellationToken::new());
+        let drain = (accounts.drain)(leases.held(), shutdown.clone());
+        let set = accounts.set.spawn(leases.held(), shutdown.clone());
+        RunningAccounts { set, drain, leases }
+    }
+
+    /// Stops the accounts' parts (within the grace), the drain, then frees the leases: another
+    /// machine starts an account only once nothing of it runs here. Batches arriving meanwhile
+    /// for an account that stopped here are handed over (`webhook`), not queued.
+    async fn stop(self, grace: Duration) {
+        tokio::join!(
+            stop_within(grace + ACCOUNTS_MARGIN, "the other accounts", self.set),
+            stop_within(DRAIN_STOP, "the webhook hand-over drain", self.drain),
+        );
+        if tokio::time::timeout(LEASES_STOP, self.leases.stop()).await.is_err() {
+            tracing::warn!("the account leases were not freed in time; they expire on their own");
+        }
+    }
 }
 
 /// What the poller's scheduler needs; it runs until the shutdown token is cancelled.
@@ -156,8 +190,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let replay_stop = CancellationToken::new();
     let replay_writer = tokio::spawn(replay.0.run(replay.1, replay_stop.clone()));
     let lanes = options.fast_polling.map(|lanes| lanes.spawn(shutdown.clone()));
-    let accounts =
-        options.accounts.map(|accounts| accounts.set.spawn((accounts.source)(shutdown.clone()), shutdown.clone()));
+    let accounts = options.accounts.map(|accounts| RunningAccounts::start(accounts, &shutdown));
     let (poller, scheduler) = match options.scheduler {
         Some(s) => {
             let task = tokio::spawn(crate::poller::run_scheduler(
@@ -209,10 +242,11 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
                     poller.shutdown(grace).await;
                 }
             };
-            // The other accounts stop beside the default one's parts, each within the grace.
+            // The other accounts stop beside the default one's parts, each within the grace; then
+            // their leases are freed.
             let others = async {
                 if let Some(accounts) = accounts {
-                    stop_within(grace + ACCOUNTS_MARGIN, "the other accounts", accounts).await;
+                    accounts.stop(grace).await;
                 }
             };
             tokio::join!(drain, runs, others);
@@ -249,6 +283,13 @@ const AFTER_SERVER: Duration = Duration::from_secs(10);
 /// Beyond the grace, what the accounts' stop may take: their fetchers' cut-off (1 s) and the
 /// last replay digests (1 s); within [`stop_deadline`]'s margin.
 const ACCOUNTS_MARGIN: Duration = Duration::from_secs(3);
+
+/// What the hand-over drain may take to stop (its look in flight ends first).
+const DRAIN_STOP: Duration = Duration::from_secs(1);
+
+/// What freeing the leases may take once the accounts stopped; with [`ACCOUNTS_MARGIN`] within
+/// [`stop_deadline`]'s 5 s margin.
+const LEASES_STOP: Duration = Duration::from_millis(1500);
 
 /// The longest a stop may take from SIGTERM to the HTTP server closed: the drain and the runs
 /// (each bounded by the grace), then the server's own graceful stop (the grace again), plus a

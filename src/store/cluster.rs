@@ -245,3 +245,40 @@ pub async fn waiting_portals(conn: &mut AsyncPgConnection, portals_held: &[i64])
             .await?;
     Ok(portals(rows))
 }
+
+/// Whether a handed-over event (`e`, jsonb) names one of the contacts `$1`: its object, an end
+/// of its association, its merge's survivor or a merged id, in an event about contacts (false,
+/// never NULL, for an event lacking those fields).
+const NAMES_CONTACT: &str = "coalesce(( \
+    (e->>'subscriptionType' LIKE 'contact.%' OR e->>'objectTypeId' = '0-1' \
+     OR e->>'fromObjectTypeId' = '0-1' OR e->>'toObjectTypeId' = '0-1' \
+     OR e->>'associationType' ILIKE '%contact%') \
+    AND (e->>'objectId' = ANY($1) OR e->>'fromObjectId' = ANY($1) OR e->>'toObjectId' = ANY($1) \
+         OR e->>'primaryObjectId' = ANY($1) \
+         OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(e->'mergedObjectIds') = 'array' \
+                    THEN e->'mergedObjectIds' ELSE '[]'::jsonb END) AS m(id) WHERE m.id = ANY($1)))), false)";
+
+/// A privacy erasure's part here: removes from the current portal's waiting handed-over
+/// batches (`hubspot_sync_portal()`, so run it in the account's scope) every event naming one of
+/// the contacts `ids`, and the batches left empty; the other events stay for the holder. A batch
+/// a drainer holds at this moment is skipped (`SKIP LOCKED`: the erasure must not wait for the
+/// intake that drainer feeds, which may be this very erasure); it leaves the table when that
+/// drain commits, and the erased ids can no longer be stored (`contacts_refuse_erased`). The
+/// batches scrubbed.
+pub async fn scrub_handed_over(conn: &mut AsyncPgConnection, ids: &[String]) -> Result<usize, diesel::result::Error> {
+    let sql = format!(
+        "WITH hit AS (SELECT id, convert_from(body, 'UTF8')::jsonb AS events FROM webhook_handoff \
+             WHERE portal_id = hubspot_sync_portal() \
+             AND jsonb_typeof(convert_from(body, 'UTF8')::jsonb) = 'array' \
+             AND EXISTS (SELECT 1 FROM jsonb_array_elements(convert_from(body, 'UTF8')::jsonb) AS t(e) WHERE {NAMES_CONTACT}) \
+             ORDER BY id FOR UPDATE SKIP LOCKED), \
+         kept AS (SELECT hit.id, (SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements(hit.events) \
+             WITH ORDINALITY AS t(e, n) WHERE NOT {NAMES_CONTACT}) AS events FROM hit), \
+         emptied AS (DELETE FROM webhook_handoff h USING kept WHERE h.id = kept.id AND kept.events IS NULL RETURNING h.id), \
+         rewritten AS (UPDATE webhook_handoff h SET body = convert_to(kept.events::text, 'UTF8') FROM kept \
+             WHERE h.id = kept.id AND kept.events IS NOT NULL RETURNING h.id) \
+         SELECT (SELECT count(*) FROM emptied) + (SELECT count(*) FROM rewritten) AS n"
+    );
+    let scrubbed: Count = diesel::sql_query(sql).bind::<Array<Text>, _>(ids).get_result(conn).await?;
+    Ok(usize::try_from(scrubbed.n).unwrap_or(0))
+}

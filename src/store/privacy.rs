@@ -6,8 +6,9 @@
 //! into E, erasing E takes A to E), the record an erased row was merged into, and every id listed
 //! in `hs_merged_object_ids` of a row in the set (an alias whose merge webhook was missed and
 //! that a full pass archived with `merged_into` NULL). For all of them: the `contacts` rows,
-//! their `contact_owner_history`, their `associations` (from and to them), and their entries in the failed-record lists of the contacts'
-//! `sync_logs.error_details`; every one of those ids is recorded in `privacy_deletions`.
+//! their `contact_owner_history`, their `associations` (from and to them), their entries in the failed-record lists of the contacts'
+//! `sync_logs.error_details`, and the events naming them in the account's webhook batches
+//! waiting in `webhook_handoff` (`store::cluster::scrub_handed_over`); every one of those ids is recorded in `privacy_deletions`.
 //!
 //! **What cannot come back.** The purge holds [`PURGE_LOCK`] exclusively for its transaction;
 //! the `contacts_refuse_erased` trigger (migration `privacy_guard`) takes it shared before every
@@ -107,6 +108,8 @@ pub async fn erase(conn: &mut AsyncPgConnection, ids: &[String]) -> diesel::Quer
             .execute(conn)
             .await?;
         scrub_run_details(conn, &all).await?;
+        // Webhook batches waiting for this account's lease holder can name the person too.
+        super::cluster::scrub_handed_over(conn, &all).await?;
         Ok(removed)
     })
     .await

@@ -147,7 +147,8 @@ enum Refusal {
     Store(crate::store::StoreError),
     /// No account of this database has the batch's portal (`WEBHOOK_UNKNOWN_PORTAL=refuse`).
     UnknownPortal,
-    /// A verified batch of an account whose parts this process does not run ([`served`]).
+    /// A verified v1/v2-only batch of an account whose parts this process does not run
+    /// ([`served`]; a v3 one is handed over).
     AccountNotServed,
 }
 
@@ -278,68 +279,149 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
         }
     };
     let (verified, key) = verify(req, &body, intake, secrets).map_err(Refusal::Signature)?;
-    let lanes = match account {
-        None => vec![Lane {
-            portal_id: accounts.default_portal(),
-            pool: pool.clone(),
-            queue: intake.queue.clone(),
-            replay: intake.replay.clone(),
-        }],
-        Some(first) => served_lanes(served, &accounts, first, &portals)?,
+    let (lanes, elsewhere) = match account {
+        None => (
+            vec![Lane {
+                portal_id: accounts.default_portal(),
+                pool: pool.clone(),
+                queue: intake.queue.clone(),
+                replay: intake.replay.clone(),
+            }],
+            Vec::new(),
+        ),
+        Some(first) => served_lanes(served, &accounts, first, &portals),
     };
-    let replay = &lanes[0].replay;
-    replay.admit(&lanes[0].pool, verified.version, key.as_ref()).await?;
+    // The replay rule of an account lives with its parts: only a v3 batch (which needs none)
+    // is handed over; a v1/v2-only one gets 503 until it reaches the holder.
+    if !elsewhere.is_empty() && verified.version != signature::Version::V3 {
+        metrics::counter!(metric::WEBHOOK_ACCOUNT_NOT_SERVED).increment(1);
+        return Err(Refusal::AccountNotServed);
+    }
+    if let Some(lane) = lanes.first() {
+        lane.replay.admit(&lane.pool, verified.version, key.as_ref()).await?;
+    }
     let events: Vec<event::RawEvent> = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let count = events.len();
     let mut delivered = 0;
     for lane in &lanes {
         // Events of other portals in a batch (one app installed in portals that are no account
         // here) are counted, never written into this account.
-        let own: Vec<event::RawEvent> = match lane.portal_id {
-            Some(own) => events.iter().filter(|e| e.portal_id.is_none_or(|p| p == own)).cloned().collect(),
-            None => events.clone(),
-        };
+        let own = own_events(&events, lane.portal_id);
         delivered += own.len();
         match (account, lane.portal_id) {
             (Some(_), Some(portal)) => crate::telemetry::account::scope(portal, lane.deliver(own)).await?,
             _ => lane.deliver(own).await?,
         }
     }
+    for portal_id in &elsewhere {
+        delivered += own_events(&events, Some(*portal_id)).len();
+    }
+    hand_over(pool, &elsewhere, &body).await?;
     if delivered < count {
         metrics::counter!(metric::WEBHOOK_UNKNOWN_PORTAL_EVENTS).increment((count - delivered) as u64);
     }
-    replay.accepted(&lanes[0].pool, verified.version, key).await.map_err(Refusal::Store)?;
+    if let Some(lane) = lanes.first() {
+        lane.replay.accepted(&lane.pool, verified.version, key).await.map_err(Refusal::Store)?;
+    }
     Ok(count)
 }
 
+/// The events of `events` that are `portal_id`'s (all of them for the default account while its
+/// portal id is unknown).
+fn own_events(events: &[event::RawEvent], portal_id: Option<i64>) -> Vec<event::RawEvent> {
+    match portal_id {
+        Some(own) => events.iter().filter(|e| e.portal_id.is_none_or(|p| p == own)).cloned().collect(),
+        None => events.to_vec(),
+    }
+}
+
+/// Stores a verified batch for each account of `portals` that does not run here, durably,
+/// before the 204: its lease holder's drain (`cluster::Drain`) gives it to the account's intake
+/// ([`hand_on`]); while no machine holds the account, it waits there.
+async fn hand_over(pool: &Pool, portals: &[i64], body: &[u8]) -> Result<(), Refusal> {
+    if portals.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool.get().await.map_err(|e| Refusal::Store(e.into()))?;
+    for portal_id in portals {
+        crate::store::cluster::push(&mut conn, *portal_id, &[body.to_vec()]).await.map_err(Refusal::Store)?;
+        metrics::counter!(metric::WEBHOOK_HANDED_OVER).increment(1);
+        tracing::debug!(account.portal_id = portal_id, "webhook for an account run elsewhere: handed over");
+    }
+    Ok(())
+}
+
+/// Why handed-over batches could not be given to an account's intake (they stay in the table).
+#[derive(Debug, thiserror::Error)]
+pub enum HandOnError {
+    #[error("account {0} does not run here (yet)")]
+    NotRunning(i64),
+    #[error("the account's intake refused the batch: {0}")]
+    Refused(&'static str, #[source] Option<Box<dyn std::error::Error + Send + Sync>>),
+}
+
+impl From<Refusal> for HandOnError {
+    fn from(refusal: Refusal) -> Self {
+        let message = refusal.message();
+        let cause: Option<Box<dyn std::error::Error + Send + Sync>> = match refusal {
+            Refusal::Store(e) => Some(Box::new(e)),
+            Refusal::Queue(e) => Some(Box::new(e)),
+            _ => None,
+        };
+        HandOnError::Refused(message, cause)
+    }
+}
+
+/// Gives batches other machines received for `portal_id` (verified there, `hand_over`) to its
+/// intake here, as if they had come in here: the writes, then its queue. An error leaves every
+/// one of them for the next look (its writes are idempotent).
+pub async fn hand_on(
+    served: served::Served,
+    portal_id: i64,
+    batches: Vec<crate::store::cluster::HandedOver>,
+) -> Result<(), HandOnError> {
+    let account = served.get(portal_id).ok_or(HandOnError::NotRunning(portal_id))?;
+    let lane =
+        Lane { portal_id: Some(portal_id), pool: account.pool, queue: Some(account.queue), replay: account.replay };
+    for batch in batches {
+        let events: Vec<event::RawEvent> = match serde_json::from_slice(&batch.body) {
+            Ok(events) => events,
+            Err(e) => {
+                // Parsed before it was stored: never expected; kept, it would block the account.
+                tracing::error!(account.portal_id = portal_id, error = %e, "handed-over webhook is not an event array: dropped");
+                continue;
+            }
+        };
+        crate::telemetry::account::scope(portal_id, lane.deliver(own_events(&events, Some(portal_id)))).await?;
+    }
+    Ok(())
+}
+
 /// The lanes of a verified batch of other accounts (`first` and any other account sharing its
-/// app in the batch): each must run here, else nothing is written and the batch gets 503.
+/// app in the batch) that run here, and the accounts of it that do not (their batch is handed
+/// over: [`hand_over`]).
 fn served_lanes(
     served: &served::Served,
     accounts: &route::Accounts,
     first: i64,
     portals: &std::collections::BTreeSet<i64>,
-) -> Result<Vec<Lane>, Refusal> {
+) -> (Vec<Lane>, Vec<i64>) {
     let mut ids = vec![first];
     ids.extend(portals.iter().copied().filter(|p| *p != first && accounts.is_account(*p)));
-    ids.into_iter()
-        .map(|portal_id| {
-            let Some(account) = served.get(portal_id) else {
-                metrics::counter!(metric::WEBHOOK_ACCOUNT_NOT_SERVED).increment(1);
-                tracing::warn!(
-                    account.portal_id = portal_id,
-                    "webhook for an account this process does not run (not started here, or its start failed): 503, HubSpot retries it"
-                );
-                return Err(Refusal::AccountNotServed);
-            };
-            Ok(Lane {
+    let mut lanes = Vec::new();
+    let mut elsewhere = Vec::new();
+    for portal_id in ids {
+        match served.get(portal_id) {
+            Some(account) => lanes.push(Lane {
                 portal_id: Some(portal_id),
                 pool: account.pool,
                 queue: Some(account.queue),
                 replay: account.replay,
-            })
-        })
-        .collect()
+            }),
+            None => elsewhere.push(portal_id),
+        }
+    }
+    (lanes, elsewhere)
 }
 
 /// Where one account's events of a batch go.

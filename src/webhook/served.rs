@@ -2,7 +2,8 @@
 //! its batches are written through (its portal-scoped pool, its queue, its replay rule). The
 //! per-account runtime (`runtime::accounts`) adds an account once its fetchers run and removes
 //! it before they drain, so a batch is acknowledged only while someone will read its ids; a
-//! verified batch of an account not here is answered 503 (HubSpot retries it).
+//! verified batch of an account not here (held by another machine, by none, or stopping here)
+//! is stored for its lease holder (`webhook_handoff`, `cluster::Drain`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -35,7 +36,7 @@ impl Served {
         self.write().insert(intake.portal_id, intake);
     }
 
-    /// From now on, `portal_id`'s batches get 503.
+    /// From now on, `portal_id`'s batches are handed over.
     pub fn remove(&self, portal_id: i64) -> Option<AccountIntake> {
         self.write().remove(&portal_id)
     }

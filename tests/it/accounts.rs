@@ -456,10 +456,15 @@ async fn one_webhook_url_routes_each_portal_and_verifies_it_with_its_own_secret(
     let body = deletion(1001, "987654321");
     assert_eq!(post(&url, body.clone(), &signed(EMEA_SECRET, &url, &body, now())).await, 401);
     assert_eq!((db.count(&live(1001)).await, db.count(&live(2002)).await), (1, 1), "nothing written");
-    // Signed with its own secret, portal 2002's batch is verified; its fetchers are not run by
-    // this process yet, so it is not acknowledged (HubSpot retries it).
+    // Signed with its own secret, portal 2002's batch is verified; this process does not run
+    // the account (its token variable is unset), so the batch is stored for the account's lease
+    // holder (204) and nothing is written yet. Signed with v1 only it gets 503: its replay rule
+    // lives with the holder.
     let body = deletion(2002, "987654321");
-    assert_eq!(post(&url, body.clone(), &signed(EMEA_SECRET, &url, &body, now())).await, 503);
+    let v1_only: Vec<_> = signed(EMEA_SECRET, &url, &body, now()).into_iter().take(2).collect();
+    assert_eq!(post(&url, body.clone(), &v1_only).await, 503);
+    assert_eq!(post(&url, body.clone(), &signed(EMEA_SECRET, &url, &body, now())).await, 204);
+    assert_eq!(db.count("SELECT count(*) FROM webhook_handoff WHERE portal_id = 2002").await, 1, "handed over");
     // An unknown portal: counted, answered 204, nothing written, whoever signed it.
     let body = deletion(9009, "987654321");
     assert_eq!(post(&url, body, &[]).await, 204);

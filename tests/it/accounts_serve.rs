@@ -15,15 +15,15 @@ use crate::harness::compare::{Merges, all_differences};
 use crate::harness::hooks::{NEVER, SECRET};
 use crate::harness::{PATIENCE, TestDb, eventually, free_port};
 
-const DEFAULT_PORTAL: i64 = 1001;
-const EMEA_PORTAL: i64 = 2002;
-const EMEA_SECRET: &str = "emea-app-secret";
+pub(crate) const DEFAULT_PORTAL: i64 = 1001;
+pub(crate) const EMEA_PORTAL: i64 = 2002;
+pub(crate) const EMEA_SECRET: &str = "emea-app-secret";
 const ADMIN: &str = "accounts-admin";
 /// Long enough for a slow machine; every wait is for a condition.
 const LONG: Duration = Duration::from_secs(240);
 
 /// A simulator playing `portal`, its webhooks signed with `secret` and sent to `port`.
-async fn account_sim(port: u16, portal: i64, secret: &str, seed: u64, contacts: usize) -> SimHandle {
+pub(crate) async fn account_sim(port: u16, portal: i64, secret: &str, seed: u64, contacts: usize) -> SimHandle {
     let mut hooks = WebhookConfig::new(format!("http://127.0.0.1:{port}/webhooks/hubspot"), secret);
     hooks.portal_id = portal as u64;
     hooks.retry_base_ms = 250;
@@ -49,7 +49,7 @@ async fn accounts_cli(db: &TestDb, args: &[&str]) {
 
 /// Adds the EMEA account: its token and secret variables, its simulator, `budget` and its own
 /// incremental schedule.
-async fn add_emea(db: &TestDb, sim: &SimHandle, budget: u32, schedule: &str) {
+pub(crate) async fn add_emea(db: &TestDb, sim: &SimHandle, budget: u32, schedule: &str) {
     let budget = budget.to_string();
     accounts_cli(
         db,
@@ -97,14 +97,14 @@ async fn serve(db: &TestDb, sim: &SimHandle, port: u16, metrics_port: u16) -> Se
 }
 
 /// A database whose default account is portal 1001.
-async fn database() -> TestDb {
+pub(crate) async fn database() -> TestDb {
     let db = TestDb::new().await;
     accounts::adopt_default_portal(&mut db.conn().await, DEFAULT_PORTAL).await.unwrap();
     db
 }
 
 /// Waits until the rows of `portal` (`None`: the default account) equal `sim`'s data.
-async fn converged(db: &TestDb, sim: &SimHandle, portal: Option<i64>, what: &str) {
+pub(crate) async fn converged(db: &TestDb, sim: &SimHandle, portal: Option<i64>, what: &str) {
     let mut last = Vec::new();
     let deadline = tokio::time::Instant::now() + LONG;
     while tokio::time::Instant::now() < deadline {
@@ -120,7 +120,7 @@ async fn converged(db: &TestDb, sim: &SimHandle, portal: Option<i64>, what: &str
 }
 
 /// Creations, updates, deletions and merges of every kind (each delivered as a webhook).
-fn churn(sim: &SimHandle, n: usize) {
+pub(crate) fn churn(sim: &SimHandle, n: usize) {
     for object in ["contacts", "deals", "calls"] {
         let req = ChurnRequest {
             object: object.into(),
@@ -135,7 +135,7 @@ fn churn(sim: &SimHandle, n: usize) {
 }
 
 /// The Prometheus text of `serve`'s metrics listener.
-async fn scrape(metrics_port: u16) -> String {
+pub(crate) async fn scrape(metrics_port: u16) -> String {
     reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap()
 }
 

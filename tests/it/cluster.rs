@@ -29,19 +29,24 @@ async fn accounts(db: &TestDb, n: i64) -> BTreeSet<i64> {
     let mut conn = db.conn().await;
     accounts::adopt_default_portal(&mut conn, 1).await.unwrap();
     for portal_id in 1000..1000 + n {
-        let account = NewAccount {
-            portal_id,
-            name: format!("account {portal_id}"),
-            token_env: "ACCOUNT_TOKEN".into(),
-            client_secret_env: None,
-            api_base: None,
-            requests_per_10s: None,
-            schedule_incremental: None,
-            schedule_full: None,
-        };
-        accounts::add(&mut conn, account).await.unwrap();
+        add_account(&mut conn, portal_id).await;
     }
     (1000..1000 + n).collect()
+}
+
+/// Adds the non-default account `portal_id` (its token variable `ACCOUNT_TOKEN`).
+pub(crate) async fn add_account(conn: &mut diesel_async::AsyncPgConnection, portal_id: i64) {
+    let account = NewAccount {
+        portal_id,
+        name: format!("account {portal_id}"),
+        token_env: "ACCOUNT_TOKEN".into(),
+        client_secret_env: None,
+        api_base: None,
+        requests_per_10s: None,
+        schedule_incremental: None,
+        schedule_full: None,
+    };
+    accounts::add(conn, account).await.unwrap();
 }
 
 /// Every live machine's published set, read continuously: any portal published by two

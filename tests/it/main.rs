@@ -10,6 +10,7 @@ mod associations;
 mod audit;
 mod cli;
 mod cluster;
+mod cluster_serve;
 mod config_file;
 mod config_filter;
 mod demo;

@@ -1,9 +1,8 @@
 //! The accounts other than the default one, each run in this process with its own parts
-//! ([`running`]): which ones run is decided by a `watch` of portal ids alone ([`Wanted`]), so
-//! its source can be swapped. Here the source is the accounts table read every
-//! [`source::EVERY`] while this process leads ([`source::table`]: `accounts add` is picked up
-//! without a restart, `accounts remove` stops the account); a lease-based source across
-//! machines gives the same type.
+//! ([`running`]): which ones run is decided by a `watch` of portal ids alone ([`Wanted`]). In
+//! `serve` it is the set of accounts whose lease this machine holds (`cluster::Leases`, which
+//! reads the accounts table every beat: `accounts add` is picked up without a restart,
+//! `accounts remove` stops the account).
 //!
 //! An account that joins the set is started (its start retried every [`RETRY`] while it fails,
 //! for example while its token variable is unset, the reason logged when it changes); one that
@@ -11,7 +10,6 @@
 //! account is not part of the set: it runs as before (`runtime::start`).
 
 pub mod running;
-pub mod source;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -36,8 +34,9 @@ pub use running::{Running, StartError};
 /// The portal ids of the accounts (other than the default one) this process is to run.
 pub type Wanted = watch::Receiver<BTreeSet<i64>>;
 
-/// Connections of an account's pool: a few, so dozens of accounts fit in PostgreSQL's 100.
-pub const ACCOUNT_POOL_SIZE: usize = 3;
+/// Connections of an account's pool by default (`ACCOUNT_POOL_SIZE`): a few, so dozens of
+/// accounts fit in PostgreSQL's 100.
+pub const DEFAULT_ACCOUNT_POOL_SIZE: u16 = 3;
 
 /// Batch reads of an account in flight at once (within its small pool).
 pub const ACCOUNT_READS_IN_FLIGHT: usize = 2;
@@ -49,7 +48,7 @@ pub const RETRY: Duration = Duration::from_secs(10);
 /// (token, API base, budget, schedules) override.
 pub struct Template {
     pub target: DbTarget,
-    /// The pool shape (its size is [`ACCOUNT_POOL_SIZE`]).
+    /// The pool shape, its size the account pool's (`ACCOUNT_POOL_SIZE`).
     pub pool: PoolOptions,
     /// The process's HubSpot settings (API version, searches in budget).
     pub hubspot: HubSpotSettings,
@@ -69,10 +68,10 @@ pub struct Template {
 }
 
 impl Template {
-    /// `pool` resized for an account, `fetcher` bounded to its pool.
+    /// `fetcher` bounded to the account's pool.
     pub fn sized(mut self) -> Self {
-        self.pool.max_size = ACCOUNT_POOL_SIZE;
-        self.fetcher.max_in_flight = self.fetcher.max_in_flight.min(ACCOUNT_READS_IN_FLIGHT);
+        let reads = ACCOUNT_READS_IN_FLIGHT.min(self.pool.max_size.max(1));
+        self.fetcher.max_in_flight = self.fetcher.max_in_flight.min(reads);
         self
     }
 }
@@ -122,7 +121,8 @@ impl AccountSet {
                     Err(e) => note_failure(&mut failing, portal_id, &e),
                 }
             }
-            metrics::gauge!(crate::metric::ACCOUNTS_RUNNING).set(running.len() as f64);
+            // Stopping ones still run (they drain): 0 means nothing of any account runs here.
+            metrics::gauge!(crate::metric::ACCOUNTS_RUNNING).set((running.len() + stopping.len()) as f64);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 changed = wanted.changed(), if source_open => source_open = changed.is_ok(),
@@ -157,7 +157,7 @@ fn note_failure(failing: &mut HashMap<i64, String>, portal_id: i64, error: &Star
     let reason = crate::telemetry::ErrorChain(error).to_string();
     if failing.get(&portal_id) != Some(&reason) {
         tracing::error!(account.portal_id = portal_id, error = %reason,
-            "cannot start the account; its webhooks get 503 until it starts (tried again every 10 s)");
+            "cannot start the account; its webhooks wait in the hand-over table until it starts (tried again every 10 s)");
         failing.insert(portal_id, reason);
     }
 }
