@@ -270,9 +270,11 @@ async fn connections(pg_client: &tokio_postgres::Client) -> (usize, usize) {
 }
 
 /// Connections a step needs at most: each process's default pool and extras, 3 per other account
-/// (`runtime::accounts::ACCOUNT_POOL_SIZE`) on whichever process runs it, and the bench's own.
+/// (`runtime::accounts::DEFAULT_ACCOUNT_POOL_SIZE`, `ACCOUNT_POOL_SIZE`) on whichever process runs it, and the bench's own.
 fn connections_needed(k: usize, p: usize, pool: usize) -> usize {
-    p * (pool + PROCESS_EXTRA_CONNECTIONS) + hubspot_sync::runtime::accounts::ACCOUNT_POOL_SIZE * (k - 1) + 2
+    p * (pool + PROCESS_EXTRA_CONNECTIONS)
+        + usize::from(hubspot_sync::runtime::accounts::DEFAULT_ACCOUNT_POOL_SIZE) * (k - 1)
+        + 2
 }
 
 /// Every portal changes records once a second for the warm-up and `seconds`; the ids changed per
