@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Postgres, Scratch, free_port, machine, quantile};
+use common::{Postgres, Scratch, free_port, machine, quantile, track_versions};
 use hubspot_sim::{ChurnRequest, Sim, SimHandle, SimOptions, WebhookConfig};
 use hubspot_sync::objects::ObjectKind;
 use hubspot_sync::store::accounts::{self, NewAccount};
@@ -56,7 +56,6 @@ const SECRET: &str = "bench-client-secret";
 const FIRST_PORTAL: u64 = 101;
 const WARM_UP: Duration = Duration::from_secs(3);
 const NEVER: &str = "0 0 1 1 *";
-const KINDS: [ObjectKind; 3] = [ObjectKind::Contacts, ObjectKind::Deals, ObjectKind::Calls];
 /// Connections a `serve` process holds besides its default pool (leases, hand-over, listeners):
 /// an estimate for the check before a step; the peak seen is reported.
 const PROCESS_EXTRA_CONNECTIONS: usize = 6;
@@ -154,27 +153,6 @@ async fn add_accounts(db: &Scratch, portals: &[u64]) {
         };
         accounts::add(&mut conn, account).await.unwrap();
     }
-}
-
-/// The trigger that records when each (portal, row, `updated_at`) version is first written.
-async fn track_versions(db: &Scratch) {
-    let mut sql = String::from(
-        "CREATE UNLOGGED TABLE bench_seen (portal_id bigint, tbl text, id text, updated_at timestamptz, \
-             seen_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (portal_id, tbl, id, updated_at)); \
-         CREATE FUNCTION bench_seen() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             INSERT INTO bench_seen (portal_id, tbl, id, updated_at) \
-             VALUES (NEW.portal_id, TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0], NEW.updated_at) ON CONFLICT DO NOTHING; \
-             RETURN NULL; END $$;",
-    );
-    for kind in KINDS {
-        let table = RecordTable::for_kind(kind).unwrap();
-        sql.push_str(&format!(
-            "CREATE TRIGGER bench_seen AFTER INSERT OR UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION bench_seen('{k}');",
-            t = table.name(),
-            k = table.key()
-        ));
-    }
-    db.client().await.batch_execute(&sql).await.unwrap();
 }
 
 /// Starts one `hubspot-sync serve` on `port`, its log in the temp directory.

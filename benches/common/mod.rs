@@ -208,15 +208,15 @@ pub async fn copy_data(db: &Scratch, sim: &SimHandle) {
     }
 }
 
-/// The trigger that records when each (row, `updated_at`) version is first written (table
+/// The trigger that records when each (portal, row, `updated_at`) version is first written (table
 /// `bench_seen`).
 pub async fn track_versions(db: &Scratch) {
     let mut sql = String::from(
-        "CREATE UNLOGGED TABLE bench_seen (tbl text, id text, updated_at timestamptz, \
-             seen_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (tbl, id, updated_at)); \
+        "CREATE UNLOGGED TABLE bench_seen (portal_id bigint, tbl text, id text, updated_at timestamptz, \
+             seen_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (portal_id, tbl, id, updated_at)); \
          CREATE FUNCTION bench_seen() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             INSERT INTO bench_seen (tbl, id, updated_at) \
-             VALUES (TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0], NEW.updated_at) ON CONFLICT DO NOTHING; \
+             INSERT INTO bench_seen (portal_id, tbl, id, updated_at) \
+             VALUES (NEW.portal_id, TG_TABLE_NAME, to_jsonb(NEW) ->> TG_ARGV[0], NEW.updated_at) ON CONFLICT DO NOTHING; \
              RETURN NULL; END $$;",
     );
     for kind in KINDS {
