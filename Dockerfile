@@ -12,6 +12,7 @@ RUN set -eu; \
     for lib in src/lib.rs sim/src/lib.rs; do mkdir -p "$(dirname "$lib")"; : > "$lib"; done; \
     for main in src/main.rs sim/src/main.rs tests/it/main.rs \
         benches/upsert.rs benches/sync.rs benches/ingest.rs benches/freshness.rs benches/fastpoll.rs \
+        benches/cluster.rs benches/accounts.rs \
         sim/benches/batch_read.rs; do \
       mkdir -p "$(dirname "$main")"; echo 'fn main() {}' > "$main"; \
     done
