@@ -97,12 +97,13 @@ impl<R> Labelled<R> {
         label
     }
 
-    /// `key` with the account label when its metric is a per-account one.
-    fn key(&self, key: &Key) -> Key {
+    /// The key with the `account` label for a per-account metric; the key itself (borrowed, not
+    /// copied: this runs at every recording) for any other.
+    fn key<'k>(&self, key: &'k Key) -> std::borrow::Cow<'k, Key> {
         if !metric::PER_ACCOUNT.contains(&key.name()) {
-            return key.clone();
+            return std::borrow::Cow::Borrowed(key);
         }
-        key.with_extra_labels(vec![Label::new(LABEL, self.label_of(current()))])
+        std::borrow::Cow::Owned(key.with_extra_labels(vec![Label::new(LABEL, self.label_of(current()))]))
     }
 }
 
@@ -160,9 +161,11 @@ mod tests {
     #[test]
     fn only_per_account_metrics_get_the_label() {
         let layer = Labelled::new(metrics::NoopRecorder);
-        let per_account = layer.key(&Key::from_name(metric::HUBSPOT_REQUESTS));
+        let requests = Key::from_name(metric::HUBSPOT_REQUESTS);
+        let per_account = layer.key(&requests);
         assert_eq!(per_account.labels().map(|l| (l.key(), l.value())).collect::<Vec<_>>(), [(LABEL, DEFAULT)]);
-        let process = layer.key(&Key::from_name(metric::HTTP_REQUESTS));
+        let http = Key::from_name(metric::HTTP_REQUESTS);
+        let process = layer.key(&http);
         assert_eq!(process.labels().count(), 0);
     }
 }
