@@ -266,7 +266,7 @@ async fn accept(req: &HttpRequest, payload: web::Payload, intake: &Intake, pool:
     let intake = &intake.inner;
     let body = limits::read_body(req, payload).await.map_err(Refusal::from)?;
     let accounts = intake.router.accounts(pool, env).await;
-    let portals = route::portals(&body);
+    let portals = if accounts.routes_by_portal() { route::portals(&body) } else { Default::default() };
     let account_secrets;
     let (secrets, account) = match accounts.target(&portals) {
         route::Target::Default => (intake.secrets.as_ref(), None),

@@ -67,6 +67,13 @@ impl Accounts {
         self.others.contains_key(&portal)
     }
 
+    /// Whether a batch's portal ids can change where it goes: not with the default account alone
+    /// and its portal id unknown (a single-account deployment), whose batches all go to it; the
+    /// body is then not parsed for them.
+    pub fn routes_by_portal(&self) -> bool {
+        self.default_portal != UNKNOWN_PORTAL || !self.others.is_empty()
+    }
+
     /// Where a batch whose events name `portals` goes (pure).
     pub fn target(&self, portals: &BTreeSet<i64>) -> Target {
         let theirs: Vec<i64> = portals.iter().copied().filter(|p| *p != self.default_portal).collect();
@@ -187,6 +194,19 @@ mod tests {
         assert!(matches!(two.target(&set(&[1001, 2002])), Target::Mixed));
         assert!(matches!(two.target(&set(&[9009])), Target::Unknown(ref p) if p == &[9009]));
         assert!(matches!(two.target(&set(&[1001, 9009])), Target::Default));
+    }
+
+    #[test]
+    fn a_body_is_parsed_for_portals_only_where_they_can_change_the_target() {
+        let single = accounts(UNKNOWN_PORTAL, &[]);
+        assert!(!single.routes_by_portal());
+        for portals in [set(&[]), set(&[62515]), set(&[1, 2])] {
+            assert!(matches!(single.target(&portals), Target::Default), "every batch is the single account's");
+        }
+        let known = accounts(1001, &[]);
+        assert!(known.routes_by_portal(), "another portal's batch is told apart once the default's id is known");
+        assert!(matches!(known.target(&set(&[9009])), Target::Unknown(_)));
+        assert!(accounts(UNKNOWN_PORTAL, &[(2002, "S2")]).routes_by_portal());
     }
 
     #[test]
